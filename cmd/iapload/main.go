@@ -1,0 +1,37 @@
+// Command iapload drives a running iapd with a mix of Odoo-shaped JSON-RPC
+// calls and prints throughput, latency percentiles, errors by kind and the
+// server's resident memory.
+//
+// Figures on a shared machine are only meaningful side by side, so
+// -baseline first measures, in the same run and with the same client, a
+// minimal native fasthttp JSON-RPC echo on loopback, then iapd, and prints
+// the ratio iapd / baseline.
+//
+// Usage:
+//
+//	IAPD_ADMIN_TOKEN=… iapload -url http://127.0.0.1:8070 -ops 127.0.0.1:9070 \
+//	    -mix authcap=8,balance=1,authcancel=1 -c 64 -d 10s [-newconn] [-baseline] [-pid PID]
+//
+// The tool creates (or reuses) a service "iapload" and credits -accounts
+// accounts through the admin API before the run. It only ever talks to the
+// addresses it is given; use loopback.
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "iapload:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,104 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"time"
+)
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("iapload", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		targetURL = fs.String("url", "http://127.0.0.1:8070", "iapd public URL (loopback)")
+		ops       = fs.String("ops", "127.0.0.1:9070", "iapd ops address, for the admin API (setup)")
+		mixFlag   = fs.String("mix", "authcap=8,balance=1,authcancel=1", "weighted ops: authcap, authcancel, balance")
+		conns     = fs.Int("c", 64, "concurrent connections")
+		dur       = fs.Duration("d", 10*time.Second, "duration of each measured run")
+		warmup    = fs.Duration("warmup", 2*time.Second, "unmeasured warm-up before each run")
+		newConn   = fs.Bool("newconn", false, "a new TCP connection per request (as Odoo's iap_jsonrpc calls)")
+		baseline  = fs.Bool("baseline", false, "also measure a native fasthttp JSON-RPC echo in the same run and print the ratio")
+		accounts  = fs.Int("accounts", 1000, "number of accounts to spread the load over")
+		credit    = fs.String("credit", "1000000", "credits given to each account at setup")
+		key       = fs.String("key", "", "service key to use (skips service creation); default: create service iapload")
+		pid       = fs.Int("pid", 0, "iapd's process id, to report its RSS")
+	)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	m, err := parseMix(*mixFlag)
+	if err != nil {
+		return err
+	}
+	u, err := url.Parse(*targetURL)
+	if err != nil || u.Host == "" || u.Scheme != "http" {
+		return fmt.Errorf("-url %q: want http://host:port", *targetURL)
+	}
+	if *conns <= 0 || *accounts <= 0 || *dur <= 0 {
+		return errors.New("-c, -accounts and -d must be positive")
+	}
+
+	var out bytes.Buffer
+	flush := func() { stdout.Write(out.Bytes()); out.Reset() }
+	mode := "keep-alive"
+	if *newConn {
+		mode = "new connection per request"
+	}
+	fmt.Fprintf(&out, "iapload: %d connections, %s, %s per run, mix %s\n", *conns, mode, *dur, *mixFlag)
+	flush()
+
+	var base *result
+	if *baseline {
+		addr, stop, err := startBaseline()
+		if err != nil {
+			return err
+		}
+		bt := &target{addr: addr, newConn: *newConn, echoOnly: true}
+		drive(ctx, "warmup", bt, m, *conns, *warmup)
+		base = drive(ctx, "baseline", bt, m, *conns, *dur)
+		stop()
+		base.report(&out)
+		flush()
+	}
+
+	admin := &adminClient{base: "http://" + *ops, token: getenv("IAPD_ADMIN_TOKEN")}
+	t := &target{addr: u.Host, newConn: *newConn, service: "iapload", key: *key}
+	if t.key == "" {
+		if t.key, err = admin.ensureService(ctx, t.service); err != nil {
+			return fmt.Errorf("setup: %w", err)
+		}
+	}
+	run := make([]byte, 4)
+	rand.Read(run)
+	prefix := hex.EncodeToString(run)
+	for i := 0; i < *accounts; i++ {
+		tok := fmt.Sprintf("%s%024x", prefix, i)
+		if err := admin.credit(ctx, t.service, tok, *credit, "iapload-"+tok); err != nil {
+			return fmt.Errorf("setup: crediting account %d: %w", i, err)
+		}
+		t.tokens = append(t.tokens, tok)
+	}
+	drive(ctx, "warmup", t, m, *conns, *warmup)
+	res := drive(ctx, "iapd", t, m, *conns, *dur)
+	res.report(&out)
+	if base != nil {
+		fmt.Fprintf(&out, "ratio     iapd / baseline = %.2f (req/s)\n", res.rps()/base.rps())
+	}
+	if *pid > 0 {
+		if rss, err := rssBytes(*pid); err == nil {
+			hwm, _ := hwmBytes(*pid)
+			fmt.Fprintf(&out, "server    RSS %.1f MB (peak %.1f MB)\n", float64(rss)/(1<<20), float64(hwm)/(1<<20))
+		} else {
+			fmt.Fprintf(&out, "server    RSS unavailable: %v\n", err)
+		}
+	}
+	flush()
+	return ctx.Err()
+}
