@@ -30,6 +30,7 @@ var (
 
 // ParseCredits parses a JSON number literal (as json.Number gives it, e.g.
 // "2.5", "1e3", "-0", "0.0001") exactly, without going through a float.
+// Only JSON number syntax is accepted ("+1", "01" and ".5" are not).
 // Negative amounts, more than four significant decimals, and amounts above
 // MaxCredits are refused. "NaN" and "Infinity" are not JSON numbers and are
 // refused as ErrNotANumber.
@@ -51,29 +52,37 @@ func ParseSignedCredits(s string) (Credits, error) { return parseDecimal(s) }
 func parseDecimal(s string) (Credits, error) {
 	i := 0
 	neg := false
-	if i < len(s) && (s[i] == '-' || s[i] == '+') {
-		neg = s[i] == '-'
+	if i < len(s) && s[i] == '-' {
+		neg = true
 		i++
 	}
+	// JSON number syntax (RFC 8259 §6): int = "0" / [1-9] *DIGIT
 	var digits []byte // significant digits, integer part then fraction
 	intDigits := 0
-	sawDigit := false
-	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
-		digits = append(digits, s[i])
+	if i < len(s) && s[i] == '0' {
+		digits = append(digits, '0')
 		intDigits++
-		sawDigit = true
 		i++
-	}
-	if i < len(s) && s[i] == '.' {
-		i++
+	} else {
 		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
 			digits = append(digits, s[i])
-			sawDigit = true
+			intDigits++
 			i++
 		}
 	}
-	if !sawDigit {
+	if intDigits == 0 {
 		return 0, ErrNotANumber
+	}
+	if i < len(s) && s[i] == '.' {
+		i++
+		start := i
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			digits = append(digits, s[i])
+			i++
+		}
+		if i == start {
+			return 0, ErrNotANumber
+		}
 	}
 	exp := 0
 	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
@@ -87,10 +96,9 @@ func parseDecimal(s string) (Credits, error) {
 		}
 		start := i
 		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
-			if exp > 100000 {
-				return 0, ErrTooLarge
+			if exp < 1_000_000 { // saturate: the value is decided by the digits then
+				exp = exp*10 + int(s[i]-'0')
 			}
-			exp = exp*10 + int(s[i]-'0')
 			i++
 		}
 		if i == start {
