@@ -1,0 +1,298 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttpadaptor"
+
+	"github.com/iapd/iapd/rpc"
+	"github.com/iapd/iapd/rpc/admin"
+	"github.com/iapd/iapd/storage"
+	"github.com/iapd/iapd/storage/badger"
+)
+
+// sweepBatch is how many expired holds one ExpireDue call releases.
+const sweepBatch = 1000
+
+// loadServeConfig builds the configuration of "iapd serve": defaults, then
+// the -config file, then the flags that were given; secrets resolved and
+// the result validated.
+func loadServeConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
+	fs := newFlagSet("serve", stderr, "iapd [serve] [flags]")
+	var (
+		configPath = fs.String("config", "", "YAML configuration `file` (${ENV} expanded)")
+		listen     = fs.String("listen", DefaultListen, "public JSON-RPC `address` (what Odoo calls)")
+		opsListen  = fs.String("ops-listen", DefaultOpsListen, "ops `address`: /healthz, /readyz and the admin API")
+		data       = fs.String("data", DefaultData, "Badger `directory` of the ledger")
+		publicURL  = fs.String("public-url", "", "`URL` browsers use to reach iapd (default http://<listen>)")
+		logLevel   = fs.String("log-level", DefaultLogLevel, "debug, info, warn or error")
+	)
+	if _, err := parseArgs(fs, args, 0); err != nil {
+		return Config{}, err
+	}
+	cfg := DefaultConfig()
+	if *configPath != "" {
+		var err error
+		if cfg, err = loadConfigFile(*configPath, getenv); err != nil {
+			return cfg, fmt.Errorf("config: %w", err)
+		}
+	}
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "listen":
+			cfg.Listen = *listen
+		case "ops-listen":
+			cfg.OpsListen = *opsListen
+		case "data":
+			cfg.Data = *data
+		case "public-url":
+			cfg.PublicURL = *publicURL
+		case "log-level":
+			cfg.LogLevel = *logLevel
+		}
+	})
+	cfg.normalise()
+	if err := cfg.ResolveSecrets(getenv, os.ReadFile); err != nil {
+		return cfg, fmt.Errorf("config: %w", err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, fmt.Errorf("config: %w", err)
+	}
+	return cfg, nil
+}
+
+func newLogger(cfg Config, w io.Writer) *slog.Logger {
+	lvl, _ := parseLevel(cfg.LogLevel) // validated
+	opts := &slog.HandlerOptions{Level: lvl}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func runServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, err := loadServeConfig(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	return serve(ctx, cfg, newLogger(cfg, stderr), stdout)
+}
+
+// serve runs iapd until ctx is done, then shuts down cleanly: listeners
+// closed, in-flight requests finished (within ShutdownTimeout), sweeper
+// stopped, ledger closed.
+func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) (err error) {
+	ledger, err := badger.Open(badger.Options{
+		Dir:    cfg.Data,
+		Logger: log.With("component", "badger"),
+		Now:    time.Now,
+	})
+	if err != nil {
+		return fmt.Errorf("opening the ledger in %s: %w", cfg.Data, err)
+	}
+	defer func() {
+		if cerr := ledger.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("closing the ledger: %w", cerr)
+		}
+	}()
+
+	for _, s := range cfg.ServicePolicies() {
+		if _, err := ledger.EnsureService(ctx, s); err != nil {
+			return fmt.Errorf("service %s: %w", s.Name, err)
+		}
+	}
+
+	pubLn, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("public listener: %w", err)
+	}
+	defer pubLn.Close()
+	opsLn, err := net.Listen("tcp", cfg.OpsListen)
+	if err != nil {
+		return fmt.Errorf("ops listener: %w", err)
+	}
+	defer opsLn.Close()
+
+	publicURL := cfg.PublicURL
+	if publicURL == "" {
+		publicURL = "http://" + pubLn.Addr().String()
+		if !isLoopback(cfg.Listen) {
+			log.Warn("public_url is not set; browsers will be sent to " + publicURL)
+		}
+	}
+
+	rpcSrv, err := rpc.New(rpc.Config{
+		Ledger:       ledger,
+		PublicURL:    publicURL,
+		Logger:       log.With("component", "rpc"),
+		MaxBodyBytes: cfg.MaxBodyBytes,
+	})
+	if err != nil {
+		return fmt.Errorf("rpc: %w", err)
+	}
+	public := rpc.NewHTTPServer(rpcSrv.Handler(), log.With("component", "rpc"))
+	if cfg.MaxBodyBytes > public.MaxRequestBodySize {
+		public.MaxRequestBodySize = cfg.MaxBodyBytes
+	}
+
+	var serving atomic.Bool
+	if cfg.AdminToken == "" {
+		log.Warn("admin_token is not set: the admin API is disabled (every admin call answers 401)")
+	}
+	adminHandler := admin.New(admin.Config{
+		Ledger: ledger,
+		Token:  cfg.AdminToken,
+		Logger: log.With("component", "admin"),
+		Ready: func() error {
+			if !serving.Load() {
+				return errors.New("listeners are not serving")
+			}
+			return ledger.Check()
+		},
+	})
+	// The ops listener's own mux: the admin handler serves the probes and
+	// the admin API; /metrics can be mounted beside it.
+	opsMux := http.NewServeMux()
+	opsMux.Handle("/", adminHandler)
+	ops := newOpsServer(opsMux, log.With("component", "ops"))
+
+	sweepCtx, stopSweep := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		storage.Sweep(sweepCtx, ledger, cfg.SweepInterval, sweepBatch, time.Now, log.With("component", "sweep"))
+	}()
+
+	errc := make(chan error, 2)
+	go func() { errc <- serveOn("public", public, pubLn) }()
+	go func() { errc <- serveOn("ops", ops, opsLn) }()
+	serving.Store(true)
+
+	fmt.Fprintf(stdout, "iapd: public http://%s\n", pubLn.Addr())
+	fmt.Fprintf(stdout, "iapd: ops http://%s\n", opsLn.Addr())
+	log.Info("iapd serving", "public", pubLn.Addr().String(), "ops", opsLn.Addr().String(),
+		"public_url", publicURL, "data", cfg.Data, "admin_api", cfg.AdminToken != "")
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
+	case serveErr = <-errc:
+		log.Error("listener failed; shutting down", "err", serveErr)
+	}
+	serving.Store(false)
+
+	// Stop accepting and finish in-flight requests, both listeners at once.
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	var swg sync.WaitGroup
+	for _, s := range []struct {
+		name string
+		srv  *fasthttp.Server
+	}{{"public", public}, {"ops", ops}} {
+		swg.Add(1)
+		go func() {
+			defer swg.Done()
+			if err := s.srv.ShutdownWithContext(sctx); err != nil {
+				log.Warn("shutdown: requests still in flight were abandoned", "listener", s.name, "err", err)
+			}
+		}()
+	}
+	swg.Wait()
+	stopSweep()
+	wg.Wait()
+	log.Info("stopped")
+	return serveErr
+}
+
+// serveOn serves srv on ln; a nil return means Shutdown was called.
+func serveOn(name string, srv *fasthttp.Server, ln net.Listener) error {
+	if err := srv.Serve(ln); err != nil {
+		return fmt.Errorf("%s listener: %w", name, err)
+	}
+	return nil
+}
+
+// newOpsServer serves the admin handler (probes and admin API) through
+// fasthttpadaptor; this listener is not on the hot path.
+func newOpsServer(h http.Handler, log *slog.Logger) *fasthttp.Server {
+	return &fasthttp.Server{
+		Handler:               fasthttpadaptor.NewFastHTTPHandler(detached(h)),
+		Name:                  "iapd",
+		NoDefaultServerHeader: true,
+		ReadTimeout:           30 * time.Second,
+		WriteTimeout:          30 * time.Second,
+		IdleTimeout:           60 * time.Second,
+		MaxRequestBodySize:    1 << 20,
+		Logger:                fasthttpLogger{log},
+	}
+}
+
+// detached gives h a request whose strings are its own. fasthttpadaptor
+// builds the *http.Request with zero-copy conversions: URL, method, host
+// and headers alias fasthttp's buffers, which are reused by the next
+// request on the connection, so a string kept past the request (a
+// ServiceName from r.PathValue stored by a ledger, say) would change under
+// its holder. The body is read by encoding/json, which copies.
+func detached(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r2 := new(http.Request)
+		*r2 = *r
+		r2.Method = strings.Clone(r.Method)
+		r2.Host = strings.Clone(r.Host)
+		r2.RequestURI = strings.Clone(r.RequestURI)
+		r2.RemoteAddr = strings.Clone(r.RemoteAddr)
+		r2.Proto = strings.Clone(r.Proto)
+		if r.URL != nil {
+			u := *r.URL
+			u.Scheme = strings.Clone(u.Scheme)
+			u.Opaque = strings.Clone(u.Opaque)
+			u.Host = strings.Clone(u.Host)
+			u.Path = strings.Clone(u.Path)
+			u.RawPath = strings.Clone(u.RawPath)
+			u.RawQuery = strings.Clone(u.RawQuery)
+			u.Fragment = strings.Clone(u.Fragment)
+			u.RawFragment = strings.Clone(u.RawFragment)
+			u.User = nil // never set on a server request
+			r2.URL = &u
+		}
+		hdr := make(http.Header, len(r.Header))
+		for k, vs := range r.Header {
+			cp := make([]string, len(vs))
+			for i, v := range vs {
+				cp[i] = strings.Clone(v)
+			}
+			hdr[strings.Clone(k)] = cp
+		}
+		r2.Header = hdr
+		h.ServeHTTP(w, r2)
+	})
+}
+
+// fasthttpLogger sends fasthttp's own messages to slog at debug level,
+// cut before any dump of request bytes (which could hold a token).
+type fasthttpLogger struct{ log *slog.Logger }
+
+func (l fasthttpLogger) Printf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	for _, cut := range []string{"contents:", "Buffer size"} {
+		if i := strings.Index(msg, cut); i >= 0 {
+			msg = msg[:i] + "[request bytes not logged]"
+		}
+	}
+	l.log.Debug(msg)
+}

@@ -1,0 +1,146 @@
+package rpc
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"math"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/iapd/iapd/storage"
+)
+
+// Validation of params shared by the handlers. Every failure is a
+// storage.Invalid error naming the param; none quotes a token or a key.
+
+func missing(op, param string) error {
+	return storage.Ef(op, storage.Invalid, "Missing param %s.", param)
+}
+
+// accountToken splits an account token as Odoo sends it (PROTOCOL §3):
+// the account is the part before the first '+'; disabled reports a
+// "disabled" suffix (a neutralised database), which refuses paid work.
+func accountToken(op, param, raw string) (tok storage.AccountToken, disabled bool, err error) {
+	if raw == "" {
+		return "", false, missing(op, param)
+	}
+	tok, suffix, ok := storage.SplitToken(raw)
+	if !ok {
+		return "", false, storage.Ef(op, storage.Invalid, "Invalid param %s: not an account token.", param)
+	}
+	return tok, isDisabled(suffix), nil
+}
+
+// isDisabled reports whether a token suffix marks a neutralised database:
+// "disabled", or any '+'-separated part of it equal to "disabled" (any
+// case).
+func isDisabled(suffix string) bool {
+	for suffix != "" {
+		var part string
+		part, suffix, _ = strings.Cut(suffix, "+")
+		if strings.EqualFold(part, "disabled") {
+			return true
+		}
+	}
+	return false
+}
+
+// serviceName checks a service name param; an unusable name is an unknown
+// service (NotFound, so AccessError on the wire).
+func serviceName(op, param, raw string) (storage.ServiceName, error) {
+	if raw == "" {
+		return "", missing(op, param)
+	}
+	if !storage.ValidServiceName(raw) {
+		return "", storage.E(op, storage.NotFound, "Unknown service.")
+	}
+	return storage.ServiceName(raw), nil
+}
+
+// credits converts a numeric param exactly (storage.ParseCredits).
+func credits(op, param string, n Number) (storage.Credits, error) {
+	if !n.Set() {
+		return 0, missing(op, param)
+	}
+	c, err := storage.ParseCredits(n.Lit)
+	if err != nil {
+		return 0, &storage.Error{Op: op, Kind: storage.Invalid, Msg: "Invalid param " + param + ": " + err.Error() + ".", Err: err}
+	}
+	return c, nil
+}
+
+// Bounds of authorize's ttl, in hours.
+const (
+	defaultTTLHours = 4320   // the client helper's default: 180 days (§5.1)
+	maxTTLHours     = 876000 // 100 years: anything longer is a mistake
+)
+
+// ttlHours returns authorize's ttl: an integer number of hours, default
+// 4320.
+func ttlHours(op string, n Number) (int64, error) {
+	if !n.Set() {
+		return defaultTTLHours, nil
+	}
+	f, err := strconv.ParseFloat(n.Lit, 64)
+	if err != nil || f != math.Trunc(f) || f < 1 || f > maxTTLHours {
+		return 0, storage.Ef(op, storage.Invalid, "Invalid param ttl: expected a whole number of hours from 1 to %d.", maxTTLHours)
+	}
+	return int64(f), nil
+}
+
+// serviceKey checks a service key param (its value is never shown).
+func serviceKey(op, raw string) ([32]byte, error) {
+	if raw == "" {
+		return [32]byte{}, storage.E(op, storage.Unauthorized, "Missing service key.")
+	}
+	return storage.HashKey(raw), nil
+}
+
+// transactionToken checks a transaction token param.
+func transactionToken(op, raw string) (string, error) {
+	if raw == "" {
+		return "", missing(op, "token")
+	}
+	if len(raw) > 128 {
+		return "", storage.E(op, storage.Invalid, "Invalid param token: not a transaction token.")
+	}
+	return raw, nil
+}
+
+// maxDescription bounds a transaction description, in bytes; longer ones
+// are cut (refusing paid work over a label would be worse).
+const maxDescription = 512
+
+func description(t Text) string {
+	s := t.S
+	if len(s) <= maxDescription {
+		return s
+	}
+	s = s[:maxDescription]
+	for len(s) > 0 && !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+// tokenID identifies a token (or any secret) in logs: the first 12 hex
+// digits of the SHA-256 of the part before '+'.
+func tokenID(raw string) string {
+	prefix, _, _ := strings.Cut(raw, "+")
+	sum := sha256.Sum256([]byte(prefix))
+	return hex.EncodeToString(sum[:6])
+}
+
+// kindIs reports whether err has kind k (a nil error has none).
+func kindIs(err error, k storage.Kind) bool { return err != nil && storage.KindOf(err) == k }
+
+// asStorage returns err's *storage.Error, if any.
+func asStorage(err error) *storage.Error {
+	var se *storage.Error
+	if errors.As(err, &se) {
+		return se
+	}
+	return nil
+}

@@ -1,0 +1,35 @@
+package rpc
+
+// The routes table: every JSON-RPC path the public listener serves, the
+// gorilla method that handles it, its body limit and what it is for. It is
+// the only place a path is bound to a handler; the router, the codec and
+// the documentation all read it.
+var routes = []Route{
+	{Path: "/iap/1/balance", Method: "Account.Balance", MaxBody: 64 << 10,
+		Doc: "available credit of one account (PROTOCOL §4.1; 16.0–19.0)"},
+	{Path: "/iap/services-token", Method: "Account.ServicesToken", MaxBody: 1 << 20,
+		Doc: "account list of the 17.0 IAP accounts view (§4.2)"},
+	{Path: "/iap/update-warning-odoo", Method: "Account.UpdateWarningOdoo", MaxBody: 64 << 10,
+		Doc: "low-credit alert settings pushed by 17.0 (§4.3)"},
+	{Path: "/iap/1/get-accounts-information", Method: "Account.GetAccountsInformation", MaxBody: 1 << 20,
+		Doc: "account details read by the 18.0+ account form (§4.4)"},
+	{Path: "/iap/1/update-warning-email-alerts", Method: "Account.UpdateWarningEmailAlerts", MaxBody: 256 << 10,
+		Doc: "low-credit threshold and recipients pushed by 18.0+ (§4.5)"},
+	{Path: "/iap/1/authorize", Method: "Transaction.Authorize", MaxBody: 64 << 10,
+		Doc: "hold credit for a service provider (§5.1)"},
+	{Path: "/iap/1/capture", Method: "Transaction.Capture", MaxBody: 64 << 10,
+		Doc: "confirm a hold (§5.2)"},
+	{Path: "/iap/1/cancel", Method: "Transaction.Cancel", MaxBody: 64 << 10,
+		Doc: "release a hold (§5.3)"},
+}
+
+// Route describes one JSON-RPC route of the public listener.
+type Route struct {
+	Path    string // normalised: single slashes, no trailing slash
+	Method  string // gorilla "Service.Method"
+	MaxBody int    // largest accepted request body, in bytes
+	Doc     string // what the route is for
+}
+
+// Routes returns a copy of the routes table.
+func Routes() []Route { return append([]Route(nil), routes...) }

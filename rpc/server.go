@@ -1,0 +1,184 @@
+package rpc
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	gorilla "github.com/gorilla/rpc/v2"
+	"github.com/valyala/fasthttp"
+
+	"github.com/iapd/iapd/storage"
+)
+
+// DefaultMaxBodyBytes is the largest request body accepted when
+// Config.MaxBodyBytes is zero, and the MaxRequestBodySize NewHTTPServer
+// sets.
+const DefaultMaxBodyBytes = 4 << 20
+
+// Config configures a Server.
+type Config struct {
+	// Ledger is the credit ledger. Required.
+	Ledger storage.Ledger
+	// PublicURL is the base URL Odoo databases use as iap.endpoint, e.g.
+	// "https://iap.example.org" (a trailing slash is removed). It builds
+	// the base_url of InsufficientCreditError (<PublicURL>/iap/1/credit).
+	// Required, absolute http or https.
+	PublicURL string
+	// Logger receives the server's logs; nil discards them.
+	Logger *slog.Logger
+	// MaxBodyBytes caps the body size of every route (each route has its
+	// own, smaller limit in the routes table). Zero means
+	// DefaultMaxBodyBytes. The fasthttp server's MaxRequestBodySize should
+	// not be below it.
+	MaxBodyBytes int
+}
+
+// Server is the public JSON-RPC front. Its handler is safe for concurrent
+// use.
+type Server struct {
+	ledger    storage.Ledger
+	log       *slog.Logger
+	publicURL string
+	creditURL string // <publicURL>/iap/1/credit
+	maxBody   int
+
+	routes  map[string]*routeEntry
+	gorilla *gorilla.Server
+	seam    *seam
+
+	getsMu sync.Mutex                                         // serialises HandleGET
+	gets   atomic.Pointer[map[string]fasthttp.RequestHandler] // copy on write
+}
+
+// New returns a Server serving the routes of the routes table.
+func New(cfg Config) (*Server, error) {
+	if cfg.Ledger == nil {
+		return nil, errors.New("rpc: Config.Ledger is required")
+	}
+	pub := strings.TrimRight(cfg.PublicURL, "/")
+	u, err := url.Parse(pub)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("rpc: Config.PublicURL %q is not an absolute http(s) URL", cfg.PublicURL)
+	}
+	if cfg.MaxBodyBytes < 0 {
+		return nil, errors.New("rpc: Config.MaxBodyBytes is negative")
+	}
+	s := &Server{
+		ledger:    cfg.Ledger,
+		log:       cfg.Logger,
+		publicURL: pub,
+		creditURL: pub + "/iap/1/credit",
+		maxBody:   cfg.MaxBodyBytes,
+		routes:    make(map[string]*routeEntry, len(routes)),
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.maxBody == 0 {
+		s.maxBody = DefaultMaxBodyBytes
+	}
+	s.gets.Store(&map[string]fasthttp.RequestHandler{})
+
+	s.gorilla = gorilla.NewServer()
+	s.gorilla.RegisterCodec(&codec{s: s}, "application/json")
+	if err := s.gorilla.RegisterService(&Account{s: s}, "Account"); err != nil {
+		return nil, fmt.Errorf("rpc: %w", err)
+	}
+	if err := s.gorilla.RegisterService(&Transaction{s: s}, "Transaction"); err != nil {
+		return nil, fmt.Errorf("rpc: %w", err)
+	}
+	for _, r := range routes {
+		if normalizePath(r.Path) != r.Path || s.routes[r.Path] != nil || !s.gorilla.HasMethod(r.Method) {
+			return nil, fmt.Errorf("rpc: bad route %s → %s", r.Path, r.Method)
+		}
+		e := &routeEntry{Route: r, maxBody: min(r.MaxBody, s.maxBody)}
+		e.creditErrors = strings.HasPrefix(r.Method, "Transaction.")
+		s.routes[r.Path] = e
+	}
+	s.seam = newSeam(s.gorilla)
+	return s, nil
+}
+
+// Handler returns the public handler: the router in front of the seam.
+func (s *Server) Handler() fasthttp.RequestHandler { return s.serve }
+
+// HandleGET registers h for GET and HEAD requests on path (normalised like
+// every path), for pages a browser opens (PROTOCOL §4.7). It may be called
+// at any time; a later registration of the same path replaces the earlier.
+// It panics if path is empty or h is nil.
+func (s *Server) HandleGET(path string, h fasthttp.RequestHandler) {
+	if path == "" || h == nil {
+		panic("rpc: HandleGET needs a path and a handler")
+	}
+	s.getsMu.Lock()
+	defer s.getsMu.Unlock()
+	old := *s.gets.Load()
+	m := make(map[string]fasthttp.RequestHandler, len(old)+1)
+	for k, v := range old {
+		m[k] = v
+	}
+	m[normalizePath(path)] = h
+	s.gets.Store(&m)
+}
+
+// NewHTTPServer returns the fasthttp server for the public listener, with
+// limits fit for Odoo's calls (PROTOCOL §13: clients wait 15 s, up to 300 s
+// for enrichment; handlers are not bounded by these timeouts, which apply
+// to reading the request and writing the answer):
+// ReadTimeout 30 s, WriteTimeout 30 s, IdleTimeout 90 s,
+// MaxRequestBodySize DefaultMaxBodyBytes (raise it with
+// Config.MaxBodyBytes), no multipart pre-parsing, no Server header, error
+// logs without request contents, fasthttp's logs at Info on logger (nil
+// discards them).
+func NewHTTPServer(h fasthttp.RequestHandler, logger *slog.Logger) *fasthttp.Server {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &fasthttp.Server{
+		Handler:               h,
+		ReadTimeout:           30 * time.Second,
+		WriteTimeout:          30 * time.Second,
+		IdleTimeout:           90 * time.Second,
+		MaxRequestBodySize:    DefaultMaxBodyBytes,
+		NoDefaultServerHeader: true,
+		// Odoo sends JSON; a multipart content type must not make fasthttp
+		// parse the body as a form (it answers 400 when that fails).
+		DisablePreParseMultipartForm: true,
+		SecureErrorLogMessage:        true,
+		CloseOnShutdown:              true,
+		Logger:                       fasthttpLogger{logger.With("component", "fasthttp")},
+		ErrorHandler:                 transportError,
+	}
+}
+
+// transportError answers a request fasthttp could not read. The client
+// gets a transport error whatever is answered (PROTOCOL §1.2: any status
+// but 2xx); the status says why.
+func transportError(ctx *fasthttp.RequestCtx, err error) {
+	var small *fasthttp.ErrSmallBuffer
+	var netErr net.Error
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		ctx.Error("413 Request Entity Too Large", fasthttp.StatusRequestEntityTooLarge)
+	case errors.As(err, &small):
+		ctx.Error("431 Request Header Fields Too Large", fasthttp.StatusRequestHeaderFieldsTooLarge)
+	case errors.As(err, &netErr) && netErr.Timeout():
+		ctx.Error("408 Request Timeout", fasthttp.StatusRequestTimeout)
+	default:
+		ctx.Error("400 Bad Request", fasthttp.StatusBadRequest)
+	}
+}
+
+// fasthttpLogger adapts slog to fasthttp.Logger.
+type fasthttpLogger struct{ l *slog.Logger }
+
+func (f fasthttpLogger) Printf(format string, args ...any) {
+	f.l.Info(fmt.Sprintf(format, args...))
+}
