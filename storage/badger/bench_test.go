@@ -1,0 +1,164 @@
+package badger
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/iapd/iapd/storage"
+)
+
+// benchLedger opens an on-disk ledger with a service and reports the mean
+// group-sync batch when the benchmark ends.
+func benchLedger(b *testing.B) *Ledger {
+	var rounds, callers atomic.Int64
+	l := openTemp(b, b.TempDir(), nil, func(o *Options) {
+		o.OnSync = func(batch int, d time.Duration) {
+			rounds.Add(1)
+			callers.Add(int64(batch))
+		}
+	})
+	if _, err := l.EnsureService(context.Background(), storage.Service{Name: "sms", AutoRegister: true}); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		if r := rounds.Load(); r > 0 {
+			b.ReportMetric(float64(callers.Load())/float64(r), "callers/sync")
+		}
+	})
+	return l
+}
+
+func authorizeCapture(b *testing.B, l *Ledger, tok storage.AccountToken) {
+	ctx := context.Background()
+	tx, err := l.Authorize(ctx, storage.AuthorizeRequest{Service: "sms", Account: tok, Amount: 1, TTL: time.Hour})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := l.Capture(ctx, storage.CaptureRequest{Service: "sms", Transaction: tx.Token}); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkAuthorizeCaptureDistinct: each goroutine works on its own
+// account (one op = authorize + capture, two durable writes).
+func BenchmarkAuthorizeCaptureDistinct(b *testing.B) {
+	l := benchLedger(b)
+	ctx := context.Background()
+	var next atomic.Int64
+	b.SetParallelism(16) // many in-flight callers, as a server has
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		tok := storage.AccountToken(fmt.Sprintf("acct%d", next.Add(1)))
+		if _, err := l.Recharge(ctx, storage.RechargeRequest{Service: "sms", Account: tok, Amount: storage.MaxCredits, Kind: storage.EntryRecharge}); err != nil {
+			b.Error(err)
+			return
+		}
+		for pb.Next() {
+			authorizeCapture(b, l, tok)
+		}
+	})
+}
+
+// BenchmarkAuthorizeCaptureHot: every goroutine works on the same account.
+func BenchmarkAuthorizeCaptureHot(b *testing.B) {
+	l := benchLedger(b)
+	ctx := context.Background()
+	if _, err := l.Recharge(ctx, storage.RechargeRequest{Service: "sms", Account: "hot", Amount: storage.MaxCredits, Kind: storage.EntryRecharge}); err != nil {
+		b.Fatal(err)
+	}
+	b.SetParallelism(16)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			authorizeCapture(b, l, "hot")
+		}
+	})
+}
+
+// BenchmarkAuthorizeCaptureSerial: one caller, so every write pays a whole
+// sync round (the latency floor).
+func BenchmarkAuthorizeCaptureSerial(b *testing.B) {
+	l := benchLedger(b)
+	ctx := context.Background()
+	if _, err := l.Recharge(ctx, storage.RechargeRequest{Service: "sms", Account: "one", Amount: storage.MaxCredits, Kind: storage.EntryRecharge}); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		authorizeCapture(b, l, "one")
+	}
+}
+
+// BenchmarkBalance reads an account (LookupAccount) from parallel readers
+// on an idle ledger.
+func BenchmarkBalance(b *testing.B) {
+	l := benchLedger(b)
+	ctx := context.Background()
+	for i := 0; i < 100; i++ {
+		if _, err := l.Recharge(ctx, storage.RechargeRequest{Service: "sms", Account: storage.AccountToken(fmt.Sprintf("acct%d", i)), Amount: storage.Scale, Kind: storage.EntryRecharge}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var next atomic.Int64
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		tok := storage.AccountToken(fmt.Sprintf("acct%d", next.Add(1)%100))
+		for pb.Next() {
+			if _, err := l.LookupAccount(ctx, "sms", tok); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkBalanceUnderWrites reads while 16 writers keep sync rounds
+// busy: a read then waits for the round that makes what it saw durable.
+func BenchmarkBalanceUnderWrites(b *testing.B) {
+	l := benchLedger(b)
+	ctx := context.Background()
+	if _, err := l.Recharge(ctx, storage.RechargeRequest{Service: "sms", Account: "r", Amount: storage.Scale, Kind: storage.EntryRecharge}); err != nil {
+		b.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := 0; i < 16; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tok := storage.AccountToken(fmt.Sprintf("w%d", i))
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := l.Recharge(ctx, storage.RechargeRequest{Service: "sms", Account: tok, Amount: 1, Kind: storage.EntryRecharge}); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := l.LookupAccount(ctx, "sms", "r"); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	close(stop)
+	wg.Wait()
+}

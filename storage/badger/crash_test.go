@@ -1,0 +1,367 @@
+package badger
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/iapd/iapd/storage"
+	"github.com/iapd/iapd/storage/storagetest"
+)
+
+// The crash test: the parent re-runs this test binary as a child
+// (TestCrashChild) that writes from several goroutines and prints every
+// acknowledged change; the parent SIGKILLs it at a random moment, reopens
+// the directory and checks that every acknowledged change is there and
+// every account is exact. SIGKILL loses what the process held, not what the
+// kernel held: this proves crash consistency and that nothing is
+// acknowledged before Badger wrote it, not the fsyncs themselves (that
+// needs power loss, which a test cannot cause).
+
+const (
+	crashDirEnv   = "IAPD_CRASH_DIR"
+	crashMemEnv   = "IAPD_CRASH_MEMTABLE"
+	crashCycleEnv = "IAPD_CRASH_CYCLE"
+	crashService  = storage.ServiceName("crash")
+	crashAccounts = 8
+	minCrashAcks  = 200
+)
+
+func crashToken(i int) storage.AccountToken { return storage.AccountToken(fmt.Sprintf("acct%d", i)) }
+
+// TestCrashChild is the child of TestCrash; it does nothing otherwise.
+func TestCrashChild(t *testing.T) {
+	dir := os.Getenv(crashDirEnv)
+	if dir == "" {
+		t.Skip("run by TestCrash")
+	}
+	mts, _ := strconv.ParseInt(os.Getenv(crashMemEnv), 10, 64)
+	cycle := os.Getenv(crashCycleEnv)
+	desc := ""
+	if mts > 0 { // small memtables: big records, to rotate often
+		desc = strings.Repeat("d", 1000)
+	}
+	l, err := Open(Options{Dir: dir, MemTableSize: mts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := l.EnsureService(ctx, storage.Service{Name: crashService, AutoRegister: true}); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	ack := func(format string, args ...any) {
+		line := fmt.Sprintf(format+"\n", args...)
+		mu.Lock()
+		defer mu.Unlock()
+		if _, err := io.WriteString(os.Stdout, line); err != nil {
+			os.Exit(3)
+		}
+	}
+	die := func(err error) {
+		fmt.Fprintln(os.Stderr, "crash child:", err)
+		os.Exit(2)
+	}
+	ack("READY")
+	for w := 0; w < 8; w++ {
+		go func() {
+			rng := rand.New(rand.NewPCG(uint64(w), uint64(time.Now().UnixNano())))
+			type hold struct {
+				token  string
+				amount storage.Credits
+			}
+			var open []hold
+			for n := 0; ; n++ {
+				tok := crashToken(rng.IntN(crashAccounts))
+				switch op := rng.IntN(10); {
+				case op < 3:
+					ref := fmt.Sprintf("c%s-w%d-%d", cycle, w, n)
+					amount := storage.Credits(1 + rng.Int64N(100*storage.Scale))
+					en, err := l.Recharge(ctx, storage.RechargeRequest{Service: crashService, Account: tok, Amount: amount, Kind: storage.EntryRecharge, Ref: ref, Description: desc})
+					if err != nil {
+						die(err)
+					}
+					ack("R %s %s %d %d", tok, ref, amount, en.Seq)
+				case op < 6:
+					amount := storage.Credits(rng.Int64N(5 * storage.Scale))
+					tx, err := l.Authorize(ctx, storage.AuthorizeRequest{Service: crashService, Account: tok, Amount: amount, TTL: 1000 * time.Hour, Description: desc})
+					if storage.Is(err, storage.InsufficientCredit) {
+						continue
+					}
+					if err != nil {
+						die(err)
+					}
+					ack("A %s %s %d", tok, tx.Token, amount)
+					open = append(open, hold{tx.Token, amount})
+				case len(open) > 0:
+					i := rng.IntN(len(open))
+					h := open[i]
+					open[i] = open[len(open)-1]
+					open = open[:len(open)-1]
+					if op < 8 {
+						amount := storage.Credits(rng.Int64N(int64(h.amount) + 1))
+						if _, err := l.Capture(ctx, storage.CaptureRequest{Service: crashService, Transaction: h.token, Amount: &amount}); err != nil {
+							die(err)
+						}
+						ack("C %s %d", h.token, amount)
+					} else {
+						if _, err := l.Cancel(ctx, crashService, h.token); err != nil {
+							die(err)
+						}
+						ack("X %s", h.token)
+					}
+				}
+			}
+		}()
+	}
+	select {} // until killed
+}
+
+// crashAcks is what the children acknowledged, over all cycles.
+type crashAcks struct {
+	recharges map[string]crashRecharge // by ref
+	holds     map[string]crashHold     // by transaction token
+	captured  map[string]storage.Credits
+	cancelled map[string]bool
+}
+
+type crashRecharge struct {
+	tok    storage.AccountToken
+	amount storage.Credits
+	seq    uint64
+}
+
+type crashHold struct {
+	tok    storage.AccountToken
+	amount storage.Credits
+}
+
+func (a *crashAcks) parse(t *testing.T, line string) {
+	f := strings.Fields(line)
+	num := func(s string) int64 {
+		v, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			t.Fatalf("bad ack %q", line)
+		}
+		return v
+	}
+	switch {
+	case len(f) == 5 && f[0] == "R":
+		a.recharges[f[2]] = crashRecharge{storage.AccountToken(f[1]), storage.Credits(num(f[3])), uint64(num(f[4]))}
+	case len(f) == 4 && f[0] == "A":
+		a.holds[f[2]] = crashHold{storage.AccountToken(f[1]), storage.Credits(num(f[3]))}
+	case len(f) == 3 && f[0] == "C":
+		a.captured[f[1]] = storage.Credits(num(f[2]))
+	case len(f) == 2 && f[0] == "X":
+		a.cancelled[f[1]] = true
+	default:
+		t.Fatalf("bad ack %q", line)
+	}
+}
+
+// runCrashChild starts a child on dir, kills it after it has run for
+// about d, and returns its acknowledgements.
+func runCrashChild(t *testing.T, dir string, cycle int, memTableSize int64, d time.Duration) []string {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
+	cmd.Env = append(os.Environ(),
+		crashDirEnv+"="+dir,
+		crashMemEnv+"="+strconv.FormatInt(memTableSize, 10),
+		crashCycleEnv+"="+strconv.Itoa(cycle))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan struct{})
+	lines := make(chan []string, 1)
+	var count atomic.Int64
+	go func() {
+		var acks []string
+		r := bufio.NewReader(out)
+		sawReady := false
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				break // a last line without its newline was not acknowledged
+			}
+			line = strings.TrimSuffix(line, "\n")
+			if line == "READY" && !sawReady {
+				sawReady = true
+				close(ready)
+				continue
+			}
+			acks = append(acks, line)
+			count.Add(1)
+		}
+		if !sawReady {
+			close(ready)
+		}
+		lines <- acks
+	}()
+	select {
+	case <-ready:
+	case <-time.After(60 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatal("crash child did not start")
+	}
+	// Kill after d, but not before the child has done some work.
+	time.Sleep(d)
+	for deadline := time.Now().Add(30 * time.Second); count.Load() < minCrashAcks && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := cmd.Process.Kill(); err != nil { // SIGKILL
+		t.Fatal(err)
+	}
+	acks := <-lines
+	_ = cmd.Wait()
+	if stderr.Len() > 0 {
+		t.Logf("child stderr:\n%s", stderr.String())
+	}
+	if strings.Contains(stderr.String(), "crash child:") {
+		t.Fatalf("child failed")
+	}
+	return acks
+}
+
+func maxMemFid(t *testing.T, dir string) int {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := 0
+	for _, e := range ents {
+		if n, ok := strings.CutSuffix(e.Name(), ".mem"); ok {
+			if v, err := strconv.Atoi(n); err == nil && v > m {
+				m = v
+			}
+		}
+	}
+	return m
+}
+
+func TestCrash(t *testing.T) {
+	if testing.Short() {
+		t.Skip("crash test in -short mode")
+	}
+	dir := t.TempDir()
+	acks := &crashAcks{
+		recharges: map[string]crashRecharge{}, holds: map[string]crashHold{},
+		captured: map[string]storage.Credits{}, cancelled: map[string]bool{},
+	}
+	cycles := []struct {
+		memTableSize int64
+		name         string
+	}{{0, "default"}, {0, "default"}, {0, "default"}, {MinMemTableSize, "tiny memtables"}}
+	for i, c := range cycles {
+		d := time.Duration(300+rand.IntN(700)) * time.Millisecond
+		fidBefore := maxMemFid(t, dir)
+		lines := runCrashChild(t, dir, i, c.memTableSize, d)
+		for _, line := range lines {
+			acks.parse(t, line)
+		}
+		fidAfter := maxMemFid(t, dir)
+		t.Logf("cycle %d (%s): killed after %v, %d acknowledged changes, WAL files %d → %d",
+			i, c.name, d, len(lines), fidBefore, fidAfter)
+		if len(lines) < minCrashAcks {
+			t.Fatalf("cycle %d: only %d acknowledged changes; the test means nothing", i, len(lines))
+		}
+		if c.memTableSize != 0 && fidAfter-fidBefore < 3 {
+			t.Fatalf("cycle %d: memtables did not rotate (WAL fid %d → %d)", i, fidBefore, fidAfter)
+		}
+		verifyCrash(t, dir, acks)
+	}
+}
+
+// verifyCrash reopens dir and checks every acknowledged change and every
+// account.
+func verifyCrash(t *testing.T, dir string, acks *crashAcks) {
+	t.Helper()
+	ctx := context.Background()
+	l, err := Open(Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}()
+	holdsSeen := map[string]bool{}
+	for i := 0; i < crashAccounts; i++ {
+		tok := crashToken(i)
+		if _, err := l.LookupAccount(ctx, crashService, tok); storage.Is(err, storage.NotFound) {
+			continue
+		}
+		a := storagetest.Audit(t, l, crashService, tok)
+		var all []storage.Entry
+		for before := uint64(0); ; {
+			page, err := l.History(ctx, crashService, tok, storage.HistoryQuery{Before: before, Limit: 1000})
+			if err != nil {
+				t.Fatal(err)
+			}
+			all = append(all, page...)
+			if len(page) < 1000 {
+				break
+			}
+			before = page[len(page)-1].Seq
+		}
+		bySeq := make(map[uint64]storage.Entry, len(all))
+		var held storage.Credits
+		for _, en := range all {
+			bySeq[en.Seq] = en
+			if en.Kind == storage.EntryHold && !holdsSeen[en.Transaction] {
+				holdsSeen[en.Transaction] = true
+				tx, err := l.Transaction(ctx, en.Transaction)
+				if err != nil {
+					t.Fatalf("hold %s of the history: %v", en.Transaction, err)
+				}
+				if tx.State == storage.Held {
+					held += tx.Amount
+				}
+			}
+		}
+		if held != a.Held {
+			t.Fatalf("%s: held %s, open holds sum to %s", tok, a.Held, held)
+		}
+		for ref, r := range acks.recharges {
+			if r.tok != tok {
+				continue
+			}
+			en, ok := bySeq[r.seq]
+			if !ok || en.Ref != ref || en.DRecharged != r.amount {
+				t.Fatalf("acknowledged recharge %s (%s, seq %d) lost: %+v", ref, r.amount, r.seq, en)
+			}
+		}
+	}
+	for token, h := range acks.holds {
+		tx, err := l.Transaction(ctx, token)
+		if err != nil {
+			t.Fatalf("acknowledged hold %s lost: %v", token, err)
+		}
+		if tx.Account != h.tok || tx.Amount != h.amount {
+			t.Fatalf("hold %s: %+v, acknowledged %+v", token, tx, h)
+		}
+		if c, ok := acks.captured[token]; ok && (tx.State != storage.Captured || tx.Captured != c) {
+			t.Fatalf("acknowledged capture of %s for %s lost: %+v", token, c, tx)
+		}
+		if acks.cancelled[token] && tx.State != storage.Cancelled {
+			t.Fatalf("acknowledged cancel of %s lost: %+v", token, tx)
+		}
+	}
+}

@@ -1,0 +1,430 @@
+package badger
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/iapd/iapd/storage"
+)
+
+// Authorize holds r.Amount (0 <= Amount <= MaxCredits) of the account's
+// available credit for r.TTL (0 < TTL <= 100 years) and returns the new
+// transaction, whose Token is 16 bytes from crypto/rand as 32 lowercase
+// hex. The account is created on first sight as Account does, and that
+// creation is kept even when the hold is then refused: Forbidden if the
+// account is not registered (unregistered or banned); InsufficientCredit
+// (with Service and Credit = Amount) if Available < Amount. Invalid for a
+// bad amount, ttl, name, token, or a description over 4096 bytes; NotFound
+// if the service is unknown. The hold, its ledger entry (kind hold), the
+// expiry index and the account change are one atomic write.
+func (l *Ledger) Authorize(ctx context.Context, r storage.AuthorizeRequest) (storage.Transaction, error) {
+	const op = "authorize"
+	if err := l.enter(op, ctx); err != nil {
+		return storage.Transaction{}, err
+	}
+	defer l.leave()
+	if err := checkAccount(op, r.Service, r.Account); err != nil {
+		return storage.Transaction{}, err
+	}
+	if err := checkAmount(op, r.Amount); err != nil {
+		return storage.Transaction{}, err
+	}
+	if r.TTL <= 0 || r.TTL > maxTTL {
+		return storage.Transaction{}, storage.Ef(op, storage.Invalid, "ttl %v out of range", r.TTL)
+	}
+	if err := checkText(op, "description", r.Description, maxText); err != nil {
+		return storage.Transaction{}, err
+	}
+	if err := checkText(op, "db uuid", r.FirstSight.DBUUID, maxShortText); err != nil {
+		return storage.Transaction{}, err
+	}
+	var out storage.Transaction
+	err := l.write(op, l.stripe(r.Service, r.Account), func(tx *wtxn, now time.Time) (error, error) {
+		a, created, err := accountForWrite(op, tx, r.Service, r.Account, r.FirstSight, now)
+		if err != nil {
+			return nil, err
+		}
+		var refusal error
+		switch {
+		case a.State == storage.Banned:
+			refusal = storage.E(op, storage.Forbidden, "account is banned")
+		case a.State != storage.Registered:
+			refusal = storage.E(op, storage.Forbidden, "account is not registered")
+		case a.Available < r.Amount:
+			refusal = &storage.Error{Op: op, Kind: storage.InsufficientCredit,
+				Msg: "not enough credit", Service: r.Service, Credit: r.Amount}
+		}
+		if refusal != nil {
+			if !created {
+				return nil, refusal
+			}
+			return refusal, putAccount(tx, &a) // keep the first sight
+		}
+		id, err := newTxnID(tx)
+		if err != nil {
+			return nil, err
+		}
+		t := storage.Transaction{
+			Token:       hex.EncodeToString(id[:]),
+			Service:     r.Service,
+			Account:     r.Account,
+			State:       storage.Held,
+			Amount:      r.Amount,
+			Description: r.Description,
+			CreatedAt:   now,
+			ExpiresAt:   now.Add(r.TTL),
+		}
+		if _, err := appendEntry(tx, &a, storage.Entry{
+			Kind:        storage.EntryHold,
+			DAvailable:  -r.Amount,
+			DHeld:       r.Amount,
+			Transaction: t.Token,
+			Description: r.Description,
+		}, now); err != nil {
+			return nil, err
+		}
+		if err := putTxn(tx, id, &t); err != nil {
+			return nil, err
+		}
+		if err := tx.set(expiryKey(t.ExpiresAt, id), nil); err != nil {
+			return nil, err
+		}
+		out = t
+		return nil, putAccount(tx, &a)
+	})
+	if err != nil {
+		return storage.Transaction{}, err
+	}
+	return out, nil
+}
+
+// newTxnID draws a fresh transaction id, checking (paranoia, it is one
+// bloom-filtered read) that it is unused.
+func newTxnID(tx *wtxn) ([txnIDBytes]byte, error) {
+	var id [txnIDBytes]byte
+	for {
+		_, _ = rand.Read(id[:]) // never fails (crypto/rand)
+		used, err := get(tx.Txn, txnKey(id), func([]byte) error { return nil })
+		if err != nil || !used {
+			return id, err
+		}
+	}
+}
+
+// lookupTxn reads a transaction outside any lock, to learn its account
+// (immutable). NotFound if the token is malformed, absent or belongs to
+// another service.
+func (l *Ledger) lookupTxn(op string, svc storage.ServiceName, token string) ([txnIDBytes]byte, storage.Transaction, error) {
+	notFound := storage.E(op, storage.NotFound, "no such transaction")
+	id, ok := parseTxnToken(token)
+	if !ok {
+		return id, storage.Transaction{}, notFound
+	}
+	var t storage.Transaction
+	var found bool
+	err := l.db.View(func(txn *badger.Txn) (err error) {
+		t, found, err = getTxn(txn, id)
+		return err
+	})
+	if err != nil {
+		return id, t, l.wrap(op, err)
+	}
+	if !found || t.Service != svc {
+		return id, t, notFound
+	}
+	return id, t, nil
+}
+
+// loadHold re-reads a transaction and its account under the account's
+// stripe.
+func loadHold(tx *wtxn, id [txnIDBytes]byte) (storage.Transaction, storage.Account, error) {
+	t, found, err := getTxn(tx.Txn, id)
+	if err != nil {
+		return t, storage.Account{}, err
+	}
+	if !found {
+		return t, storage.Account{}, errCorrupt // transactions are never deleted
+	}
+	a, found, err := getAccount(tx.Txn, t.Service, t.Account)
+	if err == nil && !found {
+		err = errCorrupt
+	}
+	return t, a, err
+}
+
+// endHold closes an open hold: state, end time, expiry index, records. The
+// caller has appended the entries to a.
+func endHold(tx *wtxn, id [txnIDBytes]byte, t *storage.Transaction, a *storage.Account, state storage.TransactionState, end time.Time) error {
+	if err := tx.del(expiryKey(t.ExpiresAt, id)); err != nil {
+		return err
+	}
+	t.State = state
+	t.EndedAt = end
+	if err := putTxn(tx, id, t); err != nil {
+		return err
+	}
+	return putAccount(tx, a)
+}
+
+// expireHold returns an open hold past its ExpiresAt to the account (an
+// expiry entry). EndedAt is ExpiresAt: that is when the hold ended.
+func expireHold(tx *wtxn, id [txnIDBytes]byte, t *storage.Transaction, a *storage.Account, now time.Time) error {
+	if _, err := appendEntry(tx, a, storage.Entry{
+		Kind:        storage.EntryExpiry,
+		DAvailable:  t.Amount,
+		DHeld:       -t.Amount,
+		Transaction: t.Token,
+		Description: t.Description,
+	}, now); err != nil {
+		return err
+	}
+	return endHold(tx, id, t, a, storage.Expired, t.ExpiresAt)
+}
+
+// Capture confirms a hold, taking *r.Amount (nil: the held amount; 0 <=
+// Amount <= MaxCredits, else Invalid). Less than held writes a capture entry
+// and a release entry for the rest; more than held writes one capture entry
+// that also draws the difference from Available, or fails
+// InsufficientCredit (Service set, Credit = the amount to capture) leaving
+// everything as it was. Idempotent: capturing a captured transaction again
+// with the same amount (or nil) returns it unchanged. NotFound if the
+// transaction does not exist, is malformed or belongs to another service;
+// Conflict if it was cancelled or expired, or captured for another amount.
+// A hold whose ExpiresAt has come (now >= ExpiresAt) is expired by this
+// call (expiry entry, credit returned) and the capture fails Conflict.
+func (l *Ledger) Capture(ctx context.Context, r storage.CaptureRequest) (storage.Transaction, error) {
+	const op = "capture"
+	if err := l.enter(op, ctx); err != nil {
+		return storage.Transaction{}, err
+	}
+	defer l.leave()
+	if !storage.ValidServiceName(string(r.Service)) {
+		return storage.Transaction{}, storage.E(op, storage.Invalid, "invalid service name")
+	}
+	if r.Amount != nil {
+		if err := checkAmount(op, *r.Amount); err != nil {
+			return storage.Transaction{}, err
+		}
+	}
+	id, t, err := l.lookupTxn(op, r.Service, r.Transaction)
+	if err != nil {
+		return storage.Transaction{}, err
+	}
+	err = l.write(op, l.stripe(t.Service, t.Account), func(tx *wtxn, now time.Time) (error, error) {
+		var a storage.Account
+		var err error
+		t, a, err = loadHold(tx, id)
+		if err != nil {
+			return nil, err
+		}
+		switch t.State {
+		case storage.Captured:
+			if r.Amount == nil || *r.Amount == t.Captured {
+				return nil, nil
+			}
+			return nil, storage.E(op, storage.Conflict, "transaction captured for another amount")
+		case storage.Cancelled:
+			return nil, storage.E(op, storage.Conflict, "transaction was cancelled")
+		case storage.Expired:
+			return nil, storage.E(op, storage.Conflict, "transaction expired")
+		case storage.Held:
+		default:
+			return nil, errCorrupt
+		}
+		if !now.Before(t.ExpiresAt) {
+			return storage.E(op, storage.Conflict, "transaction expired"), expireHold(tx, id, &t, &a, now)
+		}
+		held, c := t.Amount, t.Amount
+		if r.Amount != nil {
+			c = *r.Amount
+		}
+		capture := storage.Entry{Kind: storage.EntryCapture, Transaction: t.Token, Description: t.Description}
+		if c <= held {
+			capture.DHeld, capture.DCaptured = -c, c
+		} else {
+			extra := c - held
+			if a.Available < extra {
+				return nil, &storage.Error{Op: op, Kind: storage.InsufficientCredit,
+					Msg: "capture exceeds the hold and available credit", Service: t.Service, Credit: c}
+			}
+			capture.DHeld, capture.DAvailable, capture.DCaptured = -held, -extra, c
+		}
+		if _, err := appendEntry(tx, &a, capture, now); err != nil {
+			return nil, err
+		}
+		if rest := held - c; rest > 0 {
+			if _, err := appendEntry(tx, &a, storage.Entry{
+				Kind: storage.EntryRelease, DHeld: -rest, DAvailable: rest,
+				Transaction: t.Token, Description: t.Description,
+			}, now); err != nil {
+				return nil, err
+			}
+		}
+		t.Captured = c
+		return nil, endHold(tx, id, &t, &a, storage.Captured, now)
+	})
+	if err != nil {
+		return storage.Transaction{}, err
+	}
+	return t, nil
+}
+
+// Cancel releases a hold (a release entry). Idempotent: cancelling a
+// cancelled or expired transaction returns it unchanged; a hold whose
+// ExpiresAt has come is expired rather than cancelled (state Expired, an
+// expiry entry), without error. NotFound as for Capture; Conflict if it was
+// captured; Invalid for a bad service name.
+func (l *Ledger) Cancel(ctx context.Context, svc storage.ServiceName, txn string) (storage.Transaction, error) {
+	const op = "cancel"
+	if err := l.enter(op, ctx); err != nil {
+		return storage.Transaction{}, err
+	}
+	defer l.leave()
+	if !storage.ValidServiceName(string(svc)) {
+		return storage.Transaction{}, storage.E(op, storage.Invalid, "invalid service name")
+	}
+	id, t, err := l.lookupTxn(op, svc, txn)
+	if err != nil {
+		return storage.Transaction{}, err
+	}
+	err = l.write(op, l.stripe(t.Service, t.Account), func(tx *wtxn, now time.Time) (error, error) {
+		var a storage.Account
+		var err error
+		t, a, err = loadHold(tx, id)
+		if err != nil {
+			return nil, err
+		}
+		switch t.State {
+		case storage.Cancelled, storage.Expired:
+			return nil, nil
+		case storage.Captured:
+			return nil, storage.E(op, storage.Conflict, "transaction was captured")
+		case storage.Held:
+		default:
+			return nil, errCorrupt
+		}
+		if !now.Before(t.ExpiresAt) {
+			return nil, expireHold(tx, id, &t, &a, now)
+		}
+		if _, err := appendEntry(tx, &a, storage.Entry{
+			Kind: storage.EntryRelease, DHeld: -t.Amount, DAvailable: t.Amount,
+			Transaction: t.Token, Description: t.Description,
+		}, now); err != nil {
+			return nil, err
+		}
+		return nil, endHold(tx, id, &t, &a, storage.Cancelled, now)
+	})
+	if err != nil {
+		return storage.Transaction{}, err
+	}
+	return t, nil
+}
+
+// Transaction returns a transaction as stored: a hold past its ExpiresAt
+// reads Held until ExpireDue, Capture or Cancel ends it (the account's Held
+// still counts it until then). NotFound if absent or malformed.
+func (l *Ledger) Transaction(ctx context.Context, txn string) (storage.Transaction, error) {
+	const op = "transaction"
+	if err := l.enter(op, ctx); err != nil {
+		return storage.Transaction{}, err
+	}
+	defer l.leave()
+	id, ok := parseTxnToken(txn)
+	if !ok {
+		return storage.Transaction{}, storage.E(op, storage.NotFound, "no such transaction")
+	}
+	var t storage.Transaction
+	err := l.view(op, func(btx *badger.Txn) error {
+		var found bool
+		var err error
+		t, found, err = getTxn(btx, id)
+		if err == nil && !found {
+			err = storage.E(op, storage.NotFound, "no such transaction")
+		}
+		return err
+	})
+	return t, err
+}
+
+// ExpireDue releases at most max (> 0, else Invalid) holds whose ExpiresAt
+// <= now, oldest first, and returns how many it released. Each release is
+// atomic on its own (an expiry entry; EndedAt = ExpiresAt); all are durable
+// when it returns. On an error, the count says how many were released.
+func (l *Ledger) ExpireDue(ctx context.Context, now time.Time, max int) (int, error) {
+	const op = "expire due"
+	if err := l.enter(op, ctx); err != nil {
+		return 0, err
+	}
+	defer l.leave()
+	if max <= 0 {
+		return 0, storage.E(op, storage.Invalid, "max must be positive")
+	}
+	due := timeKey(now)
+	var ids [][txnIDBytes]byte
+	err := l.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{pExpiry}})
+		defer it.Close()
+		for it.Rewind(); it.Valid() && len(ids) < max; it.Next() {
+			at, id, ok := parseExpiryKey(it.Item().Key())
+			if !ok {
+				return errCorrupt
+			}
+			if at > due {
+				break
+			}
+			ids = append(ids, id)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, l.wrap(op, err)
+	}
+	n, pending := 0, int64(0)
+	for _, id := range ids {
+		if err = ctx.Err(); err != nil {
+			err = l.wrap(op, err)
+			break
+		}
+		var t storage.Transaction
+		var found bool
+		if err = l.db.View(func(txn *badger.Txn) (err error) {
+			t, found, err = getTxn(txn, id)
+			return err
+		}); err != nil {
+			err = l.wrap(op, err)
+			break
+		}
+		if !found {
+			err = l.wrap(op, errCorrupt)
+			break
+		}
+		var committed bool
+		_, committed, err = l.commit(op, l.stripe(t.Service, t.Account), func(tx *wtxn, clock time.Time) (error, error) {
+			t, a, err := loadHold(tx, id)
+			if err != nil {
+				return nil, err
+			}
+			if t.State != storage.Held || t.ExpiresAt.After(now) {
+				return nil, nil // ended meanwhile
+			}
+			return nil, expireHold(tx, id, &t, &a, clock)
+		})
+		if err != nil {
+			break
+		}
+		if committed {
+			n++
+			pending++
+		}
+	}
+	if pending > 0 && l.gs != nil {
+		if serr := l.gs.waitCommitted(pending); serr != nil {
+			return n, l.syncErr(op, serr)
+		}
+	}
+	return n, err
+}

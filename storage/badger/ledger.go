@@ -1,0 +1,406 @@
+package badger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
+
+	"github.com/iapd/iapd/storage"
+)
+
+// Defaults sized for a small server (2 cores, server RSS well under 100 MB):
+// Badger's own defaults (64 MiB memtables ×5, 256 MiB block cache, Snappy)
+// are meant for much bigger machines. Most of Badger's memory is Go heap
+// (memtable arenas, table builders during flushes and compactions), so the
+// process should also run with a GOMEMLIMIT.
+const (
+	DefaultMemTableSize   = 4 << 20
+	DefaultNumMemtables   = 3
+	DefaultIndexCacheSize = 4 << 20
+	// MinMemTableSize is the smallest MemTableSize Open accepts.
+	MinMemTableSize = 256 << 10
+	baseTableSize   = 1 << 20
+)
+
+const (
+	nStripes           = 1024 // per-account mutexes; a power of two
+	maxConflictRetries = 10
+	maxTTL             = 100 * 365 * 24 * time.Hour
+	maxText            = 4096 // descriptions
+	maxShortText       = 256  // refs, db uuids, sender names, e-mails
+	maxLang            = 32
+	maxRecipients      = 50
+	defaultLimit       = 100
+	// maxTotal bounds Recharged (and so every figure of an account, all of
+	// which are between 0 and Recharged), far from int64 overflow.
+	maxTotal = storage.Credits(1 << 62)
+	// trialRef is the Ref of the trial-credit entry; Recharge refuses it.
+	trialRef = "trial"
+)
+
+// Options configure Open.
+type Options struct {
+	// Dir is the data directory, created if missing. Required unless
+	// InMemory.
+	Dir string
+	// Logger receives the ledger's and Badger's logs; nil discards them.
+	// Account tokens, service keys and transaction tokens are never logged.
+	Logger *slog.Logger
+	// Now is the clock for every time the ledger records; nil is time.Now.
+	Now func() time.Time
+	// InMemory keeps everything in memory, for tests: nothing is durable.
+	InMemory bool
+
+	// MemTableSize is the size of one Badger memtable (and its WAL file);
+	// 0 is DefaultMemTableSize; at least MinMemTableSize.
+	MemTableSize int64
+	// NumMemtables is how many memtables (the active one plus those
+	// waiting to be flushed) may exist; 0 is DefaultNumMemtables.
+	NumMemtables int
+	// IndexCacheSize bounds Badger's cache of SST indexes and bloom
+	// filters; 0 is DefaultIndexCacheSize, a negative value keeps every
+	// index in memory (faster, unbounded). There is no block cache: blocks
+	// are not compressed and are read from the mmapped tables.
+	IndexCacheSize int64
+
+	// OnSync, if set, is called by the syncer goroutine after each group
+	// sync round with the number of callers it released and the round's
+	// duration. It must be quick and must not call the ledger.
+	OnSync func(batch int, d time.Duration)
+}
+
+// Ledger is the Badger implementation of storage.Ledger. Create it with
+// Open; it is safe for concurrent use.
+type Ledger struct {
+	db   *badger.DB
+	log  *slog.Logger
+	now  func() time.Time
+	gs   *groupSync // nil in memory
+	seed maphash.Seed
+
+	stripes  [nStripes]sync.Mutex
+	maxValue int // the largest value that stays out of the value log
+
+	gate   sync.RWMutex // held shared by every call, exclusively by Close
+	closed bool
+	broken atomic.Bool // a commit failed in a way that may have half-written
+}
+
+// Open opens (creating if needed) the ledger in opts.Dir. Errors are
+// *storage.Error: Invalid for bad options, Unavailable when the data
+// directory cannot be opened (another process holds it, permissions, …).
+func Open(opts Options) (*Ledger, error) {
+	const op = "open"
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	if !opts.InMemory && opts.Dir == "" {
+		return nil, storage.E(op, storage.Invalid, "no data directory")
+	}
+	mts := opts.MemTableSize
+	if mts == 0 {
+		mts = DefaultMemTableSize
+	}
+	if mts < MinMemTableSize {
+		return nil, storage.Ef(op, storage.Invalid, "memtable size %d below %d", mts, MinMemTableSize)
+	}
+	nmt := opts.NumMemtables
+	if nmt == 0 {
+		nmt = DefaultNumMemtables
+	}
+	if nmt < 1 {
+		return nil, storage.E(op, storage.Invalid, "NumMemtables must be positive")
+	}
+	ics := opts.IndexCacheSize
+	switch {
+	case ics == 0:
+		ics = DefaultIndexCacheSize
+	case ics < 0:
+		ics = 0 // Badger: no cache, all indexes in memory
+	}
+
+	dir := opts.Dir
+	if opts.InMemory {
+		dir = ""
+	}
+	bo := badger.DefaultOptions(dir).
+		WithInMemory(opts.InMemory).
+		WithLogger(badgerLogger{log}).
+		WithSyncWrites(false). // the group syncer makes commits durable
+		WithDetectConflicts(true).
+		WithMetricsEnabled(false). // Badger's metrics are process-global expvars
+		WithMemTableSize(mts).
+		WithNumMemtables(nmt).
+		WithBaseTableSize(baseTableSize).
+		// Ledger records are small and mostly varints and hex: not worth
+		// compressing on two cores, and uncompressed tables need no block
+		// cache (a compressing table builder also doubles its buffers).
+		WithCompression(options.None).
+		WithBlockCacheSize(0).
+		WithIndexCacheSize(ics).
+		WithNumCompactors(2).
+		// Keep every value in the LSM tree (wtxn.set refuses bigger
+		// ones): the value log stays empty and needs neither syncing nor
+		// garbage collection.
+		WithValueThreshold(valueThreshold(mts)).
+		WithValueLogFileSize(4 << 20)
+	db, err := badger.Open(bo)
+	if err != nil {
+		return nil, storage.Wrap(op, storage.Unavailable, err)
+	}
+	l := &Ledger{db: db, log: log, now: now, seed: maphash.MakeSeed(), maxValue: int(valueThreshold(mts)) - 1}
+	if !opts.InMemory {
+		l.gs, err = startGroupSync(dir, log, opts.OnSync)
+		if err != nil {
+			_ = db.Close()
+			return nil, storage.Wrap(op, storage.Unavailable, err)
+		}
+	}
+	log.Info("ledger opened", "dir", dir, "in_memory", opts.InMemory, "memtable_size", mts)
+	return l, nil
+}
+
+// valueThreshold is Badger's ValueThreshold for a memtable size: values
+// this big or bigger would go to the value log. Badger requires it to be at
+// most 15% of the memtable; ledger values stay below 16 KiB (text fields are
+// bounded), far below the threshold of the smallest memtable.
+func valueThreshold(memTableSize int64) int64 { return min(64<<10, memTableSize*15/100) }
+
+// Close waits for the calls in progress, makes everything durable, stops
+// the background goroutines and closes the database. Every later call,
+// Close included, fails with kind Unavailable.
+func (l *Ledger) Close() error {
+	l.gate.Lock()
+	if l.closed {
+		l.gate.Unlock()
+		return storage.E("close", storage.Unavailable, "ledger closed")
+	}
+	l.closed = true
+	l.gate.Unlock()
+	if l.gs != nil {
+		l.gs.close()
+	}
+	if err := l.db.Close(); err != nil {
+		l.log.Error("closing ledger", "err", err)
+		return storage.Wrap("close", storage.Internal, err)
+	}
+	l.log.Info("ledger closed")
+	return nil
+}
+
+// Check reports readiness: nil while the ledger is open and healthy, an
+// error of kind Unavailable once it is closed or stopped after a storage
+// failure.
+func (l *Ledger) Check() error {
+	if err := l.enter("check", nil); err != nil {
+		return err
+	}
+	l.gate.RUnlock()
+	return nil
+}
+
+// enter admits a call: it fails Unavailable when the ledger is closed or
+// broken, or ctx is done. On success the caller must call l.leave.
+func (l *Ledger) enter(op string, ctx context.Context) error {
+	if ctx != nil {
+		if err := ctx.Err(); err != nil {
+			return storage.Wrap(op, storage.Unavailable, err)
+		}
+	}
+	l.gate.RLock()
+	switch {
+	case l.closed:
+		l.gate.RUnlock()
+		return storage.E(op, storage.Unavailable, "ledger closed")
+	case l.broken.Load() || l.gs != nil && l.gs.failedNow():
+		l.gate.RUnlock()
+		return storage.E(op, storage.Unavailable, "ledger stopped after a storage failure; restart it")
+	}
+	return nil
+}
+
+func (l *Ledger) leave() { l.gate.RUnlock() }
+
+// clock is the time recorded for a change: UTC, without monotonic reading.
+func (l *Ledger) clock() time.Time { return l.now().Round(0).UTC() }
+
+func (l *Ledger) stripe(svc storage.ServiceName, tok storage.AccountToken) *sync.Mutex {
+	var h maphash.Hash
+	h.SetSeed(l.seed)
+	h.WriteString(string(svc))
+	h.WriteByte(0)
+	h.WriteString(string(tok))
+	return &l.stripes[h.Sum64()&(nStripes-1)]
+}
+
+// wtxn is a read-write Badger txn that counts its writes and keeps every
+// value out of the value log.
+type wtxn struct {
+	*badger.Txn
+	writes   int
+	maxValue int
+}
+
+func (w *wtxn) set(k, v []byte) error {
+	if len(v) > w.maxValue {
+		return fmt.Errorf("record of %d bytes exceeds %d", len(v), w.maxValue)
+	}
+	w.writes++
+	return w.Txn.Set(k, v)
+}
+
+func (w *wtxn) del(k []byte) error {
+	w.writes++
+	return w.Txn.Delete(k)
+}
+
+// change is the body of a write: it reads and writes through tx. A non-nil
+// err discards the txn and is returned; otherwise the txn is committed and,
+// once durable, after (nil or a refusal decided after writing, such as
+// Forbidden after creating an account on first sight) is returned. It may
+// run several times (Badger conflicts) and must leave no other trace.
+type change func(tx *wtxn, now time.Time) (after error, err error)
+
+// write runs fn under mu (the account's stripe, or nil), commits, and waits
+// until the commit is durable. When fn writes nothing or fails, write still
+// waits until what fn read is durable, so that no answer rests on a change
+// a crash could take back.
+func (l *Ledger) write(op string, mu *sync.Mutex, fn change) error {
+	after, committed, err := l.commit(op, mu, fn)
+	if err != nil {
+		return err
+	}
+	if committed && l.gs != nil {
+		if err := l.gs.waitCommitted(1); err != nil {
+			return l.syncErr(op, err)
+		}
+	}
+	return after
+}
+
+// commit is write without the wait for a committed change: committed
+// reports a commit the caller must settle with gs.waitCommitted.
+func (l *Ledger) commit(op string, mu *sync.Mutex, fn change) (after error, committed bool, err error) {
+	for attempt := 1; ; attempt++ {
+		if mu != nil {
+			mu.Lock()
+		}
+		tx := &wtxn{Txn: l.db.NewTransaction(true), maxValue: l.maxValue}
+		after, err := fn(tx, l.clock())
+		if err != nil || tx.writes == 0 {
+			tx.Discard()
+			if mu != nil {
+				mu.Unlock()
+			}
+			if serr := l.settle(op); serr != nil {
+				return nil, false, serr
+			}
+			if err != nil {
+				return nil, false, l.wrap(op, err)
+			}
+			return after, false, nil
+		}
+		if l.gs != nil {
+			l.gs.begin()
+		}
+		cerr := tx.Commit()
+		if mu != nil {
+			mu.Unlock()
+		}
+		if cerr == nil {
+			return after, true, nil
+		}
+		if l.gs != nil {
+			l.gs.abort()
+		}
+		if errors.Is(cerr, badger.ErrConflict) {
+			if attempt < maxConflictRetries {
+				time.Sleep(time.Duration(attempt) * 20 * time.Microsecond)
+				continue
+			}
+			l.log.Warn("giving up after repeated write conflicts", "op", op, "attempts", attempt)
+			return nil, false, storage.E(op, storage.Unavailable, "too much contention; retry")
+		}
+		if !errors.Is(cerr, badger.ErrTxnTooBig) {
+			l.broken.Store(true)
+			l.log.Error("commit failed; the ledger stops accepting work", "op", op, "err", cerr)
+		}
+		return nil, false, storage.Wrap(op, storage.Internal, cerr)
+	}
+}
+
+// view runs a read-only Badger txn, then waits until what it read is
+// durable.
+func (l *Ledger) view(op string, fn func(txn *badger.Txn) error) error {
+	err := l.db.View(fn)
+	if serr := l.settle(op); serr != nil {
+		return serr
+	}
+	return l.wrap(op, err)
+}
+
+// settle waits until every change a reader may have seen is durable.
+func (l *Ledger) settle(op string) error {
+	if l.gs == nil {
+		return nil
+	}
+	if err := l.gs.waitVisible(); err != nil {
+		return l.syncErr(op, err)
+	}
+	return nil
+}
+
+func (l *Ledger) syncErr(op string, err error) error {
+	return storage.Wrap(op, storage.Internal,
+		fmt.Errorf("sync failed, the outcome may or may not be durable: %w", err))
+}
+
+// wrap gives err a kind: *storage.Error values pass through, corrupt
+// records are Internal, everything else from Badger is Internal too.
+func (l *Ledger) wrap(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var se *storage.Error
+	if errors.As(err, &se) {
+		return err
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return storage.Wrap(op, storage.Unavailable, err)
+	}
+	l.log.Error("ledger failure", "op", op, "err", err)
+	return storage.Wrap(op, storage.Internal, err)
+}
+
+// badgerLogger sends Badger's logs to slog; Badger's Info is chatty and
+// goes to Debug.
+type badgerLogger struct{ log *slog.Logger }
+
+func (b badgerLogger) Errorf(f string, a ...any)   { b.logf(slog.LevelError, f, a) }
+func (b badgerLogger) Warningf(f string, a ...any) { b.logf(slog.LevelWarn, f, a) }
+func (b badgerLogger) Infof(f string, a ...any)    { b.logf(slog.LevelDebug, f, a) }
+func (b badgerLogger) Debugf(f string, a ...any)   { b.logf(slog.LevelDebug, f, a) }
+
+func (b badgerLogger) logf(level slog.Level, f string, a []any) {
+	ctx := context.Background()
+	if !b.log.Enabled(ctx, level) {
+		return
+	}
+	b.log.Log(ctx, level, strings.TrimSpace(fmt.Sprintf(f, a...)), "engine", "badger")
+}
+
+var _ storage.Ledger = (*Ledger)(nil)

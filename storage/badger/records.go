@@ -1,0 +1,177 @@
+package badger
+
+import (
+	"encoding/hex"
+	"errors"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/iapd/iapd/storage"
+)
+
+// Reading and writing whole records inside a Badger txn. Errors returned
+// here are raw (Badger's or errCorrupt); the operations give them a kind.
+
+// get reads key and decodes its value with dec; found is false if absent.
+func get(txn *badger.Txn, key []byte, dec func([]byte) error) (found bool, err error) {
+	item, err := txn.Get(key)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return true, item.Value(dec)
+}
+
+func getService(txn *badger.Txn, name storage.ServiceName) (s storage.Service, found bool, err error) {
+	found, err = get(txn, serviceKey(name), func(b []byte) (err error) {
+		s, err = decodeService(b)
+		return err
+	})
+	return s, found, err
+}
+
+func putService(tx *wtxn, s *storage.Service) error {
+	return tx.set(serviceKey(s.Name), encodeService(s))
+}
+
+func getAccount(txn *badger.Txn, svc storage.ServiceName, tok storage.AccountToken) (a storage.Account, found bool, err error) {
+	found, err = get(txn, accountKey(svc, tok), func(b []byte) (err error) {
+		a, err = decodeAccount(b, svc, tok)
+		return err
+	})
+	return a, found, err
+}
+
+// putAccount writes an account after checking the invariant: a bug must
+// never reach the disk.
+func putAccount(tx *wtxn, a *storage.Account) error {
+	if a.Recharged != a.Available+a.Held+a.Captured || a.Available < 0 || a.Held < 0 || a.Captured < 0 {
+		return errors.New("account invariant broken; change refused")
+	}
+	return tx.set(accountKey(a.Service, a.Token), encodeAccount(a))
+}
+
+func getTxn(txn *badger.Txn, id [txnIDBytes]byte) (t storage.Transaction, found bool, err error) {
+	found, err = get(txn, txnKey(id), func(b []byte) (err error) {
+		t, err = decodeTxn(b, hex.EncodeToString(id[:]))
+		return err
+	})
+	return t, found, err
+}
+
+func putTxn(tx *wtxn, id [txnIDBytes]byte, t *storage.Transaction) error {
+	return tx.set(txnKey(id), encodeTxn(t))
+}
+
+func getEntry(txn *badger.Txn, svc storage.ServiceName, tok storage.AccountToken, seq uint64) (e storage.Entry, found bool, err error) {
+	found, err = get(txn, entryKey(svc, tok, seq), func(b []byte) (err error) {
+		e, err = decodeEntry(b, svc, tok, seq)
+		return err
+	})
+	return e, found, err
+}
+
+// appendEntry gives e the account's next seq and a time that never goes
+// back within the account (even if the clock does), applies its deltas to
+// a and writes it. The caller writes a afterwards.
+func appendEntry(tx *wtxn, a *storage.Account, e storage.Entry, now time.Time) (storage.Entry, error) {
+	if e.DRecharged != e.DAvailable+e.DHeld+e.DCaptured {
+		return e, errors.New("entry deltas do not balance; change refused")
+	}
+	if now.Before(a.UpdatedAt) {
+		now = a.UpdatedAt
+	}
+	a.Seq++
+	e.Seq = a.Seq
+	e.Time = now
+	e.Service = a.Service
+	e.Account = a.Token
+	a.Recharged += e.DRecharged
+	a.Available += e.DAvailable
+	a.Held += e.DHeld
+	a.Captured += e.DCaptured
+	a.UpdatedAt = now
+	return e, tx.set(entryKey(a.Service, a.Token, e.Seq), encodeEntry(&e))
+}
+
+// createAccount makes the account (svc, tok) on first sight, in tx:
+// registered with the service's trial credits (a recharge entry with Ref
+// "trial") when the service auto-registers, unregistered otherwise. It
+// writes the token index and the trial entry; the caller writes the
+// account. NotFound if the service is unknown.
+func createAccount(op string, tx *wtxn, svc storage.ServiceName, tok storage.AccountToken, fs storage.FirstSight, now time.Time) (storage.Account, error) {
+	s, found, err := getService(tx.Txn, svc)
+	if err != nil {
+		return storage.Account{}, err
+	}
+	if !found {
+		return storage.Account{}, storage.E(op, storage.NotFound, "no such service")
+	}
+	a := storage.Account{
+		Service: svc, Token: tok, State: storage.Unregistered,
+		DBUUID: fs.DBUUID, CreatedAt: now, UpdatedAt: now,
+	}
+	if err := tx.set(tokenIdxKey(tok, svc), nil); err != nil {
+		return a, err
+	}
+	if !s.AutoRegister {
+		return a, nil
+	}
+	a.State = storage.Registered
+	if s.TrialCredits > 0 {
+		e, err := appendEntry(tx, &a, storage.Entry{
+			Kind:        storage.EntryRecharge,
+			DRecharged:  s.TrialCredits,
+			DAvailable:  s.TrialCredits,
+			Ref:         trialRef,
+			Description: "trial credits",
+		}, now)
+		if err != nil {
+			return a, err
+		}
+		if err := tx.set(refKey(svc, tok, trialRef), encodeSeq(e.Seq)); err != nil {
+			return a, err
+		}
+	}
+	return a, nil
+}
+
+// accountForWrite returns the account, creating it on first sight;
+// created reports a creation (whose writes the caller must commit).
+func accountForWrite(op string, tx *wtxn, svc storage.ServiceName, tok storage.AccountToken, fs storage.FirstSight, now time.Time) (a storage.Account, created bool, err error) {
+	a, found, err := getAccount(tx.Txn, svc, tok)
+	if err != nil || found {
+		return a, false, err
+	}
+	a, err = createAccount(op, tx, svc, tok, fs, now)
+	return a, err == nil, err
+}
+
+// checkAccount validates the (service, token) of a call.
+func checkAccount(op string, svc storage.ServiceName, tok storage.AccountToken) error {
+	if !storage.ValidServiceName(string(svc)) {
+		return storage.E(op, storage.Invalid, "invalid service name")
+	}
+	if !validToken(tok) {
+		return storage.E(op, storage.Invalid, "invalid account token")
+	}
+	return nil
+}
+
+// checkAmount validates an amount from outside: 0 ≤ c ≤ MaxCredits.
+func checkAmount(op string, c storage.Credits) error {
+	if c < 0 || c > storage.MaxCredits {
+		return storage.Ef(op, storage.Invalid, "amount %s out of range", c)
+	}
+	return nil
+}
+
+func checkText(op, what string, s string, max int) error {
+	if len(s) > max {
+		return storage.Ef(op, storage.Invalid, "%s longer than %d bytes", what, max)
+	}
+	return nil
+}
