@@ -97,6 +97,9 @@ func (a *Account) ServicesToken(r *http.Request, args *ServicesTokenArgs, reply 
 	if args.IAPAccounts == nil {
 		return missing("services-token", "iap_accounts")
 	}
+	if len(args.IAPAccounts) > maxAccountsPerCall {
+		return tooManyAccounts("services-token")
+	}
 	ctx := r.Context()
 	out := make(ServicesTokenReply, 0, len(args.IAPAccounts))
 	var services map[storage.ServiceName]storage.Service
@@ -294,6 +297,9 @@ func (a *Account) GetAccountsInformation(r *http.Request, args *GetAccountsInfor
 	if args.IAPAccounts == nil {
 		return missing(op, "iap_accounts")
 	}
+	if len(args.IAPAccounts) > maxAccountsPerCall {
+		return tooManyAccounts(op)
+	}
 	ctx := r.Context()
 	out := make(GetAccountsInformationReply, len(args.IAPAccounts))
 	for _, ref := range args.IAPAccounts {
@@ -376,4 +382,14 @@ func (a *Account) UpdateWarningEmailAlerts(r *http.Request, args *UpdateWarningE
 	})
 	*reply = err == nil
 	return err
+}
+
+// maxAccountsPerCall bounds iap_accounts in one call. A database sends all
+// its IAP accounts at once (one per service and company: a handful);
+// without a bound one anonymous request could create thousands of
+// accounts on first sight.
+const maxAccountsPerCall = 500
+
+func tooManyAccounts(op string) error {
+	return storage.Ef(op, storage.Invalid, "iap_accounts: at most %d accounts per call", maxAccountsPerCall)
 }

@@ -2,6 +2,7 @@ package rpc
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -479,4 +480,32 @@ func FuzzHandler(f *testing.F) {
 		resp := serveInProcess(h, "POST", path, "application/json", body)
 		mustEnvelope(t, reply{Status: resp.StatusCode(), Header: http.Header{"Content-Type": {string(resp.Header.ContentType())}}, Body: resp.Body()})
 	})
+}
+
+// One call may not name more accounts than any database has (a bound
+// against creating accounts in bulk on first sight, PROTOCOL §4.2/§4.4).
+func TestTooManyAccountsPerCall(t *testing.T) {
+	addr, l := badInputServer(t)
+	before, err := l.Accounts(context.Background(), storage.AccountFilter{Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var refs, toks []any
+	for i := 0; i <= maxAccountsPerCall; i++ {
+		tok := fmt.Sprintf("%032x", i+1)
+		toks = append(toks, tok)
+		refs = append(refs, map[string]any{"token": tok, "service": "sms"})
+	}
+	for path, params := range map[string]map[string]any{
+		"/iap/1/get-accounts-information": {"iap_accounts": refs, "dbuuid": "x"},
+		"/iap/services-token":             {"iap_accounts": toks, "dbuuid": "x"},
+	} {
+		env := call(t, addr, path, params)
+		expectError(t, env, "odoo.exceptions.UserError", "at most")
+		after, err := l.Accounts(context.Background(), storage.AccountFilter{Limit: 1000})
+		if err != nil || len(after) != len(before) {
+			t.Fatalf("%s: %d accounts before, %d after (%v)", path, len(before), len(after), err)
+		}
+		stillServing(t, addr)
+	}
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/iapd/iapd/rpc/rpctest"
 	"github.com/iapd/iapd/storage"
+	"github.com/iapd/iapd/storage/badger"
 )
 
 // inMemoryServer serves h on an in-memory listener and returns a client
@@ -128,18 +129,46 @@ func balanceFixture(tb testing.TB) []byte {
 }
 
 // BenchmarkCodecDecodeBalance: the envelope and params of a real balance
-// request (odoo18 001), decoded into the route's args.
+// request (odoo18 001), decoded into the route's args: by decodeRequest
+// (the fast decoder) and by encoding/json alone (decodeStd, what it
+// replaced and what it falls back to).
 func BenchmarkCodecDecodeBalance(b *testing.B) {
 	body := balanceFixture(b)
-	b.SetBytes(int64(len(body)))
-	b.ReportAllocs()
-	for b.Loop() {
-		var args BalanceArgs
-		if _, err := decodeRequest(body, &args); err != nil || args.ServiceName != "sms" {
-			b.Fatal(err)
-		}
+	for _, d := range decoders {
+		b.Run(d.name, func(b *testing.B) {
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				var args BalanceArgs
+				if _, err := d.decode(body, &args); err != nil || args.ServiceName != "sms" {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
+
+// BenchmarkCodecDecodeAuthorize: a real authorize request (odoo18 028).
+func BenchmarkCodecDecodeAuthorize(b *testing.B) {
+	body := rpctest.Load(b, "odoo18", func(r *rpctest.Request) bool { return r.Name == "028_iap_1_authorize.json" })[0].Wire(b)
+	for _, d := range decoders {
+		b.Run(d.name, func(b *testing.B) {
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				var args AuthorizeArgs
+				if _, err := d.decode(body, &args); err != nil || !args.Credit.Set() {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+var decoders = []struct {
+	name   string
+	decode func([]byte, any) ([]byte, error)
+}{{"fast", decodeRequest}, {"encoding-json", decodeStd}}
 
 // BenchmarkCodecEncodeBalance: the success envelope of a balance answer.
 func BenchmarkCodecEncodeBalance(b *testing.B) {
@@ -241,20 +270,33 @@ func BenchmarkBalance(b *testing.B) {
 }
 
 // BenchmarkAuthorizeCapture: one authorize and one capture through the
-// whole stack on the on-disk Badger ledger (each a durable write), per
-// operation; 1 and 16×GOMAXPROCS parallel clients (the ledger syncs
-// concurrent writes in groups).
+// whole stack (router, seam, gorilla, codec, handler, ledger), per
+// operation: on the on-disk Badger ledger (each a durable write; the
+// ledger syncs concurrent writes in groups) and on an in-memory one (the
+// CPU cost alone), with 1 and 16×GOMAXPROCS parallel clients.
 func BenchmarkAuthorizeCapture(b *testing.B) {
-	for _, par := range []int{1, 16} {
-		b.Run(fmt.Sprintf("clients=%dxGOMAXPROCS", par), func(b *testing.B) {
-			b.SetParallelism(par)
-			benchAuthorizeCapture(b)
-		})
+	for _, ledger := range []string{"disk", "memory"} {
+		for _, par := range []int{1, 16} {
+			b.Run(fmt.Sprintf("ledger=%s/clients=%dxGOMAXPROCS", ledger, par), func(b *testing.B) {
+				var l storage.Ledger
+				if ledger == "disk" {
+					l = testLedger(b)
+				} else {
+					ml, err := badger.Open(badger.Options{InMemory: true, Logger: testLogger(b)})
+					if err != nil {
+						b.Fatal(err)
+					}
+					b.Cleanup(func() { _ = ml.Close() })
+					l = ml
+				}
+				b.SetParallelism(par)
+				benchAuthorizeCapture(b, l)
+			})
+		}
 	}
 }
 
-func benchAuthorizeCapture(b *testing.B) {
-	l := testLedger(b)
+func benchAuthorizeCapture(b *testing.B, l storage.Ledger) {
 	setupServices(b, l)
 	const accounts = 64
 	for i := range accounts {
@@ -268,8 +310,9 @@ func benchAuthorizeCapture(b *testing.B) {
 	var ops atomic.Int64
 	b.RunParallel(func(pb *testing.PB) {
 		tok := fmt.Sprintf("%032x", next.Add(1)%accounts)
+		authorize := rpcBody("a", map[string]any{"account_token": tok, "key": stubKey, "credit": 1, "ttl": 1})
 		for pb.Next() {
-			out := postVia(b, c, "/iap/1/authorize", rpcBody("a", map[string]any{"account_token": tok, "key": stubKey, "credit": 1, "ttl": 1}))
+			out := postVia(b, c, "/iap/1/authorize", authorize)
 			var env struct{ Result string }
 			if json.Unmarshal(out, &env) != nil || len(env.Result) != 32 {
 				b.Fatalf("authorize: %s", out)

@@ -24,11 +24,34 @@ type envelope struct {
 }
 
 // decodeRequest decodes the request body: the raw JSON of id (nil when
-// absent) and params, a JSON object, into args (a pointer to the route's
-// args struct; unknown keys are ignored). It is the only place request
-// bodies are decoded, so that a faster decoder can replace it; errors are
-// storage.Invalid and say which param is wrong.
+// absent or null) and params, a JSON object, into args (a pointer to the
+// route's args struct; unknown keys are ignored). It is the only place
+// request bodies are decoded; errors are storage.Invalid and say which
+// param is wrong.
+//
+// Two decoders share the work. The fast one (jsonscan.go, allocation-free
+// but for the strings it keeps) decodes every well-formed body that is
+// not refused; on anything else — a syntax error, a value of the wrong
+// type, params not an object, nesting deeper than it goes — it gives up,
+// args is zeroed, and encoding/json decodes the body again (decodeStd),
+// which gives the error its exact message. A body the fast decoder accepts
+// is one encoding/json accepts, with the same values and id, but for two
+// choices: keys match exactly (Odoo's spelling; encoding/json also takes a
+// key differing in case), and a key sent twice takes its last value
+// (objects under a repeated "params" are merged, as encoding/json does).
 func decodeRequest(body []byte, args any) (id []byte, err error) {
+	if id, ok := decodeFast(body, args); ok {
+		return id, nil
+	}
+	if v := reflect.ValueOf(args); v.Kind() == reflect.Pointer && !v.IsNil() {
+		v.Elem().SetZero() // the fast decoder may have set some fields
+	}
+	return decodeStd(body, args)
+}
+
+// decodeStd is decodeRequest with encoding/json alone: the reference, and
+// the decoder of the bodies the fast one gives up on.
+func decodeStd(body []byte, args any) (id []byte, err error) {
 	if !startsObject(body) {
 		if !json.Valid(body) {
 			err := json.Unmarshal(body, new(any)) // for the syntax error's position

@@ -6,8 +6,12 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strings"
+	"time"
 
+	gorilla "github.com/gorilla/rpc/v2"
 	"github.com/valyala/fasthttp"
+
+	"github.com/iapd/iapd/storage"
 )
 
 // routeEntry is a Route as the server uses it.
@@ -32,44 +36,176 @@ type routeEntry struct {
 //   - GET/HEAD to a page registered with HandleGET → that handler;
 //   - another method on a known path → 405 with Allow;
 //   - anything else → 404.
+//
+// With a Config.Observer, every request is then reported to it (see
+// observation), a panic included.
 func (s *Server) serve(ctx *fasthttp.RequestCtx) {
+	o := observation{route: RouteUnknown, outcome: outcomeInternal} // what a panic leaves
+	if s.observer != nil {
+		o.start = time.Now()
+		defer s.observe(&o)
+	}
 	defer s.recoverPanic(ctx)
+	s.route(ctx, &o)
+}
+
+// route answers ctx and notes in o the route label and the outcome.
+func (s *Server) route(ctx *fasthttp.RequestCtx, o *observation) {
 	path := normalizePathBytes(ctx.Path())
 	rt := s.routes[string(path)]
 	post := ctx.IsPost()
 	if rt != nil && post {
+		o.route = rt.Path
 		if len(ctx.PostBody()) > rt.maxBody {
 			b := s.appendError(nil, decodeIDSmall(ctx.PostBody(), s.maxBody), rt.Method, ctx.RemoteIP().String(), errBodyTooLarge(int64(rt.maxBody)))
 			writeJSON(ctx, b)
+			o.outcome = kindOutcomes[storage.Invalid]
 			return
 		}
 		s.seam.serve(ctx, rt)
+		if s.observer != nil {
+			o.outcome = callOutcome(ctx, rt)
+		}
 		return
 	}
 	gets := *s.gets.Load()
-	page := gets[string(path)]
-	if page != nil && (ctx.IsGet() || ctx.IsHead()) {
-		page(ctx)
+	page, isPage := gets[string(path)]
+	if rt != nil {
+		o.route = rt.Path
+	} else if isPage {
+		o.route = page.path
+	}
+	if isPage && (ctx.IsGet() || ctx.IsHead()) {
+		page.h(ctx)
+		o.outcome = OutcomeOK
+		if ctx.Response.StatusCode() >= 400 {
+			o.outcome = OutcomeHTTPError
+		}
 		return
 	}
-	if rt == nil && page == nil {
+	if rt == nil && !isPage {
 		if post {
 			s.log.Debug("POST to an unknown route", "path", truncate(string(path), 200), "client", ctx.RemoteIP().String())
 			writeJSON(ctx, appendNotFound(nil, decodeIDSmall(ctx.PostBody(), defaultRouteBody)))
+			o.outcome = kindOutcomes[storage.NotFound]
 			return
 		}
 		ctx.Error("404 Not Found", fasthttp.StatusNotFound)
+		o.outcome = OutcomeHTTPError
 		return
 	}
 	var allow []string
 	if rt != nil {
 		allow = append(allow, http.MethodPost)
 	}
-	if page != nil {
+	if isPage {
 		allow = append(allow, http.MethodGet, http.MethodHead)
 	}
 	ctx.Error("405 Method Not Allowed", fasthttp.StatusMethodNotAllowed)
 	ctx.Response.Header.Set("Allow", strings.Join(allow, ", "))
+	o.outcome = OutcomeHTTPError
+}
+
+// RouteUnknown is the route reported to the Observer for a path that is
+// neither in the routes table nor a page registered with HandleGET.
+const RouteUnknown = "unknown"
+
+// Outcomes reported to the Observer besides the error kinds.
+const (
+	// OutcomeOK: a JSON-RPC result, or a page answered below 400.
+	OutcomeOK = "ok"
+	// OutcomeHTTPError: an answer at the HTTP level, not a JSON-RPC
+	// error: a wrong method (405), an unknown path other than by POST
+	// (404), a page answered 400 or above.
+	OutcomeHTTPError = "http_error"
+)
+
+// outcomeInternal is the outcome of a request whose handler panicked.
+const outcomeInternal = "internal"
+
+// kindOutcomes is the outcome reported for a JSON-RPC error of each kind:
+// the kind, snake_case. An unknown POST path is "not_found".
+var kindOutcomes = [...]string{
+	storage.Other:              "other",
+	storage.Invalid:            "invalid",
+	storage.NotFound:           "not_found",
+	storage.Exists:             "exists",
+	storage.Conflict:           "conflict",
+	storage.InsufficientCredit: "insufficient_credit",
+	storage.Forbidden:          "forbidden",
+	storage.Unauthorized:       "unauthorized",
+	storage.Unavailable:        "unavailable",
+	storage.Internal:           outcomeInternal,
+}
+
+// Outcomes returns every outcome the router reports to an Observer: "ok",
+// "http_error" and one per error kind ("invalid", "not_found", "exists",
+// "conflict", "insufficient_credit", "forbidden", "unauthorized",
+// "unavailable", "internal", "other").
+func Outcomes() []string {
+	out := []string{OutcomeOK, OutcomeHTTPError}
+	for _, o := range kindOutcomes {
+		out = append(out, o)
+	}
+	return out
+}
+
+// observation is what the router reports of one request.
+type observation struct {
+	start   time.Time
+	route   string
+	outcome string
+}
+
+// observe reports o to the Observer; deferred by serve, it runs after
+// recoverPanic.
+func (s *Server) observe(o *observation) {
+	s.observer.ObserveRequest(o.route, o.outcome, time.Since(o.start))
+}
+
+// callResult is how a call that reached its gorilla method ended, kept
+// as a user value of the fasthttp request from noteOutcome (gorilla's
+// after-function, registered only with an Observer) to the router: 0 for
+// success, 1 + the error's kind for an error. A one-byte value: storing it
+// does not allocate.
+type callResult uint8
+
+// callResultKey is the user-value key of the callResult.
+type callResultKey struct{}
+
+// noteOutcome is gorilla's after-function: it records how the method
+// call ended on the fasthttp request the seam is serving.
+func noteOutcome(info *gorilla.RequestInfo) {
+	rc, ok := info.Request.Context().Value(fasthttpCtxKey{}).(*fasthttp.RequestCtx)
+	if !ok {
+		return // not through the seam
+	}
+	var res callResult
+	if info.Error != nil {
+		res = 1 + callResult(storage.KindOf(info.Error))
+	}
+	rc.SetUserValue(callResultKey{}, res)
+}
+
+// callOutcome is the outcome of a request the seam served: the kind of
+// the error the method returned, mapped as the codec maps it; "invalid"
+// when no method ran (the codec refused the envelope or the params).
+func callOutcome(ctx *fasthttp.RequestCtx, rt *routeEntry) string {
+	res, ran := ctx.UserValue(callResultKey{}).(callResult)
+	switch {
+	case !ran:
+		return kindOutcomes[storage.Invalid]
+	case res == 0:
+		return OutcomeOK
+	}
+	k := storage.Kind(res - 1)
+	if int(k) >= len(kindOutcomes) {
+		k = storage.Other
+	}
+	if k == storage.InsufficientCredit && !rt.creditErrors {
+		k = storage.Internal // the codec answers it so (codecRequest.WriteError)
+	}
+	return kindOutcomes[k]
 }
 
 // defaultRouteBody bounds the body the router reads an id from when it

@@ -142,14 +142,16 @@ func (w *responseWriter) Write(p []byte) (int, error) {
 }
 
 // requestContext is the request's context.Context: the fasthttp
-// RequestCtx's (cancelled when the server shuts down).
+// RequestCtx's values and deadline, but never cancelled: the RequestCtx's
+// Done closes when the server starts shutting down, and a request in flight
+// then must be finished (Shutdown waits for it), not refused.
 type requestContext struct{ rc *fasthttp.RequestCtx }
 
 type fasthttpCtxKey struct{}
 
 func (c *requestContext) Deadline() (time.Time, bool) { return c.rc.Deadline() }
-func (c *requestContext) Done() <-chan struct{}       { return c.rc.Done() }
-func (c *requestContext) Err() error                  { return c.rc.Err() }
+func (c *requestContext) Done() <-chan struct{}       { return nil }
+func (c *requestContext) Err() error                  { return nil }
 func (c *requestContext) Value(key any) any {
 	if key == (fasthttpCtxKey{}) {
 		return c.rc

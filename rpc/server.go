@@ -38,6 +38,23 @@ type Config struct {
 	// DefaultMaxBodyBytes. The fasthttp server's MaxRequestBodySize should
 	// not be below it.
 	MaxBodyBytes int
+	// Observer, if set, is told about every request the public handler
+	// answers (Handler), with its route, outcome and duration. Nil means
+	// none.
+	Observer Observer
+}
+
+// Observer is told about the requests the public handler answers. Its
+// method runs on the request's goroutine once the answer is ready, before
+// it is sent: it must be quick, must not block and must be safe for
+// concurrent use.
+type Observer interface {
+	// ObserveRequest records one answered request. route is a path of the
+	// routes table ("/iap/1/authorize"), a path registered with HandleGET,
+	// or RouteUnknown: never a path a client made up, so the set of values
+	// is bounded. outcome is one of Outcomes(). d is the time from the
+	// router's start to the answer being ready.
+	ObserveRequest(route, outcome string, d time.Duration)
 }
 
 // Server is the public JSON-RPC front. Its handler is safe for concurrent
@@ -48,13 +65,14 @@ type Server struct {
 	publicURL string
 	creditURL string // <publicURL>/iap/1/credit
 	maxBody   int
+	observer  Observer
 
 	routes  map[string]*routeEntry
 	gorilla *gorilla.Server
 	seam    *seam
 
-	getsMu sync.Mutex                                         // serialises HandleGET
-	gets   atomic.Pointer[map[string]fasthttp.RequestHandler] // copy on write
+	getsMu sync.Mutex                         // serialises HandleGET
+	gets   atomic.Pointer[map[string]getPage] // copy on write
 }
 
 // New returns a Server serving the routes of the routes table.
@@ -76,6 +94,7 @@ func New(cfg Config) (*Server, error) {
 		publicURL: pub,
 		creditURL: pub + "/iap/1/credit",
 		maxBody:   cfg.MaxBodyBytes,
+		observer:  cfg.Observer,
 		routes:    make(map[string]*routeEntry, len(routes)),
 	}
 	if s.log == nil {
@@ -84,10 +103,16 @@ func New(cfg Config) (*Server, error) {
 	if s.maxBody == 0 {
 		s.maxBody = DefaultMaxBodyBytes
 	}
-	s.gets.Store(&map[string]fasthttp.RequestHandler{})
+	s.gets.Store(&map[string]getPage{})
 
 	s.gorilla = gorilla.NewServer()
 	s.gorilla.RegisterCodec(&codec{s: s}, "application/json")
+	if s.observer != nil {
+		// Tells the router how a call that reached its method ended
+		// (noteOutcome); one small allocation per call, so only when
+		// someone listens.
+		s.gorilla.RegisterAfterFunc(noteOutcome)
+	}
 	if err := s.gorilla.RegisterService(&Account{s: s}, "Account"); err != nil {
 		return nil, fmt.Errorf("rpc: %w", err)
 	}
@@ -120,12 +145,20 @@ func (s *Server) HandleGET(path string, h fasthttp.RequestHandler) {
 	s.getsMu.Lock()
 	defer s.getsMu.Unlock()
 	old := *s.gets.Load()
-	m := make(map[string]fasthttp.RequestHandler, len(old)+1)
+	m := make(map[string]getPage, len(old)+1)
 	for k, v := range old {
 		m[k] = v
 	}
-	m[normalizePath(path)] = h
+	p := normalizePath(path)
+	m[p] = getPage{path: p, h: h}
 	s.gets.Store(&m)
+}
+
+// getPage is a page registered with HandleGET; path, its normalised path,
+// is the route the Observer is told.
+type getPage struct {
+	path string
+	h    fasthttp.RequestHandler
 }
 
 // NewHTTPServer returns the fasthttp server for the public listener, with

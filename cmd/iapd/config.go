@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -27,6 +28,7 @@ const (
 	DefaultLogFormat       = "text"
 	DefaultShutdownTimeout = 15 * time.Second
 	DefaultSweepInterval   = time.Minute
+	DefaultMemoryLimit     = 64 << 20
 )
 
 // Config is iapd serve's configuration: the YAML file, then the flags.
@@ -55,6 +57,11 @@ type Config struct {
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	// SweepInterval is how often expired holds are released.
 	SweepInterval time.Duration `yaml:"sweep_interval"`
+	// MemoryLimit is the Go runtime's soft memory limit
+	// (runtime/debug.SetMemoryLimit) in bytes, written as a number or with
+	// a unit as GOMEMLIMIT takes it ("64MiB"); 0 sets no limit. The
+	// GOMEMLIMIT environment variable, when set, wins.
+	MemoryLimit ByteSize `yaml:"memory_limit"`
 	// Services sets the policy of built-in and custom services.
 	Services map[string]ServiceConfig `yaml:"services"`
 }
@@ -88,6 +95,44 @@ func (c *CreditsValue) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
+// ByteSize is a size in bytes in the configuration: a whole number, or one
+// with a unit as GOMEMLIMIT takes it: B, KiB, MiB, GiB or TiB.
+type ByteSize int64
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("line %d: a size is expected, e.g. 64MiB", n.Line)
+	}
+	v, err := ParseByteSize(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*b = v
+	return nil
+}
+
+// ParseByteSize parses a size: a whole number of bytes with an optional
+// unit B, KiB, MiB, GiB or TiB ("64MiB", "67108864").
+func ParseByteSize(s string) (ByteSize, error) {
+	t := strings.TrimSpace(s)
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40}, {"B", 1}} {
+		if v, ok := strings.CutSuffix(t, u.suffix); ok {
+			t, mult = strings.TrimSpace(v), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n < 0 || n > math.MaxInt64/mult {
+		return 0, fmt.Errorf("%q: want a size in bytes, e.g. 67108864 or 64MiB (units B, KiB, MiB, GiB, TiB)", s)
+	}
+	return ByteSize(n * mult), nil
+}
+
 // builtinDefaults are the unit names Odoo ships for the built-in services
 // (PROTOCOL §3) and a description for Odoo 17's account list.
 var builtinDefaults = map[storage.ServiceName]struct{ unit, description string }{
@@ -107,6 +152,7 @@ func DefaultConfig() Config {
 		LogFormat:       DefaultLogFormat,
 		ShutdownTimeout: DefaultShutdownTimeout,
 		SweepInterval:   DefaultSweepInterval,
+		MemoryLimit:     DefaultMemoryLimit,
 	}
 }
 
@@ -351,6 +397,9 @@ func (c *Config) Validate() error {
 	}
 	if c.SweepInterval <= 0 {
 		return errors.New("sweep_interval must be positive")
+	}
+	if c.MemoryLimit < 0 {
+		return errors.New("memory_limit must not be negative (0 sets no limit)")
 	}
 	for name, s := range c.Services {
 		if !storage.ValidServiceName(name) {

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,17 +30,29 @@ import (
 )
 
 // TestDurabilityKill9 builds the iapd binary, drives it with concurrent
-// authorize/capture/cancel JSON-RPC calls (as Odoo modules send them) and
-// admin credits, SIGKILLs it while calls are in flight, restarts it on the
-// same data directory and checks, through the admin API, that every
-// operation whose answer came back is there — and, once the operations
-// whose answer was lost are resolved from the ledger, that every account's
-// figures are exactly what the acknowledged operations make them, with
-// recharged = available + held + captured.
+// authorize→capture and authorize→cancel JSON-RPC calls (as Odoo modules
+// send them), balance reads and admin credits, SIGKILLs it at a random
+// moment while calls are in flight, restarts it on the same data
+// directory and checks, through the admin API, that
+//
+//   - every operation whose answer came back is in the ledger, and every
+//     unanswered one is applied wholly or not at all;
+//   - every acknowledged authorize's transaction exists exactly once, in
+//     one account, with its amount and its acknowledged state; no
+//     transaction has a doubled entry (one hold, then at most one capture
+//     or release, one release after a partial capture);
+//   - the unanswered operations, retried as a client would (capture and
+//     cancel of the same token, credit with the same ref, authorize anew),
+//     are applied exactly once whatever the first attempt did;
+//   - each account's figures are exactly what the acknowledged operations
+//     make them, with recharged = available + held + captured, and its
+//     history replays to them.
 //
 // -short runs 3 kill cycles; the normal run 6; IAPD_DURABILITY_CYCLES sets
-// another number (a soak). IAPD_DURABILITY_REPORT names a file that gets
-// the one-line summary (.ci/run prints it).
+// another number (.ci/run: 20). IAPD_DURABILITY_REPORT names a file that
+// gets the one-line summary (.ci/run prints it). The binary is built with
+// -race when the test is, so that the server's own races under load are
+// caught too (20 cycles take about 90 s that way on 2 cores).
 func TestDurabilityKill9(t *testing.T) {
 	cycles, load := 6, 1500*time.Millisecond
 	if testing.Short() {
@@ -52,6 +65,7 @@ func TestDurabilityKill9(t *testing.T) {
 		}
 		cycles = n
 	}
+	began := time.Now()
 
 	d := &drill{t: t, bin: buildIapd(t), data: filepath.Join(t.TempDir(), "data"), model: newModel()}
 	d.token = randHex(16)
@@ -62,15 +76,21 @@ func TestDurabilityKill9(t *testing.T) {
 	for c := 1; c <= cycles; c++ {
 		inflight := d.loadAndKill(c, load)
 		d.start()
-		n := d.verify()
-		t.Logf("cycle %d: SIGKILL with %d calls in flight; after restart %d ledger operations match the model", c, inflight, n)
+		d.verify()      // resolve what the kill left unanswered
+		r := d.retry()  // and retry it as a client would
+		n := d.verify() // nothing doubled
+		t.Logf("cycle %d: SIGKILL with %d calls in flight; %d unanswered operations retried; after restart %d ledger operations match the model",
+			c, inflight, r, n)
 	}
 	d.stopGracefully()
 
 	m := d.model
 	acked := m.acked["authorize"] + m.acked["capture"] + m.acked["cancel"] + m.acked["credit"]
-	summary := fmt.Sprintf("durability: %d SIGKILL cycles, %d acknowledged operations checked present (%d authorize, %d capture, %d cancel, %d credit; %d refusals), %d unanswered operations resolved from the ledger (%d had been applied), %d accounts exact",
-		cycles, acked, m.acked["authorize"], m.acked["capture"], m.acked["cancel"], m.acked["credit"], m.acked["refused"], m.resolved, m.applied, len(m.accounts))
+	summary := fmt.Sprintf("durability: %d SIGKILL cycles in %s, %d acknowledged operations checked present "+
+		"(%d authorize, %d capture, %d cancel, %d credit; %d balance reads, %d refusals), "+
+		"%d unanswered operations resolved from the ledger (%d had been applied) and retried without doubling, %d transactions, %d accounts exact",
+		cycles, time.Since(began).Round(time.Second), acked, m.acked["authorize"], m.acked["capture"], m.acked["cancel"], m.acked["credit"],
+		m.acked["balance"], m.acked["refused"], m.resolved, m.applied, len(m.txns), len(m.accounts))
 	t.Log(summary)
 	if f := os.Getenv("IAPD_DURABILITY_REPORT"); f != "" {
 		if err := os.WriteFile(f, []byte(summary+"\n"), 0o644); err != nil {
@@ -79,6 +99,9 @@ func TestDurabilityKill9(t *testing.T) {
 	}
 	if m.acked["authorize"] < 20*cycles {
 		t.Errorf("only %d authorizes acknowledged in %d cycles: the load did not run", m.acked["authorize"], cycles)
+	}
+	if m.acked["balance"] == 0 {
+		t.Errorf("no balance read acknowledged: the load did not run")
 	}
 }
 
@@ -291,9 +314,21 @@ type model struct {
 	pendingRecharges  map[string]map[string]storage.Credits
 	pendingAuthorizes map[string][]storage.Credits
 	open              []*txnModel // held, no pending op: for later cycles to finish
-	acked             map[string]int
-	resolved          int // unanswered operations resolved from the ledger
-	applied           int // … of which the ledger had applied
+	// unanswered are the operations sent whose answer the kill took, in
+	// the order sent: retried once resolved.
+	unanswered []unansweredOp
+	acked      map[string]int
+	resolved   int // unanswered operations resolved from the ledger
+	applied    int // … of which the ledger had applied
+}
+
+// unansweredOp is an operation whose answer was lost.
+type unansweredOp struct {
+	op      string // authorize, capture, cancel, credit
+	tx      *txnModel
+	account string
+	amount  storage.Credits
+	ref     string
 }
 
 func newModel() *model {
@@ -356,6 +391,33 @@ func (d *drill) loadAndKill(cycle int, load time.Duration) int64 {
 		defer wg.Done()
 		rng := mrand.New(mrand.NewPCG(seed, uint64(cycle)))
 		for !killed.Load() {
+			// Now and then a balance read, as Odoo's settings page does.
+			if rng.IntN(8) == 0 {
+				acct := m.accounts[rng.IntN(len(m.accounts))]
+				inflight.Add(1)
+				res, rerr, err := d.call(ctx, "/iap/1/balance", map[string]any{
+					"account_token": acct, "service_name": drillService, "dbuuid": "drill-db",
+				})
+				inflight.Add(-1)
+				switch {
+				case err != nil:
+					if !killed.Load() {
+						fatal <- fmt.Errorf("balance failed while iapd was up: %w", err)
+					}
+					return
+				case rerr != nil:
+					fatal <- fmt.Errorf("balance refused: %v", rerr)
+					return
+				}
+				if c, err := storage.ParseCredits(string(res)); err != nil || c < 0 {
+					fatal <- fmt.Errorf("balance answered %s", res)
+					return
+				}
+				m.mu.Lock()
+				m.acked["balance"]++
+				m.mu.Unlock()
+				continue
+			}
 			// Finish an open hold of an earlier round, or authorize anew.
 			var tx *txnModel
 			m.mu.Lock()
@@ -378,6 +440,7 @@ func (d *drill) loadAndKill(cycle int, load time.Duration) int64 {
 				switch {
 				case err != nil:
 					m.pendingAuthorizes[acct] = append(m.pendingAuthorizes[acct], amount)
+					m.unanswered = append(m.unanswered, unansweredOp{op: "authorize", account: acct, amount: amount})
 					m.mu.Unlock()
 					if !killed.Load() {
 						fatal <- fmt.Errorf("authorize failed while iapd was up: %w", err)
@@ -434,6 +497,7 @@ func (d *drill) loadAndKill(cycle int, load time.Duration) int64 {
 			m.mu.Lock()
 			switch {
 			case err != nil: // unknown: stays pending
+				m.unanswered = append(m.unanswered, unansweredOp{op: op, tx: tx, account: tx.account, amount: amount})
 				m.mu.Unlock()
 				if !killed.Load() {
 					fatal <- fmt.Errorf("%s failed while iapd was up: %w", op, err)
@@ -484,6 +548,7 @@ func (d *drill) loadAndKill(cycle int, load time.Duration) int64 {
 					m.pendingRecharges[acct] = map[string]storage.Credits{}
 				}
 				m.pendingRecharges[acct][ref] = amount
+				m.unanswered = append(m.unanswered, unansweredOp{op: "credit", account: acct, amount: amount, ref: ref})
 				m.mu.Unlock()
 				var ae *apiError
 				if !killed.Load() || errors.As(err, &ae) {
@@ -505,9 +570,9 @@ func (d *drill) loadAndKill(cycle int, load time.Duration) int64 {
 	}
 	go crediter()
 
-	// Kill somewhere in the second half of the load, when calls are in
-	// flight.
-	wait := load/2 + time.Duration(mrand.Int64N(int64(load/2)))
+	// Kill at a random moment of the load (past its first fifth, so that
+	// every kind of call is running), when calls are in flight.
+	wait := load/5 + time.Duration(mrand.Int64N(int64(load*4/5)))
 	select {
 	case err := <-fatal:
 		killed.Store(true)
@@ -541,6 +606,115 @@ func (d *drill) loadAndKill(cycle int, load time.Duration) int64 {
 	return n
 }
 
+// ---- retries ----
+
+// retry re-sends the operations the kill left unanswered (verify has
+// resolved them from the ledger first), as a client that got no answer
+// would: capture or cancel of the same token with the same amount, credit
+// with the same ref, authorize anew (it is not idempotent: a hold the
+// first attempt made stays, held, under a token the client never saw).
+// Each must be acknowledged; the next verify checks that none was applied
+// twice. It returns how many were retried.
+func (d *drill) retry() int {
+	t := d.t
+	t.Helper()
+	m := d.model
+	ctx := context.Background()
+
+	m.mu.Lock()
+	ops := m.unanswered
+	m.unanswered = nil
+	retried := map[*txnModel]bool{}
+	for _, op := range ops {
+		if op.tx != nil {
+			retried[op.tx] = true
+		}
+	}
+	open := make([]*txnModel, 0, len(m.open))
+	for _, tx := range m.open {
+		if !retried[tx] {
+			open = append(open, tx)
+		}
+	}
+	m.open = open
+	m.mu.Unlock()
+
+	for _, op := range ops {
+		switch op.op {
+		case "capture", "cancel":
+			tx := op.tx
+			params := map[string]any{"token": tx.token, "key": d.key}
+			if op.op == "capture" {
+				params["credit_to_capture"] = json.Number(op.amount.String())
+			}
+			res, rerr, err := d.call(ctx, "/iap/1/"+op.op, params)
+			if err != nil {
+				t.Fatalf("retried %s of %s: %v", op.op, tx.token, err)
+			}
+			m.mu.Lock()
+			switch {
+			case rerr == nil && string(res) == "true":
+				if op.op == "capture" {
+					tx.state, tx.captured = storage.Captured, op.amount
+				} else {
+					tx.state = storage.Cancelled
+				}
+				m.acked[op.op]++
+			case rerr != nil && op.op == "capture" && op.amount > tx.amount && tx.state == storage.Held &&
+				strings.HasSuffix(rerr.Name, "InsufficientCreditError"):
+				m.acked["refused"]++
+			default:
+				m.mu.Unlock()
+				t.Fatalf("retried %s of %s (%s, ledger state %s) answered %s %v", op.op, tx.token, op.amount, tx.state, res, rerr)
+			}
+			if tx.state == storage.Held {
+				m.open = append(m.open, tx)
+			}
+			state := tx.state
+			m.mu.Unlock()
+			d.crossCheck(ctx, tx, state)
+		case "credit":
+			if err := d.credit(ctx, op.account, op.amount, op.ref); err != nil {
+				t.Fatalf("retried credit %s of %s: %v", op.ref, op.amount, err)
+			}
+			m.mu.Lock()
+			m.recharges[op.account][op.ref] = op.amount
+			m.acked["credit"]++
+			m.mu.Unlock()
+		case "authorize":
+			res, rerr, err := d.call(ctx, "/iap/1/authorize", map[string]any{
+				"account_token": op.account, "key": d.key, "credit": json.Number(op.amount.String()),
+				"description": "drill retry", "ttl": 1, "dbuuid": "drill-db",
+			})
+			if err != nil {
+				t.Fatalf("retried authorize: %v", err)
+			}
+			m.mu.Lock()
+			var token string
+			switch {
+			case rerr != nil && strings.HasSuffix(rerr.Name, "InsufficientCreditError"):
+				m.acked["refused"]++
+			case rerr == nil && json.Unmarshal(res, &token) == nil && token != "":
+				if _, dup := m.txns[token]; dup {
+					m.mu.Unlock()
+					t.Fatalf("retried authorize answered the token %s of an existing transaction", token)
+				}
+				tx := &txnModel{token: token, account: op.account, amount: op.amount, state: storage.Held}
+				m.txns[token] = tx
+				m.open = append(m.open, tx)
+				m.acked["authorize"]++
+			default:
+				m.mu.Unlock()
+				t.Fatalf("retried authorize answered %s %v", res, rerr)
+			}
+			m.mu.Unlock()
+		default:
+			t.Fatalf("unanswered %q", op.op)
+		}
+	}
+	return len(ops)
+}
+
 // ---- verification ----
 
 // verify resolves the unanswered operations from the ledger, then checks
@@ -554,6 +728,7 @@ func (d *drill) verify() int {
 	defer m.mu.Unlock()
 	ctx := context.Background()
 	checked := 0
+	owner := map[string]string{} // transaction token → the account whose history has it
 
 	for _, acct := range m.accounts {
 		var a admin.Account
@@ -590,6 +765,10 @@ func (d *drill) verify() int {
 				}
 				refs[e.Ref] = e
 			case storage.EntryHold, storage.EntryCapture, storage.EntryRelease:
+				if o, ok := owner[e.Transaction]; ok && o != acct {
+					t.Fatalf("transaction %s is in the histories of two accounts, %s and %s", e.Transaction, o, acct)
+				}
+				owner[e.Transaction] = acct
 				byTxn[e.Transaction] = append(byTxn[e.Transaction], e)
 			default:
 				t.Fatalf("account %s: unexpected entry %+v", acct, e)
@@ -655,9 +834,12 @@ func (d *drill) verify() int {
 				continue
 			}
 			es := byTxn[tok]
-			state, captured := ledgerState(es)
 			if len(es) == 0 || es[len(es)-1].Kind != storage.EntryHold || es[len(es)-1].DHeld != tx.amount {
 				t.Fatalf("account %s: acknowledged hold %s of %s lost or wrong: %+v", acct, tok, tx.amount, es)
+			}
+			state, captured, bad := txnShape(es)
+			if bad != "" {
+				t.Fatalf("account %s: transaction %s %s: %+v", acct, tok, bad, es)
 			}
 			checked++
 			switch tx.pending {
@@ -725,20 +907,43 @@ func (d *drill) verify() int {
 	return checked
 }
 
-// ledgerState reads a transaction's state from its entries (newest first).
-func ledgerState(es []admin.Entry) (storage.TransactionState, storage.Credits) {
-	state, captured := storage.Held, storage.Credits(0)
-	for _, e := range es {
-		switch e.Kind {
-		case storage.EntryCapture:
-			state, captured = storage.Captured, e.DCaptured
-		case storage.EntryRelease:
-			if state != storage.Captured {
-				state = storage.Cancelled
-			}
-		}
+// txnShape reads a transaction's state from its entries (newest first)
+// and checks their shape: one hold, then nothing (held), a release of all
+// of it (cancelled), or a capture followed, when it took less than the
+// hold, by a release of the rest (captured). Anything else — a second
+// hold, capture or release — is a doubled operation, reported in bad.
+func txnShape(es []admin.Entry) (state storage.TransactionState, captured storage.Credits, bad string) {
+	n := len(es)
+	if n == 0 || es[n-1].Kind != storage.EntryHold {
+		return "", 0, "does not start with a hold"
 	}
-	return state, captured
+	held := es[n-1].DHeld
+	kinds := make([]storage.EntryKind, 0, n)
+	for i := n - 1; i >= 0; i-- {
+		kinds = append(kinds, es[i].Kind)
+	}
+	switch {
+	case n == 1:
+		return storage.Held, 0, ""
+	case n == 2 && kinds[1] == storage.EntryRelease:
+		if es[0].DHeld != -held || es[0].DAvailable != held {
+			return "", 0, "has a release that is not the hold"
+		}
+		return storage.Cancelled, 0, ""
+	case n == 2 && kinds[1] == storage.EntryCapture:
+		c := es[0].DCaptured
+		if c < held || es[0].DHeld != -held {
+			return "", 0, "has a capture of less than the hold without a release of the rest"
+		}
+		return storage.Captured, c, ""
+	case n == 3 && kinds[1] == storage.EntryCapture && kinds[2] == storage.EntryRelease:
+		c := es[1].DCaptured
+		if c >= held || es[1].DHeld != -c || es[0].DHeld != -(held-c) {
+			return "", 0, "has a capture and a release that do not add up to the hold"
+		}
+		return storage.Captured, c, ""
+	}
+	return "", 0, fmt.Sprintf("has the entries %v: an operation was applied twice", kinds)
 }
 
 func (d *drill) crossCheck(ctx context.Context, tx *txnModel, state storage.TransactionState) {
@@ -774,4 +979,42 @@ func indexOf(s []storage.Credits, v storage.Credits) int {
 		}
 	}
 	return -1
+}
+
+// txnShape tells a doubled operation from a sound transaction: the crash
+// drill relies on it.
+func TestTxnShape(t *testing.T) {
+	hold := admin.Entry{Kind: storage.EntryHold, DHeld: 10, DAvailable: -10}
+	capFull := admin.Entry{Kind: storage.EntryCapture, DHeld: -10, DCaptured: 10}
+	capPart := admin.Entry{Kind: storage.EntryCapture, DHeld: -4, DCaptured: 4}
+	capMore := admin.Entry{Kind: storage.EntryCapture, DHeld: -10, DAvailable: -5, DCaptured: 15}
+	rest := admin.Entry{Kind: storage.EntryRelease, DHeld: -6, DAvailable: 6}
+	release := admin.Entry{Kind: storage.EntryRelease, DHeld: -10, DAvailable: 10}
+	for _, c := range []struct {
+		oldestFirst []admin.Entry
+		state       storage.TransactionState
+		captured    storage.Credits
+		ok          bool
+	}{
+		{[]admin.Entry{hold}, storage.Held, 0, true},
+		{[]admin.Entry{hold, release}, storage.Cancelled, 0, true},
+		{[]admin.Entry{hold, capFull}, storage.Captured, 10, true},
+		{[]admin.Entry{hold, capMore}, storage.Captured, 15, true},
+		{[]admin.Entry{hold, capPart, rest}, storage.Captured, 4, true},
+		{nil, "", 0, false},
+		{[]admin.Entry{hold, hold}, "", 0, false},
+		{[]admin.Entry{hold, release, release}, "", 0, false},
+		{[]admin.Entry{hold, capFull, capFull}, "", 0, false},
+		{[]admin.Entry{hold, capFull, release}, "", 0, false},
+		{[]admin.Entry{hold, capPart}, "", 0, false},
+		{[]admin.Entry{hold, capPart, rest, rest}, "", 0, false},
+		{[]admin.Entry{release, hold}, "", 0, false},
+	} {
+		es := slices.Clone(c.oldestFirst)
+		slices.Reverse(es) // the history is newest first
+		state, captured, bad := txnShape(es)
+		if (bad == "") != c.ok || state != c.state || captured != c.captured {
+			t.Errorf("%v: state %q captured %s bad %q", c.oldestFirst, state, captured, bad)
+		}
+	}
 }

@@ -7,6 +7,10 @@
 //	iapd credit SERVICE TOKEN AMOUNT [-ref REF] [-description D]
 //	iapd history SERVICE TOKEN [-limit N]
 //	iapd transaction TOKEN
+//	iapd backup -o FILE
+//	iapd restore -data DIR [-force] FILE
+//	iapd verify [-data DIR]
+//	iapd export [-format csv|jsonl] [-service S] [-account TOKEN] [-since T] [-until T]
 //	iapd version
 //
 // main only wires the process (signals, environment, standard streams) to

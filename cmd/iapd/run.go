@@ -25,7 +25,14 @@ Admin (clients of the admin API on the ops listener; token in $IAPD_ADMIN_TOKEN)
   iapd credit SERVICE TOKEN AMOUNT [-ref REF] [-description D]
   iapd history SERVICE TOKEN [-limit N] [-before SEQ]
   iapd transaction TOKEN
+  iapd backup -o FILE [-force]
+  iapd verify [-grace D] [-show-tokens]
+  iapd export [-format csv|jsonl] [-service S] [-account TOKEN] [-since T] [-until T] [-o FILE]
   iapd version
+
+Offline (iapd stopped):
+  iapd restore -data DIR [-force] FILE
+  iapd verify -data DIR [-grace D] [-show-tokens]
 
 Every admin command takes -ops ADDR (default $IAPD_OPS or 127.0.0.1:9070)
 and -json (machine-readable output).
@@ -41,7 +48,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	}
 	switch cmd {
 	case "serve":
-		return runServe(ctx, args, getenv, stdout, stderr)
+		return runServeWithMemoryLimit(ctx, args, getenv, stdout, stderr) // memlimit.go
 	case "services", "service":
 		return runServices(ctx, args, getenv, stdin, stdout, stderr)
 	case "accounts", "account":
@@ -52,6 +59,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return runHistory(ctx, args, getenv, stdout, stderr)
 	case "transaction":
 		return runTransaction(ctx, args, getenv, stdout, stderr)
+	case "backup":
+		return runBackup(ctx, args, getenv, stdout, stderr)
+	case "restore":
+		return runRestore(ctx, args, getenv, stdout, stderr)
+	case "verify":
+		return runVerify(ctx, args, getenv, stdout, stderr)
+	case "export":
+		return runExport(ctx, args, getenv, stdout, stderr)
 	case "version":
 		if len(args) > 0 {
 			return fmt.Errorf("version takes no arguments")

@@ -10,14 +10,18 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttpadaptor"
 
+	"github.com/iapd/iapd/metrics"
 	"github.com/iapd/iapd/rpc"
 	"github.com/iapd/iapd/rpc/admin"
 	"github.com/iapd/iapd/storage"
@@ -35,7 +39,7 @@ func loadServeConfig(args []string, getenv func(string) string, stderr io.Writer
 	var (
 		configPath = fs.String("config", "", "YAML configuration `file` (${ENV} expanded)")
 		listen     = fs.String("listen", DefaultListen, "public JSON-RPC `address` (what Odoo calls)")
-		opsListen  = fs.String("ops-listen", DefaultOpsListen, "ops `address`: /healthz, /readyz and the admin API")
+		opsListen  = fs.String("ops-listen", DefaultOpsListen, "ops `address`: /healthz, /readyz, /metrics and the admin API")
 		data       = fs.String("data", DefaultData, "Badger `directory` of the ledger")
 		publicURL  = fs.String("public-url", "", "`URL` browsers use to reach iapd (default http://<listen>)")
 		logLevel   = fs.String("log-level", DefaultLogLevel, "debug, info, warn or error")
@@ -95,10 +99,20 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 // closed, in-flight requests finished (within ShutdownTimeout), sweeper
 // stopped, ledger closed.
 func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) (err error) {
+	// The metrics of this run, on a registry of its own: served at
+	// /metrics on the ops listener only.
+	reg := prometheus.NewRegistry()
+	version, revision := buildVersion()
+	mtr, err := metrics.New(reg, metrics.Config{Version: version, Revision: revision})
+	if err != nil {
+		return err
+	}
+
 	ledger, err := badger.Open(badger.Options{
 		Dir:    cfg.Data,
 		Logger: log.With("component", "badger"),
 		Now:    time.Now,
+		OnSync: mtr.ObserveSync,
 	})
 	if err != nil {
 		return fmt.Errorf("opening the ledger in %s: %w", cfg.Data, err)
@@ -108,6 +122,10 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 			err = fmt.Errorf("closing the ledger: %w", cerr)
 		}
 	}()
+
+	if err := reg.Register(metrics.NewLedgerCollector(badger.NewStatsReader(ledger), metrics.LedgerOptions{})); err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
 
 	for _, s := range cfg.ServicePolicies() {
 		if _, err := ledger.EnsureService(ctx, s); err != nil {
@@ -139,6 +157,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		PublicURL:    publicURL,
 		Logger:       log.With("component", "rpc"),
 		MaxBodyBytes: cfg.MaxBodyBytes,
+		Observer:     mtr,
 	})
 	if err != nil {
 		return fmt.Errorf("rpc: %w", err)
@@ -162,11 +181,19 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 			}
 			return ledger.Check()
 		},
+		Operator: ledgerOperator{ledger}, // backup, verify, export (operator.go)
 	})
 	// The ops listener's own mux: the admin handler serves the probes and
-	// the admin API; /metrics can be mounted beside it.
+	// the admin API; /metrics beside it (no token: it shows no account).
 	opsMux := http.NewServeMux()
 	opsMux.Handle("/", adminHandler)
+	opsMux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		// A failing collector (the ledger closed) costs its own series,
+		// not the scrape: the rest is served and the error logged.
+		ErrorHandling:       promhttp.ContinueOnError,
+		ErrorLog:            promLogger{log.With("component", "metrics")},
+		MaxRequestsInFlight: 4,
+	}))
 	ops := newOpsServer(opsMux, log.With("component", "ops"))
 
 	sweepCtx, stopSweep := context.WithCancel(context.Background())
@@ -281,6 +308,33 @@ func detached(h http.Handler) http.Handler {
 		r2.Header = hdr
 		h.ServeHTTP(w, r2)
 	})
+}
+
+// buildVersion returns the module version and VCS revision of the binary,
+// for iap_build_info.
+func buildVersion() (version, revision string) {
+	version = "(devel)"
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return version, ""
+	}
+	if bi.Main.Version != "" {
+		version = bi.Main.Version
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" {
+			revision = s.Value
+		}
+	}
+	return version, revision
+}
+
+// promLogger sends promhttp's errors (a collector that failed during a
+// scrape) to slog.
+type promLogger struct{ log *slog.Logger }
+
+func (l promLogger) Println(v ...any) {
+	l.log.Warn("serving /metrics: " + strings.TrimSuffix(fmt.Sprintln(v...), "\n"))
 }
 
 // fasthttpLogger sends fasthttp's own messages to slog at debug level,

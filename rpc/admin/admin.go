@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
@@ -28,6 +29,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Ready reports readiness for GET /readyz; nil means always ready.
 	Ready func() error
+	// Operator serves backup, verify and export (operations.go); nil
+	// makes those routes answer 503.
+	Operator Operator
 }
 
 // maxBodyBytes bounds every request body of the admin API.
@@ -45,6 +49,7 @@ func New(c Config) http.Handler {
 		token:   sha256.Sum256([]byte(c.Token)),
 		log:     c.Logger,
 		ready:   c.Ready,
+		ops:     c.Operator,
 		mux:     http.NewServeMux(),
 	}
 	if s.log == nil {
@@ -60,6 +65,7 @@ type server struct {
 	token   [32]byte // SHA-256 of the admin token, compared in constant time
 	log     *slog.Logger
 	ready   func() error
+	ops     Operator // backup, verify, export
 	mux     *http.ServeMux
 
 	// mu serialises the admin API's own read-then-write sequences (create a
@@ -85,6 +91,7 @@ func (s *server) routes() {
 	s.mux.HandleFunc("POST /v1/account/credit", s.credit)
 	s.mux.HandleFunc("GET /v1/account/history", s.history)
 	s.mux.HandleFunc("GET /v1/transaction", s.showTransaction)
+	s.operatorRoutes() // GET /v1/backup, /v1/verify, /v1/export (operations.go)
 
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, storage.E("", storage.NotFound, "no such route"))
@@ -104,6 +111,9 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+	// A request in flight when the server shuts down is finished, not
+	// refused: its context is not cancelled by the shutdown.
+	r = r.WithContext(context.WithoutCancel(r.Context()))
 	s.mux.ServeHTTP(w, r)
 	s.logRequest(r, rec.status, start)
 }

@@ -40,6 +40,11 @@
 //	                                     ledger entries, newest first
 //	GET  /v1/transaction?token=          show one transaction (hold)
 //
+//	GET  /v1/backup                      a backup file of the whole ledger, streamed
+//	GET  /v1/verify?grace=&show_tokens=  verify the ledger; a report, clean or not (200)
+//	GET  /v1/export?format=csv|jsonl&service=&token=&since=&until=
+//	                                     ledger entries for accounting, streamed
+//
 // Account and transaction tokens travel in query strings or JSON bodies,
 // never in paths, so that access logs (which record the path only) never
 // hold them.
@@ -65,6 +70,20 @@
 //
 // Lists are paged: when more items exist the answer carries "next", to pass
 // back as "after" (accounts) or "before" (history).
+//
+// # Operations (operations.go)
+//
+// Backup, verify and export need more of the ledger than storage.Ledger:
+// Config.Operator (the Badger ledger's, through cmd/iapd). /v1/backup
+// streams one consistent snapshot (the file format is storage/badger's,
+// with a header and a SHA-256 trailer); /v1/export streams CSV or JSON
+// lines in (service, account, seq) order, since/until as RFC 3339 or
+// YYYY-MM-DD. A stream that fails after its first byte is cut (the
+// client sees an incomplete chunked answer, never a short one that looks
+// whole). /v1/verify names accounts by ShortID (a SHA-256 prefix) unless
+// show_tokens=true; grace (a duration, default 1h) is how long an open
+// hold may be overdue before it is an error rather than a warning.
+// Requests in flight when iapd shuts down are finished, not cancelled.
 //
 // # Errors
 //

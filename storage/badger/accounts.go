@@ -28,12 +28,16 @@ func (l *Ledger) Account(ctx context.Context, svc storage.ServiceName, tok stora
 	if err := checkText(op, "db uuid", fs.DBUUID, maxShortText); err != nil {
 		return storage.Account{}, err
 	}
-	var a storage.Account
-	found := false
-	err := l.view(op, func(txn *badger.Txn) (err error) {
-		a, found, err = getAccount(txn, svc, tok)
-		return err
-	})
+	a, found := l.cachedAccount(svc, tok)
+	var err error
+	if found {
+		err = l.settle(op)
+	} else {
+		err = l.view(op, func(txn *badger.Txn) (err error) {
+			a, found, err = getAccount(txn, svc, tok)
+			return err
+		})
+	}
 	if err != nil || found {
 		return a, err
 	}
@@ -63,6 +67,9 @@ func (l *Ledger) LookupAccount(ctx context.Context, svc storage.ServiceName, tok
 	if err := checkAccount(op, svc, tok); err != nil {
 		return storage.Account{}, err
 	}
+	if a, ok := l.cachedAccount(svc, tok); ok {
+		return a, l.settle(op)
+	}
 	var a storage.Account
 	err := l.view(op, func(txn *badger.Txn) error {
 		var found bool
@@ -74,6 +81,19 @@ func (l *Ledger) LookupAccount(ctx context.Context, svc storage.ServiceName, tok
 		return err
 	})
 	return a, err
+}
+
+// cachedAccount returns the last committed record of an account when its
+// stripe caches it and is free (a read does not wait for a write: it reads
+// Badger instead). The caller must then settle: the record may be one
+// whose round is still to come.
+func (l *Ledger) cachedAccount(svc storage.ServiceName, tok storage.AccountToken) (storage.Account, bool) {
+	st := l.stripe(svc, tok)
+	if !st.mu.TryLock() {
+		return storage.Account{}, false
+	}
+	defer st.mu.Unlock()
+	return st.lookup(svc, tok)
 }
 
 // AccountsByToken returns the accounts of every service that have this
@@ -217,7 +237,7 @@ func (l *Ledger) UpdateAccount(ctx context.Context, svc storage.ServiceName, tok
 	err := l.write(op, l.stripe(svc, tok), func(tx *wtxn, now time.Time) (error, error) {
 		var found bool
 		var err error
-		a, found, err = getAccount(tx.Txn, svc, tok)
+		a, found, err = tx.account(svc, tok)
 		if err != nil {
 			return nil, err
 		}

@@ -21,6 +21,16 @@
 // conflict retries are bounded (10), after which the call fails
 // Unavailable.
 //
+// Every write of an account or transaction record holds the account's
+// stripe (putAccount and putTxn refuse a write that does not), so a stripe
+// knows the last committed record of its accounts and of their holds: it
+// caches the account records written under it, and a small shared cache
+// the transaction records (cache.go). The writes of an operation read them
+// from there rather than through Badger, whose Get consults every level of
+// the LSM tree. ServiceByKey, the first read of every provider call, is
+// answered from a cache of the durable services that every service write
+// empties.
+//
 // # Why acknowledged means durable, even against power loss
 //
 // Badger runs with SyncWrites off; durability comes from group commit. After
@@ -39,16 +49,26 @@
 // commit that landed in a memtable rotated out before the round would be
 // acknowledged but not on disk. So a round is:
 //
-//  1. fdatasync of every *.mem file in the directory, through a read-only
-//     descriptor kept open from round to round. fdatasync acts on the
-//     inode, so it writes back the pages Badger dirtied through its mmap
-//     (msync(MS_SYNC) on Linux is the same fdatasync, limited to a range);
-//     this covers the active WAL and every rotated one. A WAL file that
-//     has vanished was flushed into an SST that Badger synced and recorded
-//     in its synced MANIFEST before deleting the WAL;
-//  2. fsync of the directory when the set of WAL files changed: Badger
-//     does not sync the directory after creating a WAL file (it preallocates
-//     it, and ristretto's z.OpenMmapFile only syncs the directory for files
+//  1. fdatasync of every WAL file (*.mem) that may hold a commit not
+//     synced yet: the active memtable's, kept open from round to round
+//     through a read-only descriptor, and — once, in the first round that
+//     knows Badger has rotated it — each rotated one. fdatasync acts on
+//     the inode, so it writes back the pages Badger dirtied through its
+//     mmap (msync(MS_SYNC) on Linux is the same fdatasync, limited to a
+//     range). Badger numbers WAL files in sequence and all its writes come
+//     from one goroutine, which creates WAL n+1 after its last write to
+//     WAL n: a WAL file below the newest one seen is complete, and once
+//     synced after that it is closed and never synced again (on ext4 every
+//     sync call costs a device cache flush, even on a clean file). A WAL
+//     file that has vanished was flushed into an SST that Badger synced and
+//     recorded in its synced MANIFEST before deleting the WAL. New WAL
+//     files are learnt from an inotify watch on the directory, one read
+//     per round (where there is none, from a listing of the directory every
+//     round): a commit made before a round began went to a WAL file created
+//     before it began, which the round knows of;
+//  2. fsync of the directory when a WAL file was created: Badger does not
+//     sync the directory after creating a WAL file (it preallocates it,
+//     and ristretto's z.OpenMmapFile only syncs the directory for files
 //     created empty), so without this a commit in a new WAL could be lost
 //     with the file's directory entry.
 //

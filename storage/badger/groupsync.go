@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -41,10 +42,18 @@ type groupSync struct {
 	// mostWALs is the most WAL files one round has synced: more than one
 	// means a rotated memtable's WAL was covered (tests read it).
 	mostWALs atomic.Int64
+	// testRound, set by tests, is called by the syncer in each round: at
+	// its start (phase 0), before it syncs (1) and with the WAL files it
+	// synced (2).
+	testRound func(phase int, synced []int)
 
 	// Owned by the syncer goroutine.
-	wals map[string]*os.File // WAL files (*.mem) seen, kept open across rounds
-	dirF *os.File
+	wals      map[int]*os.File // WAL files (NNNNN.mem) to sync, by number
+	newest    int              // the newest WAL file seen: the active memtable's
+	doneBelow int              // WAL files numbered below it are synced for good
+	watch     *walWatch        // new WAL files as they are created; nil: list the directory every round
+	listed    bool             // the directory was listed once
+	dirF      *os.File
 }
 
 type round struct {
@@ -67,8 +76,14 @@ func startGroupSync(dir string, log *slog.Logger, onSync func(int, time.Duration
 		kick: make(chan struct{}, 1),
 		stop: make(chan struct{}),
 		done: make(chan struct{}),
-		wals: make(map[string]*os.File),
+		wals: make(map[int]*os.File),
 		dirF: dirF,
+	}
+	// Watch before the first listing, so that no WAL file created in
+	// between is missed.
+	if s.watch, err = newWALWatch(dir); err != nil {
+		log.Warn("watching the data directory failed; listing it at every sync round instead", "err", err)
+		s.watch = nil
 	}
 	go s.run()
 	return s, nil
@@ -124,9 +139,12 @@ func (s *groupSync) close() {
 func (s *groupSync) run() {
 	defer close(s.done)
 	defer func() {
-		for name, f := range s.wals {
+		for n, f := range s.wals {
 			_ = f.Close()
-			delete(s.wals, name)
+			delete(s.wals, n)
+		}
+		if s.watch != nil {
+			s.watch.close()
 		}
 		_ = s.dirF.Close()
 	}()
@@ -178,58 +196,105 @@ func (s *groupSync) drain() {
 	}
 }
 
-// syncRound makes every write committed so far durable: it fdatasyncs
-// every WAL file (*.mem) in the directory — the active memtable's and those
-// of memtables Badger rotated out but has not flushed yet — and fsyncs the
-// directory when the set of WAL files changed. A WAL file that has vanished
-// was flushed into an SST that Badger synced and recorded in its synced
-// MANIFEST before deleting the WAL. See the package comment for why
-// db.Sync() is not called.
+// syncRound makes every write committed so far durable. It fdatasyncs
+// every WAL file (NNNNN.mem) that may hold a commit not yet synced — the
+// active memtable's, and once more each one Badger has rotated out since
+// the last round — and fsyncs the directory when a WAL file was created.
+// See the package comment for why db.Sync() is not called.
+//
+// Badger numbers WAL files in sequence and writes only to the newest one
+// (all writes are made by one goroutine, which creates WAL n+1 after its
+// last write to WAL n), so a WAL file below the newest one seen is
+// complete: synced once after that, it is closed and never synced again.
+// (A vanished WAL file was flushed into an SST that Badger synced and
+// recorded in its synced MANIFEST before deleting the WAL.) New WAL files
+// are learnt from the watch (inotify on Linux: one read per round) or, with
+// no watch, by listing the directory every round; a commit made before a
+// round began is in a WAL file created before it began, which the round
+// learns about.
 func (s *groupSync) syncRound() error {
-	ents, err := os.ReadDir(s.dir)
-	if err != nil {
-		return err
+	var tested []int
+	if s.testRound != nil {
+		s.testRound(0, nil)
+		defer func() { s.testRound(2, tested) }()
 	}
 	changed := false
-	present := make(map[string]bool, 4)
-	for _, de := range ents {
-		name := de.Name()
-		if !strings.HasSuffix(name, ".mem") {
-			continue
+	list := !s.listed || s.watch == nil
+	if !list {
+		overflow, err := s.watch.created(func(name string) error {
+			c, err := s.noteWAL(name)
+			changed = changed || c
+			return err
+		})
+		if err != nil {
+			return err
 		}
-		f := s.wals[name]
-		if f == nil {
-			f, err = os.Open(filepath.Join(s.dir, name))
-			if errors.Is(err, fs.ErrNotExist) {
-				continue // flushed and deleted since ReadDir
-			}
+		list = overflow // events were lost: list the directory
+	}
+	if list {
+		ents, err := os.ReadDir(s.dir)
+		if err != nil {
+			return err
+		}
+		for _, de := range ents {
+			c, err := s.noteWAL(de.Name())
 			if err != nil {
 				return err
 			}
-			s.wals[name] = f
-			changed = true
+			changed = changed || c
 		}
-		present[name] = true
+		s.listed = true
+	}
+	if s.testRound != nil {
+		s.testRound(1, nil)
+	}
+	synced := int64(0)
+	for n, f := range s.wals {
 		// fdatasync acts on the inode, so it writes back the pages Badger
 		// dirtied through its mmap too (what msync would do). Keeping the
-		// file open across rounds means a write-back error is reported to
-		// this descriptor even if it happened between rounds.
+		// active WAL open across rounds means a write-back error is
+		// reported to this descriptor even if it happened between rounds.
 		if err := datasync(f); err != nil {
 			return err
 		}
-	}
-	if n := int64(len(present)); n > s.mostWALs.Load() {
-		s.mostWALs.Store(n)
-	}
-	for name, f := range s.wals {
-		if !present[name] {
-			_ = f.Close()
-			delete(s.wals, name)
-			changed = true
+		synced++
+		if s.testRound != nil {
+			tested = append(tested, n)
 		}
+		if n < s.newest { // complete, and now durable
+			_ = f.Close()
+			delete(s.wals, n)
+		}
+	}
+	s.doneBelow = s.newest
+	if synced > s.mostWALs.Load() {
+		s.mostWALs.Store(synced)
 	}
 	if changed {
 		return s.dirF.Sync()
 	}
 	return nil
+}
+
+// noteWAL opens a WAL file not seen yet; changed reports a WAL file new to
+// the directory since the last round. Other names are ignored.
+func (s *groupSync) noteWAL(name string) (changed bool, err error) {
+	num, ok := strings.CutSuffix(name, ".mem")
+	if !ok {
+		return false, nil
+	}
+	n, err := strconv.Atoi(num)
+	if err != nil || n < s.doneBelow || s.wals[n] != nil {
+		return false, nil
+	}
+	s.newest = max(s.newest, n) // even if it vanished: the older ones are complete
+	f, err := os.Open(filepath.Join(s.dir, name))
+	if errors.Is(err, fs.ErrNotExist) {
+		return true, nil // flushed and deleted already
+	}
+	if err != nil {
+		return false, err
+	}
+	s.wals[n] = f
+	return true, nil
 }

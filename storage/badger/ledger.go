@@ -87,7 +87,9 @@ type Ledger struct {
 	gs   *groupSync // nil in memory
 	seed maphash.Seed
 
-	stripes  [nStripes]sync.Mutex
+	stripes  [nStripes]stripe
+	services serviceCache
+	txns     txnCache
 	maxValue int // the largest value that stays out of the value log
 
 	gate   sync.RWMutex // held shared by every call, exclusively by Close
@@ -158,6 +160,7 @@ func Open(opts Options) (*Ledger, error) {
 		// garbage collection.
 		WithValueThreshold(valueThreshold(mts)).
 		WithValueLogFileSize(4 << 20)
+	bo = expTune(bo)
 	db, err := badger.Open(bo)
 	if err != nil {
 		return nil, storage.Wrap(op, storage.Unavailable, err)
@@ -169,6 +172,9 @@ func Open(opts Options) (*Ledger, error) {
 			_ = db.Close()
 			return nil, storage.Wrap(op, storage.Unavailable, err)
 		}
+	}
+	if err := l.upgrade(dir); err != nil { // version.go: format check, migrations
+		return nil, err
 	}
 	log.Info("ledger opened", "dir", dir, "in_memory", opts.InMemory, "memtable_size", mts)
 	return l, nil
@@ -238,7 +244,8 @@ func (l *Ledger) leave() { l.gate.RUnlock() }
 // clock is the time recorded for a change: UTC, without monotonic reading.
 func (l *Ledger) clock() time.Time { return l.now().Round(0).UTC() }
 
-func (l *Ledger) stripe(svc storage.ServiceName, tok storage.AccountToken) *sync.Mutex {
+// stripe returns the stripe of an account: its lock and record cache.
+func (l *Ledger) stripe(svc storage.ServiceName, tok storage.AccountToken) *stripe {
 	var h maphash.Hash
 	h.SetSeed(l.seed)
 	h.WriteString(string(svc))
@@ -248,11 +255,18 @@ func (l *Ledger) stripe(svc storage.ServiceName, tok storage.AccountToken) *sync
 }
 
 // wtxn is a read-write Badger txn that counts its writes and keeps every
-// value out of the value log.
+// value out of the value log. Under an account stripe (st), it reads and
+// writes account records through the stripe's cache.
 type wtxn struct {
 	*badger.Txn
 	writes   int
 	maxValue int
+	st       *stripe // the stripe held, nil for writes outside any account
+	l        *Ledger
+	accts    []storage.Account // account records written, cached once committed
+	acctBuf  [1]storage.Account
+	txns     []cachedTxn // transaction records written, cached once committed
+	txnBuf   [1]cachedTxn
 }
 
 func (w *wtxn) set(k, v []byte) error {
@@ -275,12 +289,12 @@ func (w *wtxn) del(k []byte) error {
 // run several times (Badger conflicts) and must leave no other trace.
 type change func(tx *wtxn, now time.Time) (after error, err error)
 
-// write runs fn under mu (the account's stripe, or nil), commits, and waits
-// until the commit is durable. When fn writes nothing or fails, write still
-// waits until what fn read is durable, so that no answer rests on a change
-// a crash could take back.
-func (l *Ledger) write(op string, mu *sync.Mutex, fn change) error {
-	after, committed, err := l.commit(op, mu, fn)
+// write runs fn under st (the account's stripe, or nil), commits, and
+// waits until the commit is durable. When fn writes nothing or fails, write
+// still waits until what fn read is durable, so that no answer rests on a
+// change a crash could take back.
+func (l *Ledger) write(op string, st *stripe, fn change) error {
+	after, committed, err := l.commit(op, st, fn)
 	if err != nil {
 		return err
 	}
@@ -294,17 +308,18 @@ func (l *Ledger) write(op string, mu *sync.Mutex, fn change) error {
 
 // commit is write without the wait for a committed change: committed
 // reports a commit the caller must settle with gs.waitCommitted.
-func (l *Ledger) commit(op string, mu *sync.Mutex, fn change) (after error, committed bool, err error) {
+func (l *Ledger) commit(op string, st *stripe, fn change) (after error, committed bool, err error) {
 	for attempt := 1; ; attempt++ {
-		if mu != nil {
-			mu.Lock()
+		if st != nil {
+			st.mu.Lock()
 		}
-		tx := &wtxn{Txn: l.db.NewTransaction(true), maxValue: l.maxValue}
+		tx := &wtxn{Txn: l.db.NewTransaction(true), maxValue: l.maxValue, st: st, l: l}
+		tx.accts, tx.txns = tx.acctBuf[:0], tx.txnBuf[:0]
 		after, err := fn(tx, l.clock())
 		if err != nil || tx.writes == 0 {
 			tx.Discard()
-			if mu != nil {
-				mu.Unlock()
+			if st != nil {
+				st.mu.Unlock()
 			}
 			if serr := l.settle(op); serr != nil {
 				return nil, false, serr
@@ -318,8 +333,16 @@ func (l *Ledger) commit(op string, mu *sync.Mutex, fn change) (after error, comm
 			l.gs.begin()
 		}
 		cerr := tx.Commit()
-		if mu != nil {
-			mu.Unlock()
+		if cerr == nil && st != nil {
+			for i := range tx.accts {
+				st.store(&tx.accts[i])
+			}
+			for i := range tx.txns {
+				l.txns.store(tx.txns[i].id, &tx.txns[i].t)
+			}
+		}
+		if st != nil {
+			st.mu.Unlock()
 		}
 		if cerr == nil {
 			return after, true, nil

@@ -45,13 +45,39 @@ func getAccount(txn *badger.Txn, svc storage.ServiceName, tok storage.AccountTok
 	return a, found, err
 }
 
+// account reads an account record in a write: from the stripe's cache when
+// the txn holds the account's stripe (always, for the operations on an
+// account), else from Badger.
+func (w *wtxn) account(svc storage.ServiceName, tok storage.AccountToken) (storage.Account, bool, error) {
+	if w.st != nil && w.l.stripe(svc, tok) == w.st {
+		if a, ok := w.st.lookup(svc, tok); ok {
+			return a, true, nil
+		}
+	}
+	return getAccount(w.Txn, svc, tok)
+}
+
 // putAccount writes an account after checking the invariant: a bug must
-// never reach the disk.
+// never reach the disk. The txn must hold the account's stripe: the record
+// is cached there once the txn commits.
 func putAccount(tx *wtxn, a *storage.Account) error {
 	if a.Recharged != a.Available+a.Held+a.Captured || a.Available < 0 || a.Held < 0 || a.Captured < 0 {
 		return errors.New("account invariant broken; change refused")
 	}
-	return tx.set(accountKey(a.Service, a.Token), encodeAccount(a))
+	if tx.st == nil || tx.l.stripe(a.Service, a.Token) != tx.st {
+		return errors.New("account written outside its stripe; change refused")
+	}
+	if err := tx.set(accountKey(a.Service, a.Token), encodeAccount(a)); err != nil {
+		return err
+	}
+	for i := range tx.accts {
+		if tx.accts[i].Service == a.Service && tx.accts[i].Token == a.Token {
+			tx.accts[i] = *a
+			return nil
+		}
+	}
+	tx.accts = append(tx.accts, *a)
+	return nil
 }
 
 func getTxn(txn *badger.Txn, id [txnIDBytes]byte) (t storage.Transaction, found bool, err error) {
@@ -62,8 +88,32 @@ func getTxn(txn *badger.Txn, id [txnIDBytes]byte) (t storage.Transaction, found 
 	return t, found, err
 }
 
+// putTxn writes a transaction record. The txn must hold the stripe of the
+// transaction's account: the record is cached once the txn commits.
 func putTxn(tx *wtxn, id [txnIDBytes]byte, t *storage.Transaction) error {
-	return tx.set(txnKey(id), encodeTxn(t))
+	if tx.st == nil || tx.l.stripe(t.Service, t.Account) != tx.st {
+		return errors.New("transaction written outside its account's stripe; change refused")
+	}
+	if err := tx.set(txnKey(id), encodeTxn(t)); err != nil {
+		return err
+	}
+	for i := range tx.txns {
+		if tx.txns[i].id == id {
+			tx.txns[i].t = *t
+			return nil
+		}
+	}
+	tx.txns = append(tx.txns, cachedTxn{id: id, set: true, t: *t})
+	return nil
+}
+
+// txn reads a transaction record in a write that holds the stripe of its
+// account: from the cache (txnCache), else from Badger.
+func (w *wtxn) txn(id [txnIDBytes]byte) (storage.Transaction, bool, error) {
+	if t, ok := w.l.txns.lookup(id); ok && w.st != nil && w.l.stripe(t.Service, t.Account) == w.st {
+		return t, true, nil
+	}
+	return getTxn(w.Txn, id)
 }
 
 func getEntry(txn *badger.Txn, svc storage.ServiceName, tok storage.AccountToken, seq uint64) (e storage.Entry, found bool, err error) {
@@ -142,7 +192,7 @@ func createAccount(op string, tx *wtxn, svc storage.ServiceName, tok storage.Acc
 // accountForWrite returns the account, creating it on first sight;
 // created reports a creation (whose writes the caller must commit).
 func accountForWrite(op string, tx *wtxn, svc storage.ServiceName, tok storage.AccountToken, fs storage.FirstSight, now time.Time) (a storage.Account, created bool, err error) {
-	a, found, err := getAccount(tx.Txn, svc, tok)
+	a, found, err := tx.account(svc, tok)
 	if err != nil || found {
 		return a, false, err
 	}

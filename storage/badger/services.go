@@ -37,6 +37,7 @@ func (l *Ledger) EnsureService(ctx context.Context, s storage.Service) (storage.
 		return storage.Service{}, err
 	}
 	var out storage.Service
+	defer l.services.writing()()
 	err := l.write(op, nil, func(tx *wtxn, now time.Time) (error, error) {
 		cur, found, err := getService(tx.Txn, s.Name)
 		if err != nil {
@@ -146,6 +147,7 @@ func (l *Ledger) SetServiceKey(ctx context.Context, name storage.ServiceName, ke
 	if keyHash == ([32]byte{}) {
 		return storage.E(op, storage.Invalid, "zero key hash")
 	}
+	defer l.services.writing()()
 	return l.write(op, nil, func(tx *wtxn, now time.Time) (error, error) {
 		s, found, err := getService(tx.Txn, name)
 		if err != nil {
@@ -182,18 +184,21 @@ func (l *Ledger) SetServiceKey(ctx context.Context, name storage.ServiceName, ke
 }
 
 // ServiceByKey returns the service whose key hashes to keyHash.
-// Unauthorized if none.
+// Unauthorized if none. Found services are cached (cache.go) until the next
+// service write.
 func (l *Ledger) ServiceByKey(ctx context.Context, keyHash [32]byte) (storage.Service, error) {
 	const op = "service by key"
 	if err := l.enter(op, ctx); err != nil {
 		return storage.Service{}, err
 	}
 	defer l.leave()
-	unauthorized := storage.E(op, storage.Unauthorized, "unknown service key")
 	if keyHash == ([32]byte{}) {
-		return storage.Service{}, unauthorized
+		return storage.Service{}, storage.E(op, storage.Unauthorized, "unknown service key")
 	}
-	var s storage.Service
+	s, ok, gen := l.services.get(keyHash)
+	if ok {
+		return s, nil
+	}
 	err := l.view(op, func(txn *badger.Txn) error {
 		var name storage.ServiceName
 		found, err := get(txn, keyHashKey(keyHash), func(b []byte) (err error) {
@@ -204,16 +209,21 @@ func (l *Ledger) ServiceByKey(ctx context.Context, keyHash [32]byte) (storage.Se
 			return err
 		}
 		if !found {
-			return unauthorized
+			return storage.E(op, storage.Unauthorized, "unknown service key")
 		}
 		s, found, err = getService(txn, name)
 		if err != nil {
 			return err
 		}
 		if !found || !s.HasKey || s.KeyHash != keyHash {
-			return unauthorized // a stale index entry: never trust it
+			// A stale index entry: never trust it.
+			return storage.E(op, storage.Unauthorized, "unknown service key")
 		}
 		return nil
 	})
-	return s, err
+	if err != nil {
+		return storage.Service{}, err
+	}
+	l.services.put(gen, keyHash, s) // durable: view waited for it
+	return s, nil
 }
