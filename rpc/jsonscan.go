@@ -1,6 +1,7 @@
 package rpc
 
 import (
+	"bytes"
 	"encoding"
 	"encoding/json"
 	"reflect"
@@ -69,6 +70,9 @@ func decodeFast(body []byte, args any) (id []byte, ok bool) {
 				good = false // a type error: encoding/json words it
 			}
 		default:
+			if bytes.EqualFold(key, []byte("id")) || bytes.EqualFold(key, []byte("params")) {
+				return nil, false // encoding/json matches keys ignoring case: let it decide
+			}
 			good = s.skip()
 		}
 		if !good {
@@ -118,6 +122,16 @@ func (p *plan) field(key []byte) *fieldPlan {
 		}
 	}
 	return nil
+}
+
+// foldsTo reports whether key names a field when case is ignored.
+func (p *plan) foldsTo(key []byte) bool {
+	for i := range p.fields {
+		if bytes.EqualFold(key, []byte(p.fields[i].name)) {
+			return true
+		}
+	}
+	return false
 }
 
 var plans sync.Map // reflect.Type → *plan; nil: not for the fast decoder
@@ -313,6 +327,10 @@ func (s *scanner) object(v reflect.Value, p *plan) bool {
 		}
 		if f := p.field(key); f != nil {
 			ok = s.value(v.Field(f.index), f)
+		} else if p.foldsTo(key) {
+			// encoding/json would fill a field from this key (it matches
+			// names ignoring case); one reading whatever path runs.
+			return false
 		} else {
 			ok = s.skip() // unknown keys are ignored
 		}
