@@ -34,11 +34,11 @@ type envelope struct {
 // not refused; on anything else — a syntax error, a value of the wrong
 // type, params not an object, nesting deeper than it goes — it gives up,
 // args is zeroed, and encoding/json decodes the body again (decodeStd),
-// which gives the error its exact message. A body the fast decoder accepts
-// is one encoding/json accepts, with the same values and id, but for two
-// choices: keys match exactly (Odoo's spelling; encoding/json also takes a
-// key differing in case), and a key sent twice takes its last value
-// (objects under a repeated "params" are merged, as encoding/json does).
+// which gives the error its exact message. It also gives up on a key that
+// matches a param only ignoring case, which encoding/json would take. A
+// body the fast decoder accepts is one encoding/json accepts, with the same
+// values and id, but for a key sent twice: the last value wins (objects
+// under a repeated "params" are merged, as encoding/json does).
 func decodeRequest(body []byte, args any) (id []byte, err error) {
 	if id, ok := decodeFast(body, args); ok {
 		return id, nil

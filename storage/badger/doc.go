@@ -38,7 +38,11 @@
 // and waits. A single syncer goroutine takes all callers queued so far, runs
 // one sync round, and releases them together; the next batch forms while a
 // round runs, so one fsync serves many commits (on a disk doing about 4000
-// fsyncs a second, a few tens of thousands of commits a second).
+// fsyncs a second, a few tens of thousands of commits a second). Under
+// load, when only a few of the callers a round released are back, the
+// syncer waits up to a millisecond for more before the next round
+// (groupsync.go, gather); a wait only ever delays an answer, never lets
+// one out before its round.
 //
 // What a round syncs follows from how Badger v4 writes. A commit is
 // appended to the WAL of the active memtable (a *.mem file written through

@@ -17,18 +17,28 @@ import (
 	"github.com/iapd/iapd/storage"
 )
 
-// Defaults sized for a small server (2 cores, server RSS well under 100 MB):
-// Badger's own defaults (64 MiB memtables ×5, 256 MiB block cache, Snappy)
-// are meant for much bigger machines. Most of Badger's memory is Go heap
-// (memtable arenas, table builders during flushes and compactions), so the
-// process should also run with a GOMEMLIMIT.
+// Defaults sized for a small server (2 cores, server RSS about 100 MB with a
+// 64 MiB Go memory limit; README "Performance"): Badger's own defaults (64
+// MiB memtables ×5, 256 MiB block cache, Snappy) are meant for much bigger
+// machines. Most of Badger's memory is Go heap: the memtable arenas, and
+// the buffers of the table builders of flushes and compactions, which
+// Badger pools (up to 8, each twice the table size, grown to hold a whole
+// memtable for a flush). With 4 MiB memtables and 1 MiB tables the live
+// heap was about 50 MiB and, under a 64 MiB limit, the collector ran
+// without pause (about 40% of the CPU under load); with 1 MiB memtables
+// and 512 KiB tables it is about 20 MiB. Level 0 then takes 10 tables
+// before it is compacted, so that a compaction still merges about 10 MiB
+// (with 5 tables of 1 MiB, compactions took a fifth of the CPU).
 const (
-	DefaultMemTableSize   = 4 << 20
+	DefaultMemTableSize   = 1 << 20
 	DefaultNumMemtables   = 3
 	DefaultIndexCacheSize = 4 << 20
 	// MinMemTableSize is the smallest MemTableSize Open accepts.
 	MinMemTableSize = 256 << 10
-	baseTableSize   = 1 << 20
+
+	baseTableSize           = 512 << 10
+	numLevelZeroTables      = 10
+	numLevelZeroTablesStall = 25 // Badger stalls writes when level 0 has this many tables
 )
 
 const (
@@ -148,6 +158,8 @@ func Open(opts Options) (*Ledger, error) {
 		WithMemTableSize(mts).
 		WithNumMemtables(nmt).
 		WithBaseTableSize(baseTableSize).
+		WithNumLevelZeroTables(numLevelZeroTables).
+		WithNumLevelZeroTablesStall(numLevelZeroTablesStall).
 		// Ledger records are small and mostly varints and hex: not worth
 		// compressing on two cores, and uncompressed tables need no block
 		// cache (a compressing table builder also doubles its buffers).
@@ -160,7 +172,6 @@ func Open(opts Options) (*Ledger, error) {
 		// garbage collection.
 		WithValueThreshold(valueThreshold(mts)).
 		WithValueLogFileSize(4 << 20)
-	bo = expTune(bo)
 	db, err := badger.Open(bo)
 	if err != nil {
 		return nil, storage.Wrap(op, storage.Unavailable, err)
