@@ -209,8 +209,8 @@ func (s *groupSync) drain() {
 // syncer waits, at most gatherMax, for half as many. Measured at 64
 // connections on two cores: with no wait, 48% of the rounds synced a single
 // caller and a round served 13 callers on average; waiting up to 250µs,
-// 35% and 14; up to 1ms, 18% and 19 (and fewer rounds: less CPU, fewer
-// device flushes). A lone caller, or a load that stops, costs at most one
+// about 35% and 14; up to 1ms, about 20% and 18 to 20 (and fewer rounds:
+// less CPU, fewer device flushes). A lone caller, or a load that stops, costs at most one
 // such wait.
 const (
 	gatherFrom = 8
