@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -324,4 +325,44 @@ func testWALSyncCoverage(t *testing.T, watch bool) {
 	for _, p := range problems {
 		t.Error(p)
 	}
+}
+
+// TestReopenAfterKillAtWALCreate reproduces the directory a SIGKILL leaves
+// when it lands between Badger's creating a memtable WAL and sizing it: an
+// empty *.mem file, which Badger alone refuses to open (seen once in the
+// cmd/iapd crash drill, cycle 18 of 20). Open must recover, lose nothing,
+// and go on writing.
+func TestReopenAfterKillAtWALCreate(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	l := openTemp(t, dir, nil, nil)
+	if _, err := l.EnsureService(ctx, storage.Service{Name: "sms", AutoRegister: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Recharge(ctx, storage.RechargeRequest{Service: "sms", Account: "tok", Amount: 10 * storage.Scale, Kind: storage.EntryRecharge, Ref: "r1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	empty := filepath.Join(dir, fmt.Sprintf("%05d.mem", maxMemFid(t, dir)+1))
+	if err := os.WriteFile(empty, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	l = openTemp(t, dir, nil, nil)
+	if _, err := os.Stat(empty); err == nil {
+		// Badger may have created a WAL of that number again; it must not be empty.
+		if fi, _ := os.Stat(empty); fi.Size() == 0 {
+			t.Fatalf("%s is still empty after Open", empty)
+		}
+	}
+	a := storagetest.Audit(t, l, "sms", "tok")
+	if a.Recharged != 10*storage.Scale || a.Available != 10*storage.Scale {
+		t.Fatalf("account after recovery: %+v", a)
+	}
+	if _, err := l.Recharge(ctx, storage.RechargeRequest{Service: "sms", Account: "tok", Amount: storage.Scale, Kind: storage.EntryRecharge, Ref: "r2"}); err != nil {
+		t.Fatalf("write after recovery: %v", err)
+	}
+	storagetest.Audit(t, l, "sms", "tok")
 }

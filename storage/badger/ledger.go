@@ -172,6 +172,11 @@ func Open(opts Options) (*Ledger, error) {
 		// garbage collection.
 		WithValueThreshold(valueThreshold(mts)).
 		WithValueLogFileSize(4 << 20)
+	if !opts.InMemory {
+		if err := removeEmptyWALs(dir, log); err != nil { // recover.go
+			return nil, storage.Wrap(op, storage.Unavailable, err)
+		}
+	}
 	db, err := badger.Open(bo)
 	if err != nil {
 		return nil, storage.Wrap(op, storage.Unavailable, err)
