@@ -144,3 +144,25 @@ func asStorage(err error) *storage.Error {
 	}
 	return nil
 }
+
+// Helpers for the service packages (rpc/sms, rpc/snailmail, …), so that
+// every route reads tokens and credits the same way.
+
+// ParseAccountToken splits an account token param as Odoo sends it
+// (PROTOCOL §3): the account, and whether its suffix marks a neutralised
+// database ("+disabled"), which must refuse paid work. A missing or
+// implausible token is an Invalid error naming param, never quoting it.
+func ParseAccountToken(op, param, raw string) (tok storage.AccountToken, disabled bool, err error) {
+	return accountToken(op, param, raw)
+}
+
+// ParseCreditsParam converts a numeric param exactly (no float on the
+// way): Invalid for a missing, negative-zero-dust, NaN-like or
+// out-of-range value.
+func ParseCreditsParam(op, param string, n Number) (storage.Credits, error) {
+	return credits(op, param, n)
+}
+
+// HashedToken is Odoo's account_uuid_hashed: SHA-1 hex of the token
+// without its suffix (PROTOCOL §4.2, §4.7).
+func HashedToken(tok storage.AccountToken) string { return sha1Hex(string(tok)) }

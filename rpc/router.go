@@ -33,7 +33,8 @@ type routeEntry struct {
 //     error, HTTP 200;
 //   - POST to an unknown path → HTTP 200 with the JSON-RPC error Odoo's
 //     own server sends (werkzeug NotFound, code 404);
-//   - GET/HEAD to a page registered with HandleGET → that handler;
+//   - GET/HEAD to a page registered with HandleGET or HandlePage, or
+//     POST to one registered with HandlePage → that handler;
 //   - another method on a known path → 405 with Allow;
 //   - anything else → 404.
 //
@@ -75,7 +76,7 @@ func (s *Server) route(ctx *fasthttp.RequestCtx, o *observation) {
 	} else if isPage {
 		o.route = page.path
 	}
-	if isPage && (ctx.IsGet() || ctx.IsHead()) {
+	if isPage && (ctx.IsGet() || ctx.IsHead() || (post && page.post && rt == nil)) {
 		page.h(ctx)
 		o.outcome = OutcomeOK
 		if ctx.Response.StatusCode() >= 400 {
@@ -100,6 +101,9 @@ func (s *Server) route(ctx *fasthttp.RequestCtx, o *observation) {
 	}
 	if isPage {
 		allow = append(allow, http.MethodGet, http.MethodHead)
+		if page.post && rt == nil {
+			allow = append(allow, http.MethodPost)
+		}
 	}
 	ctx.Error("405 Method Not Allowed", fasthttp.StatusMethodNotAllowed)
 	ctx.Response.Header.Set("Allow", strings.Join(allow, ", "))

@@ -1,5 +1,11 @@
 package rpc
 
+import (
+	"time"
+
+	"github.com/iapd/iapd/storage"
+)
+
 // The routes table: every JSON-RPC path the public listener serves, the
 // gorilla method that handles it, its body limit and what it is for. It is
 // the only place a path is bound to a handler; the router, the codec and
@@ -15,11 +21,11 @@ var routes = []Route{
 		Doc: "account details read by the 18.0+ account form (§4.4)"},
 	{Path: "/iap/1/update-warning-email-alerts", Method: "Account.UpdateWarningEmailAlerts", MaxBody: 256 << 10,
 		Doc: "low-credit threshold and recipients pushed by 18.0+ (§4.5)"},
-	{Path: "/iap/1/authorize", Method: "Transaction.Authorize", MaxBody: 64 << 10,
+	{Path: "/iap/1/authorize", Method: "Transaction.Authorize", MaxBody: 64 << 10, CreditErrors: true,
 		Doc: "hold credit for a service provider (§5.1)"},
-	{Path: "/iap/1/capture", Method: "Transaction.Capture", MaxBody: 64 << 10,
+	{Path: "/iap/1/capture", Method: "Transaction.Capture", MaxBody: 64 << 10, CreditErrors: true,
 		Doc: "confirm a hold (§5.2)"},
-	{Path: "/iap/1/cancel", Method: "Transaction.Cancel", MaxBody: 64 << 10,
+	{Path: "/iap/1/cancel", Method: "Transaction.Cancel", MaxBody: 64 << 10, CreditErrors: true,
 		Doc: "release a hold (§5.3)"},
 }
 
@@ -29,7 +35,31 @@ type Route struct {
 	Method  string // gorilla "Service.Method"
 	MaxBody int    // largest accepted request body, in bytes
 	Doc     string // what the route is for
+
+	// Endpoint is the Odoo system parameter whose value the client puts
+	// in front of Path (PROTOCOL §2): "iap.endpoint", "sms.endpoint",
+	// "snailmail.endpoint", "iap.partner_autocomplete.endpoint",
+	// "enrich.endpoint" or "reveal.endpoint". Empty means iap.endpoint.
+	Endpoint string
+	// Service is the IAP service the route bills (its account tokens are
+	// of that service); empty for the account routes of iap.endpoint,
+	// which name their service in the params. The proxy decides a
+	// route's mode (local, upstream, refuse) by it.
+	Service storage.ServiceName
+	// Timeout is how long the calling Odoo waits for the answer
+	// (PROTOCOL §13); zero means the default 15 s.
+	Timeout time.Duration
+	// CreditErrors: the route may answer InsufficientCreditError (the
+	// client catches it there). Otherwise such an error is our bug and
+	// is answered as an internal error.
+	CreditErrors bool
 }
 
-// Routes returns a copy of the routes table.
+// DefaultTimeout is how long an Odoo client waits for an IAP answer when
+// a route does not say (PROTOCOL §13).
+const DefaultTimeout = 15 * time.Second
+
+// Routes returns a copy of the core routes table (the account and
+// transaction routes of iap.endpoint). Server.Routes adds the routes
+// registered by service packages.
 func Routes() []Route { return append([]Route(nil), routes...) }

@@ -68,6 +68,7 @@ type Server struct {
 	observer  Observer
 
 	routes  map[string]*routeEntry
+	order   []string // route paths in registration order
 	gorilla *gorilla.Server
 	seam    *seam
 
@@ -119,17 +120,66 @@ func New(cfg Config) (*Server, error) {
 	if err := s.gorilla.RegisterService(&Transaction{s: s}, "Transaction"); err != nil {
 		return nil, fmt.Errorf("rpc: %w", err)
 	}
-	for _, r := range routes {
-		if normalizePath(r.Path) != r.Path || s.routes[r.Path] != nil || !s.gorilla.HasMethod(r.Method) {
-			return nil, fmt.Errorf("rpc: bad route %s → %s", r.Path, r.Method)
-		}
-		e := &routeEntry{Route: r, maxBody: min(r.MaxBody, s.maxBody)}
-		e.creditErrors = strings.HasPrefix(r.Method, "Transaction.")
-		s.routes[r.Path] = e
+	if err := s.addRoutes(routes); err != nil {
+		return nil, err
 	}
 	s.seam = newSeam(s.gorilla)
 	return s, nil
 }
+
+// addRoutes adds routes whose gorilla methods are registered.
+func (s *Server) addRoutes(rs []Route) error {
+	for _, r := range rs {
+		if normalizePath(r.Path) != r.Path || s.routes[r.Path] != nil || !s.gorilla.HasMethod(r.Method) || r.MaxBody <= 0 {
+			return fmt.Errorf("rpc: bad route %s → %s", r.Path, r.Method)
+		}
+		if r.Endpoint == "" {
+			r.Endpoint = "iap.endpoint"
+		}
+		if r.Timeout == 0 {
+			r.Timeout = DefaultTimeout
+		}
+		s.routes[r.Path] = &routeEntry{Route: r, maxBody: min(r.MaxBody, s.maxBody), creditErrors: r.CreditErrors}
+		s.order = append(s.order, r.Path)
+	}
+	return nil
+}
+
+// Register adds a service package's JSON-RPC routes: receiver is a
+// gorilla/rpc service (exported methods of the form
+// func(*http.Request, *Args, *Reply) error) registered under name, and
+// every route's Method must be one of its methods ("name.Method"). Its
+// handlers use the same codec, error table and limits as the core
+// routes; they read the Server's helpers (PublicURL, Ledger) through
+// what they were built with, not through the Server.
+//
+// Register must be called before Handler serves its first request: the
+// routes table is read without a lock.
+func (s *Server) Register(name string, receiver any, rs []Route) error {
+	if err := s.gorilla.RegisterService(receiver, name); err != nil {
+		return fmt.Errorf("rpc: %w", err)
+	}
+	for _, r := range rs {
+		if !strings.HasPrefix(r.Method, name+".") {
+			return fmt.Errorf("rpc: route %s: method %s is not of service %s", r.Path, r.Method, name)
+		}
+	}
+	return s.addRoutes(rs)
+}
+
+// Routes returns every JSON-RPC route the server serves, core routes
+// first, then in registration order, with Endpoint and Timeout filled in.
+func (s *Server) Routes() []Route {
+	out := make([]Route, 0, len(s.order))
+	for _, p := range s.order {
+		out = append(out, s.routes[p].Route)
+	}
+	return out
+}
+
+// CreditURL is the page InsufficientCreditError links to
+// (<PublicURL>/iap/1/credit).
+func (s *Server) CreditURL() string { return s.creditURL }
 
 // Handler returns the public handler: the router in front of the seam.
 func (s *Server) Handler() fasthttp.RequestHandler { return s.serve }
@@ -139,8 +189,21 @@ func (s *Server) Handler() fasthttp.RequestHandler { return s.serve }
 // at any time; a later registration of the same path replaces the earlier.
 // It panics if path is empty or h is nil.
 func (s *Server) HandleGET(path string, h fasthttp.RequestHandler) {
+	s.handlePage(path, h, false)
+}
+
+// HandlePage registers h for GET, HEAD and POST requests on path: a page
+// with forms, or a callback a provider POSTs to (delivery reports). A POST
+// to a path of the JSON-RPC routes table never reaches it. h answers at
+// the HTTP level; it must check its own content type and body. It may be
+// called at any time and panics if path is empty or h is nil.
+func (s *Server) HandlePage(path string, h fasthttp.RequestHandler) {
+	s.handlePage(path, h, true)
+}
+
+func (s *Server) handlePage(path string, h fasthttp.RequestHandler, post bool) {
 	if path == "" || h == nil {
-		panic("rpc: HandleGET needs a path and a handler")
+		panic("rpc: HandleGET and HandlePage need a path and a handler")
 	}
 	s.getsMu.Lock()
 	defer s.getsMu.Unlock()
@@ -150,7 +213,7 @@ func (s *Server) HandleGET(path string, h fasthttp.RequestHandler) {
 		m[k] = v
 	}
 	p := normalizePath(path)
-	m[p] = getPage{path: p, h: h}
+	m[p] = getPage{path: p, h: h, post: post}
 	s.gets.Store(&m)
 }
 
@@ -159,6 +222,7 @@ func (s *Server) HandleGET(path string, h fasthttp.RequestHandler) {
 type getPage struct {
 	path string
 	h    fasthttp.RequestHandler
+	post bool // HandlePage: POST too
 }
 
 // NewHTTPServer returns the fasthttp server for the public listener, with

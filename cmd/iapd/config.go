@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -64,6 +65,89 @@ type Config struct {
 	MemoryLimit ByteSize `yaml:"memory_limit"`
 	// Services sets the policy of built-in and custom services.
 	Services map[string]ServiceConfig `yaml:"services"`
+
+	// Providers are the named provider instances ("twilio-eu": {type:
+	// twilio, …}); services name them in their settings. Unset, every
+	// service uses its sandbox provider (outbox, folder, the sample
+	// directory).
+	Providers map[string]ProviderConfig `yaml:"providers"`
+
+	// Upstream configures the forwarding of routes to Odoo's IAP hosts
+	// (proxy package, issue 6): hosts per role, timeouts, audit log.
+	Upstream RawSection `yaml:"upstream"`
+	// AirGapped refuses every route that is not served locally and lets
+	// no connection out but to the configured providers.
+	AirGapped bool `yaml:"air_gapped"`
+	// TLSCertFile and TLSKeyFile, both set, make the public listener
+	// serve HTTPS (reloaded on SIGHUP).
+	TLSCertFile string `yaml:"tls_cert_file"`
+	TLSKeyFile  string `yaml:"tls_key_file"`
+
+	// Portal configures the pages Odoo's "Buy credits" links open
+	// (packs, shop link, rate limits) — rpc/portal decodes it.
+	Portal RawSection `yaml:"portal"`
+	// Alerts configures low-credit e-mails (notifier provider, sender,
+	// webhook) — decoded by the alert dispatcher.
+	Alerts RawSection `yaml:"alerts"`
+}
+
+// RawSection is a configuration section decoded by the package it
+// configures (strictly: unknown keys are an error there), after ${ENV}
+// expansion. Zero when absent.
+type RawSection struct{ Node yaml.Node }
+
+// UnmarshalYAML keeps the node.
+func (r *RawSection) UnmarshalYAML(n *yaml.Node) error { r.Node = *n; return nil }
+
+// Set reports whether the section was given.
+func (r RawSection) Set() bool { return r.Node.Kind != 0 }
+
+// Decode decodes the section into v, refusing unknown keys; an absent
+// section leaves v as it is.
+func (r RawSection) Decode(v any) error {
+	if !r.Set() {
+		return nil
+	}
+	b, err := yaml.Marshal(&r.Node)
+	if err != nil {
+		return err
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("line %d: %w", r.Node.Line, err)
+	}
+	return nil
+}
+
+// ProviderConfig is one provider instance: its type and the adapter's
+// own settings.
+type ProviderConfig struct {
+	Type     string
+	Settings yaml.Node // the mapping without "type"
+	Line     int
+}
+
+// UnmarshalYAML splits "type" from the adapter's settings.
+func (p *ProviderConfig) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.MappingNode {
+		return fmt.Errorf("line %d: a provider is a mapping with a type", n.Line)
+	}
+	p.Line = n.Line
+	rest := *n
+	rest.Content = nil
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == "type" {
+			p.Type = n.Content[i+1].Value
+			continue
+		}
+		rest.Content = append(rest.Content, n.Content[i], n.Content[i+1])
+	}
+	if p.Type == "" {
+		return fmt.Errorf("line %d: provider without a type", n.Line)
+	}
+	p.Settings = rest
+	return nil
 }
 
 // ServiceConfig is the policy of one service for accounts it has not seen
@@ -73,6 +157,14 @@ type ServiceConfig struct {
 	TrialCredits CreditsValue `yaml:"trial_credits"`
 	Description  *string      `yaml:"description"`
 	UnitName     string       `yaml:"unit_name"`
+
+	// Mode is where the service's routes are served: "local" (default:
+	// iapd's ledger and providers), "upstream" (forwarded to Odoo's IAP)
+	// or "refuse" (answered with the refusal the route understands).
+	Mode string `yaml:"mode"`
+	// Settings are the service package's own: prices, providers and
+	// routing rules (rpc/sms, rpc/snailmail, rpc/company decode them).
+	Settings RawSection `yaml:"settings"`
 }
 
 // CreditsValue is an amount of credits in the configuration, decoded from

@@ -162,7 +162,20 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 	if err != nil {
 		return fmt.Errorf("rpc: %w", err)
 	}
-	public := rpc.NewHTTPServer(rpcSrv.Handler(), log.With("component", "rpc"))
+	// The services, portal, alerts and proxy plug in here (wiring.go).
+	w := &wiring{cfg: cfg, log: log, ledger: ledger, rpc: rpcSrv, reg: reg, publicURL: publicURL}
+	defer func() {
+		if cerr := w.close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	if err := w.wireAll(); err != nil {
+		return err
+	}
+	for _, line := range w.report {
+		log.Info("wiring: " + line)
+	}
+	public := rpc.NewHTTPServer(w.handler(), log.With("component", "rpc"))
 	if cfg.MaxBodyBytes > public.MaxRequestBodySize {
 		public.MaxRequestBodySize = cfg.MaxBodyBytes
 	}
@@ -203,6 +216,13 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		defer wg.Done()
 		storage.Sweep(sweepCtx, ledger, cfg.SweepInterval, sweepBatch, time.Now, log.With("component", "sweep"))
 	}()
+	for _, loop := range w.loops {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			loop(sweepCtx)
+		}()
+	}
 
 	errc := make(chan error, 2)
 	go func() { errc <- serveOn("public", public, pubLn) }()

@@ -1,0 +1,166 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/valyala/fasthttp"
+
+	"github.com/iapd/iapd/providers"
+	"github.com/iapd/iapd/rpc"
+	"github.com/iapd/iapd/storage/badger"
+)
+
+// wiring is what serve hands to the wire* functions, each of which plugs
+// one part (a service, the portal, the proxy) into the server. main only
+// wires: the parts live in their packages; these functions read the
+// configuration, build them and register their routes, pages, background
+// loops and closers.
+type wiring struct {
+	cfg       Config
+	log       *slog.Logger
+	ledger    *badger.Ledger
+	rpc       *rpc.Server
+	reg       *prometheus.Registry
+	publicURL string
+
+	// outbound is the HTTP client providers use for vendor APIs; in
+	// air-gapped mode its dialer refuses every address but the
+	// configured providers'. Set by wireOutbound.
+	outbound *http.Client
+
+	// providers are the built instances by name (wireProviders, and
+	// sandbox defaults added by the services).
+	registry  *providers.Registry
+	providers map[string]providers.Provider
+
+	// wraps are applied, in order, around the public handler (the proxy
+	// decides per route before the local handler).
+	wraps []func(fasthttp.RequestHandler) fasthttp.RequestHandler
+	// loops run in the background from serving until shutdown.
+	loops []func(ctx context.Context)
+	// closers run at shutdown, after the loops stopped, in reverse order.
+	closers []func() error
+	// report lines for the startup report (what goes where).
+	report []string
+}
+
+// wirers run in this order: the outbound client first (providers use
+// it), then the providers, the services, the portal and alerts, and the
+// proxy last (it wraps what the others registered).
+var wirers = []struct {
+	name string
+	fn   func(*wiring) error
+}{
+	{"outbound", wireOutbound},
+	{"providers", wireProviders},
+	{"sms", wireSMS},
+	{"snailmail", wireSnailmail},
+	{"company", wireCompany},
+	{"portal", wirePortal},
+	{"proxy", wireProxy},
+}
+
+func (w *wiring) wireAll() error {
+	for _, x := range wirers {
+		if err := x.fn(w); err != nil {
+			return fmt.Errorf("%s: %w", x.name, err)
+		}
+	}
+	return nil
+}
+
+// handler returns the public handler with the wraps applied.
+func (w *wiring) handler() fasthttp.RequestHandler {
+	h := w.rpc.Handler()
+	for _, wrap := range w.wraps {
+		h = wrap(h)
+	}
+	return h
+}
+
+// close runs the closers in reverse order and returns the first error.
+func (w *wiring) close() error {
+	var first error
+	for i := len(w.closers) - 1; i >= 0; i-- {
+		if err := w.closers[i](); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// providerDeps returns the dependencies of a provider instance named
+// name, its data directory created.
+func (w *wiring) providerDeps(name string) (providers.Deps, error) {
+	dir := filepath.Join(w.cfg.Data, "providers", name)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return providers.Deps{}, err
+	}
+	return providers.Deps{
+		Logger:    w.log.With("component", "provider"),
+		HTTP:      w.outbound,
+		Now:       time.Now,
+		DataDir:   dir,
+		PublicURL: w.publicURL,
+	}, nil
+}
+
+// provider returns the instance named name: a configured one, or else
+// one built from the sandbox default (typ with no settings), which the
+// embedded default configuration relies on. An unknown name without a
+// default is an error.
+func (w *wiring) provider(name, defaultType string) (providers.Provider, error) {
+	if p := w.providers[name]; p != nil {
+		return p, nil
+	}
+	if defaultType == "" {
+		return nil, fmt.Errorf("no provider named %q in providers", name)
+	}
+	deps, err := w.providerDeps(name)
+	if err != nil {
+		return nil, err
+	}
+	p, err := w.registry.New(providers.Config{Name: name, Type: defaultType}, deps)
+	if err != nil {
+		return nil, err
+	}
+	w.providers[name] = p
+	w.closers = append(w.closers, p.Close)
+	return p, nil
+}
+
+// wireProviders builds every configured provider instance.
+func wireProviders(w *wiring) error {
+	if w.registry == nil {
+		w.registry = providers.Builtin
+	}
+	w.providers = map[string]providers.Provider{}
+	names := make([]string, 0, len(w.cfg.Providers))
+	for n := range w.cfg.Providers {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		pc := w.cfg.Providers[n]
+		deps, err := w.providerDeps(n)
+		if err != nil {
+			return err
+		}
+		p, err := w.registry.New(providers.Config{Name: n, Type: pc.Type, Settings: pc.Settings}, deps)
+		if err != nil {
+			return fmt.Errorf("line %d: %w", pc.Line, err)
+		}
+		w.providers[n] = p
+		w.closers = append(w.closers, p.Close)
+		w.report = append(w.report, fmt.Sprintf("provider %s: type %s", n, pc.Type))
+	}
+	return nil
+}

@@ -1,0 +1,111 @@
+package storage
+
+import (
+	"context"
+	"time"
+)
+
+// Stores beside the credit ledger that the services and the portal need.
+// Each is a whole-operation contract like Ledger (atomic, durable when it
+// returns nil, errors of *Error with a Kind), so that a shared SQL backend
+// implements them as it implements Ledger. The Badger ledger implements
+// all of them; consumers declare the subset they use.
+
+// Voucher is a top-up code an operator issued (PROTOCOL has none: a
+// self-hosted server's way to sell credit). Only the hash of the code is
+// stored.
+type Voucher struct {
+	CodeHash  [32]byte // HashKey of the code as the user types it (normalised by the caller)
+	Service   ServiceName
+	Amount    Credits // > 0
+	Batch     string  // operator's label ("2026-11 reseller X"), may be empty
+	CreatedAt time.Time
+	ExpiresAt time.Time // zero: never
+
+	// Set once redeemed.
+	RedeemedAt time.Time
+	RedeemedBy AccountToken
+	Entry      uint64 // Seq of the recharge entry on RedeemedBy's account
+}
+
+// Redeemed reports whether the voucher was used.
+func (v Voucher) Redeemed() bool { return !v.RedeemedAt.IsZero() }
+
+// VoucherFilter selects vouchers to list, in CodeHash order.
+type VoucherFilter struct {
+	Service  ServiceName // empty: all
+	Batch    string      // empty: all
+	Redeemed *bool       // nil: both
+	After    [32]byte    // continue after this hash
+	Limit    int         // <= 0: a default of 100
+}
+
+// Vouchers is the voucher store.
+type Vouchers interface {
+	// CreateVouchers stores new vouchers, all or none. Exists if a code
+	// hash is already stored; Invalid for a bad amount or service;
+	// NotFound if the service is unknown.
+	CreateVouchers(ctx context.Context, vs []Voucher) error
+	// RedeemVoucher credits the voucher's amount to (svc, tok) as a
+	// recharge entry (Ref "voucher:" + the first 16 hex of the hash) and
+	// marks the voucher used, in one atomic step: under concurrent
+	// redemption exactly one caller succeeds. The account is created
+	// registered if absent. NotFound if no such voucher or it is for
+	// another service (one answer for both: no enumeration); Conflict if
+	// it was redeemed (by this account too: the caller tells the user) or
+	// has expired at now.
+	RedeemVoucher(ctx context.Context, codeHash [32]byte, svc ServiceName, tok AccountToken, now time.Time) (Voucher, Entry, error)
+	// ListVouchers lists vouchers matching f.
+	ListVouchers(ctx context.Context, f VoucherFilter) ([]Voucher, error)
+}
+
+// AlertNotice is a low-credit alert to send: an account's available
+// credit went below its threshold. The ledger queues one in the same
+// atomic step as the change that crossed the threshold (capture, expiry,
+// adjustment, or a threshold raised above the balance), once per crossing;
+// the account re-arms when its available credit is at or above the
+// threshold again (or the alert settings change).
+type AlertNotice struct {
+	ID         uint64 // unique, increasing
+	Service    ServiceName
+	Account    AccountToken
+	Available  Credits // after the change
+	Threshold  Credits
+	Recipients []Recipient
+	At         time.Time // when the crossing happened
+	Attempts   int       // failed deliveries so far
+	NextTry    time.Time // not before this time
+	LastError  string    // of the last failed delivery, for operators
+}
+
+// AlertOutbox is the durable queue of low-credit alerts.
+type AlertOutbox interface {
+	// DueAlerts returns at most max queued alerts whose NextTry <= now,
+	// oldest first.
+	DueAlerts(ctx context.Context, now time.Time, max int) ([]AlertNotice, error)
+	// AlertSent removes a delivered alert. Idempotent.
+	AlertSent(ctx context.Context, id uint64) error
+	// AlertFailed records a failed delivery: Attempts+1, NextTry, and the
+	// error text. NotFound if the alert is no longer queued.
+	AlertFailed(ctx context.Context, id uint64, next time.Time, reason string) error
+}
+
+// Records is a small durable key-value store for the services'
+// bookkeeping: SMS uuids already handled (a retried batch is neither sent
+// nor charged twice), provider message ids awaiting a delivery report and
+// the webhook to relay it to, letters sent. Keys live in namespaces; values
+// are opaque (at most 16 KiB); a record past its expiry is gone (reads
+// miss it; Sweep deletes it).
+type Records interface {
+	// PutRecordIfAbsent stores value under (ns, key) unless a live record
+	// is there; it returns the stored value and whether it was created by
+	// this call. Atomic: of concurrent callers with the same key, one
+	// creates.
+	PutRecordIfAbsent(ctx context.Context, ns, key string, value []byte, expires time.Time) (stored []byte, created bool, err error)
+	// PutRecord stores value under (ns, key), replacing any record.
+	PutRecord(ctx context.Context, ns, key string, value []byte, expires time.Time) error
+	// GetRecord returns the live record. NotFound if absent or expired.
+	GetRecord(ctx context.Context, ns, key string) ([]byte, error)
+	// DeleteRecord removes a record. Idempotent.
+	DeleteRecord(ctx context.Context, ns, key string) error
+}
