@@ -14,6 +14,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/iapd/iapd/providers"
+	_ "github.com/iapd/iapd/providers/all" // registers the built-in adapters
 	"github.com/iapd/iapd/rpc"
 	"github.com/iapd/iapd/storage/badger"
 )
@@ -65,6 +66,7 @@ var wirers = []struct {
 	{"snailmail", wireSnailmail},
 	{"company", wireCompany},
 	{"portal", wirePortal},
+	{"alerts", wireAlerts},
 	{"proxy", wireProxy},
 }
 
