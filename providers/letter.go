@@ -20,6 +20,7 @@ type Letter struct {
 	Pages   int // counted by the caller from the PDF
 	Color   bool
 	Duplex  bool
+	Cover   bool // add a cover page with the recipient's address before the document (counted in Pages)
 	To      Address
 	From    Address // the company's return address, if known
 	Country string  // destination ISO country (= To.Country)

@@ -275,6 +275,10 @@ type AccountInformation struct {
 	WarningThreshold storage.Credits      `json:"warning_threshold"` // the client overwrites its own with it: iapd owns it
 	Registered       storage.AccountState `json:"registered"`        // registered | unregistered | banned
 	SenderName       *string              `json:"sender_name,omitempty"`
+	// Service is sent only for services with packs or a price
+	// description configured (the portal's, SetServiceInfo): post-19.0
+	// clients store it; 18.0 and 19.0 ignore it (§4.4).
+	Service *ServiceInfo `json:"service,omitempty"`
 }
 
 // GetAccountsInformationReply is keyed by the token strings as sent
@@ -326,6 +330,7 @@ func (a *Account) GetAccountsInformation(r *http.Request, args *GetAccountsInfor
 		if acct.Service == storage.SMS {
 			info.SenderName = &acct.SenderName
 		}
+		info.Service = a.s.serviceInfoOf(acct.Service)
 		out[ref.Token] = info
 	}
 	*reply = out

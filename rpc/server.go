@@ -72,6 +72,8 @@ type Server struct {
 	gorilla *gorilla.Server
 	seam    *seam
 
+	serviceInfo atomic.Pointer[ServiceInfoFunc] // SetServiceInfo (serviceinfo.go)
+
 	getsMu sync.Mutex                         // serialises HandleGET
 	gets   atomic.Pointer[map[string]getPage] // copy on write
 }

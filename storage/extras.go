@@ -60,11 +60,16 @@ type Vouchers interface {
 }
 
 // AlertNotice is a low-credit alert to send: an account's available
-// credit went below its threshold. The ledger queues one in the same
-// atomic step as the change that crossed the threshold (capture, expiry,
-// adjustment, or a threshold raised above the balance), once per crossing;
-// the account re-arms when its available credit is at or above the
-// threshold again (or the alert settings change).
+// credit went below its threshold (Available < Threshold, so threshold 0
+// never fires). The ledger queues one in the same atomic step as the change
+// that crossed the threshold (authorize — a hold lowers Available, the
+// balance Odoo shows —, capture, negative adjustment, or UpdateAccount
+// enabling alerts or setting a threshold above the balance), once per
+// crossing, for registered accounts with alerts Enabled, recipients or
+// not (the dispatcher decides what to do without any). The account re-arms
+// when its available credit is at or above the threshold again (recharge,
+// voucher, cancel, expiry) or when Enabled or Threshold change; a change of
+// recipients alone does not re-arm.
 type AlertNotice struct {
 	ID         uint64 // unique, increasing
 	Service    ServiceName
@@ -80,8 +85,8 @@ type AlertNotice struct {
 
 // AlertOutbox is the durable queue of low-credit alerts.
 type AlertOutbox interface {
-	// DueAlerts returns at most max queued alerts whose NextTry <= now,
-	// oldest first.
+	// DueAlerts returns at most max (> 0, else Invalid) queued alerts
+	// whose NextTry <= now, oldest first.
 	DueAlerts(ctx context.Context, now time.Time, max int) ([]AlertNotice, error)
 	// AlertSent removes a delivered alert. Idempotent.
 	AlertSent(ctx context.Context, id uint64) error
@@ -94,8 +99,13 @@ type AlertOutbox interface {
 // bookkeeping: SMS uuids already handled (a retried batch is neither sent
 // nor charged twice), provider message ids awaiting a delivery report and
 // the webhook to relay it to, letters sent. Keys live in namespaces; values
-// are opaque (at most 16 KiB); a record past its expiry is gone (reads
-// miss it; Sweep deletes it).
+// are opaque (at most MaxRecordValue bytes); a record past its expiry is
+// gone (reads miss it; Sweep deletes it). A zero expires means never; an
+// expiry is judged on the store's own clock (expired when now >= expires).
+//
+// Namespaces are 1 to 64 bytes of printable ASCII other than space; keys 1
+// to 512 bytes, any bytes. Invalid for anything else, or for a non-zero
+// expires that is not after now (a record that would be born dead).
 type Records interface {
 	// PutRecordIfAbsent stores value under (ns, key) unless a live record
 	// is there; it returns the stored value and whether it was created by
@@ -108,4 +118,17 @@ type Records interface {
 	GetRecord(ctx context.Context, ns, key string) ([]byte, error)
 	// DeleteRecord removes a record. Idempotent.
 	DeleteRecord(ctx context.Context, ns, key string) error
+}
+
+// MaxRecordValue is the largest value Records stores.
+const MaxRecordValue = 16 << 10
+
+// RecordSweeper deletes expired records. A Records store that keeps them
+// until deleted implements it; Sweep calls it when the Ledger it sweeps
+// does.
+type RecordSweeper interface {
+	// DeleteExpiredRecords deletes at most max (> 0) records whose expiry
+	// is at or before now, oldest expiry first, and returns how many it
+	// deleted.
+	DeleteExpiredRecords(ctx context.Context, now time.Time, max int) (int, error)
 }

@@ -25,10 +25,15 @@ Admin (clients of the admin API on the ops listener; token in $IAPD_ADMIN_TOKEN)
   iapd credit SERVICE TOKEN AMOUNT [-ref REF] [-description D]
   iapd history SERVICE TOKEN [-limit N] [-before SEQ]
   iapd transaction TOKEN
+  iapd vouchers create SERVICE AMOUNT [-count N] [-expires T] [-batch LABEL]
+  iapd vouchers list [-service S] [-batch LABEL] [-redeemed true|false]
   iapd backup -o FILE [-force]
   iapd verify [-grace D] [-show-tokens]
   iapd export [-format csv|jsonl] [-service S] [-account TOKEN] [-since T] [-until T] [-o FILE]
   iapd version
+
+Configuration (no server needed):
+  iapd routes [-config FILE] [-json]   every route with its mode and destination
 
 Offline (iapd stopped):
   iapd restore -data DIR [-force] FILE
@@ -59,6 +64,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return runHistory(ctx, args, getenv, stdout, stderr)
 	case "transaction":
 		return runTransaction(ctx, args, getenv, stdout, stderr)
+	case "vouchers", "voucher":
+		return runVouchers(ctx, args, getenv, stdout, stderr) // vouchers.go
 	case "backup":
 		return runBackup(ctx, args, getenv, stdout, stderr)
 	case "restore":
@@ -67,6 +74,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return runVerify(ctx, args, getenv, stdout, stderr)
 	case "export":
 		return runExport(ctx, args, getenv, stdout, stderr)
+	case "routes":
+		return runRoutes(ctx, args, getenv, stdout, stderr) // routes.go
 	case "version":
 		if len(args) > 0 {
 			return fmt.Errorf("version takes no arguments")

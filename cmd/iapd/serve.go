@@ -138,6 +138,10 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		return fmt.Errorf("public listener: %w", err)
 	}
 	defer pubLn.Close()
+	pubLn, scheme, err := wrapPublicTLS(ctx, cfg, pubLn, log) // tls.go: HTTPS when tls_cert_file is set
+	if err != nil {
+		return err
+	}
 	opsLn, err := net.Listen("tcp", cfg.OpsListen)
 	if err != nil {
 		return fmt.Errorf("ops listener: %w", err)
@@ -146,7 +150,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 
 	publicURL := cfg.PublicURL
 	if publicURL == "" {
-		publicURL = "http://" + pubLn.Addr().String()
+		publicURL = scheme + "://" + pubLn.Addr().String()
 		if !isLoopback(cfg.Listen) {
 			log.Warn("public_url is not set; browsers will be sent to " + publicURL)
 		}
@@ -229,7 +233,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 	go func() { errc <- serveOn("ops", ops, opsLn) }()
 	serving.Store(true)
 
-	fmt.Fprintf(stdout, "iapd: public http://%s\n", pubLn.Addr())
+	fmt.Fprintf(stdout, "iapd: public %s://%s\n", scheme, pubLn.Addr())
 	fmt.Fprintf(stdout, "iapd: ops http://%s\n", opsLn.Addr())
 	log.Info("iapd serving", "public", pubLn.Addr().String(), "ops", opsLn.Addr().String(),
 		"public_url", publicURL, "data", cfg.Data, "admin_api", cfg.AdminToken != "")

@@ -1,5 +1,51 @@
 package main
 
-// wirePortal — issue 5 (portal helper). In progress: replaced by the real wiring before this
-// branch is committed.
-func wirePortal(w *wiring) error { return nil }
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+
+	"github.com/iapd/iapd/rpc/portal"
+	"github.com/iapd/iapd/storage"
+)
+
+// wirePortal plugs in the pages Odoo's "Buy credits" links open
+// (rpc/portal, PROTOCOL §4.7): the portal section (packs, shop link,
+// limits) decoded strictly, the CSRF secret kept in the data directory,
+// the pages on the public listener (the SMS account page included: it
+// replaces the SMS service's simpler one), the packs in
+// get-accounts-information (§4.4), and the loop keeping the index of
+// hashed tokens current.
+func wirePortal(w *wiring) error {
+	var cfg portal.Config
+	if err := w.cfg.Portal.Decode(&cfg); err != nil {
+		return fmt.Errorf("portal: %w", err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	secret, err := portal.LoadSecret(filepath.Join(w.cfg.Data, "portal"))
+	if err != nil {
+		return err
+	}
+	var vouchers storage.Vouchers = w.ledger
+	p, err := portal.New(portal.Deps{
+		Ledger:    w.ledger,
+		Vouchers:  vouchers,
+		Config:    cfg,
+		Secret:    secret,
+		PublicURL: w.publicURL,
+		Logger:    w.log.With("component", "portal"),
+	})
+	if err != nil {
+		return err
+	}
+	if err := p.RebuildIndex(context.Background()); err != nil {
+		return fmt.Errorf("portal: indexing hashed tokens: %w", err)
+	}
+	p.Register(w.rpc)
+	w.loops = append(w.loops, p.Run)
+	w.report = append(w.report, fmt.Sprintf("portal: %s (packs for %d services, shop link %v)",
+		portal.CreditPath, len(cfg.Packs), cfg.ShopURL != ""))
+	return nil
+}

@@ -1,5 +1,77 @@
 package main
 
-// wireSMS — issue 4 (SMS helper). In progress: replaced by the real wiring before this
-// branch is committed.
-func wireSMS(w *wiring) error { return nil }
+import (
+	"fmt"
+	"strings"
+
+	"github.com/iapd/iapd/providers"
+	"github.com/iapd/iapd/rpc/sms"
+	"github.com/iapd/iapd/storage"
+)
+
+// wireSMS plugs in the SMS service (rpc/sms, PROTOCOL §6): its settings
+// from services.sms.settings (decoded strictly), the provider instances
+// they name (by default the sandbox "outbox"), the JSON-RPC routes of
+// sms.endpoint, the "Register now" page, each provider's status
+// callbacks on the public listener, and the delivery-report relay loop.
+func wireSMS(w *wiring) error {
+	var settings sms.Settings
+	if err := w.cfg.Services[string(storage.SMS)].Settings.Decode(&settings); err != nil {
+		return fmt.Errorf("services.sms.settings: %w", err)
+	}
+	if err := settings.Validate(); err != nil {
+		return fmt.Errorf("services.sms.settings: %w", err)
+	}
+	senders := map[string]providers.SMSSender{}
+	for _, name := range settings.ProviderNames() {
+		def := ""
+		if name == sms.DefaultProvider {
+			def = "outbox" // the sandbox, unless configured otherwise
+		}
+		p, err := w.provider(name, def)
+		if err != nil {
+			return fmt.Errorf("services.sms.settings: %w", err)
+		}
+		s, ok := p.(providers.SMSSender)
+		if !ok {
+			return fmt.Errorf("services.sms.settings: provider %s (type %s) cannot send SMS", name, p.Type())
+		}
+		senders[name] = s
+	}
+	var records storage.Records = w.ledger
+	svc, err := sms.New(settings, sms.Deps{
+		Ledger:     w.ledger,
+		Records:    records,
+		Senders:    senders,
+		PublicURL:  w.publicURL,
+		Logger:     w.log.With("component", "sms"),
+		Registerer: w.reg,
+	})
+	if err != nil {
+		return err
+	}
+	if err := w.rpc.Register(sms.ServiceName, svc, svc.Routes()); err != nil {
+		return err
+	}
+	w.rpc.HandleGET(sms.AccountPagePath, svc.AccountPage)
+	var callbacks []string
+	for _, name := range settings.ProviderNames() {
+		s := senders[name]
+		if rep, ok := s.(providers.DeliveryReporter); ok {
+			rep.SetSink(svc.Sink())
+		}
+		if cbs, ok := s.(providers.Callbacks); ok {
+			for _, cb := range cbs.CallbackRoutes() {
+				w.rpc.HandlePage(cb.Path, sms.CallbackHandler(w.publicURL, cb))
+				callbacks = append(callbacks, cb.Path)
+			}
+		}
+	}
+	w.loops = append(w.loops, svc.Run)
+	line := "sms: providers " + strings.Join(settings.ProviderNames(), ", ")
+	if len(callbacks) > 0 {
+		line += "; callbacks " + strings.Join(callbacks, ", ")
+	}
+	w.report = append(w.report, line)
+	return nil
+}

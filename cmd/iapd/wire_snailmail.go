@@ -1,5 +1,75 @@
 package main
 
-// wireSnailmail — issue 4 (snailmail helper). In progress: replaced by the real wiring before this
-// branch is committed.
-func wireSnailmail(w *wiring) error { return nil }
+import (
+	"fmt"
+	"strings"
+
+	"github.com/iapd/iapd/providers"
+	"github.com/iapd/iapd/rpc/snailmail"
+	"github.com/iapd/iapd/storage"
+)
+
+// wireSnailmail plugs in the letter service (rpc/snailmail, PROTOCOL §7):
+// its settings from services.snailmail.settings (decoded strictly), the
+// provider instances they name (by default the sandbox "folder", writing
+// letters under <data>/providers/folder/letters), the print route of
+// snailmail.endpoint, and each provider's status webhooks on the public
+// listener.
+func wireSnailmail(w *wiring) error {
+	var settings snailmail.Settings
+	if err := w.cfg.Services[string(storage.Snailmail)].Settings.Decode(&settings); err != nil {
+		return fmt.Errorf("services.snailmail.settings: %w", err)
+	}
+	if err := settings.Validate(); err != nil {
+		return fmt.Errorf("services.snailmail.settings: %w", err)
+	}
+	senders := map[string]providers.LetterSender{}
+	for _, name := range settings.ProviderNames() {
+		def := ""
+		if name == snailmail.DefaultProvider {
+			def = "folder" // the sandbox, unless configured otherwise
+		}
+		p, err := w.provider(name, def)
+		if err != nil {
+			return fmt.Errorf("services.snailmail.settings: %w", err)
+		}
+		s, ok := p.(providers.LetterSender)
+		if !ok {
+			return fmt.Errorf("services.snailmail.settings: provider %s (type %s) cannot send letters", name, p.Type())
+		}
+		senders[name] = s
+	}
+	var records storage.Records = w.ledger
+	svc, err := snailmail.New(settings, snailmail.Deps{
+		Ledger:     w.ledger,
+		Records:    records,
+		Senders:    senders,
+		Logger:     w.log.With("component", "snailmail"),
+		Registerer: w.reg,
+	})
+	if err != nil {
+		return err
+	}
+	if err := w.rpc.Register(snailmail.ServiceName, svc, svc.Routes()); err != nil {
+		return err
+	}
+	var callbacks []string
+	for _, name := range settings.ProviderNames() {
+		s := senders[name]
+		if rep, ok := s.(providers.LetterReporter); ok {
+			rep.SetLetterSink(svc.Sink())
+		}
+		if cbs, ok := s.(providers.Callbacks); ok {
+			for _, cb := range cbs.CallbackRoutes() {
+				w.rpc.HandlePage(cb.Path, snailmail.CallbackHandler(w.publicURL, cb))
+				callbacks = append(callbacks, cb.Path)
+			}
+		}
+	}
+	line := "snailmail: providers " + strings.Join(settings.ProviderNames(), ", ")
+	if len(callbacks) > 0 {
+		line += "; callbacks " + strings.Join(callbacks, ", ")
+	}
+	w.report = append(w.report, line)
+	return nil
+}

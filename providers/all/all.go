@@ -3,5 +3,14 @@
 package all
 
 import (
-// One line per adapter package, sorted.
+	// One line per adapter package, sorted.
+	_ "github.com/iapd/iapd/providers/directory"
+	_ "github.com/iapd/iapd/providers/folder"
+	_ "github.com/iapd/iapd/providers/httpsms"
+	_ "github.com/iapd/iapd/providers/outbox"
+	_ "github.com/iapd/iapd/providers/pingen"
+	_ "github.com/iapd/iapd/providers/smtp"
+	_ "github.com/iapd/iapd/providers/twilio"
+	_ "github.com/iapd/iapd/providers/vies"
+	_ "github.com/iapd/iapd/providers/vonage"
 )

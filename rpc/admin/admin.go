@@ -92,6 +92,7 @@ func (s *server) routes() {
 	s.mux.HandleFunc("GET /v1/account/history", s.history)
 	s.mux.HandleFunc("GET /v1/transaction", s.showTransaction)
 	s.operatorRoutes() // GET /v1/backup, /v1/verify, /v1/export (operations.go)
+	s.voucherRoutes()  // POST and GET /v1/vouchers (vouchers.go)
 
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, storage.E("", storage.NotFound, "no such route"))

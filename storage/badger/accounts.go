@@ -33,8 +33,9 @@ func (l *Ledger) Account(ctx context.Context, svc storage.ServiceName, tok stora
 	if found {
 		err = l.settle(op)
 	} else {
-		err = l.view(op, func(txn *badger.Txn) (err error) {
-			a, found, err = getAccount(txn, svc, tok)
+		err = l.view(op, func(txn *badger.Txn) error {
+			r, f, err := getAccount(txn, svc, tok)
+			a, found = r.Account, f
 			return err
 		})
 	}
@@ -42,13 +43,14 @@ func (l *Ledger) Account(ctx context.Context, svc storage.ServiceName, tok stora
 		return a, err
 	}
 	err = l.write(op, l.stripe(svc, tok), func(tx *wtxn, now time.Time) (error, error) {
-		var created bool
-		var err error
-		a, created, err = accountForWrite(op, tx, svc, tok, fs, now)
+		r, created, err := accountForWrite(op, tx, svc, tok, fs, now)
+		a = r.Account
 		if err != nil || !created {
 			return nil, err
 		}
-		return nil, putAccount(tx, &a)
+		err = putAccount(tx, &r)
+		a = r.Account
+		return nil, err
 	})
 	if err != nil {
 		return storage.Account{}, err
@@ -72,9 +74,8 @@ func (l *Ledger) LookupAccount(ctx context.Context, svc storage.ServiceName, tok
 	}
 	var a storage.Account
 	err := l.view(op, func(txn *badger.Txn) error {
-		var found bool
-		var err error
-		a, found, err = getAccount(txn, svc, tok)
+		r, found, err := getAccount(txn, svc, tok)
+		a = r.Account
 		if err == nil && !found {
 			err = storage.E(op, storage.NotFound, "no such account")
 		}
@@ -93,7 +94,8 @@ func (l *Ledger) cachedAccount(svc storage.ServiceName, tok storage.AccountToken
 		return storage.Account{}, false
 	}
 	defer st.mu.Unlock()
-	return st.lookup(svc, tok)
+	a, ok := st.lookup(svc, tok)
+	return a.Account, ok
 }
 
 // AccountsByToken returns the accounts of every service that have this
@@ -122,7 +124,7 @@ func (l *Ledger) AccountsByToken(ctx context.Context, tok storage.AccountToken) 
 			if !found {
 				return errCorrupt // the index and the account are written together
 			}
-			out = append(out, a)
+			out = append(out, a.Account)
 		}
 		return nil
 	})
@@ -233,11 +235,10 @@ func (l *Ledger) UpdateAccount(ctx context.Context, svc storage.ServiceName, tok
 			}
 		}
 	}
-	var a storage.Account
+	var out storage.Account
 	err := l.write(op, l.stripe(svc, tok), func(tx *wtxn, now time.Time) (error, error) {
-		var found bool
-		var err error
-		a, found, err = tx.account(svc, tok)
+		a, found, err := tx.account(svc, tok)
+		out = a.Account
 		if err != nil {
 			return nil, err
 		}
@@ -251,6 +252,9 @@ func (l *Ledger) UpdateAccount(ctx context.Context, svc storage.ServiceName, tok
 			a.State = *u.State
 		}
 		if u.Alerts != nil {
+			if u.Alerts.Enabled != a.Alerts.Enabled || u.Alerts.Threshold != a.Alerts.Threshold {
+				a.alertSent = false // new settings: re-armed, then judged afresh
+			}
 			a.Alerts = *u.Alerts
 			a.Alerts.Recipients = append([]storage.Recipient(nil), u.Alerts.Recipients...)
 			if len(a.Alerts.Recipients) == 0 {
@@ -263,12 +267,14 @@ func (l *Ledger) UpdateAccount(ctx context.Context, svc storage.ServiceName, tok
 		if now.After(a.UpdatedAt) {
 			a.UpdatedAt = now
 		}
-		return nil, putAccount(tx, &a)
+		err = putAccount(tx, &a)
+		out = a.Account
+		return nil, err
 	})
 	if err != nil {
 		return storage.Account{}, err
 	}
-	return a, nil
+	return out, nil
 }
 
 // Recharge adds credit (Kind EntryRecharge, 0 < Amount <= MaxCredits) or
@@ -353,7 +359,7 @@ func (l *Ledger) Recharge(ctx context.Context, r storage.RechargeRequest) (stora
 			return nil, &storage.Error{Op: op, Kind: storage.InsufficientCredit,
 				Msg: "adjustment exceeds available credit", Service: r.Service, Credit: -r.Amount}
 		}
-		out, err = appendEntry(tx, &a, storage.Entry{
+		out, err = appendEntry(tx, &a.Account, storage.Entry{
 			Kind:        r.Kind,
 			DRecharged:  r.Amount,
 			DAvailable:  r.Amount,

@@ -22,8 +22,9 @@ import (
 )
 
 // A backup file is one consistent snapshot of the whole database (every
-// key, the format marker included, at its latest version), written by
-// Backup while the ledger serves:
+// key, the format marker included, at its latest version: vouchers, queued
+// alerts and bookkeeping records too), written by Backup while the ledger
+// serves:
 //
 //	magic     8 bytes  "IAPDBKUP"
 //	hlen      4 bytes  big-endian length of the header
@@ -63,6 +64,9 @@ type BackupCounts struct {
 	Accounts     int64 `json:"accounts"`
 	Transactions int64 `json:"transactions"`
 	Entries      int64 `json:"entries"`
+	Vouchers     int64 `json:"vouchers,omitempty"`
+	Alerts       int64 `json:"alerts,omitempty"`
+	Records      int64 `json:"records,omitempty"` // bookkeeping records
 }
 
 // BackupInfo is the header of a backup file; SHA256 and Size are not in
@@ -90,6 +94,12 @@ func (c *BackupCounts) add(key []byte) {
 		c.Transactions++
 	case pEntry:
 		c.Entries++
+	case pVoucher:
+		c.Vouchers++
+	case pAlert:
+		c.Alerts++
+	case pRecord:
+		c.Records++
 	}
 }
 

@@ -38,12 +38,12 @@ type stripe struct {
 }
 
 type cachedAccount struct {
-	a    storage.Account // a.Service == "": a free way
+	a    acct // a.Service == "": a free way
 	used uint32
 }
 
 // lookup returns the cached record of (svc, tok). The caller holds mu.
-func (s *stripe) lookup(svc storage.ServiceName, tok storage.AccountToken) (storage.Account, bool) {
+func (s *stripe) lookup(svc storage.ServiceName, tok storage.AccountToken) (acct, bool) {
 	for i := range s.ways {
 		w := &s.ways[i]
 		if w.a.Token == tok && w.a.Service == svc && svc != "" {
@@ -54,12 +54,12 @@ func (s *stripe) lookup(svc storage.ServiceName, tok storage.AccountToken) (stor
 			return a, true
 		}
 	}
-	return storage.Account{}, false
+	return acct{}, false
 }
 
 // store caches a committed record, replacing the least recently used way.
 // The caller holds mu.
-func (s *stripe) store(a *storage.Account) {
+func (s *stripe) store(a *acct) {
 	victim := &s.ways[0]
 	for i := range s.ways {
 		w := &s.ways[i]

@@ -15,7 +15,20 @@ import (
 // strings as a uvarint length and the bytes, times as a presence byte and
 // the UnixNano varint. A later format gets a new leading byte and the
 // decoders keep reading the old one, so migrations can be lazy.
-const formatV1 byte = 1
+//
+// Account records are written in formatV2: the fields of formatV1 followed
+// by a uvarint of flags (acctAlertSent). A formatV1 account record (written
+// before ledger format 2) decodes with no flag set: its alert armed.
+const (
+	formatV1 byte = 1
+	formatV2 byte = 2
+)
+
+// Account record flags (formatV2).
+const (
+	acctAlertSent = 1 << iota // acct.alertSent
+	acctFlags     = acctAlertSent
+)
 
 var errCorrupt = errors.New("corrupt record")
 
@@ -55,11 +68,15 @@ type decoder struct {
 	err error
 }
 
-func newDecoder(b []byte) *decoder {
+func newDecoder(b []byte) *decoder { return newDecoderUpTo(b, formatV1) }
+
+// newDecoderUpTo accepts the formats formatV1 to max; the caller reads the
+// format from the value's first byte.
+func newDecoderUpTo(b []byte, max byte) *decoder {
 	d := &decoder{b: b}
 	if len(b) == 0 {
 		d.err = fmt.Errorf("%w: empty value", errCorrupt)
-	} else if b[0] != formatV1 {
+	} else if b[0] < formatV1 || b[0] > max {
 		d.err = fmt.Errorf("%w: unknown format %d", errCorrupt, b[0])
 	} else {
 		d.b = b[1:]
@@ -195,8 +212,9 @@ func decodeService(b []byte) (storage.Service, error) {
 	return s, d.done()
 }
 
-func encodeAccount(a *storage.Account) []byte {
+func encodeAccount(a *acct) []byte {
 	e := newEncoder(96 + len(a.SenderName) + len(a.DBUUID) + 32*len(a.Alerts.Recipients))
+	e.b[0] = formatV2
 	e.str(string(a.State))
 	e.credits(a.Recharged)
 	e.credits(a.Available)
@@ -214,13 +232,24 @@ func encodeAccount(a *storage.Account) []byte {
 	e.uint(a.Seq)
 	e.time(a.CreatedAt)
 	e.time(a.UpdatedAt)
+	var flags uint64
+	if a.alertSent {
+		flags |= acctAlertSent
+	}
+	e.uint(flags)
 	return e.b
 }
 
 // decodeAccount decodes an account record; svc and tok come from the key.
 func decodeAccount(b []byte, svc storage.ServiceName, tok storage.AccountToken) (storage.Account, error) {
-	d := newDecoder(b)
-	a := storage.Account{Service: svc, Token: tok}
+	a, err := decodeAcct(b, svc, tok)
+	return a.Account, err
+}
+
+// decodeAcct decodes an account record with the ledger's own state.
+func decodeAcct(b []byte, svc storage.ServiceName, tok storage.AccountToken) (acct, error) {
+	d := newDecoderUpTo(b, formatV2)
+	a := acct{Account: storage.Account{Service: svc, Token: tok}}
 	a.State = storage.AccountState(d.str())
 	a.Recharged = d.credits()
 	a.Available = d.credits()
@@ -244,6 +273,13 @@ func decodeAccount(b []byte, svc storage.ServiceName, tok storage.AccountToken) 
 	a.Seq = d.uint()
 	a.CreatedAt = d.time()
 	a.UpdatedAt = d.time()
+	if d.err == nil && b[0] == formatV2 {
+		flags := d.uint()
+		if flags&^acctFlags != 0 {
+			d.fail("account flags")
+		}
+		a.alertSent = flags&acctAlertSent != 0
+	}
 	return a, d.done()
 }
 
@@ -335,4 +371,106 @@ func decodeName(b []byte) (storage.ServiceName, error) {
 	d := newDecoder(b)
 	s := d.str()
 	return storage.ServiceName(s), d.done()
+}
+
+// encodeRecord and decodeRecord are the value of a bookkeeping record
+// (kv.go): its expiry (zero: never) and the caller's bytes.
+func encodeRecord(expires time.Time, value []byte) []byte {
+	e := newEncoder(16 + len(value))
+	e.time(expires)
+	e.uint(uint64(len(value)))
+	e.b = append(e.b, value...)
+	return e.b
+}
+
+// decodeRecord decodes a record; value is a fresh slice (never nil).
+func decodeRecord(b []byte) (expires time.Time, value []byte, err error) {
+	d := newDecoder(b)
+	expires = d.time()
+	n := d.uint()
+	if d.err == nil && n > uint64(len(d.b)) {
+		d.fail("value length")
+	}
+	if d.err == nil {
+		value = append(make([]byte, 0, n), d.b[:n]...)
+		d.b = d.b[n:]
+	}
+	return expires, value, d.done()
+}
+
+func encodeVoucher(v *storage.Voucher) []byte {
+	e := newEncoder(64 + len(v.Service) + len(v.Batch) + len(v.RedeemedBy))
+	e.str(string(v.Service))
+	e.credits(v.Amount)
+	e.str(v.Batch)
+	e.time(v.CreatedAt)
+	e.time(v.ExpiresAt)
+	e.time(v.RedeemedAt)
+	e.str(string(v.RedeemedBy))
+	e.uint(v.Entry)
+	return e.b
+}
+
+// decodeVoucher decodes a voucher record; the code hash comes from the key.
+func decodeVoucher(b []byte, h [32]byte) (storage.Voucher, error) {
+	d := newDecoder(b)
+	v := storage.Voucher{CodeHash: h}
+	v.Service = storage.ServiceName(d.str())
+	v.Amount = d.credits()
+	v.Batch = d.str()
+	v.CreatedAt = d.time()
+	v.ExpiresAt = d.time()
+	v.RedeemedAt = d.time()
+	v.RedeemedBy = storage.AccountToken(d.str())
+	v.Entry = d.uint()
+	return v, d.done()
+}
+
+// encodeAlert and decodeAlert are the value of a queued alert; the id
+// comes from the key.
+func encodeAlert(n *storage.AlertNotice) []byte {
+	e := newEncoder(64 + len(n.Service) + len(n.Account) + len(n.LastError) + 32*len(n.Recipients))
+	e.str(string(n.Service))
+	e.str(string(n.Account))
+	e.credits(n.Available)
+	e.credits(n.Threshold)
+	e.uint(uint64(len(n.Recipients)))
+	for _, r := range n.Recipients {
+		e.str(r.Email)
+		e.str(r.Lang)
+	}
+	e.time(n.At)
+	e.uint(uint64(n.Attempts))
+	e.time(n.NextTry)
+	e.str(n.LastError)
+	return e.b
+}
+
+func decodeAlert(b []byte, id uint64) (storage.AlertNotice, error) {
+	d := newDecoder(b)
+	n := storage.AlertNotice{ID: id}
+	n.Service = storage.ServiceName(d.str())
+	n.Account = storage.AccountToken(d.str())
+	n.Available = d.credits()
+	n.Threshold = d.credits()
+	c := d.uint()
+	if c > uint64(len(d.b)) { // each recipient takes at least two bytes
+		d.fail("recipient count")
+	}
+	if d.err == nil && c > 0 {
+		n.Recipients = make([]storage.Recipient, c)
+		for i := range n.Recipients {
+			n.Recipients[i].Email = d.str()
+			n.Recipients[i].Lang = d.str()
+		}
+	}
+	n.At = d.time()
+	attempts := d.uint()
+	if attempts > math.MaxInt32 {
+		d.fail("attempts")
+	}
+	n.Attempts = int(attempts)
+	n.NextTry = d.time()
+	n.LastError = d.str()
+	return n, d.done()
 }

@@ -1,6 +1,7 @@
 package badger
 
 import (
+	"bytes"
 	"reflect"
 	"testing"
 	"time"
@@ -13,8 +14,45 @@ func TestCodecRoundTrip(t *testing.T) {
 	a := storage.Account{Service: "sms", Token: "tok", State: storage.Banned, Recharged: 10, Available: 3, Held: 2, Captured: 5,
 		Alerts:     storage.Alerts{Enabled: true, Threshold: 7, Recipients: []storage.Recipient{{Email: "a@b", Lang: "fr"}, {Email: "c@d"}}},
 		SenderName: "ACME", DBUUID: "db", Seq: 42, CreatedAt: at, UpdatedAt: at.Add(time.Hour)}
-	if got, err := decodeAccount(encodeAccount(&a), "sms", "tok"); err != nil || !reflect.DeepEqual(got, a) {
-		t.Fatalf("account: %+v, %v", got, err)
+	for _, sent := range []bool{false, true} {
+		r := acct{Account: a, alertSent: sent}
+		b := encodeAccount(&r)
+		if got, err := decodeAcct(b, "sms", "tok"); err != nil || !reflect.DeepEqual(got, r) {
+			t.Fatalf("account: %+v, %v", got, err)
+		}
+		if got, err := decodeAccount(b, "sms", "tok"); err != nil || !reflect.DeepEqual(got, a) {
+			t.Fatalf("account: %+v, %v", got, err)
+		}
+		// Record format 1 (before ledger format 2) is the same without
+		// the flags: it decodes as armed.
+		v1 := append([]byte{formatV1}, b[1:len(b)-1]...)
+		if got, err := decodeAcct(v1, "sms", "tok"); err != nil || !reflect.DeepEqual(got, acct{Account: a}) {
+			t.Fatalf("format 1 account: %+v, %v", got, err)
+		}
+		if _, err := decodeAcct(append(v1, 0), "sms", "tok"); err == nil {
+			t.Fatal("format 1 account with a trailing byte accepted")
+		}
+	}
+	bad := encodeAccount(&acct{Account: a})
+	if _, err := decodeAcct(bad[:len(bad)-1], "sms", "tok"); err == nil {
+		t.Fatal("format 2 account without flags accepted")
+	}
+	bad[len(bad)-1] = 2 // an unknown flag
+	if _, err := decodeAcct(bad, "sms", "tok"); err == nil {
+		t.Fatal("unknown account flag accepted")
+	}
+	v := storage.Voucher{CodeHash: storage.HashKey("code"), Service: "sms", Amount: 5, Batch: "b", CreatedAt: at,
+		ExpiresAt: at.Add(time.Hour), RedeemedAt: at.Add(time.Minute), RedeemedBy: "tok", Entry: 3}
+	if got, err := decodeVoucher(encodeVoucher(&v), v.CodeHash); err != nil || !reflect.DeepEqual(got, v) {
+		t.Fatalf("voucher: %+v, %v", got, err)
+	}
+	n := storage.AlertNotice{ID: 9, Service: "sms", Account: "tok", Available: 1, Threshold: 2,
+		Recipients: []storage.Recipient{{Email: "a@b", Lang: "fr"}}, At: at, Attempts: 2, NextTry: at.Add(time.Minute), LastError: "smtp"}
+	if got, err := decodeAlert(encodeAlert(&n), 9); err != nil || !reflect.DeepEqual(got, n) {
+		t.Fatalf("alert: %+v, %v", got, err)
+	}
+	if exp, val, err := decodeRecord(encodeRecord(at, []byte("val"))); err != nil || !exp.Equal(at) || string(val) != "val" {
+		t.Fatalf("record: %v %q %v", exp, val, err)
 	}
 	s := storage.Service{Name: "sms", KeyHash: storage.HashKey("k"), HasKey: true, AutoRegister: true, TrialCredits: 9,
 		Description: "d", UnitName: "u", CreatedAt: at}
@@ -51,17 +89,36 @@ func TestCodecRoundTrip(t *testing.T) {
 // FuzzDecode feeds arbitrary bytes to every decoder: none may panic, and
 // whatever decodes must encode back to something that decodes the same.
 func FuzzDecode(f *testing.F) {
-	a := storage.Account{State: storage.Registered, Alerts: storage.Alerts{Recipients: []storage.Recipient{{Email: "e"}}}, Seq: 1}
+	a := acct{Account: storage.Account{State: storage.Registered, Alerts: storage.Alerts{Recipients: []storage.Recipient{{Email: "e"}}}, Seq: 1}, alertSent: true}
+	v := storage.Voucher{Service: "sms", Amount: 1, RedeemedBy: "t"}
+	n := storage.AlertNotice{Service: "sms", Account: "t", Recipients: []storage.Recipient{{Email: "e"}}}
 	s := storage.Service{Name: "sms", HasKey: true}
 	tx := storage.Transaction{Service: "sms", Account: "t", State: storage.Held}
 	en := storage.Entry{Kind: storage.EntryHold, DHeld: 1, DAvailable: -1}
-	for _, b := range [][]byte{encodeAccount(&a), encodeService(&s), encodeTxn(&tx), encodeEntry(&en), encodeSeq(5), encodeName("x"), {}, {1}} {
+	for _, b := range [][]byte{encodeAccount(&a), encodeService(&s), encodeTxn(&tx), encodeEntry(&en), encodeSeq(5), encodeName("x"), {}, {1},
+		encodeVoucher(&v), encodeAlert(&n), encodeRecord(time.Time{}, []byte("r"))} {
 		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		if a, err := decodeAccount(b, "s", "t"); err == nil {
-			if a2, err := decodeAccount(encodeAccount(&a), "s", "t"); err != nil || !reflect.DeepEqual(a, a2) {
+		if a, err := decodeAcct(b, "s", "t"); err == nil {
+			if a2, err := decodeAcct(encodeAccount(&a), "s", "t"); err != nil || !reflect.DeepEqual(a, a2) {
 				t.Fatalf("account round trip: %+v / %+v, %v", a, a2, err)
+			}
+		}
+		var h [32]byte
+		if v, err := decodeVoucher(b, h); err == nil {
+			if v2, err := decodeVoucher(encodeVoucher(&v), h); err != nil || !reflect.DeepEqual(v, v2) {
+				t.Fatalf("voucher round trip: %+v / %+v, %v", v, v2, err)
+			}
+		}
+		if n, err := decodeAlert(b, 1); err == nil {
+			if n2, err := decodeAlert(encodeAlert(&n), 1); err != nil || !reflect.DeepEqual(n, n2) {
+				t.Fatalf("alert round trip: %+v / %+v, %v", n, n2, err)
+			}
+		}
+		if exp, val, err := decodeRecord(b); err == nil {
+			if exp2, val2, err := decodeRecord(encodeRecord(exp, val)); err != nil || !exp.Equal(exp2) || !bytes.Equal(val, val2) {
+				t.Fatalf("record round trip: %v %q / %v %q, %v", exp, val, exp2, val2, err)
 			}
 		}
 		if s, err := decodeService(b); err == nil {

@@ -23,7 +23,7 @@ func corruptAccount(t testing.TB, l *Ledger, svc storage.ServiceName, tok storag
 		if err != nil || !found {
 			t.Fatalf("corruptAccount: %v (found %v)", err, found)
 		}
-		change(&a)
+		change(&a.Account)
 		return txn.Set(accountKey(svc, tok), encodeAccount(&a))
 	}); err != nil {
 		t.Fatal(err)

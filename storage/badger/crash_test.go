@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dgraph-io/badger/v4"
+
 	"github.com/iapd/iapd/storage"
 	"github.com/iapd/iapd/storage/storagetest"
 )
@@ -24,7 +26,10 @@ import (
 // (TestCrashChild) that writes from several goroutines and prints every
 // acknowledged change; the parent SIGKILLs it at a random moment, reopens
 // the directory and checks that every acknowledged change is there and
-// every account is exact. SIGKILL loses what the process held, not what the
+// every account is exact. The child also redeems vouchers and writes
+// bookkeeping records, and its accounts have low-credit alerts, so that
+// vouchers, records and the alerts queued with the changes that crossed a
+// threshold are checked too. SIGKILL loses what the process held, not what the
 // kernel held: this proves crash consistency and that nothing is
 // acknowledged before Badger wrote it, not the fsyncs themselves (that
 // needs power loss, which a test cannot cause).
@@ -36,7 +41,11 @@ const (
 	crashService  = storage.ServiceName("crash")
 	crashAccounts = 8
 	minCrashAcks  = 200
+	crashRecNS    = "crash"
 )
+
+// crashThreshold is the low-credit threshold of the child's accounts.
+const crashThreshold = 50 * storage.Scale
 
 func crashToken(i int) storage.AccountToken { return storage.AccountToken(fmt.Sprintf("acct%d", i)) }
 
@@ -73,6 +82,15 @@ func TestCrashChild(t *testing.T) {
 		fmt.Fprintln(os.Stderr, "crash child:", err)
 		os.Exit(2)
 	}
+	for i := 0; i < crashAccounts; i++ {
+		if _, err := l.Account(ctx, crashService, crashToken(i), storage.FirstSight{}); err != nil {
+			t.Fatal(err)
+		}
+		al := storage.Alerts{Enabled: true, Threshold: crashThreshold}
+		if _, err := l.UpdateAccount(ctx, crashService, crashToken(i), storage.AccountUpdate{Alerts: &al}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	ack("READY")
 	for w := 0; w < 8; w++ {
 		go func() {
@@ -84,7 +102,36 @@ func TestCrashChild(t *testing.T) {
 			var open []hold
 			for n := 0; ; n++ {
 				tok := crashToken(rng.IntN(crashAccounts))
-				switch op := rng.IntN(10); {
+				switch op := rng.IntN(13); {
+				case op == 12: // a threshold near the balance, so that holds cross it
+					a, err := l.LookupAccount(ctx, crashService, tok)
+					if err != nil {
+						die(err)
+					}
+					al := storage.Alerts{Enabled: true, Threshold: a.Available + storage.Credits(rng.Int64N(int64(10*storage.Scale))) - 5*storage.Scale}
+					al.Threshold = max(al.Threshold, 0)
+					if _, err := l.UpdateAccount(ctx, crashService, tok, storage.AccountUpdate{Alerts: &al}); err != nil {
+						die(err)
+					}
+				case op == 10:
+					key := fmt.Sprintf("c%s-w%d-%d", cycle, w, n)
+					if _, created, err := l.PutRecordIfAbsent(ctx, crashRecNS, key, []byte(key+desc), time.Time{}); err != nil || !created {
+						die(fmt.Errorf("record %s: created %v, %v", key, created, err))
+					}
+					ack("P %s", key)
+				case op == 11:
+					key := fmt.Sprintf("c%s-w%d-%d", cycle, w, n)
+					h := storage.HashKey(key)
+					amount := storage.Credits(1 + rng.Int64N(20*storage.Scale))
+					if err := l.CreateVouchers(ctx, []storage.Voucher{{CodeHash: h, Service: crashService, Amount: amount}}); err != nil {
+						die(err)
+					}
+					_, en, err := l.RedeemVoucher(ctx, h, crashService, tok, time.Now())
+					if err != nil {
+						die(err)
+					}
+					ack("R %s %s %d %d", tok, en.Ref, amount, en.Seq)
+					ack("V %s %s", tok, key)
 				case op < 3:
 					ref := fmt.Sprintf("c%s-w%d-%d", cycle, w, n)
 					amount := storage.Credits(1 + rng.Int64N(100*storage.Scale))
@@ -134,6 +181,8 @@ type crashAcks struct {
 	holds     map[string]crashHold     // by transaction token
 	captured  map[string]storage.Credits
 	cancelled map[string]bool
+	records   []string                        // keys
+	vouchers  map[string]storage.AccountToken // code → redeemer
 }
 
 type crashRecharge struct {
@@ -165,6 +214,10 @@ func (a *crashAcks) parse(t *testing.T, line string) {
 		a.captured[f[1]] = storage.Credits(num(f[2]))
 	case len(f) == 2 && f[0] == "X":
 		a.cancelled[f[1]] = true
+	case len(f) == 2 && f[0] == "P":
+		a.records = append(a.records, f[1])
+	case len(f) == 3 && f[0] == "V":
+		a.vouchers[f[2]] = storage.AccountToken(f[1])
 	default:
 		t.Fatalf("bad ack %q", line)
 	}
@@ -263,6 +316,7 @@ func TestCrash(t *testing.T) {
 	acks := &crashAcks{
 		recharges: map[string]crashRecharge{}, holds: map[string]crashHold{},
 		captured: map[string]storage.Credits{}, cancelled: map[string]bool{},
+		vouchers: map[string]storage.AccountToken{},
 	}
 	cycles := []struct {
 		memTableSize int64
@@ -364,4 +418,61 @@ func verifyCrash(t *testing.T, dir string, acks *crashAcks) {
 			t.Fatalf("acknowledged cancel of %s lost: %+v", token, tx)
 		}
 	}
+	for _, key := range acks.records {
+		if v, err := l.GetRecord(ctx, crashRecNS, key); err != nil || !strings.HasPrefix(string(v), key) {
+			t.Fatalf("acknowledged record %s lost: %q, %v", key, v, err)
+		}
+	}
+	redeemed := map[[32]byte]storage.Voucher{}
+	for after := [32]byte{}; ; {
+		page, err := l.ListVouchers(ctx, storage.VoucherFilter{After: after, Limit: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range page {
+			redeemed[v.CodeHash] = v
+		}
+		if len(page) < 1000 {
+			break
+		}
+		after = page[len(page)-1].CodeHash
+	}
+	for key, tok := range acks.vouchers {
+		if v := redeemed[storage.HashKey(key)]; !v.Redeemed() || v.RedeemedBy != tok {
+			t.Fatalf("acknowledged redemption of voucher %s by %s lost: %+v", key, tok, v)
+		}
+	}
+	// Every account whose alert is disarmed has an alert queued (the
+	// child sends none): the alert and the change that crossed were one
+	// write. Verify checks the rest (vouchers and their entries, records,
+	// alert state).
+	due, err := l.DueAlerts(ctx, time.Now().Add(time.Hour), 100000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	queued := map[storage.AccountToken]int{}
+	for _, n := range due {
+		queued[n.Account]++
+	}
+	for i := 0; i < crashAccounts; i++ {
+		var a acct
+		var found bool
+		if err := l.db.View(func(txn *badger.Txn) (err error) {
+			a, found, err = getAccount(txn, crashService, crashToken(i))
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if found && a.alertSent && queued[a.Token] == 0 {
+			t.Fatalf("%s: alert disarmed at %s but none queued", a.Token, a.Available)
+		}
+	}
+	r, err := l.Verify(ctx, VerifyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.Clean() || r.Warnings != 0 {
+		t.Fatalf("verify after the crash: %+v\n%s", r, problemsString(r))
+	}
+	t.Logf("after the crash: %d vouchers, %d records, %d alerts queued", r.Vouchers, r.Records, r.Alerts)
 }

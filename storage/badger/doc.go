@@ -122,4 +122,25 @@
 //     account its first sight created.
 //   - Reads of Accounts and History page by After / Before and return
 //     empty slices, not nil, when nothing matches.
+//
+// # Beside the ledger
+//
+// The Ledger also implements storage.Vouchers (vouchers.go),
+// storage.AlertOutbox (alerts.go) and storage.Records with
+// storage.RecordSweeper (kv.go), in the same database, so that a voucher's
+// recharge, or a low-credit alert and the change that crossed the
+// threshold, are one atomic write, and Backup, Restore and Verify cover
+// them. Choices where those contracts are silent:
+//
+//   - A voucher redemption is a recharge entry with Ref "voucher:" and 16
+//     hex digits of the code hash (the ref is indexed like a recharge ref);
+//     the account is created registered if absent and otherwise keeps its
+//     state. A CreateVouchers batch too big for one Badger txn is Invalid.
+//   - An alert is queued when a change leaves Available below the
+//     threshold of an armed, enabled alert of a registered account; holds
+//     count (Available is the balance Odoo shows); threshold 0 never
+//     fires; see alerts.go for the whole rule.
+//   - Records expire on the ledger's clock; a zero expiry is never, a
+//     non-zero expiry not after now is Invalid; expired records read as
+//     absent until DeleteExpiredRecords (storage.Sweep) deletes them.
 package badger

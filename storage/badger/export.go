@@ -17,8 +17,10 @@ type ExportFilter struct {
 	Until   time.Time // entries with Time < Until (zero: no bound)
 }
 
-// Export calls fn with every entry f selects, in (service, account, seq)
-// order, from one consistent snapshot taken when it starts (it may run
+// Export calls fn with every ledger entry f selects (voucher redemptions
+// are recharge entries among them; vouchers, queued alerts and bookkeeping
+// records are not entries and are not exported: Backup holds them), in
+// (service, account, seq) order, from one consistent snapshot taken when it starts (it may run
 // while the ledger serves, for as long as fn takes). fn's error stops the
 // walk and is returned as is. Invalid for a bad name or token; Unavailable
 // when the ledger is closed or ctx is done.

@@ -75,7 +75,7 @@ func (l *Ledger) Authorize(ctx context.Context, r storage.AuthorizeRequest) (sto
 			CreatedAt:   now,
 			ExpiresAt:   now.Add(r.TTL),
 		}
-		if _, err := appendEntry(tx, &a, storage.Entry{
+		if _, err := appendEntry(tx, &a.Account, storage.Entry{
 			Kind:        storage.EntryHold,
 			DAvailable:  -r.Amount,
 			DHeld:       r.Amount,
@@ -136,13 +136,13 @@ func (l *Ledger) lookupTxn(op string, svc storage.ServiceName, token string) ([t
 
 // loadHold re-reads a transaction and its account under the account's
 // stripe.
-func loadHold(tx *wtxn, id [txnIDBytes]byte) (storage.Transaction, storage.Account, error) {
+func loadHold(tx *wtxn, id [txnIDBytes]byte) (storage.Transaction, acct, error) {
 	t, found, err := tx.txn(id)
 	if err != nil {
-		return t, storage.Account{}, err
+		return t, acct{}, err
 	}
 	if !found {
-		return t, storage.Account{}, errCorrupt // transactions are never deleted
+		return t, acct{}, errCorrupt // transactions are never deleted
 	}
 	a, found, err := tx.account(t.Service, t.Account)
 	if err == nil && !found {
@@ -153,7 +153,7 @@ func loadHold(tx *wtxn, id [txnIDBytes]byte) (storage.Transaction, storage.Accou
 
 // endHold closes an open hold: state, end time, expiry index, records. The
 // caller has appended the entries to a.
-func endHold(tx *wtxn, id [txnIDBytes]byte, t *storage.Transaction, a *storage.Account, state storage.TransactionState, end time.Time) error {
+func endHold(tx *wtxn, id [txnIDBytes]byte, t *storage.Transaction, a *acct, state storage.TransactionState, end time.Time) error {
 	if err := tx.del(expiryKey(t.ExpiresAt, id)); err != nil {
 		return err
 	}
@@ -167,8 +167,8 @@ func endHold(tx *wtxn, id [txnIDBytes]byte, t *storage.Transaction, a *storage.A
 
 // expireHold returns an open hold past its ExpiresAt to the account (an
 // expiry entry). EndedAt is ExpiresAt: that is when the hold ended.
-func expireHold(tx *wtxn, id [txnIDBytes]byte, t *storage.Transaction, a *storage.Account, now time.Time) error {
-	if _, err := appendEntry(tx, a, storage.Entry{
+func expireHold(tx *wtxn, id [txnIDBytes]byte, t *storage.Transaction, a *acct, now time.Time) error {
+	if _, err := appendEntry(tx, &a.Account, storage.Entry{
 		Kind:        storage.EntryExpiry,
 		DAvailable:  t.Amount,
 		DHeld:       -t.Amount,
@@ -210,7 +210,7 @@ func (l *Ledger) Capture(ctx context.Context, r storage.CaptureRequest) (storage
 		return storage.Transaction{}, err
 	}
 	err = l.write(op, l.stripe(t.Service, t.Account), func(tx *wtxn, now time.Time) (error, error) {
-		var a storage.Account
+		var a acct
 		var err error
 		t, a, err = loadHold(tx, id)
 		if err != nil {
@@ -248,11 +248,11 @@ func (l *Ledger) Capture(ctx context.Context, r storage.CaptureRequest) (storage
 			}
 			capture.DHeld, capture.DAvailable, capture.DCaptured = -held, -extra, c
 		}
-		if _, err := appendEntry(tx, &a, capture, now); err != nil {
+		if _, err := appendEntry(tx, &a.Account, capture, now); err != nil {
 			return nil, err
 		}
 		if rest := held - c; rest > 0 {
-			if _, err := appendEntry(tx, &a, storage.Entry{
+			if _, err := appendEntry(tx, &a.Account, storage.Entry{
 				Kind: storage.EntryRelease, DHeld: -rest, DAvailable: rest,
 				Transaction: t.Token, Description: t.Description,
 			}, now); err != nil {
@@ -287,7 +287,7 @@ func (l *Ledger) Cancel(ctx context.Context, svc storage.ServiceName, txn string
 		return storage.Transaction{}, err
 	}
 	err = l.write(op, l.stripe(t.Service, t.Account), func(tx *wtxn, now time.Time) (error, error) {
-		var a storage.Account
+		var a acct
 		var err error
 		t, a, err = loadHold(tx, id)
 		if err != nil {
@@ -305,7 +305,7 @@ func (l *Ledger) Cancel(ctx context.Context, svc storage.ServiceName, txn string
 		if !now.Before(t.ExpiresAt) {
 			return nil, expireHold(tx, id, &t, &a, now)
 		}
-		if _, err := appendEntry(tx, &a, storage.Entry{
+		if _, err := appendEntry(tx, &a.Account, storage.Entry{
 			Kind: storage.EntryRelease, DHeld: -t.Amount, DAvailable: t.Amount,
 			Transaction: t.Token, Description: t.Description,
 		}, now); err != nil {

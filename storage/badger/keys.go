@@ -1,6 +1,7 @@
 package badger
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/hex"
 	"time"
@@ -22,6 +23,10 @@ import (
 //	'x' expiresAt[8] txn[16]                     → empty (open holds by expiry; deleted when the hold ends)
 //	'e' service 0x00 token 0x00 seq[8]           → entry record (seq big-endian, 1, 2, …)
 //	'r' service 0x00 token 0x00 ref              → entry seq, uvarint (recharge idempotency)
+//	'c' codehash[32]                             → voucher record (vouchers.go)
+//	'n' id[8]                                    → queued low-credit alert (alerts.go; id big-endian)
+//	'd' namespace 0x00 key                       → bookkeeping record (kv.go: expiry and value)
+//	'y' expires[8] namespace 0x00 key            → empty (records with an expiry, by expiry)
 //
 // expiresAt is UnixNano as big-endian uint64 with the sign bit flipped, so
 // byte order is time order. There is no key every write touches: the entry
@@ -35,6 +40,10 @@ const (
 	pExpiry    = 'x'
 	pEntry     = 'e'
 	pRechRef   = 'r'
+	pVoucher   = 'c'
+	pAlert     = 'n'
+	pRecord    = 'd'
+	pRecExpiry = 'y'
 	txnIDBytes = 16
 )
 
@@ -162,6 +171,61 @@ func validToken(tok storage.AccountToken) bool {
 	}
 	for i := 0; i < len(tok); i++ {
 		if c := tok[i]; c <= ' ' || c >= 0x7f || c == '+' {
+			return false
+		}
+	}
+	return true
+}
+
+func voucherKey(h [32]byte) []byte {
+	k := make([]byte, 0, 33)
+	k = append(k, pVoucher)
+	return append(k, h[:]...)
+}
+
+func alertKey(id uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte{pAlert}, id)
+}
+
+// recordPart is namespace 0x00 key, the part of a record's keys after the
+// prefix (and, in the expiry index, after the time). A namespace never
+// holds 0x00 (validRecordNS), so the part splits unambiguously.
+func recordPart(k []byte, ns, key string) []byte {
+	k = append(k, ns...)
+	k = append(k, 0)
+	return append(k, key...)
+}
+
+func recordKey(ns, key string) []byte {
+	k := make([]byte, 0, 2+len(ns)+len(key))
+	k = append(k, pRecord)
+	return recordPart(k, ns, key)
+}
+
+func recordExpiryKey(at time.Time, ns, key string) []byte {
+	k := make([]byte, 0, 1+8+1+len(ns)+len(key))
+	k = append(k, pRecExpiry)
+	k = binary.BigEndian.AppendUint64(k, timeKey(at))
+	return recordPart(k, ns, key)
+}
+
+// parseRecordPart splits namespace 0x00 key.
+func parseRecordPart(p []byte) (ns, key string, ok bool) {
+	i := bytes.IndexByte(p, 0)
+	if i < 1 || i == len(p)-1 {
+		return "", "", false
+	}
+	return string(p[:i]), string(p[i+1:]), true
+}
+
+// validRecordNS reports whether ns is a usable namespace: 1 to 64 bytes of
+// printable ASCII other than space.
+func validRecordNS(ns string) bool {
+	if len(ns) == 0 || len(ns) > maxRecordNS {
+		return false
+	}
+	for i := 0; i < len(ns); i++ {
+		if c := ns[i]; c <= ' ' || c >= 0x7f {
 			return false
 		}
 	}

@@ -98,6 +98,8 @@ type Ledger struct {
 	seed maphash.Seed
 
 	stripes  [nStripes]stripe
+	recLocks [recordLocks]sync.Mutex // kv.go
+	alerts   alertIDs                // alerts.go
 	services serviceCache
 	txns     txnCache
 	maxValue int // the largest value that stays out of the value log
@@ -192,6 +194,10 @@ func Open(opts Options) (*Ledger, error) {
 	if err := l.upgrade(dir); err != nil { // version.go: format check, migrations
 		return nil, err
 	}
+	if err := l.loadAlertIDs(); err != nil {
+		_ = l.Close()
+		return nil, storage.Wrap(op, storage.Internal, fmt.Errorf("reading the alert queue: %w", err))
+	}
 	log.Info("ledger opened", "dir", dir, "in_memory", opts.InMemory, "memtable_size", mts)
 	return l, nil
 }
@@ -279,8 +285,8 @@ type wtxn struct {
 	maxValue int
 	st       *stripe // the stripe held, nil for writes outside any account
 	l        *Ledger
-	accts    []storage.Account // account records written, cached once committed
-	acctBuf  [1]storage.Account
+	accts    []acct // account records written, cached once committed
+	acctBuf  [1]acct
 	txns     []cachedTxn // transaction records written, cached once committed
 	txnBuf   [1]cachedTxn
 }
@@ -325,17 +331,43 @@ func (l *Ledger) write(op string, st *stripe, fn change) error {
 // commit is write without the wait for a committed change: committed
 // reports a commit the caller must settle with gs.waitCommitted.
 func (l *Ledger) commit(op string, st *stripe, fn change) (after error, committed bool, err error) {
+	var mu *sync.Mutex
+	if st != nil {
+		mu = &st.mu
+	}
+	return l.commitLocked(op, st, mu, fn)
+}
+
+// writeLocked is write for changes outside any account, serialised by mu
+// (held around the read-modify-write and the commit, never across the wait
+// for durability).
+func (l *Ledger) writeLocked(op string, mu *sync.Mutex, fn change) error {
+	after, committed, err := l.commitLocked(op, nil, mu, fn)
+	if err != nil {
+		return err
+	}
+	if committed && l.gs != nil {
+		if err := l.gs.waitCommitted(1); err != nil {
+			return l.syncErr(op, err)
+		}
+	}
+	return after
+}
+
+// commitLocked is commit holding mu (nil: no lock); st, if not nil, is the
+// account stripe whose mutex mu is.
+func (l *Ledger) commitLocked(op string, st *stripe, mu *sync.Mutex, fn change) (after error, committed bool, err error) {
 	for attempt := 1; ; attempt++ {
-		if st != nil {
-			st.mu.Lock()
+		if mu != nil {
+			mu.Lock()
 		}
 		tx := &wtxn{Txn: l.db.NewTransaction(true), maxValue: l.maxValue, st: st, l: l}
 		tx.accts, tx.txns = tx.acctBuf[:0], tx.txnBuf[:0]
 		after, err := fn(tx, l.clock())
 		if err != nil || tx.writes == 0 {
 			tx.Discard()
-			if st != nil {
-				st.mu.Unlock()
+			if mu != nil {
+				mu.Unlock()
 			}
 			if serr := l.settle(op); serr != nil {
 				return nil, false, serr
@@ -357,8 +389,8 @@ func (l *Ledger) commit(op string, st *stripe, fn change) (after error, committe
 				l.txns.store(tx.txns[i].id, &tx.txns[i].t)
 			}
 		}
-		if st != nil {
-			st.mu.Unlock()
+		if mu != nil {
+			mu.Unlock()
 		}
 		if cerr == nil {
 			return after, true, nil

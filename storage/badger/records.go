@@ -37,9 +37,19 @@ func putService(tx *wtxn, s *storage.Service) error {
 	return tx.set(serviceKey(s.Name), encodeService(s))
 }
 
-func getAccount(txn *badger.Txn, svc storage.ServiceName, tok storage.AccountToken) (a storage.Account, found bool, err error) {
+// acct is an account record as stored: the account and the ledger's own
+// low-credit alert state (alerts.go).
+type acct struct {
+	storage.Account
+	// alertSent: an alert was queued since Available was last at or above
+	// the threshold; the alert is disarmed until it is again. Records of
+	// record format 1 have no such field and decode as armed.
+	alertSent bool
+}
+
+func getAccount(txn *badger.Txn, svc storage.ServiceName, tok storage.AccountToken) (a acct, found bool, err error) {
 	found, err = get(txn, accountKey(svc, tok), func(b []byte) (err error) {
-		a, err = decodeAccount(b, svc, tok)
+		a, err = decodeAcct(b, svc, tok)
 		return err
 	})
 	return a, found, err
@@ -48,7 +58,7 @@ func getAccount(txn *badger.Txn, svc storage.ServiceName, tok storage.AccountTok
 // account reads an account record in a write: from the stripe's cache when
 // the txn holds the account's stripe (always, for the operations on an
 // account), else from Badger.
-func (w *wtxn) account(svc storage.ServiceName, tok storage.AccountToken) (storage.Account, bool, error) {
+func (w *wtxn) account(svc storage.ServiceName, tok storage.AccountToken) (acct, bool, error) {
 	if w.st != nil && w.l.stripe(svc, tok) == w.st {
 		if a, ok := w.st.lookup(svc, tok); ok {
 			return a, true, nil
@@ -59,13 +69,18 @@ func (w *wtxn) account(svc storage.ServiceName, tok storage.AccountToken) (stora
 
 // putAccount writes an account after checking the invariant: a bug must
 // never reach the disk. The txn must hold the account's stripe: the record
-// is cached there once the txn commits.
-func putAccount(tx *wtxn, a *storage.Account) error {
+// is cached there once the txn commits. It keeps the account's alert state
+// and queues a low-credit alert when the account's Available went below its
+// threshold (alerts.go: checkAlert), in the same txn.
+func putAccount(tx *wtxn, a *acct) error {
 	if a.Recharged != a.Available+a.Held+a.Captured || a.Available < 0 || a.Held < 0 || a.Captured < 0 {
 		return errors.New("account invariant broken; change refused")
 	}
 	if tx.st == nil || tx.l.stripe(a.Service, a.Token) != tx.st {
 		return errors.New("account written outside its stripe; change refused")
+	}
+	if err := checkAlert(tx, a); err != nil {
+		return err
 	}
 	if err := tx.set(accountKey(a.Service, a.Token), encodeAccount(a)); err != nil {
 		return err
@@ -152,18 +167,18 @@ func appendEntry(tx *wtxn, a *storage.Account, e storage.Entry, now time.Time) (
 // "trial") when the service auto-registers, unregistered otherwise. It
 // writes the token index and the trial entry; the caller writes the
 // account. NotFound if the service is unknown.
-func createAccount(op string, tx *wtxn, svc storage.ServiceName, tok storage.AccountToken, fs storage.FirstSight, now time.Time) (storage.Account, error) {
+func createAccount(op string, tx *wtxn, svc storage.ServiceName, tok storage.AccountToken, fs storage.FirstSight, now time.Time) (acct, error) {
 	s, found, err := getService(tx.Txn, svc)
 	if err != nil {
-		return storage.Account{}, err
+		return acct{}, err
 	}
 	if !found {
-		return storage.Account{}, storage.E(op, storage.NotFound, "no such service")
+		return acct{}, storage.E(op, storage.NotFound, "no such service")
 	}
-	a := storage.Account{
+	a := acct{Account: storage.Account{
 		Service: svc, Token: tok, State: storage.Unregistered,
 		DBUUID: fs.DBUUID, CreatedAt: now, UpdatedAt: now,
-	}
+	}}
 	if err := tx.set(tokenIdxKey(tok, svc), nil); err != nil {
 		return a, err
 	}
@@ -172,7 +187,7 @@ func createAccount(op string, tx *wtxn, svc storage.ServiceName, tok storage.Acc
 	}
 	a.State = storage.Registered
 	if s.TrialCredits > 0 {
-		e, err := appendEntry(tx, &a, storage.Entry{
+		e, err := appendEntry(tx, &a.Account, storage.Entry{
 			Kind:        storage.EntryRecharge,
 			DRecharged:  s.TrialCredits,
 			DAvailable:  s.TrialCredits,
@@ -191,7 +206,7 @@ func createAccount(op string, tx *wtxn, svc storage.ServiceName, tok storage.Acc
 
 // accountForWrite returns the account, creating it on first sight;
 // created reports a creation (whose writes the caller must commit).
-func accountForWrite(op string, tx *wtxn, svc storage.ServiceName, tok storage.AccountToken, fs storage.FirstSight, now time.Time) (a storage.Account, created bool, err error) {
+func accountForWrite(op string, tx *wtxn, svc storage.ServiceName, tok storage.AccountToken, fs storage.FirstSight, now time.Time) (a acct, created bool, err error) {
 	a, found, err := tx.account(svc, tok)
 	if err != nil || found {
 		return a, false, err

@@ -45,6 +45,10 @@ const (
 	CheckKeyIndex     = "key-index"     // a service key and the key index disagree
 	CheckRefIndex     = "ref-index"     // a recharge ref and its entry disagree
 	CheckUnknownKeys  = "unknown-keys"  // keys of a table this iapd does not know
+	CheckVoucher      = "voucher"       // a voucher of an unknown service, or redeemed without its recharge entry
+	CheckAlert        = "alert"         // a queued alert of an account that does not exist
+	CheckAlertState   = "alert-state"   // an account's alert disarmed while it is at or above its threshold
+	CheckRecordIndex  = "record-index"  // a bookkeeping record and the record expiry index disagree
 )
 
 // Problem is one discrepancy. Service, Account and Transaction say where,
@@ -86,7 +90,10 @@ type Report struct {
 	Entries      int64
 	Transactions int64
 	OpenHolds    int64
-	Errors       int // problems of severity error, listed or not
+	Vouchers     int64 // redeemed or not
+	Alerts       int64 // queued
+	Records      int64 // bookkeeping records, expired ones not yet swept included
+	Errors       int   // problems of severity error, listed or not
 	Warnings     int
 	Problems     []Problem // at most MaxProblems, in walk order
 	Omitted      int       // problems counted but not listed
@@ -104,7 +111,12 @@ func (r *Report) Clean() bool { return r.Errors == 0 }
 // holds. It also checks that every open hold has an account and an expiry
 // index key and vice versa, reports holds past their expiry (warnings,
 // errors past opts.Grace), and checks the token, key and recharge-ref
-// indexes, the format marker and that every record decodes. The error is
+// indexes, the format marker and that every record decodes. Beside the
+// ledger it checks that every voucher belongs to a service and every
+// redeemed one has its recharge entry (amount and ref), that every queued
+// alert belongs to an account, that no account's alert is disarmed while at
+// or above its threshold (a warning), and that bookkeeping records and
+// their expiry index agree. The error is
 // for a walk that could not finish (Unavailable when closed or ctx is
 // done); what the walk finds is in the Report.
 func (l *Ledger) Verify(ctx context.Context, opts VerifyOptions) (Report, error) {
@@ -210,7 +222,8 @@ func (v *verifier) each(p byte, values bool, fn func(item *badger.Item) error) e
 func (v *verifier) run() error {
 	for _, pass := range []func() error{
 		v.format, v.servicesPass, v.keyIndexPass, v.transactionsPass, v.expiryPass,
-		v.accountsPass, v.tokenIndexPass, v.refPass, v.unknownPass,
+		v.accountsPass, v.tokenIndexPass, v.refPass, v.vouchersPass, v.alertsPass,
+		v.recordsPass, v.recordIndexPass, v.unknownPass,
 	} {
 		if err := pass(); err != nil {
 			return err
@@ -430,25 +443,28 @@ func (v *verifier) accountsPass() error {
 			v.errorf(CheckRecord, "", "", "", "malformed account key (%d bytes)", len(item.Key()))
 			continue
 		}
-		acct := item.KeyCopy(nil)[1:]
-		if err := skipBefore(acct); err != nil {
+		part := item.KeyCopy(nil)[1:] // service 0x00 token
+		if err := skipBefore(part); err != nil {
 			return err
 		}
-		var a storage.Account
-		if err := item.Value(func(b []byte) (err error) { a, err = decodeAccount(b, svc, tok); return err }); err != nil {
+		var a acct
+		if err := item.Value(func(b []byte) (err error) { a, err = decodeAcct(b, svc, tok); return err }); err != nil {
 			if !errors.Is(err, errCorrupt) {
 				return err
 			}
 			v.errorf(CheckRecord, svc, tok, "", "account record: %v", err)
 			delete(v.held, string(accountKey(svc, tok)))
-			if err := v.entries(acct, nil, eit); err != nil {
+			if err := v.entries(part, nil, eit); err != nil {
 				return err
 			}
 			continue
 		}
 		v.r.Accounts++
-		if err := v.account(&a, acct, eit); err != nil {
+		if err := v.account(&a.Account, part, eit); err != nil {
 			return err
+		}
+		if a.alertSent && a.Available >= a.Alerts.Threshold {
+			v.warnf(CheckAlertState, svc, tok, "", "the low-credit alert is disarmed at available %s, threshold %s: it re-arms at the next change", a.Available, a.Alerts.Threshold)
 		}
 	}
 	if err := skipBefore(nil); err != nil {
@@ -634,7 +650,8 @@ func (v *verifier) refPass() error {
 
 // knownPrefixes are the tables of keys.go and the meta key.
 var knownPrefixes = [256]bool{pService: true, pKeyHash: true, pAccount: true, pTokenIdx: true,
-	pTxn: true, pExpiry: true, pEntry: true, pRechRef: true, pMeta: true}
+	pTxn: true, pExpiry: true, pEntry: true, pRechRef: true, pMeta: true,
+	pVoucher: true, pAlert: true, pRecord: true, pRecExpiry: true}
 
 // unknownPass counts keys of tables this code does not know (a newer iapd's,
 // or damage), seeking once per unknown prefix byte.

@@ -43,7 +43,13 @@ const pMeta = 'v'
 
 // FormatVersion is the format of the data directory this code writes, and
 // the newest it opens.
-const FormatVersion = 1
+//
+//   - 1: the tables of keys.go up to 'r'.
+//   - 2: account records in record format 2 (alert state, codec.go), and
+//     the tables of vouchers ('c'), queued alerts ('n') and bookkeeping
+//     records ('d', 'y'). Format 1 records are read as they are; an older
+//     iapd would misread neither, it refuses the directory.
+const FormatVersion = 2
 
 // ErrFutureFormat is the cause (errors.Is) of Open's refusal of a data
 // directory written in a format newer than FormatVersion.
@@ -76,6 +82,7 @@ type migration struct {
 // writes the marker.
 var migrations = []migration{
 	{from: 0, what: "record the format version of the data directory"},
+	{from: 1, what: "allow account records with alert state, vouchers, alerts and records (format 1 records stay readable)"},
 }
 
 // upgrade brings the data directory to FormatVersion, or refuses it. On

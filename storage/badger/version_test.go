@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 
 	"log/slog"
 	"os"
@@ -86,10 +87,11 @@ func TestOpenFormat0(t *testing.T) {
 		t.Fatalf("opening the format-0 directory: %v", err)
 	}
 	defer l.Close()
-	if !strings.Contains(logs.String(), "data directory migrated") || !strings.Contains(logs.String(), "from=0 to=1") {
+	if !strings.Contains(logs.String(), "data directory migrated") || !strings.Contains(logs.String(), "from=0 to=1") ||
+		!strings.Contains(logs.String(), "from=1 to=2") {
 		t.Fatalf("no migration logged:\n%s", logs.String())
 	}
-	if m, found := readMarker(t, l); !found || m.Format != 1 {
+	if m, found := readMarker(t, l); !found || m.Format != FormatVersion {
 		t.Fatalf("marker after migration: %+v (found %v)", m, found)
 	}
 
@@ -157,7 +159,7 @@ func TestOpenRefusesFutureFormat(t *testing.T) {
 	msg := err.Error()
 	if !errors.Is(err, ErrFutureFormat) || !storage.Is(err, storage.Unavailable) ||
 		!strings.Contains(msg, "ledger format 7") || !strings.Contains(msg, "run iapd v9.1.0 0123456789ab or a later release") ||
-		!strings.Contains(msg, "opens formats up to 1") {
+		!strings.Contains(msg, fmt.Sprintf("opens formats up to %d", FormatVersion)) {
 		t.Fatalf("refusal: %v", err)
 	}
 	// Nothing was written: the marker is the newer iapd's still, and the

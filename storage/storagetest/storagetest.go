@@ -24,6 +24,10 @@
 // entries, lazy expiry, reserved ref "trial", History bounds); a backend
 // that chooses otherwise must change both.
 //
+// RunExtras is the suite of the stores beside the ledger (Records,
+// Vouchers, AlertOutbox) for a backend that implements them; its opener
+// also reopens the same data, to check durability across a restart.
+//
 // Package storagetest imports the standard library and storage only.
 package storagetest
 

@@ -1,0 +1,366 @@
+package portal
+
+import (
+	"context"
+	"crypto/sha1" // #nosec G505 -- Odoo 19's hashed token (PROTOCOL §4.7)
+	"crypto/subtle"
+	"embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"html/template"
+	"log/slog"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/iapd/iapd/rpc"
+	"github.com/iapd/iapd/rpc/portal/voucher"
+	"github.com/iapd/iapd/storage"
+)
+
+// Paths of the pages (PROTOCOL §4.7).
+const (
+	CreditPath      = "/iap/1/credit"
+	FormPath        = "/iap/1/credit/form" // the credit page's forms post here
+	HistoryCSVPath  = "/iap/1/credit/history.csv"
+	MyAccountPath   = "/iap/1/my_account"
+	ServicesPath    = "/iap/services"
+	AllServicesPath = "/iap/1/all-in-app-services"
+	SMSAccountPath  = "/1/account" // on sms.endpoint (§4.7, §6.2)
+	StylePath       = "/iap/1/portal.css"
+)
+
+//go:embed assets
+var assets embed.FS
+
+// Deps are what the portal is built with.
+type Deps struct {
+	// Ledger is the credit ledger. Required.
+	Ledger storage.Ledger
+	// Vouchers redeems vouchers; nil hides the voucher form.
+	Vouchers storage.Vouchers
+	// Config is the portal section, validated.
+	Config Config
+	// Secret keys the CSRF tokens (LoadSecret); at least SecretSize bytes.
+	Secret []byte
+	// PublicURL is iapd's public URL: a form whose Origin is another is
+	// refused.
+	PublicURL string
+	// Logger; nil discards. Tokens are never logged.
+	Logger *slog.Logger
+	// Now is the clock; nil is time.Now.
+	Now func() time.Time
+}
+
+// Portal serves the pages. Its handlers are safe for concurrent use.
+type Portal struct {
+	ledger   storage.Ledger
+	vouchers storage.Vouchers
+	cfg      Config
+	csrf     csrf
+	origin   string // scheme://host of PublicURL
+	log      *slog.Logger
+	now      func() time.Time
+	index    *hashIndex
+	limit    *limiter
+	tmpl     *template.Template
+	css      []byte
+}
+
+// New builds the portal.
+func New(d Deps) (*Portal, error) {
+	if d.Ledger == nil {
+		return nil, errors.New("portal: Ledger is required")
+	}
+	if len(d.Secret) < SecretSize {
+		return nil, errors.New("portal: the secret is too short")
+	}
+	u, err := url.Parse(d.PublicURL)
+	if err != nil || u.Host == "" {
+		return nil, fmt.Errorf("portal: PublicURL %q is not an absolute URL", d.PublicURL)
+	}
+	if d.Config.packs == nil {
+		if err := d.Config.Validate(); err != nil {
+			return nil, err
+		}
+	}
+	p := &Portal{
+		ledger:   d.Ledger,
+		vouchers: d.Vouchers,
+		cfg:      d.Config,
+		csrf:     csrf{key: d.Secret},
+		origin:   u.Scheme + "://" + u.Host,
+		log:      d.Logger,
+		now:      d.Now,
+		index:    &hashIndex{ledger: d.Ledger},
+		limit:    newLimiter(d.Config.FailedLookupsPerMinute, d.Config.FailedLookupsBurst),
+	}
+	if p.log == nil {
+		p.log = slog.New(slog.DiscardHandler)
+	}
+	if p.now == nil {
+		p.now = time.Now
+	}
+	p.tmpl, err = template.New("portal").Funcs(funcs).ParseFS(assets, "assets/*.html")
+	if err != nil {
+		return nil, fmt.Errorf("portal: templates: %w", err)
+	}
+	if p.css, err = assets.ReadFile("assets/portal.css"); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Register adds the pages to s and makes get-accounts-information send
+// the configured packs (PROTOCOL §4.4). The SMS account page is
+// registered at SMSAccountPath (it replaces any earlier page there).
+func (p *Portal) Register(s *rpc.Server) {
+	s.HandlePage(CreditPath, p.page((*request).credit))
+	s.HandlePage(FormPath, p.page((*request).creditPost))
+	s.HandleGET(HistoryCSVPath, p.page((*request).historyCSV))
+	s.HandleGET(MyAccountPath, p.page((*request).overviewHashed))
+	s.HandleGET(AllServicesPath, p.page((*request).overviewHashed))
+	s.HandleGET(ServicesPath, p.page((*request).overviewRaw))
+	s.HandleGET(SMSAccountPath, p.page((*request).smsAccount))
+	s.HandleGET(StylePath, p.style)
+	s.SetServiceInfo(p.serviceInfo)
+}
+
+// Run rebuilds the hashed-token index now and every Config.IndexRefresh
+// until ctx ends.
+func (p *Portal) Run(ctx context.Context) {
+	t := time.NewTicker(p.cfg.IndexRefresh)
+	defer t.Stop()
+	for {
+		if err := p.index.rebuild(ctx); err != nil && ctx.Err() == nil {
+			p.log.Warn("portal: rebuilding the hashed-token index", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// RebuildIndex rebuilds the hashed-token index once (at start, before
+// serving).
+func (p *Portal) RebuildIndex(ctx context.Context) error { return p.index.rebuild(ctx) }
+
+func (p *Portal) serviceInfo(svc storage.ServiceName) (rpc.ServiceInfo, bool) {
+	desc := string(svc)
+	if s, err := p.ledger.Service(context.Background(), svc); err == nil && s.Description != "" {
+		desc = s.Description
+	}
+	return p.cfg.ServiceInfo(svc, desc)
+}
+
+func (p *Portal) style(ctx *fasthttp.RequestCtx) {
+	setSecurityHeaders(ctx)
+	ctx.Response.Header.Set("Cache-Control", "public, max-age=3600")
+	ctx.SetContentType("text/css; charset=utf-8")
+	ctx.SetBody(p.css)
+}
+
+// page wraps a handler: security headers, methods, the rate limit of
+// failed lookups.
+func (p *Portal) page(h func(*request)) fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) {
+		setSecurityHeaders(ctx)
+		r := &request{ctx: ctx, p: p, client: clientKey(ctx, p.cfg.ClientIPHeader), now: p.now()}
+		if blocked, wait := p.limit.blocked(r.client, r.now); blocked {
+			secs := int(wait/time.Second) + 1
+			ctx.Response.Header.Set("Retry-After", strconv.Itoa(secs))
+			r.render(fasthttp.StatusTooManyRequests, "limited", map[string]any{"Title": "Too many attempts", "Wait": secs})
+			return
+		}
+		h(r)
+	}
+}
+
+// request is one page request being answered.
+type request struct {
+	ctx    *fasthttp.RequestCtx
+	p      *Portal
+	client string
+	now    time.Time
+}
+
+func (r *request) context() context.Context { return r.ctx }
+
+func (r *request) query(name string) string { return string(r.ctx.QueryArgs().Peek(name)) }
+
+// render writes a page.
+func (r *request) render(status int, name string, data any) {
+	var b strings.Builder
+	if err := r.p.tmpl.ExecuteTemplate(&b, name, data); err != nil {
+		r.p.log.Error("portal: rendering", "page", name, "err", err)
+		r.httpError("500 Internal Server Error", fasthttp.StatusInternalServerError)
+		return
+	}
+	r.ctx.SetStatusCode(status)
+	r.ctx.SetContentType("text/html; charset=utf-8")
+	r.ctx.SetBodyString(b.String())
+}
+
+// httpError answers a plain-text HTTP error (fasthttp's Error resets the
+// headers: the security headers are set again).
+func (r *request) httpError(msg string, status int) {
+	r.ctx.Error(msg, status)
+	setSecurityHeaders(r.ctx)
+}
+
+// notFound is the one answer to every unknown, wrong or malformed token
+// or hash, whatever was wrong: it counts a failed lookup.
+func (r *request) notFound() {
+	r.p.limit.fail(r.client, r.now)
+	r.render(fasthttp.StatusNotFound, "notfound", map[string]any{"Title": "Account not found"})
+}
+
+// failure answers a ledger failure other than "not found".
+func (r *request) failure(err error) {
+	r.p.log.Error("portal: ledger", "path", string(r.ctx.Path()), "err", err)
+	r.render(fasthttp.StatusServiceUnavailable, "error", map[string]any{"Title": "Temporarily unavailable"})
+}
+
+// resolve finds the account a link names: (svc, token) from a raw token
+// (16.0–18.0, a "+suffix" ignored) or from the SHA-1 hex of the token
+// with hashed=1 (19.0+). ok is false, whatever the reason, when there is
+// no such account; err is a ledger failure.
+func (r *request) resolve(svcParam, tokParam string, hashed bool) (storage.Account, bool, error) {
+	if !storage.ValidServiceName(svcParam) {
+		return storage.Account{}, false, nil
+	}
+	svc := storage.ServiceName(svcParam)
+	tok, ok := r.token(tokParam, hashed)
+	if !ok {
+		return storage.Account{}, false, nil
+	}
+	a, err := r.p.ledger.LookupAccount(r.context(), svc, tok)
+	if storage.Is(err, storage.NotFound) {
+		return storage.Account{}, false, nil
+	}
+	if err != nil {
+		return storage.Account{}, false, err
+	}
+	if subtle.ConstantTimeCompare([]byte(a.Token), []byte(tok)) != 1 {
+		return storage.Account{}, false, nil
+	}
+	r.p.index.add(a.Token)
+	return a, true, nil
+}
+
+// token returns the account token a link names, without telling whether
+// any account has it.
+func (r *request) token(tokParam string, hashed bool) (storage.AccountToken, bool) {
+	if !hashed {
+		tok, _, ok := storage.SplitToken(tokParam)
+		return tok, ok
+	}
+	var h [sha1.Size]byte
+	if len(tokParam) != 2*sha1.Size {
+		return "", false
+	}
+	if _, err := hex.Decode(h[:], []byte(strings.ToLower(tokParam))); err != nil {
+		return "", false
+	}
+	tok, ok := r.p.index.lookup(r.context(), h)
+	if !ok {
+		return "", false
+	}
+	sum := hashToken(tok)
+	if subtle.ConstantTimeCompare(sum[:], h[:]) != 1 {
+		return "", false
+	}
+	return tok, true
+}
+
+// isHashed reads the hashed param as Odoo sends it ("1"; any true-ish).
+func isHashed(v string) bool {
+	switch strings.ToLower(v) {
+	case "1", "true", "yes", "on":
+		return true
+	}
+	return false
+}
+
+// hashHex is the hashed token in links: pages link to each other with it,
+// never with the raw token.
+func hashHex(tok storage.AccountToken) string {
+	h := hashToken(tok)
+	return hex.EncodeToString(h[:])
+}
+
+// creditLink is the credit page of an account, hashed form, with extra
+// params.
+func creditLink(svc storage.ServiceName, tok storage.AccountToken, dbuuid string, extra url.Values) string {
+	v := url.Values{"service_name": {string(svc)}, "account_token": {hashHex(tok)}, "hashed": {"1"}}
+	if dbuuid != "" {
+		v.Set("dbuuid", dbuuid)
+	}
+	for k, vs := range extra {
+		v[k] = vs
+	}
+	return CreditPath + "?" + v.Encode()
+}
+
+// services returns the services by name (for units and descriptions).
+func (p *Portal) services(ctx context.Context) map[storage.ServiceName]storage.Service {
+	m := map[storage.ServiceName]storage.Service{}
+	list, err := p.ledger.Services(ctx)
+	if err != nil {
+		return m
+	}
+	for _, s := range list {
+		m[s.Name] = s
+	}
+	return m
+}
+
+// messages are the outcomes a form redirects with (msg=…): a closed list,
+// so that no text of the URL is ever shown.
+var messages = map[string]struct {
+	Text string
+	OK   bool
+}{
+	"redeemed":      {"The voucher was redeemed: its credit is on the account.", true},
+	"voucher-bad":   {"This voucher code is not valid for this service.", false},
+	"voucher-used":  {"This voucher was already redeemed, or has expired.", false},
+	"voucher-form":  {"A voucher code is 20 letters and digits, e.g. 7K3QF-9ZC1M-T4WXA-0B8RD.", false},
+	"alerts-saved":  {"The alert settings were saved.", true},
+	"alerts-bad":    {"The alert settings were not saved: check the threshold and the e-mail addresses.", false},
+	"expired-form":  {"The form had expired: please try again.", false},
+	"unavailable":   {"The server could not do it just now: please try again later.", false},
+	"registered-no": {"This account is not registered: it cannot be recharged here.", false},
+}
+
+// redeem redeems a voucher code on the account and returns the message
+// code to show.
+func (r *request) redeem(a storage.Account, typed string) string {
+	if r.p.vouchers == nil {
+		return "unavailable"
+	}
+	h, err := voucher.Hash(typed)
+	if err != nil {
+		return "voucher-form"
+	}
+	v, e, err := r.p.vouchers.RedeemVoucher(r.context(), h, a.Service, a.Token, r.now)
+	switch {
+	case err == nil:
+		r.p.log.Info("portal: voucher redeemed", "service", a.Service, "account", tokenID(a.Token),
+			"amount", v.Amount.String(), "seq", e.Seq)
+		return "redeemed"
+	case storage.Is(err, storage.NotFound):
+		r.p.limit.fail(r.client, r.now) // guessing codes is a failed lookup
+		return "voucher-bad"
+	case storage.Is(err, storage.Conflict):
+		return "voucher-used"
+	default:
+		r.p.log.Error("portal: redeeming a voucher", "service", a.Service, "account", tokenID(a.Token), "err", err)
+		return "unavailable"
+	}
+}

@@ -1,0 +1,172 @@
+package sms
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/iapd/iapd/providers"
+	"github.com/iapd/iapd/rpc"
+	"github.com/iapd/iapd/storage"
+)
+
+// Namespaces of the service's records (storage.Records).
+const (
+	nsDedupe = "sms-uuid"   // dbuuid/uuid → what became of the message
+	nsDLR    = "sms-dlr"    // provider/provider id → uuid, webhook, dbuuid
+	nsQueue  = "sms-dlrq"   // the relay queue: sequence → report, "meta" → bounds
+	nsVerify = "sms-verify" // account → pending verification code
+)
+
+// Deps are what New needs.
+type Deps struct {
+	Ledger  storage.Ledger
+	Records storage.Records
+	// Senders are the provider instances the settings name, by name
+	// (Settings.ProviderNames); each may also be a
+	// providers.DeliveryReporter.
+	Senders map[string]providers.SMSSender
+	// PublicURL is iapd's public base URL (status callback URLs).
+	PublicURL string
+	Logger    *slog.Logger
+	// Registerer receives the service's metrics; nil: none.
+	Registerer prometheus.Registerer
+	Now        func() time.Time
+}
+
+// Service is the SMS service: a gorilla/rpc receiver (Send2, Send3,
+// AccountCreate, AccountVerify, AccountUpdateSender) plus the relay of
+// delivery reports (Run) and the sink providers report to (Sink).
+type Service struct {
+	cfg     Settings
+	ledger  storage.Ledger
+	rec     storage.Records
+	senders map[string]providers.SMSSender
+	pub     string
+	log     *slog.Logger
+	now     func() time.Time
+	m       *metrics
+
+	prices      *prefixTable[storage.Credits]
+	unsupported *prefixTable[bool]
+
+	relay       *relay
+	verifyLimit *windowLimit
+}
+
+// ServiceName is the name the service's methods are registered under
+// with rpc.Server.Register.
+const ServiceName = "SMS"
+
+// New builds the service. Every provider the settings name must be in
+// deps.Senders.
+func New(cfg Settings, deps Deps) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	if deps.Ledger == nil || deps.Records == nil {
+		return nil, errors.New("sms: a ledger and records are required")
+	}
+	for _, n := range cfg.ProviderNames() {
+		if deps.Senders[n] == nil {
+			return nil, fmt.Errorf("sms: provider %q is not an SMS provider instance", n)
+		}
+	}
+	s := &Service{
+		cfg:         cfg,
+		ledger:      deps.Ledger,
+		rec:         deps.Records,
+		senders:     deps.Senders,
+		pub:         strings.TrimRight(deps.PublicURL, "/"),
+		log:         deps.Logger,
+		now:         deps.Now,
+		prices:      newPrefixTable[storage.Credits](),
+		unsupported: newPrefixTable[bool](),
+		verifyLimit: &windowLimit{max: cfg.VerificationsPerHour},
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	var err error
+	if s.m, err = newMetrics(deps.Registerer); err != nil {
+		return nil, fmt.Errorf("sms: metrics: %w", err)
+	}
+	for p, v := range cfg.Prices {
+		s.prices.add(p, v.Credits)
+	}
+	for _, p := range cfg.UnsupportedPrefixes {
+		s.unsupported.add(p, true)
+	}
+	client, err := newWebhookClient(cfg.Webhooks)
+	if err != nil {
+		return nil, err
+	}
+	s.relay = newRelay(s, client)
+	return s, nil
+}
+
+// Routes returns the service's JSON-RPC routes for rpc.Server.Register
+// (PROTOCOL §6; Odoo waits 15 s for each, §13). None answers
+// InsufficientCreditError: credit problems are reported per number.
+func (s *Service) Routes() []rpc.Route {
+	const ep = "sms.endpoint"
+	r := func(path, method string, maxBody int, doc string) rpc.Route {
+		return rpc.Route{Path: path, Method: ServiceName + "." + method, MaxBody: maxBody, Doc: doc,
+			Endpoint: ep, Service: storage.SMS, Timeout: 15 * time.Second}
+	}
+	const sendBody = 4 << 20
+	return []rpc.Route{
+		r("/iap/sms/2/send", "Send2", sendBody, "send SMS, flat messages, results by res_id (PROTOCOL §6.1; 16.0)"),
+		r("/iap/sms/3/send", "Send3", sendBody, "send SMS grouped by body, results by uuid (§6.2; early 17.0)"),
+		r("/api/sms/3/send", "Send3", sendBody, "send SMS grouped by body, results by uuid (§6.2; 17.0–19.0)"),
+		r("/api/sms/1/account/create", "AccountCreate", 64<<10, "SMS account registration: send a verification code (§6.3; 18.0+)"),
+		r("/api/sms/2/account/verify", "AccountVerify", 64<<10, "SMS account registration: check the code (§6.3; 18.0+)"),
+		r("/api/sms/1/account/update_sender", "AccountUpdateSender", 64<<10, "SMS sender name (§6.3; 18.0+)"),
+	}
+}
+
+// price returns the price of one segment to number (E.164).
+func (s *Service) price(number string) storage.Credits {
+	if p, ok := s.prices.lookup(number); ok {
+		return p
+	}
+	return s.cfg.Price.Credits
+}
+
+// chain returns the provider instances to try for number: the first
+// route rule with a matching prefix, else the default chain.
+func (s *Service) chain(number string) []string {
+	for _, r := range s.cfg.Routes {
+		for _, p := range r.Prefixes {
+			if strings.HasPrefix(number, p) {
+				return r.Providers
+			}
+		}
+	}
+	return s.cfg.Providers
+}
+
+// tokenRef identifies an account in record keys and logs without the
+// token: the first 24 hex digits of its SHA-256.
+func tokenRef(tok storage.AccountToken) string {
+	sum := sha256.Sum256([]byte(tok))
+	return hex.EncodeToString(sum[:12])
+}
+
+// redactNumber keeps the country part of a number for logs.
+func redactNumber(n string) string {
+	if len(n) <= 5 {
+		return "…"
+	}
+	return n[:4] + "…"
+}
