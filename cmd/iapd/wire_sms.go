@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/iapd/iapd/providers"
+	"github.com/iapd/iapd/rpc"
 	"github.com/iapd/iapd/rpc/sms"
 	"github.com/iapd/iapd/storage"
 )
@@ -62,7 +63,7 @@ func wireSMS(w *wiring) error {
 		}
 		if cbs, ok := s.(providers.Callbacks); ok {
 			for _, cb := range cbs.CallbackRoutes() {
-				w.rpc.HandlePage(cb.Path, sms.CallbackHandler(w.publicURL, cb))
+				w.rpc.HandlePage(cb.Path, rpc.CallbackHandler(w.publicURL, cb))
 				callbacks = append(callbacks, cb.Path)
 			}
 		}

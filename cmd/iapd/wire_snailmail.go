@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/iapd/iapd/providers"
+	"github.com/iapd/iapd/rpc"
 	"github.com/iapd/iapd/rpc/snailmail"
 	"github.com/iapd/iapd/storage"
 )
@@ -61,7 +62,7 @@ func wireSnailmail(w *wiring) error {
 		}
 		if cbs, ok := s.(providers.Callbacks); ok {
 			for _, cb := range cbs.CallbackRoutes() {
-				w.rpc.HandlePage(cb.Path, snailmail.CallbackHandler(w.publicURL, cb))
+				w.rpc.HandlePage(cb.Path, rpc.CallbackHandler(w.publicURL, cb))
 				callbacks = append(callbacks, cb.Path)
 			}
 		}

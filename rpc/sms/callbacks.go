@@ -3,54 +3,13 @@ package sms
 import (
 	"context"
 	"html/template"
-	"net/http"
-	"strings"
 	"time"
 
 	"github.com/valyala/fasthttp"
 
-	"github.com/iapd/iapd/providers"
 	"github.com/iapd/iapd/rpc"
 	"github.com/iapd/iapd/storage"
 )
-
-// callbackTimeout bounds a provider callback handler.
-const callbackTimeout = 10 * time.Second
-
-// CallbackHandler adapts a provider callback to the public listener
-// (rpc.Server.HandlePage): the request as the vendor sent it, its URL
-// rebuilt as publicURL + the callback path + the query (what the vendor
-// signed), the body copied, the answer written back.
-func CallbackHandler(publicURL string, cb providers.Callback) fasthttp.RequestHandler {
-	base := strings.TrimRight(publicURL, "/") + cb.Path
-	return func(ctx *fasthttp.RequestCtx) {
-		u := base
-		if q := ctx.URI().QueryString(); len(q) > 0 {
-			u += "?" + string(q)
-		}
-		req := &providers.CallbackRequest{
-			Method: string(ctx.Method()),
-			URL:    u,
-			Header: make(http.Header),
-			Body:   append([]byte(nil), ctx.PostBody()...),
-			Remote: ctx.RemoteIP().String(),
-		}
-		for k, v := range ctx.Request.Header.All() {
-			req.Header.Add(string(k), string(v))
-		}
-		c, cancel := context.WithTimeout(context.Background(), callbackTimeout)
-		defer cancel()
-		resp := cb.Handler(c, req)
-		if resp.Status == 0 {
-			resp.Status = fasthttp.StatusOK
-		}
-		ctx.SetStatusCode(resp.Status)
-		if resp.ContentType != "" {
-			ctx.SetContentType(resp.ContentType)
-		}
-		ctx.SetBody(resp.Body)
-	}
-}
 
 // AccountPagePath is the page Odoo's "Register now." link opens:
 // <sms.endpoint>/1/account?account_token=… (PROTOCOL §6.2).

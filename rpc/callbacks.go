@@ -1,4 +1,4 @@
-package snailmail
+package rpc
 
 import (
 	"context"
@@ -15,8 +15,9 @@ import (
 // webhook that is not answered in time).
 const callbackTimeout = 10 * time.Second
 
-// CallbackHandler serves one provider callback (a letter status webhook)
-// on the public listener, for rpc.Server.HandlePage: the request is
+// CallbackHandler serves one provider callback (an SMS delivery report,
+// a letter status webhook) on the public listener, for HandlePage: the
+// request is
 // copied into a providers.CallbackRequest (URL as the vendor called it:
 // publicURL + path + query) and the handler's answer written back. The
 // handler verifies the vendor's signature itself.
