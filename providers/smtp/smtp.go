@@ -163,7 +163,10 @@ type Sender struct {
 	tls    *tls.Config
 	now    func() time.Time
 	log    *slog.Logger
-	dialer net.Dialer
+	// dial is the dialer behind deps.HTTP (providers.DialerOf): in
+	// air-gapped mode it is the guarded one, so the relay is reached
+	// through the same checks as every vendor API.
+	dial providers.DialFunc
 }
 
 // New is the factory registered for "smtp".
@@ -201,7 +204,7 @@ func newSender(name string, c Config, deps providers.Deps) (*Sender, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Sender{name: name, cfg: c, from: from, tls: tc, now: now, log: log,
-		dialer: net.Dialer{Timeout: c.DialTimeout}}, nil
+		dial: providers.DialerOf(deps.HTTP)}, nil
 }
 
 // Name implements providers.Provider.
@@ -274,11 +277,13 @@ func (s *Sender) session(ctx context.Context, rcpts []string, raw []byte) error 
 	defer cancel()
 	var conn net.Conn
 	var err error
-	if s.cfg.TLS == TLSImplicit {
-		d := tls.Dialer{NetDialer: &s.dialer, Config: s.tls}
-		conn, err = d.DialContext(dctx, "tcp", addr)
-	} else {
-		conn, err = s.dialer.DialContext(dctx, "tcp", addr)
+	conn, err = s.dial(dctx, "tcp", addr)
+	if err == nil && s.cfg.TLS == TLSImplicit {
+		tc := tls.Client(conn, s.tls)
+		if err = tc.HandshakeContext(dctx); err != nil {
+			_ = conn.Close()
+		}
+		conn = tc
 	}
 	if err != nil {
 		return s.fail(providers.Unavailable, "", "cannot connect", err)
