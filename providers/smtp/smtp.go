@@ -157,12 +157,12 @@ func (c *Config) Validate() error {
 
 // Sender is an smtp instance.
 type Sender struct {
-	name   string
-	cfg    Config
-	from   *mail.Address
-	tls    *tls.Config
-	now    func() time.Time
-	log    *slog.Logger
+	name string
+	cfg  Config
+	from *mail.Address
+	tls  *tls.Config
+	now  func() time.Time
+	log  *slog.Logger
 	// dial is the dialer behind deps.HTTP (providers.DialerOf): in
 	// air-gapped mode it is the guarded one, so the relay is reached
 	// through the same checks as every vendor API.
