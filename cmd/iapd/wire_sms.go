@@ -54,7 +54,6 @@ func wireSMS(w *wiring) error {
 	if err := w.rpc.Register(sms.ServiceName, svc, svc.Routes()); err != nil {
 		return err
 	}
-	w.rpc.HandleGET(sms.AccountPagePath, svc.AccountPage)
 	var callbacks []string
 	for _, name := range settings.ProviderNames() {
 		s := senders[name]

@@ -7,7 +7,7 @@
 //     body, results by uuid, §6.2);
 //   - the 18.0+ registration routes /api/sms/1/account/create,
 //     /api/sms/2/account/verify and /api/sms/1/account/update_sender (§6.3),
-//     and the /1/account page their "Register now" link opens;
+//     (the /1/account page their "Register now" link opens is rpc/portal's);
 //   - delivery reports: provider callbacks are mapped back to the Odoo
 //     uuid and relayed to the database's webhook_url as the JSON-RPC
 //     message_statuses call of §6.4, from a durable queue, batched,

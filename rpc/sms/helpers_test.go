@@ -168,7 +168,6 @@ func newEnvOn(t testing.TB, l *badger.Ledger, cfg Settings, senders ...providers
 	if err := srv.Register(ServiceName, svc, svc.Routes()); err != nil {
 		t.Fatal(err)
 	}
-	srv.HandleGET(AccountPagePath, svc.AccountPage)
 	return &env{t: t, ledger: l, svc: svc, srv: srv, reg: reg}
 }
 
