@@ -17,7 +17,10 @@
 //
 // The package also holds the outbound dial guard: in air-gapped mode every
 // connection iapd opens (provider APIs, upstream) is refused unless its
-// host was allowed (a configured provider's), before any name is resolved.
+// host was allowed (a configured provider's), before any name is resolved;
+// and CallerURL, the client for URLs a caller chose (SMS delivery-report
+// webhooks, alert webhooks), which dials public addresses only unless the
+// operator allows more (SSRF).
 //
 // Package proxy may import the standard library, fasthttp, prometheus's
 // client, package storage (service names, error kinds) and package rpc

@@ -207,7 +207,7 @@ func New(cfg Config, d Deps) (*Dispatcher, error) {
 	if cfg.Webhook != nil {
 		hc := d.HTTP
 		if hc == nil {
-			hc = guardedClient(cfg.Webhook.AllowPrivateNetworks, cfg.Webhook.Timeout)
+			hc = webhookClient(cfg.Webhook.AllowPrivateNetworks, cfg.Webhook.Timeout)
 		}
 		x.hook = &webhook{cfg: cfg.Webhook, client: hc, now: x.now}
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/iapd/iapd/providers"
+	"github.com/iapd/iapd/proxy"
 	"github.com/iapd/iapd/storage"
 )
 
@@ -472,7 +473,7 @@ func TestWebhookSSRFGuard(t *testing.T) {
 	hit := false
 	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { hit = true }))
 	defer srv.Close()
-	w := &webhook{cfg: &WebhookConfig{Timeout: 5 * time.Second}, client: guardedClient(false, 5*time.Second), now: time.Now}
+	w := &webhook{cfg: &WebhookConfig{Timeout: 5 * time.Second}, client: webhookClient(false, 5*time.Second), now: time.Now}
 	err := w.post(ctx(t), WebhookTarget{URL: srv.URL, Secret: "s-0123456789abcdef"}, WebhookPayload{ID: 1})
 	if providers.KindOf(err) != providers.Unavailable || hit || !strings.Contains(err.Error(), "non-public") {
 		t.Fatalf("loopback dialled: %v (hit %v)", err, hit)
@@ -490,12 +491,12 @@ func TestWebhookSSRFGuard(t *testing.T) {
 		}
 	}
 	for _, a := range []string{"127.0.0.1", "10.1.2.3", "192.168.1.1", "172.16.0.1", "169.254.169.254", "100.64.0.1", "::1", "fd00::1", "fe80::1", "::ffff:127.0.0.1", "0.0.0.0", "64:ff9b::a00:1"} {
-		if publicAddr(mustAddr(t, a)) {
+		if proxy.PublicAddr(mustAddr(t, a)) {
 			t.Errorf("%s taken as public", a)
 		}
 	}
 	for _, a := range []string{"93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946"} {
-		if !publicAddr(mustAddr(t, a)) {
+		if !proxy.PublicAddr(mustAddr(t, a)) {
 			t.Errorf("%s taken as non-public", a)
 		}
 	}

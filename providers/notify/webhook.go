@@ -9,17 +9,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/iapd/iapd/providers"
 	"github.com/iapd/iapd/providers/internal/vendorhttp"
+	"github.com/iapd/iapd/proxy"
 	"github.com/iapd/iapd/storage"
 )
 
@@ -220,63 +218,11 @@ func (w *webhook) post(ctx context.Context, t WebhookTarget, p WebhookPayload) e
 	}
 }
 
-// guardedClient is an HTTP client for caller-influenced URLs: no proxy
-// (it would dial for us, unchecked), no redirects, and a dialer that
-// refuses non-public addresses unless allowPrivate.
-func guardedClient(allowPrivate bool, timeout time.Duration) *http.Client {
-	d := &net.Dialer{Timeout: timeout, Control: func(network, address string, _ syscall.RawConn) error {
-		if allowPrivate {
-			return nil
-		}
-		ap, err := netip.ParseAddrPort(address)
-		if err != nil {
-			return fmt.Errorf("webhook: refusing to dial %q", address)
-		}
-		if !publicAddr(ap.Addr()) {
-			return fmt.Errorf("webhook: refusing to dial non-public address %s (allow_private_networks)", ap.Addr())
-		}
-		return nil
-	}}
-	tr := &http.Transport{
-		Proxy:                 nil,
-		DialContext:           d.DialContext,
-		ForceAttemptHTTP2:     true,
-		TLSHandshakeTimeout:   timeout,
-		ResponseHeaderTimeout: timeout,
-		MaxIdleConns:          4,
-		IdleConnTimeout:       90 * time.Second,
-	}
-	return &http.Client{
-		Transport:     tr,
-		Timeout:       timeout,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
-}
-
-// nonPublic are ranges no public receiver lives in beyond what netip's
-// predicates cover.
-var nonPublic = []netip.Prefix{
-	netip.MustParsePrefix("0.0.0.0/8"),
-	netip.MustParsePrefix("100.64.0.0/10"), // carrier-grade NAT
-	netip.MustParsePrefix("192.0.0.0/24"),
-	netip.MustParsePrefix("198.18.0.0/15"), // benchmarking
-	netip.MustParsePrefix("240.0.0.0/4"),   // reserved, broadcast
-	netip.MustParsePrefix("64:ff9b::/96"),  // NAT64: may map to a private IPv4
-	netip.MustParsePrefix("64:ff9b:1::/48"),
-	netip.MustParsePrefix("2002::/16"), // 6to4: embeds an IPv4
-}
-
-// publicAddr reports whether a is a globally routable unicast address.
-func publicAddr(a netip.Addr) bool {
-	a = a.Unmap()
-	if !a.IsValid() || a.IsLoopback() || a.IsPrivate() || a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast() ||
-		a.IsInterfaceLocalMulticast() || a.IsMulticast() || a.IsUnspecified() || !a.IsGlobalUnicast() {
-		return false
-	}
-	for _, p := range nonPublic {
-		if p.Contains(a) {
-			return false
-		}
-	}
-	return true
+// webhookClient is the client for the configured webhook URLs, through
+// proxy.CallerURL's guard: no proxy, no redirects, non-public addresses
+// refused unless allowPrivate.
+func webhookClient(allowPrivate bool, timeout time.Duration) *http.Client {
+	g := &proxy.CallerURL{AllowPrivate: allowPrivate, Hint: "alerts.webhook.allow_private_networks",
+		DialTimeout: timeout, Timeout: timeout, ResponseHeaderTimeout: timeout}
+	return g.Client()
 }

@@ -3,7 +3,7 @@ package sms
 import (
 	"errors"
 	"fmt"
-	"net"
+	"net/netip"
 	"sort"
 	"strings"
 	"time"
@@ -221,7 +221,7 @@ func (s Settings) Validate() error {
 		return fmt.Errorf("registration %q: want verify or off", s.Registration)
 	}
 	for _, c := range s.Webhooks.AllowCIDRs {
-		if _, _, err := net.ParseCIDR(c); err != nil {
+		if _, err := netip.ParsePrefix(c); err != nil {
 			return fmt.Errorf("webhooks.allow_cidrs: %w", err)
 		}
 	}

@@ -5,12 +5,14 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/iapd/iapd/providers"
+	"github.com/iapd/iapd/proxy"
 )
 
 var allowLocal = WebhookSettings{AllowPrivate: true, RetryMin: 5 * time.Millisecond, RetryMax: 20 * time.Millisecond}
@@ -153,7 +155,7 @@ func TestRelayQueueSurvivesRestart(t *testing.T) {
 // The SSRF guard refuses internal addresses at dial time, after name
 // resolution, unless the settings allow them.
 func TestWebhookGuard(t *testing.T) {
-	g, err := newAddressGuard(WebhookSettings{AllowCIDRs: []string{"10.8.0.0/16"}})
+	g, err := webhookGuard(WebhookSettings{AllowCIDRs: []string{"10.8.0.0/16"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +166,7 @@ func TestWebhookGuard(t *testing.T) {
 		"fd00::1": false, "224.0.0.1": false, "ff02::1": false,
 		"10.8.1.2": true, "93.184.216.34": true, "2606:4700::1111": true, "8.8.8.8": true,
 	} {
-		if got := g.allowed(net.ParseIP(ip)); got != want {
+		if got := g.Permits(netip.MustParseAddr(ip)); got != want {
 			t.Errorf("allowed(%s) = %v, want %v", ip, got, want)
 		}
 	}
@@ -178,7 +180,7 @@ func TestWebhookGuard(t *testing.T) {
 	for _, target := range []string{odoo.URL, "http://localhost:" + port} {
 		p := newPost(target+"/sms/status", []queued{{UUID: uuidN(1), Status: "delivered"}})
 		err := e.svc.relay.send(context.Background(), p)
-		if err == nil || !errors.Is(err, errBlockedAddress) {
+		if err == nil || !errors.Is(err, proxy.ErrNonPublicAddress) {
 			t.Errorf("%s: %v, want the guard's refusal", target, err)
 		}
 	}
