@@ -125,12 +125,18 @@ func description(t Text) string {
 	return s
 }
 
-// tokenID identifies a token (or any secret) in logs: the first 12 hex
-// digits of the SHA-256 of the part before '+'.
+// tokenID identifies a token as Odoo sends it (or any secret) in logs:
+// TokenRef of the part before '+'.
 func tokenID(raw string) string {
 	prefix, _, _ := strings.Cut(raw, "+")
-	sum := sha256.Sum256([]byte(prefix))
-	return hex.EncodeToString(sum[:6])
+	return TokenRef(storage.AccountToken(prefix))
+}
+
+// TokenRef identifies an account in record keys and logs without
+// revealing its token: the first 24 hex digits of the token's SHA-256.
+func TokenRef(tok storage.AccountToken) string {
+	sum := sha256.Sum256([]byte(tok))
+	return hex.EncodeToString(sum[:12])
 }
 
 // kindIs reports whether err has kind k (a nil error has none).

@@ -180,10 +180,10 @@ func (r *request) saveAlerts(a storage.Account, enabled bool, threshold, recipie
 	}
 	al := storage.Alerts{Enabled: enabled, Threshold: th, Recipients: rs}
 	if _, err := r.p.ledger.UpdateAccount(r.context(), a.Service, a.Token, storage.AccountUpdate{Alerts: &al}); err != nil {
-		r.p.log.Error("portal: saving alert settings", "service", a.Service, "account", tokenID(a.Token), "err", err)
+		r.p.log.Error("portal: saving alert settings", "service", a.Service, "account", rpc.TokenRef(a.Token), "err", err)
 		return "unavailable"
 	}
-	r.p.log.Info("portal: alert settings saved", "service", a.Service, "account", tokenID(a.Token))
+	r.p.log.Info("portal: alert settings saved", "service", a.Service, "account", rpc.TokenRef(a.Token))
 	return "alerts-saved"
 }
 

@@ -351,7 +351,7 @@ func (r *request) redeem(a storage.Account, typed string) string {
 	v, e, err := r.p.vouchers.RedeemVoucher(r.context(), h, a.Service, a.Token, r.now)
 	switch {
 	case err == nil:
-		r.p.log.Info("portal: voucher redeemed", "service", a.Service, "account", tokenID(a.Token),
+		r.p.log.Info("portal: voucher redeemed", "service", a.Service, "account", rpc.TokenRef(a.Token),
 			"amount", v.Amount.String(), "seq", e.Seq)
 		return "redeemed"
 	case storage.Is(err, storage.NotFound):
@@ -360,7 +360,7 @@ func (r *request) redeem(a storage.Account, typed string) string {
 	case storage.Is(err, storage.Conflict):
 		return "voucher-used"
 	default:
-		r.p.log.Error("portal: redeeming a voucher", "service", a.Service, "account", tokenID(a.Token), "err", err)
+		r.p.log.Error("portal: redeeming a voucher", "service", a.Service, "account", rpc.TokenRef(a.Token), "err", err)
 		return "unavailable"
 	}
 }

@@ -212,9 +212,3 @@ func setSecurityHeaders(ctx *fasthttp.RequestCtx) {
 		h.Set("Strict-Transport-Security", "max-age=31536000")
 	}
 }
-
-// tokenID identifies a token in logs without revealing it.
-func tokenID(tok storage.AccountToken) string {
-	sum := sha256.Sum256([]byte(tok))
-	return base64.RawURLEncoding.EncodeToString(sum[:6])
-}

@@ -77,7 +77,7 @@ type verification struct {
 }
 
 func codeHash(tok storage.AccountToken, code string) string {
-	sum := sha256.Sum256([]byte(tokenRef(tok) + "\x00" + code))
+	sum := sha256.Sum256([]byte(rpc.TokenRef(tok) + "\x00" + code))
 	return hex.EncodeToString(sum[:])
 }
 
@@ -127,7 +127,7 @@ func (s *Service) AccountCreate(r *http.Request, args *AccountCreateArgs, reply 
 		return nil
 	}
 	now := s.now()
-	key := tokenRef(acct.Token)
+	key := rpc.TokenRef(acct.Token)
 	v, err := s.readVerification(ctx, key)
 	if err != nil {
 		return err
@@ -176,7 +176,7 @@ func (s *Service) AccountVerify(r *http.Request, args *AccountVerifyArgs, reply 
 		return nil
 	}
 	now := s.now()
-	key := tokenRef(acct.Token)
+	key := rpc.TokenRef(acct.Token)
 	v, err := s.readVerification(ctx, key)
 	if err != nil {
 		return err

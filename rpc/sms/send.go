@@ -382,11 +382,11 @@ func (s *Service) dedupeKey(b batch, m *message) string {
 		if string(m.resID) == "0" || len(m.resID) > 32 {
 			return ""
 		}
-		return "t:" + tokenRef(b.tok) + "/r:" + string(m.resID) + "/" + m.fp
+		return "t:" + rpc.TokenRef(b.tok) + "/r:" + string(m.resID) + "/" + m.fp
 	}
 	db := b.dbuuid
 	if db == "" {
-		db = "t:" + tokenRef(b.tok)
+		db = "t:" + rpc.TokenRef(b.tok)
 	}
 	return db + "/" + m.uuid
 }
@@ -698,7 +698,7 @@ func (s *Service) settle(ctx context.Context, b batch, txn *storage.Transaction,
 			keep = ""
 			s.m.unheldErr.Inc()
 			s.log.Error("sms: could not keep the price of indeterminate sends on hold; reconcile by hand",
-				"account", tokenRef(b.tok), "amount", indet.String(), "messages", nIndet, "err", err)
+				"account", rpc.TokenRef(b.tok), "amount", indet.String(), "messages", nIndet, "err", err)
 		} else {
 			keep = h2.Token
 		}

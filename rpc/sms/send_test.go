@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/iapd/iapd/providers"
+	"github.com/iapd/iapd/rpc"
 	"github.com/iapd/iapd/storage"
 )
 
@@ -448,7 +449,7 @@ func TestSend3EarlyAndInFlight(t *testing.T) {
 	if r := e.decode3(e.call("/iap/sms/3/send", params)); r[uuidN(1)].State != "success" || f.count() != 1 {
 		t.Fatalf("retry after: %+v (sent %d)", r, f.count())
 	}
-	if _, err := e.ledger.GetRecord(context.Background(), nsDedupe, "t:"+tokenRef(tokA)+"/"+uuidN(1)); err != nil {
+	if _, err := e.ledger.GetRecord(context.Background(), nsDedupe, "t:"+rpc.TokenRef(tokA)+"/"+uuidN(1)); err != nil {
 		t.Fatalf("no dedupe record under the account: %v", err)
 	}
 	e.account(tokA)

@@ -1,8 +1,6 @@
 package sms
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -154,13 +152,6 @@ func (s *Service) chain(number string) []string {
 		}
 	}
 	return s.cfg.Providers
-}
-
-// tokenRef identifies an account in record keys and logs without the
-// token: the first 24 hex digits of its SHA-256.
-func tokenRef(tok storage.AccountToken) string {
-	sum := sha256.Sum256([]byte(tok))
-	return hex.EncodeToString(sum[:12])
 }
 
 // redactNumber keeps the country part of a number for logs.

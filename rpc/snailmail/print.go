@@ -251,7 +251,7 @@ func (s *Service) printOne(ctx context.Context, c call, raw json.RawMessage) (Do
 	}
 	n, err := pdf.PageCount(body)
 	if err != nil {
-		s.log.Info("snailmail: unreadable PDF refused", "account", tokenRef(c.tok), "bytes", len(body), "err", err)
+		s.log.Info("snailmail: unreadable PDF refused", "account", rpc.TokenRef(c.tok), "bytes", len(body), "err", err)
 		return fail(codeFormat)
 	}
 	pages := n
@@ -267,7 +267,7 @@ func (s *Service) printOne(ctx context.Context, c call, raw json.RawMessage) (Do
 	}
 	lt := &letter{pdf: body, pages: pages, price: price}
 	lt.hash = letterHash(body, to, c.opts)
-	lt.key = c.dbuuid + "/" + tokenRef(c.tok) + "/" + clip(d.ResModel.S, 64) + "/" + clip(string(d.ResID), 32) + "/" + lt.hash
+	lt.key = c.dbuuid + "/" + rpc.TokenRef(c.tok) + "/" + clip(d.ResModel.S, 64) + "/" + clip(string(d.ResID), 32) + "/" + lt.hash
 	lt.l = providers.Letter{
 		ID: lt.hash[:32], PDF: body, Pages: pages, Color: c.opts.Color, Duplex: c.opts.Duplex, Cover: c.opts.Cover,
 		To: to, From: d.ReturnAddress.provider(), Country: to.Country,

@@ -2,8 +2,6 @@ package snailmail
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -140,13 +138,6 @@ func (s *Service) LetterStatus(ctx context.Context, provider, providerID string)
 		return "", "", storage.Wrap("snailmail.status", storage.Internal, err)
 	}
 	return providers.LetterStatus(r.Status), r.Code, nil
-}
-
-// tokenRef identifies an account in record keys and logs without the
-// token: the first 24 hex digits of its SHA-256.
-func tokenRef(tok storage.AccountToken) string {
-	sum := sha256.Sum256([]byte(tok))
-	return hex.EncodeToString(sum[:12])
 }
 
 // metrics are the service's Prometheus metrics.
