@@ -301,7 +301,7 @@ func TestSMSWebhookGuardThroughRun(t *testing.T) {
 		t.Fatalf("send: %s", env["result"])
 	}
 	// The outbox reports delivered; the relay tries and is refused.
-	smsWaitFor(t, "the guard's refusal in the log", func() bool { return strings.Contains(s.stderr.String(), "webhook address refused") })
+	smsWaitFor(t, "the guard's refusal in the log", func() bool { return strings.Contains(s.stderr.String(), "refusing to dial a non-public address") })
 	odoo.mu.Lock()
 	defer odoo.mu.Unlock()
 	if odoo.calls != 0 {
