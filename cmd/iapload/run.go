@@ -62,9 +62,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		bt := &target{addr: addr, newConn: *newConn, echoOnly: true}
 		drive(ctx, "warmup", bt, m, *conns, *warmup)
+		c0, _ := cpuTime(0)
 		base = drive(ctx, "baseline", bt, m, *conns, *dur)
+		c1, _ := cpuTime(0)
 		stop()
 		base.report(&out)
+		// The echo runs inside iapload: its CPU is the client's and the
+		// echo's together.
+		fmt.Fprintf(&out, "cpu       client+echo %.1f µs/req\n", perReq(c1-c0, base.requests))
 		flush()
 	}
 
@@ -86,8 +91,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		t.tokens = append(t.tokens, tok)
 	}
 	drive(ctx, "warmup", t, m, *conns, *warmup)
+	c0, _ := cpuTime(0)
+	s0, serr := cpuTime(*pid)
 	res := drive(ctx, "iapd", t, m, *conns, *dur)
+	c1, _ := cpuTime(0)
+	s1, _ := cpuTime(*pid)
 	res.report(&out)
+	if *pid > 0 && serr == nil {
+		fmt.Fprintf(&out, "cpu       client %.1f µs/req, server %.1f µs/req\n", perReq(c1-c0, res.requests), perReq(s1-s0, res.requests))
+	} else {
+		fmt.Fprintf(&out, "cpu       client %.1f µs/req\n", perReq(c1-c0, res.requests))
+	}
 	if base != nil {
 		fmt.Fprintf(&out, "ratio     iapd / baseline = %.2f (req/s)\n", res.rps()/base.rps())
 	}
@@ -101,4 +115,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	flush()
 	return ctx.Err()
+}
+
+// perReq is CPU time per request in microseconds.
+func perReq(cpu time.Duration, requests int64) float64 {
+	if requests == 0 {
+		return 0
+	}
+	return float64(cpu.Microseconds()) / float64(requests)
 }

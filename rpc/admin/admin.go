@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -93,6 +94,16 @@ func (s *server) routes() {
 	s.mux.HandleFunc("GET /v1/transaction", s.showTransaction)
 	s.operatorRoutes() // GET /v1/backup, /v1/verify, /v1/export (operations.go)
 	s.voucherRoutes()  // POST and GET /v1/vouchers (vouchers.go)
+
+	// Go's profiles, behind the admin token like every route but the
+	// probes: an operator takes a CPU profile of a live server with
+	// go tool pprof -http=: 'http://host:9070/debug/pprof/profile?seconds=30'
+	// (with an Authorization header). README "Performance".
+	s.mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	s.mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	s.mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	s.mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	s.mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, storage.E("", storage.NotFound, "no such route"))
