@@ -117,7 +117,10 @@ func (l *Ledger) Backup(ctx context.Context, w io.Writer) (BackupInfo, error) {
 		return BackupInfo{}, err
 	}
 	defer l.leave()
-	txn := l.db.NewTransaction(false)
+	if err := l.drain(); err != nil { // the journaled writes too (overlay.go)
+		return BackupInfo{}, l.syncErr(op, err)
+	}
+	txn := l.readTxn()
 	defer txn.Discard()
 	if err := l.settle(op); err != nil {
 		return BackupInfo{}, err

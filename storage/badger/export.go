@@ -36,7 +36,10 @@ func (l *Ledger) Export(ctx context.Context, f ExportFilter, fn func(storage.Ent
 	if f.Account != "" && !validToken(f.Account) {
 		return storage.E(op, storage.Invalid, "invalid account token")
 	}
-	txn := l.db.NewTransaction(false)
+	if err := l.drain(); err != nil { // the journaled writes too (overlay.go)
+		return l.syncErr(op, err)
+	}
+	txn := l.readTxn()
 	defer txn.Discard()
 	if err := l.settle(op); err != nil {
 		return err

@@ -43,7 +43,7 @@ func (l *Ledger) Authorize(ctx context.Context, r storage.AuthorizeRequest) (sto
 		return storage.Transaction{}, err
 	}
 	var out storage.Transaction
-	err := l.write(op, l.stripe(r.Service, r.Account), func(tx *wtxn, now time.Time) (error, error) {
+	err := l.writeHold(op, l.stripe(r.Service, r.Account), func(tx *wtxn, now time.Time) (error, error) {
 		a, created, err := accountForWrite(op, tx, r.Service, r.Account, r.FirstSight, now)
 		if err != nil {
 			return nil, err
@@ -87,7 +87,7 @@ func (l *Ledger) Authorize(ctx context.Context, r storage.AuthorizeRequest) (sto
 		if err := putTxn(tx, id, &t); err != nil {
 			return nil, err
 		}
-		if err := tx.set(expiryKey(t.ExpiresAt, id), nil); err != nil {
+		if err := tx.setNew(expiryKey(t.ExpiresAt, id), nil); err != nil {
 			return nil, err
 		}
 		out = t
@@ -120,10 +120,7 @@ func (l *Ledger) lookupTxn(op string, svc storage.ServiceName, token string) ([t
 	t, found := l.txns.lookup(id) // Service and Account never change
 	var err error
 	if !found {
-		err = l.db.View(func(txn *badger.Txn) (err error) {
-			t, found, err = getTxn(txn, id)
-			return err
-		})
+		t, found, err = l.readTxnLatest(id)
 	}
 	if err != nil {
 		return id, t, l.wrap(op, err)
@@ -209,7 +206,7 @@ func (l *Ledger) Capture(ctx context.Context, r storage.CaptureRequest) (storage
 	if err != nil {
 		return storage.Transaction{}, err
 	}
-	err = l.write(op, l.stripe(t.Service, t.Account), func(tx *wtxn, now time.Time) (error, error) {
+	err = l.writeHold(op, l.stripe(t.Service, t.Account), func(tx *wtxn, now time.Time) (error, error) {
 		var a acct
 		var err error
 		t, a, err = loadHold(tx, id)
@@ -286,7 +283,7 @@ func (l *Ledger) Cancel(ctx context.Context, svc storage.ServiceName, txn string
 	if err != nil {
 		return storage.Transaction{}, err
 	}
-	err = l.write(op, l.stripe(t.Service, t.Account), func(tx *wtxn, now time.Time) (error, error) {
+	err = l.writeHold(op, l.stripe(t.Service, t.Account), func(tx *wtxn, now time.Time) (error, error) {
 		var a acct
 		var err error
 		t, a, err = loadHold(tx, id)
@@ -360,7 +357,12 @@ func (l *Ledger) ExpireDue(ctx context.Context, now time.Time, max int) (int, er
 	}
 	due := timeKey(now)
 	var ids [][txnIDBytes]byte
-	err := l.db.View(func(txn *badger.Txn) error {
+	if err := l.drain(); err != nil { // the expiry index, as last written
+		return 0, l.syncErr(op, err)
+	}
+	txn := l.readTxn()
+	err := func() error {
+		defer txn.Discard()
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{pExpiry}})
 		defer it.Close()
 		for it.Rewind(); it.Valid() && len(ids) < max; it.Next() {
@@ -374,31 +376,26 @@ func (l *Ledger) ExpireDue(ctx context.Context, now time.Time, max int) (int, er
 			ids = append(ids, id)
 		}
 		return nil
-	})
+	}()
 	if err != nil {
 		return 0, l.wrap(op, err)
 	}
-	n, pending := 0, int64(0)
+	n, pending, lastSeq := 0, int64(0), uint64(0)
 	for _, id := range ids {
 		if err = ctx.Err(); err != nil {
 			err = l.wrap(op, err)
 			break
 		}
-		var t storage.Transaction
-		var found bool
-		if err = l.db.View(func(txn *badger.Txn) (err error) {
-			t, found, err = getTxn(txn, id)
-			return err
-		}); err != nil {
-			err = l.wrap(op, err)
+		t, found, rerr := l.readTxnLatest(id) // to learn its account
+		if rerr != nil {
+			err = l.wrap(op, rerr)
 			break
 		}
 		if !found {
 			err = l.wrap(op, errCorrupt)
 			break
 		}
-		var committed bool
-		_, committed, err = l.commit(op, l.stripe(t.Service, t.Account), func(tx *wtxn, clock time.Time) (error, error) {
+		expire := func(tx *wtxn, clock time.Time) (error, error) {
 			t, a, err := loadHold(tx, id)
 			if err != nil {
 				return nil, err
@@ -407,13 +404,32 @@ func (l *Ledger) ExpireDue(ctx context.Context, now time.Time, max int) (int, er
 				return nil, nil // ended meanwhile
 			}
 			return nil, expireHold(tx, id, &t, &a, clock)
-		})
+		}
+		if l.jn != nil {
+			var seq uint64
+			_, seq, err = l.commitHold(op, l.stripe(t.Service, t.Account), expire)
+			if err != nil {
+				break
+			}
+			if seq != 0 {
+				n++
+				lastSeq = seq
+			}
+			continue
+		}
+		var committed bool
+		_, committed, err = l.commit(op, l.stripe(t.Service, t.Account), expire)
 		if err != nil {
 			break
 		}
 		if committed {
 			n++
 			pending++
+		}
+	}
+	if lastSeq != 0 {
+		if serr := l.jn.wait(lastSeq); serr != nil {
+			return n, l.syncErr(op, serr)
 		}
 	}
 	if pending > 0 && l.gs != nil {

@@ -104,6 +104,16 @@ type Ledger struct {
 	txns     txnCache
 	maxValue int // the largest value that stays out of the value log
 
+	// The journal of the hold operations and its overlay (journal.go,
+	// overlay.go); nil and empty in memory.
+	jn     *journal
+	ov     overlay
+	ckMu   sync.Mutex   // one checkpoint at a time
+	ckRW   sync.RWMutex // held by a checkpoint's commits; readTxn waits for them
+	ckKick chan struct{}
+	ckStop chan struct{}
+	ckDone chan struct{}
+
 	gate   sync.RWMutex // held shared by every call, exclusively by Close
 	closed bool
 	broken atomic.Bool // a commit failed in a way that may have half-written
@@ -194,6 +204,14 @@ func Open(opts Options) (*Ledger, error) {
 	if err := l.upgrade(dir); err != nil { // version.go: format check, migrations
 		return nil, err
 	}
+	if !opts.InMemory {
+		if err := l.replayJournal(dir); err != nil { // overlay.go
+			_ = l.Close()
+			return nil, storage.Wrap(op, storage.Internal, err)
+		}
+		l.ckKick, l.ckStop, l.ckDone = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
+		go l.checkpointer()
+	}
 	if err := l.loadAlertIDs(); err != nil {
 		_ = l.Close()
 		return nil, storage.Wrap(op, storage.Internal, fmt.Errorf("reading the alert queue: %w", err))
@@ -219,6 +237,21 @@ func (l *Ledger) Close() error {
 	}
 	l.closed = true
 	l.gate.Unlock()
+	if l.ckStop != nil {
+		close(l.ckStop)
+		<-l.ckDone
+	}
+	if l.jn != nil {
+		// The last checkpoint: what the journal holds goes into Badger,
+		// and the journal files go once it is durable there.
+		cerr := l.checkpoint()
+		if cerr != nil {
+			l.log.Error("last checkpoint failed; the journal is kept and replayed at the next start", "err", cerr)
+		}
+		if err := l.jn.close(cerr == nil && !l.broken.Load()); err != nil {
+			l.log.Error("closing the journal", "err", err)
+		}
+	}
 	if l.gs != nil {
 		l.gs.close()
 	}
@@ -254,7 +287,7 @@ func (l *Ledger) enter(op string, ctx context.Context) error {
 	case l.closed:
 		l.gate.RUnlock()
 		return storage.E(op, storage.Unavailable, "ledger closed")
-	case l.broken.Load() || l.gs != nil && l.gs.failedNow():
+	case l.broken.Load() || l.gs != nil && l.gs.failedNow() || l.jn != nil && l.jn.failedNow():
 		l.gate.RUnlock()
 		return storage.E(op, storage.Unavailable, "ledger stopped after a storage failure; restart it")
 	}
@@ -281,7 +314,11 @@ func (l *Ledger) stripe(svc storage.ServiceName, tok storage.AccountToken) *stri
 // writes account records through the stripe's cache.
 type wtxn struct {
 	*badger.Txn
-	writes   int
+	// journaled: the writes are collected in pend for the journal
+	// (journal.go) instead of going to Txn, which is then read-only.
+	journaled bool
+	pend      []jwrite
+	writes    int
 	maxValue int
 	st       *stripe // the stripe held, nil for writes outside any account
 	l        *Ledger
@@ -296,11 +333,30 @@ func (w *wtxn) set(k, v []byte) error {
 		return fmt.Errorf("record of %d bytes exceeds %d", len(v), w.maxValue)
 	}
 	w.writes++
+	if w.journaled {
+		w.pend = append(w.pend, jwrite{key: k, value: v})
+		return nil
+	}
 	return w.Txn.Set(k, v)
+}
+
+// setNew is set for a key the caller has just created (an expiry index
+// key): in a journaled write, deleting it before a checkpoint has written
+// it then costs Badger nothing.
+func (w *wtxn) setNew(k, v []byte) error {
+	if err := w.set(k, v); err != nil || !w.journaled {
+		return err
+	}
+	w.pend[len(w.pend)-1].fresh = true
+	return nil
 }
 
 func (w *wtxn) del(k []byte) error {
 	w.writes++
+	if w.journaled {
+		w.pend = append(w.pend, jwrite{key: k, del: true})
+		return nil
+	}
 	return w.Txn.Delete(k)
 }
 
@@ -338,6 +394,73 @@ func (l *Ledger) commit(op string, st *stripe, fn change) (after error, committe
 	return l.commitLocked(op, st, mu, fn)
 }
 
+// writeHold is write for the hold operations (authorize, capture,
+// cancel): fn runs under the account's stripe st and its writes go to the
+// journal and the overlay (journal.go), not to a Badger txn; it returns
+// once the journal record is durable. In memory there is no journal: it is
+// write.
+func (l *Ledger) writeHold(op string, st *stripe, fn change) error {
+	if l.jn == nil {
+		return l.write(op, st, fn)
+	}
+	after, seq, err := l.commitHold(op, st, fn)
+	if err != nil {
+		return err
+	}
+	if seq != 0 {
+		if err := l.jn.wait(seq); err != nil {
+			return l.syncErr(op, err)
+		}
+	}
+	return after
+}
+
+// commitHold is writeHold without the wait: seq is the journal record to
+// wait for (0: nothing was written, and what fn read is durable).
+func (l *Ledger) commitHold(op string, st *stripe, fn change) (after error, seq uint64, err error) {
+	st.mu.Lock()
+	tx := &wtxn{Txn: l.db.NewTransaction(false), journaled: true, maxValue: l.maxValue, st: st, l: l}
+	tx.accts, tx.txns = tx.acctBuf[:0], tx.txnBuf[:0]
+	after, err = fn(tx, l.clock())
+	tx.Discard()
+	if err != nil || tx.writes == 0 {
+		st.mu.Unlock()
+		if serr := l.settle(op); serr != nil {
+			return nil, 0, serr
+		}
+		if err != nil {
+			return nil, 0, l.wrap(op, err)
+		}
+		return after, 0, nil
+	}
+	l.ov.mu.Lock()
+	seq, jerr := l.jn.append(tx.pend)
+	if jerr == nil {
+		l.ov.put(seq, tx.pend)
+	}
+	big := l.ov.size >= checkpointBytes
+	l.ov.mu.Unlock()
+	if jerr == nil {
+		for i := range tx.accts {
+			st.store(&tx.accts[i])
+		}
+		for i := range tx.txns {
+			l.txns.store(tx.txns[i].id, &tx.txns[i].t)
+		}
+	}
+	st.mu.Unlock()
+	if jerr != nil {
+		return nil, 0, l.syncErr(op, jerr)
+	}
+	if big {
+		select {
+		case l.ckKick <- struct{}{}:
+		default:
+		}
+	}
+	return after, seq, nil
+}
+
 // writeLocked is write for changes outside any account, serialised by mu
 // (held around the read-modify-write and the commit, never across the wait
 // for durability).
@@ -360,6 +483,14 @@ func (l *Ledger) commitLocked(op string, st *stripe, mu *sync.Mutex, fn change) 
 	for attempt := 1; ; attempt++ {
 		if mu != nil {
 			mu.Lock()
+		}
+		// A write that goes to Badger directly first has the overlay
+		// written there (overlay.go): it reads Badger alone.
+		if err := l.drain(); err != nil {
+			if mu != nil {
+				mu.Unlock()
+			}
+			return nil, false, l.syncErr(op, err)
 		}
 		tx := &wtxn{Txn: l.db.NewTransaction(true), maxValue: l.maxValue, st: st, l: l}
 		tx.accts, tx.txns = tx.acctBuf[:0], tx.txnBuf[:0]
@@ -417,17 +548,38 @@ func (l *Ledger) commitLocked(op string, st *stripe, mu *sync.Mutex, fn change) 
 // view runs a read-only Badger txn, then waits until what it read is
 // durable.
 func (l *Ledger) view(op string, fn func(txn *badger.Txn) error) error {
-	err := l.db.View(fn)
+	if err := l.drain(); err != nil {
+		return l.syncErr(op, err)
+	}
+	txn := l.readTxn()
+	err := fn(txn)
+	txn.Discard()
 	if serr := l.settle(op); serr != nil {
 		return serr
 	}
 	return l.wrap(op, err)
 }
 
+// readTxn opens a read-only Badger txn between checkpoints: a checkpoint
+// commits the overlay in several Badger txns, and a snapshot taken between
+// two of them would show half of it (an account without its entries).
+// Readers drain first (drain), so the snapshot holds every write they may
+// have seen.
+func (l *Ledger) readTxn() *badger.Txn {
+	l.ckRW.RLock()
+	defer l.ckRW.RUnlock()
+	return l.db.NewTransaction(false)
+}
+
 // settle waits until every change a reader may have seen is durable.
 func (l *Ledger) settle(op string) error {
 	if l.gs == nil {
 		return nil
+	}
+	if l.jn != nil {
+		if err := l.jn.wait(l.jn.lastSeq()); err != nil {
+			return l.syncErr(op, err)
+		}
 	}
 	if err := l.gs.waitVisible(); err != nil {
 		return l.syncErr(op, err)

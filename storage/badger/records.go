@@ -64,7 +64,32 @@ func (w *wtxn) account(svc storage.ServiceName, tok storage.AccountToken) (acct,
 			return a, true, nil
 		}
 	}
+	if w.journaled {
+		var a acct
+		found, err := w.l.readLatest(accountKey(svc, tok), func(b []byte) (err error) {
+			a, err = decodeAcct(b, svc, tok)
+			return err
+		})
+		return a, found, err
+	}
 	return getAccount(w.Txn, svc, tok)
+}
+
+// readLatest reads key as last written: from the overlay of journaled
+// writes, else from Badger through a txn opened after the overlay was
+// consulted (overlay.go says why that order finds every key).
+func (l *Ledger) readLatest(key []byte, dec func([]byte) error) (found bool, err error) {
+	if v, del, ok := l.ov.get(key); ok {
+		if del {
+			return false, nil
+		}
+		return true, dec(v)
+	}
+	err = l.db.View(func(txn *badger.Txn) (err error) {
+		found, err = get(txn, key, dec)
+		return err
+	})
+	return found, err
 }
 
 // putAccount writes an account after checking the invariant: a bug must
@@ -128,7 +153,19 @@ func (w *wtxn) txn(id [txnIDBytes]byte) (storage.Transaction, bool, error) {
 	if t, ok := w.l.txns.lookup(id); ok && w.st != nil && w.l.stripe(t.Service, t.Account) == w.st {
 		return t, true, nil
 	}
+	if w.journaled {
+		return w.l.readTxnLatest(id)
+	}
 	return getTxn(w.Txn, id)
+}
+
+// readTxnLatest reads a transaction record as last written (readLatest).
+func (l *Ledger) readTxnLatest(id [txnIDBytes]byte) (t storage.Transaction, found bool, err error) {
+	found, err = l.readLatest(txnKey(id), func(b []byte) (err error) {
+		t, err = decodeTxn(b, hex.EncodeToString(id[:]))
+		return err
+	})
+	return t, found, err
 }
 
 func getEntry(txn *badger.Txn, svc storage.ServiceName, tok storage.AccountToken, seq uint64) (e storage.Entry, found bool, err error) {

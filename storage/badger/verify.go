@@ -141,10 +141,13 @@ func (l *Ledger) Verify(ctx context.Context, opts VerifyOptions) (Report, error)
 		v.opts.MaxProblems = 1000
 	}
 	v.r.At = v.opts.Now
-	err := l.db.View(func(txn *badger.Txn) error {
-		v.txn = txn
-		return v.run()
-	})
+	if err := l.drain(); err != nil { // the journaled writes too (overlay.go)
+		return v.r, l.syncErr(op, err)
+	}
+	txn := l.readTxn()
+	v.txn = txn
+	err := v.run()
+	txn.Discard()
 	v.r.Duration = time.Since(start)
 	if err != nil {
 		return v.r, l.wrap(op, err)
@@ -648,10 +651,11 @@ func (v *verifier) refPass() error {
 	})
 }
 
-// knownPrefixes are the tables of keys.go and the meta key.
+// knownPrefixes are the tables of keys.go, the meta key and the journal
+// checkpoint marker (overlay.go).
 var knownPrefixes = [256]bool{pService: true, pKeyHash: true, pAccount: true, pTokenIdx: true,
 	pTxn: true, pExpiry: true, pEntry: true, pRechRef: true, pMeta: true,
-	pVoucher: true, pAlert: true, pRecord: true, pRecExpiry: true}
+	pVoucher: true, pAlert: true, pRecord: true, pRecExpiry: true, pJournalMark: true}
 
 // unknownPass counts keys of tables this code does not know (a newer iapd's,
 // or damage), seeking once per unknown prefix byte.

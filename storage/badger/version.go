@@ -49,7 +49,12 @@ const pMeta = 'v'
 //     the tables of vouchers ('c'), queued alerts ('n') and bookkeeping
 //     records ('d', 'y'). Format 1 records are read as they are; an older
 //     iapd would misread neither, it refuses the directory.
-const FormatVersion = 2
+//   - 3: the hold operations are journaled (journal.go): between
+//     checkpoints their writes are in journal-*.log files of the data
+//     directory, replayed at Open, and the checkpoint marker ('j') says
+//     how far Badger has them. An iapd of format 2 would ignore the
+//     journal: it must refuse the directory.
+const FormatVersion = 3
 
 // ErrFutureFormat is the cause (errors.Is) of Open's refusal of a data
 // directory written in a format newer than FormatVersion.
@@ -83,6 +88,7 @@ type migration struct {
 var migrations = []migration{
 	{from: 0, what: "record the format version of the data directory"},
 	{from: 1, what: "allow account records with alert state, vouchers, alerts and records (format 1 records stay readable)"},
+	{from: 2, what: "journal the hold operations (journal files beside Badger's, replayed at open)"},
 }
 
 // upgrade brings the data directory to FormatVersion, or refuses it. On

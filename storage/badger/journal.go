@@ -1,0 +1,470 @@
+package badger
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The journal: how the hold operations (authorize, capture, cancel, the
+// expiry of one hold) become durable without a Badger txn each.
+//
+// Such an operation runs under its account's stripe as every write does,
+// but its writes are not given to Badger: they are encoded as one journal
+// record (the keys set and deleted, in order), appended to the journal
+// and applied to the overlay (overlay.go), both under one mutex so that
+// the journal's order is the overlay's. The caller is answered once a
+// group fdatasync of the journal file covers its record. A checkpoint
+// later writes the overlay into Badger in a few large txns — an account
+// written a hundred times meanwhile is written once, a hold authorized and
+// captured meanwhile has one transaction record written and no expiry
+// index at all — together with a marker: the sequence number of the last
+// record the checkpoint covers. Journal files whose records are all at or
+// below a durable marker are deleted.
+//
+// Open replays, in order, every valid record above the marker, then
+// checkpoints. A record is written whole before the fdatasync that
+// acknowledges it, and records are appended in sequence order by one
+// goroutine; so the first record that is short or fails its checksum was
+// never acknowledged, nor was anything after it, and replay stops there.
+//
+// Record layout: length u32 (of what follows the checksum), CRC-32C u32
+// (Castagnoli, of what follows it), seq uvarint, then for each write a kind
+// byte (jSet, jDel), the key (uvarint length, bytes) and for jSet the value
+// (uvarint length, bytes).
+
+const (
+	jSet = 1
+	jDel = 2
+
+	journalPrefix = "journal-"
+	journalSuffix = ".log"
+	// journalFileSize: a file is closed once it holds this much; a new
+	// one is started (and the old one deleted once a checkpoint covers it).
+	journalFileSize = 8 << 20
+	// maxJournalRecord bounds a record's length at replay: a hold
+	// operation writes a handful of small records.
+	maxJournalRecord = 1 << 24
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// jwrite is one write of a journaled operation.
+type jwrite struct {
+	key   []byte
+	value []byte // nil for a delete
+	del   bool
+	fresh bool // the key was created by this operation (see overlay.put)
+}
+
+// appendRecord encodes a record for seq and writes.
+func appendRecord(b []byte, seq uint64, ws []jwrite) []byte {
+	start := len(b)
+	b = append(b, 0, 0, 0, 0, 0, 0, 0, 0) // length, checksum
+	b = binary.AppendUvarint(b, seq)
+	for _, w := range ws {
+		if w.del {
+			b = append(b, jDel)
+		} else {
+			b = append(b, jSet)
+		}
+		b = binary.AppendUvarint(b, uint64(len(w.key)))
+		b = append(b, w.key...)
+		if !w.del {
+			b = binary.AppendUvarint(b, uint64(len(w.value)))
+			b = append(b, w.value...)
+		}
+	}
+	body := b[start+8:]
+	binary.LittleEndian.PutUint32(b[start:], uint32(len(body)))
+	binary.LittleEndian.PutUint32(b[start+4:], crc32.Checksum(body, castagnoli))
+	return b
+}
+
+// decodeJournalRecord decodes a record's body (after length and checksum).
+func decodeJournalRecord(body []byte) (seq uint64, ws []jwrite, err error) {
+	bad := errors.New("malformed journal record")
+	seq, n := binary.Uvarint(body)
+	if n <= 0 {
+		return 0, nil, bad
+	}
+	body = body[n:]
+	field := func() ([]byte, bool) {
+		l, n := binary.Uvarint(body)
+		if n <= 0 || l > uint64(len(body)-n) {
+			return nil, false
+		}
+		v := body[n : n+int(l)]
+		body = body[n+int(l):]
+		return v, true
+	}
+	for len(body) > 0 {
+		kind := body[0]
+		body = body[1:]
+		k, ok := field()
+		if !ok {
+			return 0, nil, bad
+		}
+		switch kind {
+		case jSet:
+			v, ok := field()
+			if !ok {
+				return 0, nil, bad
+			}
+			ws = append(ws, jwrite{key: k, value: v})
+		case jDel:
+			ws = append(ws, jwrite{key: k, del: true})
+		default:
+			return 0, nil, bad
+		}
+	}
+	return seq, ws, nil
+}
+
+// journal appends records to the active journal file and makes them
+// durable in group fdatasyncs run by one goroutine.
+type journal struct {
+	dir string
+	log *slog.Logger
+
+	mu      sync.Mutex
+	buf     []byte // records appended and not yet written
+	spare   []byte
+	last    uint64 // the last seq handed out
+	next    *jround
+	err     error // sticky: nothing is durable after a failure
+	durable atomic.Uint64
+	failed  atomic.Bool
+
+	kick chan struct{}
+	stop chan struct{}
+	done chan struct{}
+
+	// Owned by the writer goroutine (and by Open before it starts).
+	f      *os.File
+	fSize  int64
+	fFirst uint64 // the first seq of the active file (its name)
+	// closedFiles are the files closed by rotation, with the last seq
+	// each holds, oldest first (guarded by mu: checkpoints prune them).
+	closedFiles []journalFile
+	dirF        *os.File
+}
+
+type journalFile struct {
+	path string
+	last uint64
+}
+
+type jround struct {
+	done chan struct{}
+	err  error
+}
+
+func journalName(first uint64) string {
+	return fmt.Sprintf("%s%020d%s", journalPrefix, first, journalSuffix)
+}
+
+// listJournal returns the journal files of dir in sequence order.
+func listJournal(dir string) ([]string, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	type named struct {
+		first uint64
+		path  string
+	}
+	var fs []named
+	for _, e := range ents {
+		n := e.Name()
+		if !strings.HasPrefix(n, journalPrefix) || !strings.HasSuffix(n, journalSuffix) {
+			continue
+		}
+		first, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimPrefix(n, journalPrefix), journalSuffix), 10, 64)
+		if err != nil {
+			continue
+		}
+		fs = append(fs, named{first, filepath.Join(dir, n)})
+	}
+	sort.Slice(fs, func(i, j int) bool { return fs[i].first < fs[j].first })
+	out := make([]string, len(fs))
+	for i, f := range fs {
+		out[i] = f.path
+	}
+	return out, nil
+}
+
+// readJournal calls apply for every valid record of the journal files in
+// dir, in order, and returns the last seq read. It stops at the first
+// short or corrupt record (see above): what follows was never
+// acknowledged.
+func readJournal(dir string, log *slog.Logger, apply func(seq uint64, ws []jwrite) error) (last uint64, err error) {
+	files, err := listJournal(dir)
+	if err != nil {
+		return 0, err
+	}
+	for _, path := range files {
+		f, err := os.Open(path)
+		if err != nil {
+			return last, err
+		}
+		r := bufio.NewReaderSize(f, 1<<16)
+		var hdr [8]byte
+		for {
+			if _, err := io.ReadFull(r, hdr[:]); err != nil {
+				if err != io.EOF {
+					log.Warn("journal ends with a partial record; it was never acknowledged", "file", filepath.Base(path))
+				}
+				break
+			}
+			n := binary.LittleEndian.Uint32(hdr[:4])
+			if n == 0 || n > maxJournalRecord {
+				log.Warn("journal ends with an invalid record; it was never acknowledged", "file", filepath.Base(path))
+				f.Close()
+				return last, nil
+			}
+			body := make([]byte, n)
+			if _, err := io.ReadFull(r, body); err != nil {
+				log.Warn("journal ends with a partial record; it was never acknowledged", "file", filepath.Base(path))
+				break
+			}
+			if crc32.Checksum(body, castagnoli) != binary.LittleEndian.Uint32(hdr[4:]) {
+				log.Warn("journal ends with a record that fails its checksum; it was never acknowledged", "file", filepath.Base(path))
+				f.Close()
+				return last, nil
+			}
+			seq, ws, err := decodeJournalRecord(body)
+			if err != nil || seq <= last && last != 0 {
+				f.Close()
+				if err == nil {
+					err = fmt.Errorf("journal record %d after %d", seq, last)
+				}
+				return last, err
+			}
+			if err := apply(seq, ws); err != nil {
+				f.Close()
+				return last, err
+			}
+			last = seq
+		}
+		f.Close()
+	}
+	return last, nil
+}
+
+// startJournal starts a new journal file in dir whose first record will
+// be last+1, and the writer goroutine. Older journal files must have been
+// replayed and removed.
+func startJournal(dir string, last uint64, log *slog.Logger) (*journal, error) {
+	dirF, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	j := &journal{
+		dir: dir, log: log, last: last, next: &jround{done: make(chan struct{})},
+		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
+		dirF: dirF,
+	}
+	j.durable.Store(last)
+	if err := j.openFile(last + 1); err != nil {
+		dirF.Close()
+		return nil, err
+	}
+	go j.run()
+	return j, nil
+}
+
+// openFile creates the journal file whose first record is first and
+// syncs the directory, so that the file survives a crash once a record in
+// it is synced.
+func (j *journal) openFile(first uint64) error {
+	f, err := os.OpenFile(filepath.Join(j.dir, journalName(first)), os.O_CREATE|os.O_EXCL|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := j.dirF.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	j.f, j.fSize, j.fFirst = f, 0, first
+	return nil
+}
+
+// append hands out the next seq and queues the record of ws. The caller
+// holds the overlay's mutex (so that records are in overlay order).
+func (j *journal) append(ws []jwrite) (uint64, error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.err != nil {
+		return 0, j.err
+	}
+	j.last++
+	j.buf = appendRecord(j.buf, j.last, ws)
+	return j.last, nil
+}
+
+// lastSeq is the last seq handed out: what a reader may have seen.
+func (j *journal) lastSeq() uint64 {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.last
+}
+
+// wait returns once the record seq is durable.
+func (j *journal) wait(seq uint64) error {
+	for {
+		if j.durable.Load() >= seq {
+			return nil
+		}
+		j.mu.Lock()
+		if j.err != nil {
+			err := j.err
+			j.mu.Unlock()
+			return err
+		}
+		if j.durable.Load() >= seq {
+			j.mu.Unlock()
+			return nil
+		}
+		r := j.next
+		j.mu.Unlock()
+		select {
+		case j.kick <- struct{}{}:
+		default:
+		}
+		<-r.done
+		if r.err != nil {
+			return r.err
+		}
+	}
+}
+
+func (j *journal) failedNow() bool { return j.failed.Load() }
+
+// run is the writer goroutine: each round writes what was appended since
+// the last one, fdatasyncs the file and releases the round's waiters.
+func (j *journal) run() {
+	defer close(j.done)
+	for {
+		select {
+		case <-j.kick:
+		case <-j.stop:
+			j.round()
+			return
+		}
+		j.round()
+	}
+}
+
+func (j *journal) round() {
+	j.mu.Lock()
+	buf, last, r := j.buf, j.last, j.next
+	j.buf = j.spare[:0]
+	j.next = &jround{done: make(chan struct{})}
+	err := j.err
+	j.mu.Unlock()
+	if err == nil && len(buf) > 0 {
+		start := time.Now()
+		err = j.writeSync(buf, last)
+		if d := time.Since(start); d > time.Second {
+			j.log.Warn("slow journal sync", "duration", d.Round(time.Millisecond))
+		}
+	}
+	if err == nil {
+		j.durable.Store(last)
+	} else {
+		j.mu.Lock()
+		if j.err == nil {
+			j.err = err
+			j.failed.Store(true)
+			j.log.Error("journal write failed; the ledger stops accepting work", "err", err)
+		}
+		j.mu.Unlock()
+	}
+	j.mu.Lock()
+	j.spare = buf[:0]
+	j.mu.Unlock()
+	r.err = err
+	close(r.done)
+}
+
+// writeSync writes buf (records up to last) and fdatasyncs; then starts a
+// new file if this one is full.
+func (j *journal) writeSync(buf []byte, last uint64) error {
+	if _, err := j.f.Write(buf); err != nil {
+		return err
+	}
+	if err := datasync(j.f); err != nil {
+		return err
+	}
+	j.fSize += int64(len(buf))
+	if j.fSize < journalFileSize {
+		return nil
+	}
+	old := j.f
+	if err := j.openFile(last + 1); err != nil {
+		return err
+	}
+	if err := old.Close(); err != nil {
+		return err
+	}
+	j.mu.Lock()
+	j.closedFiles = append(j.closedFiles, journalFile{path: old.Name(), last: last})
+	j.mu.Unlock()
+	return nil
+}
+
+// covered deletes the closed journal files whose records are all at or
+// below marker, a checkpoint marker that is durable in Badger.
+func (j *journal) covered(marker uint64) {
+	j.mu.Lock()
+	var del []journalFile
+	for len(j.closedFiles) > 0 && j.closedFiles[0].last <= marker {
+		del = append(del, j.closedFiles[0])
+		j.closedFiles = j.closedFiles[1:]
+	}
+	j.mu.Unlock()
+	for _, f := range del {
+		if err := os.Remove(f.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			j.log.Warn("removing a checkpointed journal file", "file", filepath.Base(f.path), "err", err)
+		}
+	}
+}
+
+// close writes and syncs what is left, stops the writer and closes the
+// file. With removeAll (everything is checkpointed and durable in
+// Badger), it also deletes every journal file.
+func (j *journal) close(removeAll bool) error {
+	close(j.stop)
+	<-j.done
+	j.mu.Lock()
+	err := j.err
+	files := j.closedFiles
+	j.closedFiles = nil
+	j.mu.Unlock()
+	cerr := j.f.Close()
+	if err == nil {
+		err = cerr
+	}
+	if removeAll && err == nil {
+		for _, f := range files {
+			_ = os.Remove(f.path)
+		}
+		_ = os.Remove(j.f.Name())
+		_ = j.dirF.Sync()
+	}
+	j.dirF.Close()
+	return err
+}

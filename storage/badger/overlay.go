@@ -1,0 +1,363 @@
+package badger
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// The overlay holds the writes of journaled operations (journal.go) that
+// no checkpoint has written into Badger yet: for each key, its last value
+// (or its deletion) and the seq of the record that wrote it.
+//
+// Who reads what:
+//
+//   - The journaled operations read account and transaction records
+//     through the stripe and transaction caches, then the overlay, then
+//     Badger (wtxn.account, wtxn.txn, Ledger.lookupTxn). Badger is read
+//     with a txn opened after the overlay was consulted: a checkpoint
+//     removes a key from the overlay only after committing it to Badger,
+//     so such a read finds the key in one place or the other.
+//   - Everything else — reads, scans, and the writes that go to Badger
+//     directly — first drains the overlay (Ledger.drain: a checkpoint of
+//     everything appended so far), then works on Badger alone, as it did
+//     before the journal existed. A direct write that holds an account's
+//     stripe drains after taking it, so no record of that account can
+//     reach the overlay until it is done.
+//
+// Keys in the overlay are only ever those of the tables the hold
+// operations write (account, transaction, expiry index, entry, token
+// index, recharge ref of a trial, queued alert), all owned by one account
+// and written under its stripe; Badger's conflict detection is not needed
+// for them, and the keys shared between accounts (services, vouchers,
+// records) never pass through the overlay.
+type overlay struct {
+	mu   sync.Mutex
+	m    map[string]*ovEntry
+	size int // bytes of keys and values held, roughly
+}
+
+type ovEntry struct {
+	value []byte
+	del   bool
+	seq   uint64
+	// fresh: the key is not in Badger (the operation that created it
+	// said so, and no checkpoint has written it since); a deletion of a
+	// fresh key needs no tombstone.
+	fresh bool
+}
+
+// get returns the overlay's value of key: found reports that the overlay
+// knows the key; del that it is deleted.
+func (o *overlay) get(key []byte) (value []byte, del, found bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	e, ok := o.m[string(key)]
+	if !ok {
+		return nil, false, false
+	}
+	return e.value, e.del, true
+}
+
+// put applies the writes of record seq. The caller holds o.mu.
+func (o *overlay) put(seq uint64, ws []jwrite) {
+	if o.m == nil {
+		o.m = make(map[string]*ovEntry)
+	}
+	for _, w := range ws {
+		k := string(w.key)
+		e, ok := o.m[k]
+		if !ok {
+			e = &ovEntry{fresh: w.fresh}
+			o.m[k] = e
+			o.size += len(k) + 48
+		} else {
+			o.size -= len(e.value)
+		}
+		e.seq = seq
+		e.del = w.del
+		e.value = w.value
+		o.size += len(w.value)
+	}
+}
+
+// ckWrite is one key of a checkpoint.
+type ckWrite struct {
+	key   string
+	value []byte
+	del   bool
+	seq   uint64
+}
+
+// snapshot returns every write a checkpoint must make, and marks the keys
+// no longer fresh (the checkpoint may write them into Badger). Fresh
+// deletions are left out: Badger never had those keys. The caller holds
+// o.mu.
+func (o *overlay) snapshot() []ckWrite {
+	out := make([]ckWrite, 0, len(o.m))
+	for k, e := range o.m {
+		if e.del && e.fresh {
+			continue
+		}
+		e.fresh = false
+		out = append(out, ckWrite{key: k, value: e.value, del: e.del, seq: e.seq})
+	}
+	return out
+}
+
+// forget removes the keys a checkpoint has committed to Badger, unless a
+// later record changed them meanwhile, and the fresh deletions of records
+// up to marker.
+func (o *overlay) forget(marker uint64) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for k, e := range o.m {
+		if e.seq <= marker {
+			delete(o.m, k)
+			o.size -= len(k) + 48 + len(e.value)
+		}
+	}
+	if len(o.m) == 0 {
+		o.size = 0
+	}
+}
+
+func (o *overlay) bytes() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.size
+}
+
+// The checkpoint marker: the seq of the last journal record whose writes
+// are all in Badger. One key, outside the tables of keys.go.
+const pJournalMark = 'j'
+
+func journalMarkKey() []byte { return []byte{pJournalMark} }
+
+func (l *Ledger) readJournalMark() (uint64, error) {
+	var mark uint64
+	err := l.db.View(func(txn *badger.Txn) error {
+		_, err := get(txn, journalMarkKey(), func(b []byte) error {
+			v, n := binary.Uvarint(b)
+			if n != len(b) {
+				return errCorrupt
+			}
+			mark = v
+			return nil
+		})
+		return err
+	})
+	return mark, err
+}
+
+// Checkpoints start when the overlay holds this much, and at least every
+// checkpointEvery while it holds anything.
+const (
+	checkpointBytes = 4 << 20
+	checkpointEvery = time.Second
+)
+
+// checkpointer runs the background checkpoints until stop is closed.
+func (l *Ledger) checkpointer() {
+	defer close(l.ckDone)
+	t := time.NewTicker(checkpointEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.ckStop:
+			return
+		case <-t.C:
+		case <-l.ckKick:
+		}
+		if err := l.checkpoint(); err != nil {
+			l.log.Error("checkpoint failed; the ledger stops accepting work", "err", err)
+			l.broken.Store(true)
+			return
+		}
+	}
+}
+
+// drain checkpoints everything appended to the journal so far: when it
+// returns, Badger holds every write a caller may have seen, and it is
+// durable there. A no-op when nothing is in the overlay (and always in
+// memory).
+func (l *Ledger) drain() error {
+	if l.jn == nil {
+		return nil
+	}
+	if err := l.checkpoint(); err != nil {
+		l.broken.Store(true)
+		return err
+	}
+	return nil
+}
+
+// checkpoint writes the overlay into Badger with its marker, makes them
+// durable, forgets what it wrote and deletes the journal files it covers.
+func (l *Ledger) checkpoint() error {
+	l.ckMu.Lock()
+	defer l.ckMu.Unlock()
+	l.ov.mu.Lock()
+	if len(l.ov.m) == 0 {
+		l.ov.mu.Unlock()
+		return nil
+	}
+	ws := l.ov.snapshot()
+	// Every record up to mark is in the snapshot (with the overlay's
+	// mutex held, no record is half applied).
+	mark := l.jn.lastSeq()
+	l.ov.mu.Unlock()
+	// Only durable records reach Badger: a crash after the checkpoint
+	// must find in the journal every record above the previous marker
+	// that the checkpoint may have written.
+	if err := l.jn.wait(mark); err != nil {
+		return err
+	}
+	l.ckRW.Lock()
+	n, err := l.applyToBadger(ws, mark)
+	l.ckRW.Unlock()
+	if err != nil {
+		return err
+	}
+	if err := l.gs.waitCommitted(int64(n)); err != nil {
+		return fmt.Errorf("checkpoint sync: %w", err)
+	}
+	l.ov.forget(mark)
+	l.jn.covered(mark)
+	return nil
+}
+
+// applyToBadger commits ws and the marker mark in as few Badger txns as
+// Badger's size limits allow, the marker in the last. It returns the
+// number of txns committed (each begun on the group syncer).
+func (l *Ledger) applyToBadger(ws []ckWrite, mark uint64) (int, error) {
+	n := 0
+	txn := l.db.NewTransaction(true)
+	defer func() { txn.Discard() }()
+	commit := func() error {
+		l.gs.begin()
+		if err := txn.Commit(); err != nil {
+			l.gs.abort()
+			return err
+		}
+		n++
+		txn = l.db.NewTransaction(true)
+		return nil
+	}
+	for _, w := range ws {
+		var err error
+		if w.del {
+			err = txn.Delete([]byte(w.key))
+		} else {
+			err = txn.Set([]byte(w.key), w.value)
+		}
+		if errors.Is(err, badger.ErrTxnTooBig) {
+			if err = commit(); err != nil {
+				return n, err
+			}
+			if w.del {
+				err = txn.Delete([]byte(w.key))
+			} else {
+				err = txn.Set([]byte(w.key), w.value)
+			}
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+	if err := txn.Set(journalMarkKey(), binary.AppendUvarint(nil, mark)); errors.Is(err, badger.ErrTxnTooBig) {
+		if err = commit(); err != nil {
+			return n, err
+		}
+		if err = txn.Set(journalMarkKey(), binary.AppendUvarint(nil, mark)); err != nil {
+			return n, err
+		}
+	} else if err != nil {
+		return n, err
+	}
+	return n, commit()
+}
+
+// replayJournal applies, at Open, the journal records above Badger's
+// marker, makes them durable, removes the journal files and starts a new
+// journal.
+func (l *Ledger) replayJournal(dir string) error {
+	mark, err := l.readJournalMark()
+	if err != nil {
+		return fmt.Errorf("reading the journal marker: %w", err)
+	}
+	var (
+		pending = map[string]*ckWrite{}
+		order   []string
+		applied int
+		last    = mark
+	)
+	flush := func(upTo uint64) error {
+		if len(order) == 0 {
+			return nil
+		}
+		ws := make([]ckWrite, 0, len(order))
+		for _, k := range order {
+			ws = append(ws, *pending[k])
+		}
+		n, err := l.applyToBadger(ws, upTo)
+		if err != nil {
+			return err
+		}
+		if err := l.gs.waitCommitted(int64(n)); err != nil {
+			return err
+		}
+		clear(pending)
+		order = order[:0]
+		return nil
+	}
+	top, err := readJournal(dir, l.log, func(seq uint64, ws []jwrite) error {
+		if seq <= mark {
+			return nil
+		}
+		for _, w := range ws {
+			k := string(w.key)
+			p, ok := pending[k]
+			if !ok {
+				p = &ckWrite{key: k}
+				pending[k] = p
+				order = append(order, k)
+			}
+			p.value, p.del, p.seq = append([]byte(nil), w.value...), w.del, seq
+		}
+		applied++
+		last = seq
+		if len(order) >= 4096 {
+			return flush(seq)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("replaying the journal: %w", err)
+	}
+	if err := flush(last); err != nil {
+		return fmt.Errorf("replaying the journal: %w", err)
+	}
+	if applied > 0 {
+		l.log.Info("journal replayed", "records", applied, "from", mark+1, "to", last)
+	}
+	files, err := listJournal(dir)
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		if err := os.Remove(f); err != nil {
+			return err
+		}
+	}
+	// startJournal syncs the directory as it creates the new file: the
+	// removals are durable with it (and harmless if lost: a replayed
+	// record at or below the marker is skipped).
+	l.jn, err = startJournal(dir, max(last, top), l.log)
+	return err
+}
