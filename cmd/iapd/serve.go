@@ -133,7 +133,11 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		}
 	}
 
-	pubLn, err := net.Listen("tcp", cfg.Listen)
+	// No TCP keep-alive probes on the public listener: Odoo opens a
+	// connection per call (PROTOCOL §1) and the server's idle timeout
+	// closes what lingers; net.Listen would set four socket options on
+	// every accepted connection for nothing.
+	pubLn, err := (&net.ListenConfig{KeepAlive: -1}).Listen(ctx, "tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("public listener: %w", err)
 	}

@@ -96,9 +96,9 @@ func (s *server) routes() {
 	s.voucherRoutes()  // POST and GET /v1/vouchers (vouchers.go)
 
 	// Go's profiles, behind the admin token like every route but the
-	// probes: an operator takes a CPU profile of a live server with
-	// go tool pprof -http=: 'http://host:9070/debug/pprof/profile?seconds=30'
-	// (with an Authorization header). README "Performance".
+	// probes: an operator takes a CPU profile of a live server with curl
+	// and the bearer token, then reads it with go tool pprof (README
+	// "Performance").
 	s.mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 	s.mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
 	s.mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)

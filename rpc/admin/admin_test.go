@@ -466,3 +466,33 @@ func jsonString(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
 }
+
+// Go's profiles are served behind the admin token, like the admin API.
+func TestPprofBehindToken(t *testing.T) {
+	f := newFixture(t, adminToken, nil)
+	get := func(auth string) (int, string) {
+		req, err := http.NewRequest("GET", f.srv.URL+"/debug/pprof/cmdline", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, _ := get(""); code != 401 {
+		t.Fatalf("pprof without a token: %d, want 401", code)
+	}
+	if code, _ := get("Bearer wrong"); code != 401 {
+		t.Fatalf("pprof with a wrong token: %d, want 401", code)
+	}
+	if code, body := get("Bearer " + adminToken); code != 200 || !strings.Contains(body, ".test") {
+		t.Fatalf("pprof with the token: %d %q, want 200 and the command line", code, body)
+	}
+}

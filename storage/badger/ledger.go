@@ -319,13 +319,13 @@ type wtxn struct {
 	journaled bool
 	pend      []jwrite
 	writes    int
-	maxValue int
-	st       *stripe // the stripe held, nil for writes outside any account
-	l        *Ledger
-	accts    []acct // account records written, cached once committed
-	acctBuf  [1]acct
-	txns     []cachedTxn // transaction records written, cached once committed
-	txnBuf   [1]cachedTxn
+	maxValue  int
+	st        *stripe // the stripe held, nil for writes outside any account
+	l         *Ledger
+	accts     []acct // account records written, cached once committed
+	acctBuf   [1]acct
+	txns      []cachedTxn // transaction records written, cached once committed
+	txnBuf    [1]cachedTxn
 }
 
 func (w *wtxn) set(k, v []byte) error {

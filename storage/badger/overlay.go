@@ -158,8 +158,8 @@ func (l *Ledger) readJournalMark() (uint64, error) {
 // Checkpoints start when the overlay holds this much, and at least every
 // checkpointEvery while it holds anything.
 const (
-	checkpointBytes = 4 << 20
-	checkpointEvery = time.Second
+	checkpointBytes = 256 << 10
+	checkpointEvery = 200 * time.Millisecond
 )
 
 // checkpointer runs the background checkpoints until stop is closed.
