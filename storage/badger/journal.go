@@ -136,11 +136,13 @@ func decodeJournalRecord(body []byte) (seq uint64, ws []jwrite, err error) {
 // journal appends records to the active journal file and makes them
 // durable in group fdatasyncs run by one goroutine.
 type journal struct {
-	dir string
-	log *slog.Logger
+	dir    string
+	log    *slog.Logger
+	onSync func(batch int, d time.Duration) // Options.OnSync, may be nil
 
 	mu      sync.Mutex
 	buf     []byte // records appended and not yet written
+	recs    int    // records in buf
 	spare   []byte
 	last    uint64 // the last seq handed out
 	next    *jround
@@ -153,7 +155,9 @@ type journal struct {
 	done chan struct{}
 
 	// Owned by the writer goroutine (and by Open before it starts).
-	f      *os.File
+	lastBatch   int // records the last round made durable
+	gatherTimer *time.Timer
+	f           *os.File
 	fSize  int64
 	fFirst uint64 // the first seq of the active file (its name)
 	// closedFiles are the files closed by rotation, with the last seq
@@ -267,13 +271,13 @@ func readJournal(dir string, log *slog.Logger, apply func(seq uint64, ws []jwrit
 // startJournal starts a new journal file in dir whose first record will
 // be last+1, and the writer goroutine. Older journal files must have been
 // replayed and removed.
-func startJournal(dir string, last uint64, log *slog.Logger) (*journal, error) {
+func startJournal(dir string, last uint64, log *slog.Logger, onSync func(int, time.Duration)) (*journal, error) {
 	dirF, err := os.Open(dir)
 	if err != nil {
 		return nil, err
 	}
 	j := &journal{
-		dir: dir, log: log, last: last, next: &jround{done: make(chan struct{})},
+		dir: dir, log: log, onSync: onSync, last: last, next: &jround{done: make(chan struct{})},
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
 		dirF: dirF,
 	}
@@ -311,6 +315,7 @@ func (j *journal) append(ws []jwrite) (uint64, error) {
 		return 0, j.err
 	}
 	j.last++
+	j.recs++
 	j.buf = appendRecord(j.buf, j.last, ws)
 	return j.last, nil
 }
@@ -364,26 +369,69 @@ func (j *journal) run() {
 			j.round()
 			return
 		}
+		j.gather()
 		j.round()
+	}
+}
+
+// gather waits, before a round, for more records when the last round made
+// many durable and few are queued: the group syncer's reasoning
+// (groupsync.go, gatherFrom and gatherMax), with records for callers.
+func (j *journal) gather() {
+	j.mu.Lock()
+	n := j.recs
+	j.mu.Unlock()
+	last := j.lastBatch
+	if last < gatherFrom || n == 0 || n >= last/4 {
+		return
+	}
+	want := last / 2
+	if j.gatherTimer == nil {
+		j.gatherTimer = time.NewTimer(gatherMax)
+	} else {
+		j.gatherTimer.Reset(gatherMax)
+	}
+	defer j.gatherTimer.Stop()
+	for {
+		select {
+		case <-j.kick: // a caller waits
+		case <-j.gatherTimer.C:
+			return
+		case <-j.stop:
+			return
+		}
+		j.mu.Lock()
+		n = j.recs
+		j.mu.Unlock()
+		if n >= want {
+			return
+		}
 	}
 }
 
 func (j *journal) round() {
 	j.mu.Lock()
-	buf, last, r := j.buf, j.last, j.next
-	j.buf = j.spare[:0]
+	buf, last, r, recs := j.buf, j.last, j.next, j.recs
+	j.buf, j.recs = j.spare[:0], 0
 	j.next = &jround{done: make(chan struct{})}
 	err := j.err
 	j.mu.Unlock()
 	if err == nil && len(buf) > 0 {
 		start := time.Now()
 		err = j.writeSync(buf, last)
-		if d := time.Since(start); d > time.Second {
+		d := time.Since(start)
+		if d > time.Second {
 			j.log.Warn("slow journal sync", "duration", d.Round(time.Millisecond))
+		}
+		if err == nil && j.onSync != nil {
+			j.onSync(recs, d)
 		}
 	}
 	if err == nil {
 		j.durable.Store(last)
+		if len(buf) > 0 {
+			j.lastBatch = recs
+		}
 	} else {
 		j.mu.Lock()
 		if j.err == nil {

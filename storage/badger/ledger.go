@@ -82,9 +82,11 @@ type Options struct {
 	// are not compressed and are read from the mmapped tables.
 	IndexCacheSize int64
 
-	// OnSync, if set, is called by the syncer goroutine after each group
-	// sync round with the number of callers it released and the round's
-	// duration. It must be quick and must not call the ledger.
+	// OnSync, if set, is called after each group sync round — of the
+	// journal (journal.go: the hold operations) and of Badger's WAL (the
+	// other writes and the checkpoints) — with the number of commits it
+	// made durable and the round's duration. It must be quick and must
+	// not call the ledger.
 	OnSync func(batch int, d time.Duration)
 }
 
@@ -205,7 +207,7 @@ func Open(opts Options) (*Ledger, error) {
 		return nil, err
 	}
 	if !opts.InMemory {
-		if err := l.replayJournal(dir); err != nil { // overlay.go
+		if err := l.replayJournal(dir, opts.OnSync); err != nil { // overlay.go
 			_ = l.Close()
 			return nil, storage.Wrap(op, storage.Internal, err)
 		}

@@ -286,7 +286,7 @@ func (l *Ledger) applyToBadger(ws []ckWrite, mark uint64) (int, error) {
 // replayJournal applies, at Open, the journal records above Badger's
 // marker, makes them durable, removes the journal files and starts a new
 // journal.
-func (l *Ledger) replayJournal(dir string) error {
+func (l *Ledger) replayJournal(dir string, onSync func(int, time.Duration)) error {
 	mark, err := l.readJournalMark()
 	if err != nil {
 		return fmt.Errorf("reading the journal marker: %w", err)
@@ -358,6 +358,6 @@ func (l *Ledger) replayJournal(dir string) error {
 	// startJournal syncs the directory as it creates the new file: the
 	// removals are durable with it (and harmless if lost: a replayed
 	// record at or below the marker is skipped).
-	l.jn, err = startJournal(dir, max(last, top), l.log)
+	l.jn, err = startJournal(dir, max(last, top), l.log, onSync)
 	return err
 }
