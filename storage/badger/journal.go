@@ -158,8 +158,8 @@ type journal struct {
 	lastBatch   int // records the last round made durable
 	gatherTimer *time.Timer
 	f           *os.File
-	fSize  int64
-	fFirst uint64 // the first seq of the active file (its name)
+	fSize       int64
+	fFirst      uint64 // the first seq of the active file (its name)
 	// closedFiles are the files closed by rotation, with the last seq
 	// each holds, oldest first (guarded by mu: checkpoints prune them).
 	closedFiles []journalFile
