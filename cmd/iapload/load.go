@@ -218,7 +218,7 @@ func readEnvelope(body []byte) (json.RawMessage, string) {
 				// complete JSON value (a string without escapes, a
 				// number, true/false/null, or an object/array that
 				// json.Valid accepts).
-				if len(r) >= 2 && r[0] == '"' && r[len(r)-1] == '"' && bytes.IndexAny(r[1:len(r)-1], "\\\"") < 0 {
+				if len(r) >= 2 && r[0] == '"' && r[len(r)-1] == '"' && !bytes.ContainsAny(r[1:len(r)-1], "\\\"") {
 					return json.RawMessage(r), ""
 				}
 				if json.Valid(r) {

@@ -54,3 +54,24 @@ func TestBaselineBothModes(t *testing.T) {
 		}
 	}
 }
+
+// readEnvelope: the fast path and encoding/json agree on the answers iapd
+// gives, and the unusual ones go through encoding/json.
+func TestReadEnvelope(t *testing.T) {
+	for _, c := range []struct {
+		body, result, kind string
+	}{
+		{`{"jsonrpc": "2.0", "id": "x", "result": "0123abcd"}`, `"0123abcd"`, ""},
+		{`{"jsonrpc":"2.0","id":1,"result":true}`, `true`, ""},
+		{`{"jsonrpc":"2.0","id":1,"result":{"credit":1.5,"x":[1,2]}}`, `{"credit":1.5,"x":[1,2]}`, ""},
+		{`{"jsonrpc":"2.0","id":1,"result":"a\"b"}`, `"a\"b"`, ""},
+		{`{"result":"last","jsonrpc":"2.0","id":1}`, `"last"`, ""},
+		{`{"jsonrpc":"2.0","id":1,"error":{"code":200,"message":"x","data":{"name":"odoo.addons.iap.tools.iap_tools.InsufficientCreditError"}}}`, "", "rpc_InsufficientCreditError"},
+		{`{"jsonrpc":"2.0","id":1,"result":`, "", "bad_json"},
+	} {
+		res, kind := readEnvelope([]byte(c.body))
+		if kind != c.kind || string(res) != c.result {
+			t.Errorf("readEnvelope(%s) = %s, %q; want %s, %q", c.body, res, kind, c.result, c.kind)
+		}
+	}
+}

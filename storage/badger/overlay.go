@@ -127,12 +127,6 @@ func (o *overlay) forget(marker uint64) {
 	}
 }
 
-func (o *overlay) bytes() int {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.size
-}
-
 // The checkpoint marker: the seq of the last journal record whose writes
 // are all in Badger. One key, outside the tables of keys.go.
 const pJournalMark = 'j'
