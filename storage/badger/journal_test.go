@@ -163,3 +163,27 @@ func seedHolds(t *testing.T, l *Ledger, n int) []string {
 	}
 	return out
 }
+
+// When checkpoints fall behind, hold operations wait for one: the overlay
+// stays bounded, and every hold is still there after a reopen.
+func TestOverlayBounded(t *testing.T) {
+	defer func(v int) { maxOverlayBytes = v }(maxOverlayBytes)
+	maxOverlayBytes = 4 << 10
+	dir := t.TempDir()
+	l := openTemp(t, dir, nil, nil)
+	holds := seedHolds(t, l, 300)
+	l.ov.mu.Lock()
+	size := l.ov.size
+	l.ov.mu.Unlock()
+	if size > maxOverlayBytes+4<<10 {
+		t.Fatalf("overlay holds %d bytes, bound %d", size, maxOverlayBytes)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l = openTemp(t, dir, nil, nil)
+	a, err := l.LookupAccount(context.Background(), "jsvc", "0123456789abcdef0123456789abcdef")
+	if err != nil || a.Held != storage.Credits(len(holds))*storage.Scale {
+		t.Fatalf("after reopen: held %v, %v; want %d holds", a.Held, err, len(holds))
+	}
+}

@@ -440,7 +440,7 @@ func (l *Ledger) commitHold(op string, st *stripe, fn change) (after error, seq 
 	if jerr == nil {
 		l.ov.put(seq, tx.pend)
 	}
-	big := l.ov.size >= checkpointBytes
+	big, huge := l.ov.size >= checkpointBytes, l.ov.size >= maxOverlayBytes
 	l.ov.mu.Unlock()
 	if jerr == nil {
 		for i := range tx.accts {
@@ -454,7 +454,11 @@ func (l *Ledger) commitHold(op string, st *stripe, fn change) (after error, seq 
 	if jerr != nil {
 		return nil, 0, l.syncErr(op, jerr)
 	}
-	if big {
+	if huge {
+		if err := l.drain(); err != nil {
+			return nil, 0, l.syncErr(op, err)
+		}
+	} else if big {
 		select {
 		case l.ckKick <- struct{}{}:
 		default:

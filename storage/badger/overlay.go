@@ -149,12 +149,18 @@ func (l *Ledger) readJournalMark() (uint64, error) {
 	return mark, err
 }
 
-// Checkpoints start when the overlay holds this much, and at least every
-// checkpointEvery while it holds anything.
+// Checkpoints start when the overlay holds checkpointBytes, and at least
+// every checkpointEvery while it holds anything. When checkpoints fall
+// behind (Badger stalls its writes while compactions catch up), a hold
+// operation that finds the overlay over maxOverlayBytes waits for one
+// before it answers: the overlay stays bounded and the callers feel the
+// disk, as they did before the journal.
 const (
 	checkpointBytes = 256 << 10
 	checkpointEvery = 200 * time.Millisecond
 )
+
+var maxOverlayBytes = 8 << 20 // a variable for tests
 
 // checkpointer runs the background checkpoints until stop is closed.
 func (l *Ledger) checkpointer() {
