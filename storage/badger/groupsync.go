@@ -220,30 +220,40 @@ const (
 // gather waits for callers as above before a round is taken.
 func (s *groupSync) gather() {
 	s.mu.Lock()
-	last, n := s.lastBatch, s.next.n
+	last := s.lastBatch
 	s.mu.Unlock()
+	gatherWait(&s.gatherTimer, last, func() int {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.next.n
+	}, s.kick, s.stop)
+}
+
+// gatherWait is the wait above for a syncing goroutine (the group
+// syncer's, the journal's): last is how many its last round released,
+// queued reports how many wait now; kick is sent to when one more queues,
+// stop ends the wait. t is the goroutine's reusable timer.
+func gatherWait(t **time.Timer, last int, queued func() int, kick, stop <-chan struct{}) {
+	n := queued()
 	if last < gatherFrom || n == 0 || n >= last/4 {
 		return
 	}
 	want := last / 2
-	if s.gatherTimer == nil {
-		s.gatherTimer = time.NewTimer(gatherMax)
+	if *t == nil {
+		*t = time.NewTimer(gatherMax)
 	} else {
-		s.gatherTimer.Reset(gatherMax)
+		(*t).Reset(gatherMax)
 	}
-	defer s.gatherTimer.Stop()
+	defer (*t).Stop()
 	for {
 		select {
-		case <-s.kick: // a caller queued
-		case <-s.gatherTimer.C:
+		case <-kick: // a caller queued
+		case <-(*t).C:
 			return
-		case <-s.stop:
+		case <-stop:
 			return
 		}
-		s.mu.Lock()
-		n = s.next.n
-		s.mu.Unlock()
-		if n >= want {
+		if queued() >= want {
 			return
 		}
 	}

@@ -378,35 +378,11 @@ func (j *journal) run() {
 // many durable and few are queued: the group syncer's reasoning
 // (groupsync.go, gatherFrom and gatherMax), with records for callers.
 func (j *journal) gather() {
-	j.mu.Lock()
-	n := j.recs
-	j.mu.Unlock()
-	last := j.lastBatch
-	if last < gatherFrom || n == 0 || n >= last/4 {
-		return
-	}
-	want := last / 2
-	if j.gatherTimer == nil {
-		j.gatherTimer = time.NewTimer(gatherMax)
-	} else {
-		j.gatherTimer.Reset(gatherMax)
-	}
-	defer j.gatherTimer.Stop()
-	for {
-		select {
-		case <-j.kick: // a caller waits
-		case <-j.gatherTimer.C:
-			return
-		case <-j.stop:
-			return
-		}
+	gatherWait(&j.gatherTimer, j.lastBatch, func() int {
 		j.mu.Lock()
-		n = j.recs
-		j.mu.Unlock()
-		if n >= want {
-			return
-		}
-	}
+		defer j.mu.Unlock()
+		return j.recs
+	}, j.kick, j.stop)
 }
 
 func (j *journal) round() {
