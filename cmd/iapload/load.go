@@ -26,6 +26,7 @@ const (
 	opAuthCapture op = "authcap"    // authorize then capture: 2 requests
 	opAuthCancel  op = "authcancel" // authorize then cancel: 2 requests
 	opBalance     op = "balance"    // one balance read
+	opSMS         op = "sms"        // one SMS sent (/api/sms/3/send, service sms): 1 request
 	opEcho        op = "echo"       // baseline only
 )
 
@@ -48,9 +49,9 @@ func parseMix(s string) (mix, error) {
 			return m, fmt.Errorf("mix %q: weight must be a whole number", part)
 		}
 		switch op(name) {
-		case opAuthCapture, opAuthCancel, opBalance:
+		case opAuthCapture, opAuthCancel, opBalance, opSMS:
 		default:
-			return m, fmt.Errorf("mix %q: unknown op (authcap, authcancel, balance)", name)
+			return m, fmt.Errorf("mix %q: unknown op (authcap, authcancel, balance, sms)", name)
 		}
 		if n > 0 {
 			m.ops = append(m.ops, op(name))
@@ -62,6 +63,16 @@ func parseMix(s string) (mix, error) {
 		return m, errors.New("mix: nothing to do")
 	}
 	return m, nil
+}
+
+// has reports whether o is in the mix.
+func (m mix) has(o op) bool {
+	for _, x := range m.ops {
+		if x == o {
+			return true
+		}
+	}
+	return false
 }
 
 func (m mix) pick(r *mrand.Rand) op {
@@ -136,6 +147,7 @@ type client struct {
 
 	idBase, seq uint64 // request ids: idBase then a counter, 32 hex digits
 	params      []byte // the params of the next call
+	uuid        []byte // the SMS uuid of the next send
 }
 
 func (c *client) close() {
@@ -248,6 +260,18 @@ func readEnvelope(body []byte) (json.RawMessage, string) {
 	return env.Result, ""
 }
 
+// smsState returns the state of the one SMS of a send's result ("" when
+// the result is not the array PROTOCOL §6.2 describes).
+func smsState(res json.RawMessage) string {
+	var out []struct {
+		State string `json:"state"`
+	}
+	if json.Unmarshal(res, &out) != nil || len(out) != 1 {
+		return "bad_result"
+	}
+	return out[0].State
+}
+
 // appendHex64 appends v as 16 lowercase hex digits.
 func appendHex64(b []byte, v uint64) []byte {
 	const digits = "0123456789abcdef"
@@ -317,6 +341,21 @@ func drive(ctx context.Context, name string, t *target, m mix, conns int, d time
 					if _, ok := timed("/iap/1/balance", p(`{"dbuuid": "iapload", "account_token": `, tok, `, "service_name": `, t.quoted.service, `}`)); ok {
 						ops.Add(1)
 					}
+				case opSMS:
+					// One SMS to one number, as Odoo 17–19 send them (PROTOCOL
+					// §6.2), with a fresh uuid; no delivery reports
+					// (webhook_url false). A number iapd refused is an error
+					// of its state.
+					c.uuid = appendHex64(appendHex64(c.uuid[:0], c.idBase), c.seq+1)
+					res, ok := timed("/api/sms/3/send", p(`{"account_token": `, tok, `, "dbuuid": "iapload", "webhook_url": false, "messages": [{"content": "iapload", "numbers": [{"uuid": "`, string(c.uuid), `", "number": "+32470000000"}]}]}`))
+					if !ok {
+						continue
+					}
+					if state := smsState(res); state != "success" {
+						errs["sms_"+state]++
+						continue
+					}
+					ops.Add(1)
 				case opAuthCapture, opAuthCancel:
 					res, ok := timed("/iap/1/authorize", p(`{"account_token": `, tok, `, "credit": 1, "key": `, t.quoted.key, `, "description": "iapload", "ttl": 1}`))
 					if !ok {

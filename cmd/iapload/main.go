@@ -1,6 +1,8 @@
 // Command iapload drives a running iapd with a mix of Odoo-shaped JSON-RPC
-// calls and prints throughput, latency percentiles, errors by kind and the
-// server's resident memory.
+// calls — authorize then capture, authorize then cancel, balance reads,
+// SMS sends — and prints throughput, latency percentiles, errors by kind,
+// the CPU time client and server spent per request and the server's
+// resident memory.
 //
 // Figures on a shared machine are only meaningful side by side, so
 // -baseline first measures, in the same run and with the same client, a
@@ -13,8 +15,10 @@
 //	    -mix authcap=8,balance=1,authcancel=1 -c 64 -d 10s [-newconn] [-baseline] [-pid PID]
 //
 // The tool creates (or reuses) a service "iapload" and credits -accounts
-// accounts through the admin API before the run. It only ever talks to the
-// addresses it is given; use loopback.
+// accounts through the admin API before the run (and the same tokens'
+// accounts of service sms when the mix sends SMS: they go through the sms
+// service's configured provider, the sandbox outbox by default). It only
+// ever talks to the addresses it is given; use loopback.
 package main
 
 import (

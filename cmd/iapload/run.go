@@ -19,7 +19,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	var (
 		targetURL = fs.String("url", "http://127.0.0.1:8070", "iapd public URL (loopback)")
 		ops       = fs.String("ops", "127.0.0.1:9070", "iapd ops address, for the admin API (setup)")
-		mixFlag   = fs.String("mix", "authcap=8,balance=1,authcancel=1", "weighted ops: authcap, authcancel, balance")
+		mixFlag   = fs.String("mix", "authcap=8,balance=1,authcancel=1", "weighted ops: authcap, authcancel, balance, sms")
 		conns     = fs.Int("c", 64, "concurrent connections")
 		dur       = fs.Duration("d", 10*time.Second, "duration of each measured run")
 		warmup    = fs.Duration("warmup", 2*time.Second, "unmeasured warm-up before each run")
@@ -83,10 +83,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	run := make([]byte, 4)
 	rand.Read(run)
 	prefix := hex.EncodeToString(run)
+	sms := m.has(opSMS)
 	for i := 0; i < *accounts; i++ {
 		tok := fmt.Sprintf("%s%024x", prefix, i)
 		if err := admin.credit(ctx, t.service, tok, *credit, "iapload-"+tok); err != nil {
 			return fmt.Errorf("setup: crediting account %d: %w", i, err)
+		}
+		// SMS are billed to the same token's account of service sms
+		// (one of iapd's configured services; sandbox provider by default).
+		if sms {
+			if err := admin.credit(ctx, "sms", tok, *credit, "iapload-"+tok); err != nil {
+				return fmt.Errorf("setup: crediting sms account %d: %w", i, err)
+			}
 		}
 		t.tokens = append(t.tokens, tok)
 	}
