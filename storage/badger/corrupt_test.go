@@ -65,8 +65,11 @@ func corruptTxn(t testing.TB, l *Ledger, token string, change func(*storage.Tran
 }
 
 // rawSet and rawDelete write or delete one raw key.
+// rawSet and rawDelete damage Badger directly, after draining the
+// journal's overlay into it (a later checkpoint must not undo the damage).
 func rawSet(t testing.TB, l *Ledger, k, v []byte) {
 	t.Helper()
+	rawDrain(t, l)
 	if err := l.db.Update(func(txn *badger.Txn) error { return txn.Set(k, v) }); err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +77,15 @@ func rawSet(t testing.TB, l *Ledger, k, v []byte) {
 
 func rawDelete(t testing.TB, l *Ledger, k []byte) {
 	t.Helper()
+	rawDrain(t, l)
 	if err := l.db.Update(func(txn *badger.Txn) error { return txn.Delete(k) }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func rawDrain(t testing.TB, l *Ledger) {
+	t.Helper()
+	if err := l.drain(); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -161,6 +161,7 @@ func TestVerifyExtrasCorruption(t *testing.T) {
 	orphan.ID, orphan.Account = alert.ID+1, "nobody"
 	rawSet(t, l, alertKey(orphan.ID), encodeAlert(&orphan))
 	// tokB's sms account disarmed while at its threshold (0).
+	rawDrain(t, l)
 	if err := l.db.Update(func(txn *badger.Txn) error {
 		a, _, err := getAccount(txn, "sms", tokB)
 		if err != nil {
@@ -173,6 +174,7 @@ func TestVerifyExtrasCorruption(t *testing.T) {
 	}
 	// A record that lost its index entry, an index entry without record.
 	var m1 time.Time
+	rawDrain(t, l)
 	if err := l.db.View(func(txn *badger.Txn) (err error) {
 		m1, _, _, err = getRecord(txn, "sms.dlr", "m-1")
 		return err

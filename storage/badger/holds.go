@@ -407,7 +407,8 @@ func (l *Ledger) ExpireDue(ctx context.Context, now time.Time, max int) (int, er
 		}
 		if l.jn != nil {
 			var seq uint64
-			_, seq, err = l.commitHold(op, l.stripe(t.Service, t.Account), expire)
+			st := l.stripe(t.Service, t.Account)
+			_, seq, err = l.commitJournaled(op, &st.mu, st, expire)
 			if err != nil {
 				break
 			}

@@ -72,6 +72,19 @@ func getRecord(txn *badger.Txn, ns, key string) (expires time.Time, value []byte
 	return expires, value, found, err
 }
 
+// record reads a record in a write: as last written (the overlay, then
+// Badger) when the write is journaled, else from the write's Badger txn.
+func (w *wtxn) record(ns, key string) (expires time.Time, value []byte, found bool, err error) {
+	if !w.journaled {
+		return getRecord(w.Txn, ns, key)
+	}
+	found, err = w.l.readLatest(recordKey(ns, key), func(b []byte) (err error) {
+		expires, value, err = decodeRecord(b)
+		return err
+	})
+	return expires, value, found, err
+}
+
 // putRecord writes a record over one that expired at old (zero: none or
 // without expiry), keeping the expiry index in step.
 func putRecord(tx *wtxn, ns, key string, value []byte, expires, old time.Time, hadOld bool) error {
@@ -115,8 +128,8 @@ func (l *Ledger) PutRecordIfAbsent(ctx context.Context, ns, key string, value []
 	expires = expires.Round(0).UTC()
 	var stored []byte
 	var created bool
-	err := l.writeLocked(op, l.recordLock(ns, key), func(tx *wtxn, now time.Time) (error, error) {
-		old, cur, found, err := getRecord(tx.Txn, ns, key)
+	err := l.writeRecord(op, l.recordLock(ns, key), func(tx *wtxn, now time.Time) (error, error) {
+		old, cur, found, err := tx.record(ns, key)
 		if err != nil {
 			return nil, err
 		}
@@ -148,8 +161,8 @@ func (l *Ledger) PutRecord(ctx context.Context, ns, key string, value []byte, ex
 		return err
 	}
 	expires = expires.Round(0).UTC()
-	return l.writeLocked(op, l.recordLock(ns, key), func(tx *wtxn, now time.Time) (error, error) {
-		old, _, found, err := getRecord(tx.Txn, ns, key)
+	return l.writeRecord(op, l.recordLock(ns, key), func(tx *wtxn, now time.Time) (error, error) {
+		old, _, found, err := tx.record(ns, key)
 		if err != nil {
 			return nil, err
 		}
@@ -168,19 +181,25 @@ func (l *Ledger) GetRecord(ctx context.Context, ns, key string) ([]byte, error) 
 	if err := checkRecordKey(op, ns, key); err != nil {
 		return nil, err
 	}
+	// As last written, from the overlay or Badger (readLatest), without
+	// draining the overlay; then, as a view does, wait until what was read
+	// is durable.
+	var expires time.Time
 	var value []byte
-	err := l.view(op, func(txn *badger.Txn) error {
-		expires, v, found, err := getRecord(txn, ns, key)
-		if err != nil {
-			return err
-		}
-		if !found || !live(expires, l.clock()) {
-			return storage.E(op, storage.NotFound, "no such record")
-		}
-		value = v
-		return nil
+	found, err := l.readLatest(recordKey(ns, key), func(b []byte) (err error) {
+		expires, value, err = decodeRecord(b)
+		return err
 	})
-	return value, err
+	if serr := l.settle(op); serr != nil {
+		return nil, serr
+	}
+	if err != nil {
+		return nil, l.wrap(op, err)
+	}
+	if !found || !live(expires, l.clock()) {
+		return nil, storage.E(op, storage.NotFound, "no such record")
+	}
+	return value, nil
 }
 
 // DeleteRecord removes the record under (ns, key), live or expired.
@@ -194,8 +213,8 @@ func (l *Ledger) DeleteRecord(ctx context.Context, ns, key string) error {
 	if err := checkRecordKey(op, ns, key); err != nil {
 		return err
 	}
-	return l.writeLocked(op, l.recordLock(ns, key), func(tx *wtxn, now time.Time) (error, error) {
-		expires, _, found, err := getRecord(tx.Txn, ns, key)
+	return l.writeRecord(op, l.recordLock(ns, key), func(tx *wtxn, now time.Time) (error, error) {
+		expires, _, found, err := tx.record(ns, key)
 		if err != nil || !found {
 			return nil, err
 		}
@@ -222,6 +241,9 @@ func (l *Ledger) DeleteExpiredRecords(ctx context.Context, now time.Time, max in
 	}
 	var dues []due
 	limit := timeKey(now)
+	if err := l.drain(); err != nil { // the expiry index, as last written
+		return 0, l.syncErr(op, err)
+	}
 	err := l.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{pRecExpiry}})
 		defer it.Close()
@@ -245,16 +267,15 @@ func (l *Ledger) DeleteExpiredRecords(ctx context.Context, now time.Time, max in
 	if err != nil {
 		return 0, l.wrap(op, err)
 	}
-	n, pending := 0, int64(0)
+	n, pending, lastSeq := 0, int64(0), uint64(0)
 	for _, d := range dues {
 		if err = ctx.Err(); err != nil {
 			err = l.wrap(op, err)
 			break
 		}
 		mu := l.recordLock(d.ns, d.key)
-		var committed bool
-		_, committed, err = l.commitLocked(op, nil, mu, func(tx *wtxn, _ time.Time) (error, error) {
-			expires, _, found, err := getRecord(tx.Txn, d.ns, d.key)
+		del := func(tx *wtxn, _ time.Time) (error, error) {
+			expires, _, found, err := tx.record(d.ns, d.key)
 			if err != nil {
 				return nil, err
 			}
@@ -262,13 +283,31 @@ func (l *Ledger) DeleteExpiredRecords(ctx context.Context, now time.Time, max in
 				return nil, nil // replaced or deleted meanwhile
 			}
 			return nil, deleteRecord(tx, d.ns, d.key, expires)
-		})
+		}
+		if l.jn != nil {
+			var seq uint64
+			if _, seq, err = l.commitJournaled(op, mu, nil, del); err != nil {
+				break
+			}
+			if seq != 0 {
+				n++
+				lastSeq = seq
+			}
+			continue
+		}
+		var committed bool
+		_, committed, err = l.commitLocked(op, nil, mu, del)
 		if err != nil {
 			break
 		}
 		if committed {
 			n++
 			pending++
+		}
+	}
+	if lastSeq != 0 {
+		if serr := l.jn.wait(lastSeq); serr != nil {
+			return n, l.syncErr(op, serr)
 		}
 	}
 	if pending > 0 && l.gs != nil {

@@ -405,7 +405,22 @@ func (l *Ledger) writeHold(op string, st *stripe, fn change) error {
 	if l.jn == nil {
 		return l.write(op, st, fn)
 	}
-	after, seq, err := l.commitHold(op, st, fn)
+	return l.writeJournaled(op, &st.mu, st, fn)
+}
+
+// writeRecord is writeLocked for the bookkeeping records (kv.go), under
+// their record lock mu: journaled like the hold operations, which they
+// accompany (an SMS send writes its uuid between the hold and the
+// capture), so that they do not drain the overlay at every call.
+func (l *Ledger) writeRecord(op string, mu *sync.Mutex, fn change) error {
+	if l.jn == nil {
+		return l.writeLocked(op, mu, fn)
+	}
+	return l.writeJournaled(op, mu, nil, fn)
+}
+
+func (l *Ledger) writeJournaled(op string, mu *sync.Mutex, st *stripe, fn change) error {
+	after, seq, err := l.commitJournaled(op, mu, st, fn)
 	if err != nil {
 		return err
 	}
@@ -417,16 +432,19 @@ func (l *Ledger) writeHold(op string, st *stripe, fn change) error {
 	return after
 }
 
-// commitHold is writeHold without the wait: seq is the journal record to
-// wait for (0: nothing was written, and what fn read is durable).
-func (l *Ledger) commitHold(op string, st *stripe, fn change) (after error, seq uint64, err error) {
-	st.mu.Lock()
+// commitJournaled runs fn under mu (st: the account stripe whose mutex mu
+// is, or nil) with its writes going to the journal and the overlay, and
+// returns without waiting: seq is the journal record to wait for (0:
+// nothing was written, and what fn read is durable). Every writer of the
+// keys fn writes must hold mu: there is no conflict detection here.
+func (l *Ledger) commitJournaled(op string, mu *sync.Mutex, st *stripe, fn change) (after error, seq uint64, err error) {
+	mu.Lock()
 	tx := &wtxn{Txn: l.db.NewTransaction(false), journaled: true, maxValue: l.maxValue, st: st, l: l}
 	tx.accts, tx.txns = tx.acctBuf[:0], tx.txnBuf[:0]
 	after, err = fn(tx, l.clock())
 	tx.Discard()
 	if err != nil || tx.writes == 0 {
-		st.mu.Unlock()
+		mu.Unlock()
 		if serr := l.settle(op); serr != nil {
 			return nil, 0, serr
 		}
@@ -442,7 +460,7 @@ func (l *Ledger) commitHold(op string, st *stripe, fn change) (after error, seq 
 	}
 	big, huge := l.ov.size >= checkpointBytes, l.ov.size >= maxOverlayBytes
 	l.ov.mu.Unlock()
-	if jerr == nil {
+	if jerr == nil && st != nil {
 		for i := range tx.accts {
 			st.store(&tx.accts[i])
 		}
@@ -450,7 +468,7 @@ func (l *Ledger) commitHold(op string, st *stripe, fn change) (after error, seq 
 			l.txns.store(tx.txns[i].id, &tx.txns[i].t)
 		}
 	}
-	st.mu.Unlock()
+	mu.Unlock()
 	if jerr != nil {
 		return nil, 0, l.syncErr(op, jerr)
 	}
