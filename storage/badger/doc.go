@@ -11,10 +11,11 @@
 //
 // Every operation is atomic: an authorize writes the account, the hold
 // entry, the transaction and the expiry index together or not at all. The
-// hold operations (authorize, capture, cancel, the expiry of a hold) do so
-// as one journal record, checkpointed into Badger later (journal.go,
-// overlay.go: ledger format 3); every other operation is one Badger txn,
-// made after the journal's writes are in Badger.
+// hold operations (authorize, capture, cancel, the expiry of a hold) and
+// the bookkeeping records do so as one journal record, checkpointed into
+// Badger later (journal.go, overlay.go: ledger format 3); every other
+// operation is one Badger txn, made after the journal's writes are in
+// Badger.
 // Operations on one account are serialised in-process by a striped mutex
 // (1024 stripes by a hash of service and token) held around the Badger
 // read-modify-write, never across the wait for durability; so a hot account

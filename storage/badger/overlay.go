@@ -33,9 +33,11 @@ import (
 // Keys in the overlay are only ever those of the tables the hold
 // operations write (account, transaction, expiry index, entry, token
 // index, recharge ref of a trial, queued alert), all owned by one account
-// and written under its stripe; Badger's conflict detection is not needed
-// for them, and the keys shared between accounts (services, vouchers,
-// records) never pass through the overlay.
+// and written under its stripe, and those of the bookkeeping records
+// (kv.go: record and record expiry index), written under the record's
+// lock. Every writer of such a key holds that same mutex, so Badger's
+// conflict detection is not needed for them; the keys shared more widely
+// (services, key index, vouchers) never pass through the overlay.
 type overlay struct {
 	mu   sync.Mutex
 	m    map[string]*ovEntry
