@@ -317,7 +317,8 @@ func (l *Ledger) stripe(svc storage.ServiceName, tok storage.AccountToken) *stri
 type wtxn struct {
 	*badger.Txn
 	// journaled: the writes are collected in pend for the journal
-	// (journal.go) instead of going to Txn, which is then read-only.
+	// (journal.go) instead of going to a Badger txn; Txn is then nil and
+	// reads go through the caches, the overlay and Badger (readLatest).
 	journaled bool
 	pend      []jwrite
 	writes    int
@@ -439,10 +440,9 @@ func (l *Ledger) writeJournaled(op string, mu *sync.Mutex, st *stripe, fn change
 // keys fn writes must hold mu: there is no conflict detection here.
 func (l *Ledger) commitJournaled(op string, mu *sync.Mutex, st *stripe, fn change) (after error, seq uint64, err error) {
 	mu.Lock()
-	tx := &wtxn{Txn: l.db.NewTransaction(false), journaled: true, maxValue: l.maxValue, st: st, l: l}
+	tx := &wtxn{journaled: true, maxValue: l.maxValue, st: st, l: l}
 	tx.accts, tx.txns = tx.acctBuf[:0], tx.txnBuf[:0]
 	after, err = fn(tx, l.clock())
-	tx.Discard()
 	if err != nil || tx.writes == 0 {
 		mu.Unlock()
 		if serr := l.settle(op); serr != nil {

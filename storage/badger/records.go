@@ -205,7 +205,17 @@ func appendEntry(tx *wtxn, a *storage.Account, e storage.Entry, now time.Time) (
 // writes the token index and the trial entry; the caller writes the
 // account. NotFound if the service is unknown.
 func createAccount(op string, tx *wtxn, svc storage.ServiceName, tok storage.AccountToken, fs storage.FirstSight, now time.Time) (acct, error) {
-	s, found, err := getService(tx.Txn, svc)
+	var s storage.Service
+	var found bool
+	var err error
+	if tx.Txn == nil { // a journaled write has no Badger txn (services never go through the overlay)
+		err = tx.l.db.View(func(txn *badger.Txn) (err error) {
+			s, found, err = getService(txn, svc)
+			return err
+		})
+	} else {
+		s, found, err = getService(tx.Txn, svc)
+	}
 	if err != nil {
 		return acct{}, err
 	}
