@@ -29,7 +29,7 @@ const (
 	DefaultLogFormat       = "text"
 	DefaultShutdownTimeout = 15 * time.Second
 	DefaultSweepInterval   = time.Minute
-	DefaultMemoryLimit     = 64 << 20
+	DefaultMemoryLimit     = 48 << 20
 )
 
 // Config is iapd serve's configuration: the YAML file, then the flags.

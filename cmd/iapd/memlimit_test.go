@@ -24,7 +24,7 @@ func TestParseByteSize(t *testing.T) {
 }
 
 func TestConfigMemoryLimit(t *testing.T) {
-	if c := DefaultConfig(); c.MemoryLimit != 64<<20 {
+	if c := DefaultConfig(); c.MemoryLimit != 48<<20 {
 		t.Fatalf("default memory_limit %d", c.MemoryLimit)
 	}
 	for in, want := range map[string]ByteSize{"memory_limit: 96MiB": 96 << 20, "memory_limit: 0": 0, "memory_limit: 1000000": 1000000} {

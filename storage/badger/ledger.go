@@ -17,8 +17,8 @@ import (
 	"github.com/iapd/iapd/storage"
 )
 
-// Defaults sized for a small server (2 cores, server RSS about 100 MB with a
-// 64 MiB Go memory limit; README "Performance"): Badger's own defaults (64
+// Defaults sized for a small server (2 cores, server RSS under 100 MB with
+// cmd/iapd's default Go memory limit; README "Performance"): Badger's own defaults (64
 // MiB memtables ×5, 256 MiB block cache, Snappy) are meant for much bigger
 // machines. Most of Badger's memory is Go heap: the memtable arenas, and
 // the buffers of the table builders of flushes and compactions, which
