@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"sync"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -380,7 +381,7 @@ func (l *Ledger) ExpireDue(ctx context.Context, now time.Time, max int) (int, er
 	if err != nil {
 		return 0, l.wrap(op, err)
 	}
-	n, pending, lastSeq := 0, int64(0), uint64(0)
+	sw := sweep{l: l, op: op}
 	for _, id := range ids {
 		if err = ctx.Err(); err != nil {
 			err = l.wrap(op, err)
@@ -405,38 +406,58 @@ func (l *Ledger) ExpireDue(ctx context.Context, now time.Time, max int) (int, er
 			}
 			return nil, expireHold(tx, id, &t, &a, clock)
 		}
-		if l.jn != nil {
-			var seq uint64
-			st := l.stripe(t.Service, t.Account)
-			_, seq, err = l.commitJournaled(op, &st.mu, st, expire)
-			if err != nil {
-				break
-			}
-			if seq != 0 {
-				n++
-				lastSeq = seq
-			}
-			continue
-		}
-		var committed bool
-		_, committed, err = l.commit(op, l.stripe(t.Service, t.Account), expire)
-		if err != nil {
+		st := l.stripe(t.Service, t.Account)
+		if err = sw.commit(&st.mu, st, expire); err != nil {
 			break
 		}
-		if committed {
-			n++
-			pending++
+	}
+	if serr := sw.wait(); serr != nil {
+		return sw.n, serr
+	}
+	return sw.n, err
+}
+
+// sweep commits the changes of a sweep (ExpireDue, DeleteExpiredRecords)
+// one by one, each atomic on its own, and waits once at the end until all
+// are durable.
+type sweep struct {
+	l       *Ledger
+	op      string
+	n       int    // changes committed
+	pending int64  // Badger commits to wait for (in memory: none)
+	lastSeq uint64 // the last journal record to wait for
+}
+
+// commit runs fn under mu (st: the account stripe whose mutex mu is, or
+// nil): journaled when the ledger has a journal.
+func (s *sweep) commit(mu *sync.Mutex, st *stripe, fn change) error {
+	if s.l.jn != nil {
+		_, seq, err := s.l.commitJournaled(s.op, mu, st, fn)
+		if err == nil && seq != 0 {
+			s.n++
+			s.lastSeq = seq
+		}
+		return err
+	}
+	_, committed, err := s.l.commitLocked(s.op, st, mu, fn)
+	if err == nil && committed {
+		s.n++
+		s.pending++
+	}
+	return err
+}
+
+// wait returns once every change committed is durable.
+func (s *sweep) wait() error {
+	if s.lastSeq != 0 {
+		if err := s.l.jn.wait(s.lastSeq); err != nil {
+			return s.l.syncErr(s.op, err)
 		}
 	}
-	if lastSeq != 0 {
-		if serr := l.jn.wait(lastSeq); serr != nil {
-			return n, l.syncErr(op, serr)
+	if s.pending > 0 && s.l.gs != nil {
+		if err := s.l.gs.waitCommitted(s.pending); err != nil {
+			return s.l.syncErr(s.op, err)
 		}
 	}
-	if pending > 0 && l.gs != nil {
-		if serr := l.gs.waitCommitted(pending); serr != nil {
-			return n, l.syncErr(op, serr)
-		}
-	}
-	return n, err
+	return nil
 }

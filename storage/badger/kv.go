@@ -267,7 +267,7 @@ func (l *Ledger) DeleteExpiredRecords(ctx context.Context, now time.Time, max in
 	if err != nil {
 		return 0, l.wrap(op, err)
 	}
-	n, pending, lastSeq := 0, int64(0), uint64(0)
+	sw := sweep{l: l, op: op}
 	for _, d := range dues {
 		if err = ctx.Err(); err != nil {
 			err = l.wrap(op, err)
@@ -284,38 +284,14 @@ func (l *Ledger) DeleteExpiredRecords(ctx context.Context, now time.Time, max in
 			}
 			return nil, deleteRecord(tx, d.ns, d.key, expires)
 		}
-		if l.jn != nil {
-			var seq uint64
-			if _, seq, err = l.commitJournaled(op, mu, nil, del); err != nil {
-				break
-			}
-			if seq != 0 {
-				n++
-				lastSeq = seq
-			}
-			continue
-		}
-		var committed bool
-		_, committed, err = l.commitLocked(op, nil, mu, del)
-		if err != nil {
+		if err = sw.commit(mu, nil, del); err != nil {
 			break
 		}
-		if committed {
-			n++
-			pending++
-		}
 	}
-	if lastSeq != 0 {
-		if serr := l.jn.wait(lastSeq); serr != nil {
-			return n, l.syncErr(op, serr)
-		}
+	if serr := sw.wait(); serr != nil {
+		return sw.n, serr
 	}
-	if pending > 0 && l.gs != nil {
-		if serr := l.gs.waitCommitted(pending); serr != nil {
-			return n, l.syncErr(op, serr)
-		}
-	}
-	return n, err
+	return sw.n, err
 }
 
 var (
