@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -507,4 +508,26 @@ services:
 		t.Fatalf("reveal: %s", a.raw)
 	}
 	companyLedger(t, s)
+
+	// The operator updates the CSV and sends SIGHUP: the directory is
+	// read again without a restart (README "Configure providers").
+	if err := os.WriteFile(csvFile, []byte("id,name,domain,vat,country,city,industry_id,employees,ip_ranges,contacts\n"+
+		"555000002,Renamed Own SA,renamed.example,BE0400000086,BE,Wavre,165,20,192.0.2.64/26,\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	companyCredit(t, s, storage.PartnerAutocomplete, tok, "10")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		a = companyPost(t, s.public+"/api/dnb/1/enrich_by_domain", body(map[string]any{"domain": "renamed.example"}), nil)
+		if strings.Contains(string(a.result), `"duns":"555000002"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the directory was not reloaded on SIGHUP: %s", a.raw)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

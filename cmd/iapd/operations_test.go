@@ -600,7 +600,7 @@ func TestProductionExamples(t *testing.T) {
 	}
 	for _, d := range []string{"User=iapd", "StateDirectory=iapd", "ProtectSystem=strict", "ProtectHome=yes", "NoNewPrivileges=yes",
 		"PrivateTmp=yes", "CapabilityBoundingSet=\n", "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX", "MemoryDenyWriteExecute=yes",
-		"LoadCredential=admin-token:", "ExecStart=/usr/local/bin/iapd serve -config /etc/iapd/iapd.yaml"} {
+		"LoadCredential=admin-token:", "ExecStart=/usr/local/bin/iapd serve -config /etc/iapd/iapd.yaml", "ExecReload=/bin/kill -HUP $MAINPID"} {
 		if !strings.Contains(string(unit), "\n"+d) {
 			t.Errorf("docs/systemd/iapd.service lacks %q", strings.TrimSpace(d))
 		}

@@ -6,8 +6,10 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"sort"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -164,5 +166,38 @@ func wireProviders(w *wiring) error {
 		w.closers = append(w.closers, p.Close)
 		w.report = append(w.report, fmt.Sprintf("provider %s: type %s", n, pc.Type))
 	}
+	w.loops = append(w.loops, func(ctx context.Context) { reloadProvidersOnHUP(ctx, w) })
 	return nil
+}
+
+// reloader is a provider whose data can be read again without a restart
+// (the company directory's files).
+type reloader interface{ Reload() error }
+
+// reloadProvidersOnHUP reloads, on SIGHUP until ctx is done, every
+// provider that can be: one that fails keeps what it had, and says why.
+// The providers are all built before serving starts: w.providers no
+// longer changes.
+func reloadProvidersOnHUP(ctx context.Context, w *wiring) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			for name, p := range w.providers {
+				r, ok := p.(reloader)
+				if !ok {
+					continue
+				}
+				if err := r.Reload(); err != nil {
+					w.log.Error("reloading a provider on SIGHUP failed; it keeps its previous data", "provider", name, "err", err)
+				} else {
+					w.log.Info("provider reloaded on SIGHUP", "provider", name)
+				}
+			}
+		}
+	}
 }

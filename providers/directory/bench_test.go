@@ -13,7 +13,7 @@ import (
 
 // bigDirectory builds a directory of n generated companies, each with a
 // /28 of 10.0.0.0/8.
-func bigDirectory(b *testing.B, n int) *Directory {
+func bigDirectory(b *testing.B, n int) *index {
 	b.Helper()
 	var buf bytes.Buffer
 	words := []string{"alpha", "beta", "gamma", "delta", "omega", "widget", "solar", "media", "bakery", "logistics"}

@@ -28,6 +28,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"unicode"
 
 	"github.com/iapd/iapd/providers"
@@ -85,6 +86,18 @@ func (c *Config) New(name string, log *slog.Logger) (*Directory, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
+	d := &Directory{cfg: *c, name: name, log: log}
+	x, err := d.load()
+	if err != nil {
+		return nil, err
+	}
+	d.cur.Store(x)
+	return d, nil
+}
+
+// load reads and indexes the configured files.
+func (d *Directory) load() (*index, error) {
+	c := &d.cfg
 	var all []entry
 	if c.useSample() {
 		es, err := parseFile(SampleFile, bytes.NewReader(sample))
@@ -105,18 +118,30 @@ func (c *Config) New(name string, log *slog.Logger) (*Directory, error) {
 		}
 		all = append(all, es...)
 	}
-	d, err := build(name, all)
+	x, err := build(d.name, all)
 	if err != nil {
 		return nil, err
 	}
-	d.max = c.MaxResults
-	if d.max == 0 {
-		d.max = 10
+	x.max = c.MaxResults
+	if x.max == 0 {
+		x.max = 10
 	}
-	if log != nil {
-		log.Info("company directory loaded", "companies", len(d.companies), "ip_ranges", len(d.ips), "sample", c.useSample(), "files", len(c.Files))
+	if d.log != nil {
+		d.log.Info("company directory loaded", "companies", len(x.companies), "ip_ranges", len(x.ips), "sample", c.useSample(), "files", len(c.Files))
 	}
-	return d, nil
+	return x, nil
+}
+
+// Reload reads the configured files again (cmd/iapd calls it on SIGHUP).
+// A file that does not load leaves the directory as it was and is the
+// error, naming the file and line.
+func (d *Directory) Reload() error {
+	x, err := d.load()
+	if err != nil {
+		return err
+	}
+	d.cur.Store(x)
+	return nil
 }
 
 func init() {
@@ -129,9 +154,18 @@ func init() {
 	})
 }
 
-// Directory is a loaded, indexed company directory. It is read-only once
-// built and safe for concurrent use.
+// Directory is a loaded, indexed company directory, safe for concurrent
+// use. Reload reads its files again and swaps the index in one step: a
+// query sees the old directory or the new one, never a mix.
 type Directory struct {
+	cfg  Config
+	name string
+	log  *slog.Logger
+	cur  atomic.Pointer[index]
+}
+
+// index is one load of the directory: read-only once built.
+type index struct {
 	name      string
 	max       int
 	companies []providers.Company
@@ -154,8 +188,8 @@ type token struct {
 
 // build indexes the entries; a duplicate id, VAT, domain or IP range is
 // an error naming both places.
-func build(name string, es []entry) (*Directory, error) {
-	d := &Directory{
+func build(name string, es []entry) (*index, error) {
+	d := &index{
 		name: name, byID: map[string]int{}, byVAT: map[string]int{}, byDomain: map[string]int{},
 		ips: map[netip.Prefix]int{},
 	}
@@ -233,11 +267,37 @@ func (d *Directory) Type() string { return Type }
 func (d *Directory) Close() error { return nil }
 
 // Len returns the number of companies.
-func (d *Directory) Len() int { return len(d.companies) }
+func (d *Directory) Len() int { return len(d.cur.Load().companies) }
+
+// The company capabilities, answered by the current index (below).
+
+func (d *Directory) CompaniesByName(ctx context.Context, q providers.NameQuery) ([]providers.Company, error) {
+	return d.cur.Load().CompaniesByName(ctx, q)
+}
+
+func (d *Directory) CompanyByVAT(ctx context.Context, vat string) (*providers.Company, error) {
+	return d.cur.Load().CompanyByVAT(ctx, vat)
+}
+
+func (d *Directory) CompanyByDomain(ctx context.Context, domain string) (*providers.Company, error) {
+	return d.cur.Load().CompanyByDomain(ctx, domain)
+}
+
+func (d *Directory) CompanyByID(ctx context.Context, id string) (*providers.Company, error) {
+	return d.cur.Load().CompanyByID(ctx, id)
+}
+
+func (d *Directory) CompanyByIP(ctx context.Context, ip netip.Addr) (*providers.Company, error) {
+	return d.cur.Load().CompanyByIP(ctx, ip)
+}
+
+func (d *Directory) SearchCompanies(ctx context.Context, c providers.Criteria) ([]providers.Company, error) {
+	return d.cur.Load().SearchCompanies(ctx, c)
+}
 
 // company returns a copy of company i that shares no memory with the
 // index.
-func (d *Directory) company(i int) *providers.Company {
+func (d *index) company(i int) *providers.Company {
 	c := d.companies[i]
 	c.Contacts = slices.Clone(c.Contacts)
 	if c.Socials != nil {
@@ -255,7 +315,7 @@ func (d *Directory) company(i int) *providers.Company {
 // it (ignoring case and accents). Companies of q.Country come first, then
 // exact names, then names that start with the query, then by name; at
 // most q.Limit (default the instance's max_results). Never an error.
-func (d *Directory) CompaniesByName(ctx context.Context, q providers.NameQuery) ([]providers.Company, error) {
+func (d *index) CompaniesByName(ctx context.Context, q providers.NameQuery) ([]providers.Company, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, &providers.Error{Provider: d.name, Kind: providers.Unavailable, Msg: "cancelled", Err: err}
 	}
@@ -336,7 +396,7 @@ func (d *Directory) CompaniesByName(ctx context.Context, q providers.NameQuery) 
 }
 
 // matchesAll reports whether every query word starts a word of company idx.
-func (d *Directory) matchesAll(idx int, qw []string) bool {
+func (d *index) matchesAll(idx int, qw []string) bool {
 	for _, q := range qw {
 		ok := false
 		for _, w := range d.words[idx] {
@@ -354,7 +414,7 @@ func (d *Directory) matchesAll(idx int, qw []string) bool {
 
 // CompanyByVAT returns the company with this VAT number (normalised as
 // NormalizeVAT does), or nil.
-func (d *Directory) CompanyByVAT(ctx context.Context, vat string) (*providers.Company, error) {
+func (d *index) CompanyByVAT(ctx context.Context, vat string) (*providers.Company, error) {
 	if i, ok := d.byVAT[NormalizeVAT(vat)]; ok {
 		return d.company(i), nil
 	}
@@ -364,7 +424,7 @@ func (d *Directory) CompanyByVAT(ctx context.Context, vat string) (*providers.Co
 // CompanyByDomain returns the company of a domain, an e-mail address or
 // a URL; a sub-domain finds its parent ("mail.widgets.example" finds
 // widgets.example). Nil when none; an unusable domain is a miss too.
-func (d *Directory) CompanyByDomain(ctx context.Context, domain string) (*providers.Company, error) {
+func (d *index) CompanyByDomain(ctx context.Context, domain string) (*providers.Company, error) {
 	dom, err := NormalizeDomain(domain)
 	if err != nil {
 		return nil, nil
@@ -382,7 +442,7 @@ func (d *Directory) CompanyByDomain(ctx context.Context, domain string) (*provid
 }
 
 // CompanyByID returns the company with this id, or nil.
-func (d *Directory) CompanyByID(ctx context.Context, id string) (*providers.Company, error) {
+func (d *index) CompanyByID(ctx context.Context, id string) (*providers.Company, error) {
 	if i, ok := d.byID[strings.TrimSpace(id)]; ok {
 		return d.company(i), nil
 	}
@@ -391,7 +451,7 @@ func (d *Directory) CompanyByID(ctx context.Context, id string) (*providers.Comp
 
 // CompanyByIP returns the company whose most specific IP range holds ip,
 // or nil.
-func (d *Directory) CompanyByIP(ctx context.Context, ip netip.Addr) (*providers.Company, error) {
+func (d *index) CompanyByIP(ctx context.Context, ip netip.Addr) (*providers.Company, error) {
 	ip = ip.Unmap()
 	lengths := d.lengths6
 	if ip.Is4() {
@@ -417,7 +477,7 @@ func (d *Directory) CompanyByIP(ctx context.Context, ip netip.Addr) (*providers.
 // matches no size bound) and whose domain is not in c.Exclude; at most
 // c.Limit (default 10), each with the contacts providers.SelectContacts
 // chooses.
-func (d *Directory) SearchCompanies(ctx context.Context, c providers.Criteria) ([]providers.Company, error) {
+func (d *index) SearchCompanies(ctx context.Context, c providers.Criteria) ([]providers.Company, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, &providers.Error{Provider: d.name, Kind: providers.Unavailable, Msg: "cancelled", Err: err}
 	}

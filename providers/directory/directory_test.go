@@ -234,3 +234,41 @@ func TestFactory(t *testing.T) {
 		t.Fatal("an empty directory must be refused")
 	}
 }
+
+// Reload reads the files again; a file that does not load leaves the
+// directory as it was.
+func TestReload(t *testing.T) {
+	ctx := context.Background()
+	f := write(t, "r.jsonl", `{"id":"1","name":"Old Name","country":"BE","domain":"old.example"}`+"\n")
+	c := Config{Files: []string{f}}
+	d, err := c.New("r", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := d.CompanyByDomain(ctx, "old.example"); got == nil || got.Name != "Old Name" {
+		t.Fatalf("before reload: %+v", got)
+	}
+	if err := os.WriteFile(f, []byte(`{"id":"1","name":"New Name","country":"BE","domain":"new.example"}`+"\n"+
+		`{"id":"2","name":"Second","country":"FR"}`+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := d.CompanyByDomain(ctx, "new.example"); got == nil || got.Name != "New Name" || d.Len() != 2 {
+		t.Fatalf("after reload: %+v, %d companies", got, d.Len())
+	}
+	if got, _ := d.CompanyByDomain(ctx, "old.example"); got != nil {
+		t.Fatalf("the old domain is still found: %+v", got)
+	}
+	// A broken file: the error names it, the directory stays as it was.
+	if err := os.WriteFile(f, []byte(`{"id":"3","name":"Dup","country":"BE"}`+"\n"+`{"id":"3","name":"Dup again","country":"BE"}`+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Reload(); err == nil || !strings.Contains(err.Error(), "r.jsonl") {
+		t.Fatalf("reload of a broken file: %v", err)
+	}
+	if got, _ := d.CompanyByDomain(ctx, "new.example"); got == nil || d.Len() != 2 {
+		t.Fatalf("after a failed reload: %+v, %d companies", got, d.Len())
+	}
+}
