@@ -13,8 +13,9 @@
 //   - Metrics (metrics.go): request counts and durations by route and
 //     outcome, fed by the JSON-RPC router through its Observer hook
 //     (ObserveRequest); ledger sync latency and batch size, fed by the
-//     Badger ledger's OnSync hook (ObserveSync); build info; the Go runtime
-//     and process collectors.
+//     Badger ledger's OnSync hook (ObserveSync); journal checkpoint
+//     durations and keys, fed by its OnCheckpoint hook (ObserveCheckpoint);
+//     build info; the Go runtime and process collectors.
 //   - LedgerCollector (ledger.go): accounts, balances, open holds and the
 //     credit flows (authorized, captured, released, expired, recharged) by
 //     service, read from the ledger at scrape time through the small
@@ -26,6 +27,7 @@
 // Package metrics imports the standard library, package storage (the
 // ledger vocabulary: ServiceName, Credits, Stats) and client_golang. It
 // imports no other iapd package: *Metrics satisfies rpc.Observer, its
-// ObserveSync method value is the Badger ledger's OnSync hook, and the
+// ObserveSync and ObserveCheckpoint method values are the Badger ledger's
+// OnSync and OnCheckpoint hooks, and the
 // Badger StatsReader satisfies StatsReader; cmd/iapd wires them.
 package metrics

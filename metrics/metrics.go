@@ -16,6 +16,8 @@ const (
 	nameRequestDuration = "iap_request_duration_seconds"
 	nameSyncDuration    = "iap_ledger_sync_duration_seconds"
 	nameSyncBatch       = "iap_ledger_sync_batch_size"
+	nameCheckpoint      = "iap_ledger_checkpoint_duration_seconds"
+	nameCheckpointKeys  = "iap_ledger_checkpoint_keys_total"
 	nameBuildInfo       = "iap_build_info"
 )
 
@@ -42,13 +44,15 @@ type Config struct {
 	Revision string
 }
 
-// Metrics are the metrics fed by hooks: requests (ObserveRequest) and
-// ledger sync rounds (ObserveSync). Its methods are safe for concurrent use.
+// Metrics are the metrics fed by hooks: requests (ObserveRequest), ledger
+// sync rounds (ObserveSync) and journal checkpoints (ObserveCheckpoint). Its methods are safe for concurrent use.
 type Metrics struct {
 	requests  *prometheus.CounterVec
 	durations *prometheus.HistogramVec
 	syncDur   prometheus.Histogram
 	syncBatch prometheus.Histogram
+	ckDur     prometheus.Histogram
+	ckKeys    prometheus.Counter
 }
 
 // New creates the metrics and registers them on reg, with iap_build_info
@@ -75,6 +79,16 @@ func New(reg prometheus.Registerer, cfg Config) (*Metrics, error) {
 			Help:    "Number of commits one group sync round of the ledger made durable.",
 			Buckets: BatchBuckets,
 		}),
+		ckDur: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: nameCheckpoint,
+			Help: "Duration of one checkpoint of the ledger's journal into Badger (every 200 ms under load; " +
+				"growing durations mean Badger is falling behind, and hold operations start waiting for checkpoints).",
+			Buckets: SyncBuckets,
+		}),
+		ckKeys: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: nameCheckpointKeys,
+			Help: "Keys written into Badger by the checkpoints of the ledger's journal.",
+		}),
 	}
 	version := cfg.Version
 	if version == "" {
@@ -87,7 +101,7 @@ func New(reg prometheus.Registerer, cfg Config) (*Metrics, error) {
 	build.WithLabelValues(version, cfg.Revision, runtime.Version()).Set(1)
 
 	for _, c := range []prometheus.Collector{
-		m.requests, m.durations, m.syncDur, m.syncBatch, build,
+		m.requests, m.durations, m.syncDur, m.syncBatch, m.ckDur, m.ckKeys, build,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	} {
@@ -112,4 +126,12 @@ func (m *Metrics) ObserveRequest(route, outcome string, d time.Duration) {
 func (m *Metrics) ObserveSync(batch int, d time.Duration) {
 	m.syncBatch.Observe(float64(batch))
 	m.syncDur.Observe(d.Seconds())
+}
+
+// ObserveCheckpoint records one checkpoint of the ledger's journal: how
+// many keys it wrote into Badger and how long it took, until durable. It
+// has the signature of the Badger ledger's Options.OnCheckpoint.
+func (m *Metrics) ObserveCheckpoint(keys int, d time.Duration) {
+	m.ckKeys.Add(float64(keys))
+	m.ckDur.Observe(d.Seconds())
 }

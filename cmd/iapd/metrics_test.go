@@ -151,6 +151,12 @@ func TestMetricsEndpoint(t *testing.T) {
 	if sync.GetSampleCount() == 0 || sync.GetSampleCount() != batch.GetSampleCount() || batch.GetSampleSum() < 9 {
 		t.Errorf("sync rounds %d, batches %d holding %v commits", sync.GetSampleCount(), batch.GetSampleCount(), batch.GetSampleSum())
 	}
+	// The hold operations went through the journal: its checkpoints wrote
+	// them into Badger (at the latest for the scrape, which drains it).
+	ck := series(t, mfs, "iap_ledger_checkpoint_duration_seconds").GetHistogram()
+	if ck.GetSampleCount() == 0 || seriesValue(t, mfs, "iap_ledger_checkpoint_keys_total") < 4 {
+		t.Errorf("checkpoints %d, keys %v", ck.GetSampleCount(), seriesValue(t, mfs, "iap_ledger_checkpoint_keys_total"))
+	}
 	version, revision := buildVersion()
 	if v := seriesValue(t, mfs, "iap_build_info", "version", version, "revision", revision, "goversion", runtime.Version()); v != 1 {
 		t.Errorf("iap_build_info = %v", v)
@@ -400,7 +406,7 @@ func checkMonitoringDocs(t *testing.T, exported map[string]bool) {
 	for _, m := range []string{
 		"iap_credits_captured_total", "iap_holds_outstanding", "iap_holds_outstanding_credits", "iap_requests_total",
 		"iap_request_duration_seconds_bucket", "iap_ledger_sync_duration_seconds_bucket", "iap_ledger_sync_batch_size_bucket",
-		"iap_accounts_below_alert_threshold",
+		"iap_accounts_below_alert_threshold", "iap_ledger_checkpoint_duration_seconds_bucket",
 	} {
 		if !dashMetrics[m] {
 			t.Errorf("dashboard does not use %s", m)

@@ -109,10 +109,11 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 	}
 
 	ledger, err := badger.Open(badger.Options{
-		Dir:    cfg.Data,
-		Logger: log.With("component", "badger"),
-		Now:    time.Now,
-		OnSync: mtr.ObserveSync,
+		Dir:          cfg.Data,
+		Logger:       log.With("component", "badger"),
+		Now:          time.Now,
+		OnSync:       mtr.ObserveSync,
+		OnCheckpoint: mtr.ObserveCheckpoint,
 	})
 	if err != nil {
 		return fmt.Errorf("opening the ledger in %s: %w", cfg.Data, err)

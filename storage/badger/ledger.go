@@ -88,6 +88,11 @@ type Options struct {
 	// made durable and the round's duration. It must be quick and must
 	// not call the ledger.
 	OnSync func(batch int, d time.Duration)
+	// OnCheckpoint, if set, is called after each checkpoint of the
+	// journal (overlay.go) with the number of keys written into Badger and
+	// its duration, until durable. It must be quick and must not call the
+	// ledger.
+	OnCheckpoint func(keys int, d time.Duration)
 }
 
 // Ledger is the Badger implementation of storage.Ledger. Create it with
@@ -113,6 +118,7 @@ type Ledger struct {
 	ckMu   sync.Mutex   // one checkpoint at a time
 	ckRW   sync.RWMutex // held by a checkpoint's commits; readTxn waits for them
 	ckKick chan struct{}
+	onCk   func(keys int, d time.Duration) // Options.OnCheckpoint
 	ckStop chan struct{}
 	ckDone chan struct{}
 
@@ -212,6 +218,7 @@ func Open(opts Options) (*Ledger, error) {
 			return nil, storage.Wrap(op, storage.Internal, err)
 		}
 		l.ckKick, l.ckStop, l.ckDone = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
+		l.onCk = opts.OnCheckpoint
 		go l.checkpointer()
 	}
 	if err := l.loadAlertIDs(); err != nil {

@@ -204,6 +204,7 @@ func (l *Ledger) drain() error {
 func (l *Ledger) checkpoint() error {
 	l.ckMu.Lock()
 	defer l.ckMu.Unlock()
+	start := time.Now()
 	l.ov.mu.Lock()
 	if len(l.ov.m) == 0 {
 		l.ov.mu.Unlock()
@@ -231,6 +232,9 @@ func (l *Ledger) checkpoint() error {
 	}
 	l.ov.forget(mark)
 	l.jn.covered(mark)
+	if l.onCk != nil {
+		l.onCk(len(ws), time.Since(start))
+	}
 	return nil
 }
 
