@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -59,7 +60,7 @@ func TestAgainstIapd(t *testing.T) {
 	if len(addrs) < 2 {
 		t.Fatalf("iapd did not print its addresses\n%s", stderr.String())
 	}
-	go func() { _, _ = bufio.NewReader(stdout).WriteTo(new(bytes.Buffer)) }()
+	go func() { _, _ = io.Copy(io.Discard, stdout) }() // iapd must never block on a full pipe
 
 	var out, errOut bytes.Buffer
 	getenv := func(k string) string {

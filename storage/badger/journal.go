@@ -220,52 +220,61 @@ func readJournal(dir string, log *slog.Logger, apply func(seq uint64, ws []jwrit
 		return 0, err
 	}
 	for _, path := range files {
-		f, err := os.Open(path)
-		if err != nil {
+		var torn bool
+		if last, torn, err = readJournalFile(path, last, log, apply); err != nil || torn {
 			return last, err
 		}
-		r := bufio.NewReaderSize(f, 1<<16)
-		var hdr [8]byte
-		for {
-			if _, err := io.ReadFull(r, hdr[:]); err != nil {
-				if err != io.EOF {
-					log.Warn("journal ends with a partial record; it was never acknowledged", "file", filepath.Base(path))
-				}
-				break
-			}
-			n := binary.LittleEndian.Uint32(hdr[:4])
-			if n == 0 || n > maxJournalRecord {
-				log.Warn("journal ends with an invalid record; it was never acknowledged", "file", filepath.Base(path))
-				f.Close()
-				return last, nil
-			}
-			body := make([]byte, n)
-			if _, err := io.ReadFull(r, body); err != nil {
-				log.Warn("journal ends with a partial record; it was never acknowledged", "file", filepath.Base(path))
-				break
-			}
-			if crc32.Checksum(body, castagnoli) != binary.LittleEndian.Uint32(hdr[4:]) {
-				log.Warn("journal ends with a record that fails its checksum; it was never acknowledged", "file", filepath.Base(path))
-				f.Close()
-				return last, nil
-			}
-			seq, ws, err := decodeJournalRecord(body)
-			if err != nil || seq <= last && last != 0 {
-				f.Close()
-				if err == nil {
-					err = fmt.Errorf("journal record %d after %d", seq, last)
-				}
-				return last, err
-			}
-			if err := apply(seq, ws); err != nil {
-				f.Close()
-				return last, err
-			}
-			last = seq
-		}
-		f.Close()
 	}
 	return last, nil
+}
+
+// readJournalFile is readJournal for one file, after the record last:
+// torn reports a record that was never acknowledged, which ends the
+// journal. The zeros of a preallocated tail end only this file.
+func readJournalFile(path string, last uint64, log *slog.Logger, apply func(seq uint64, ws []jwrite) error) (_ uint64, torn bool, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return last, false, err
+	}
+	defer f.Close()
+	never := func(what string) (uint64, bool, error) {
+		log.Warn("journal ends with "+what+"; it was never acknowledged", "file", filepath.Base(path))
+		return last, true, nil
+	}
+	r := bufio.NewReaderSize(f, 1<<16)
+	var hdr [8]byte
+	for {
+		if _, err := io.ReadFull(r, hdr[:]); err == io.EOF {
+			return last, false, nil
+		} else if err != nil {
+			return never("a partial record")
+		}
+		n := binary.LittleEndian.Uint32(hdr[:4])
+		if n == 0 && hdr == [8]byte{} {
+			return last, false, nil // the preallocated rest of the file
+		}
+		if n == 0 || n > maxJournalRecord {
+			return never("an invalid record")
+		}
+		body := make([]byte, n)
+		if _, err := io.ReadFull(r, body); err != nil {
+			return never("a partial record")
+		}
+		if crc32.Checksum(body, castagnoli) != binary.LittleEndian.Uint32(hdr[4:]) {
+			return never("a record that fails its checksum")
+		}
+		seq, ws, err := decodeJournalRecord(body)
+		if err == nil && seq <= last && last != 0 {
+			err = fmt.Errorf("journal record %d after %d", seq, last)
+		}
+		if err == nil {
+			err = apply(seq, ws)
+		}
+		if err != nil {
+			return last, false, err
+		}
+		last = seq
+	}
 }
 
 // startJournal starts a new journal file in dir whose first record will

@@ -318,9 +318,11 @@ func (l *Ledger) stripe(svc storage.ServiceName, tok storage.AccountToken) *stri
 	return &l.stripes[h.Sum64()&(nStripes-1)]
 }
 
-// wtxn is a read-write Badger txn that counts its writes and keeps every
-// value out of the value log. Under an account stripe (st), it reads and
-// writes account records through the stripe's cache.
+// wtxn is the write of one operation: a read-write Badger txn, or for a
+// journaled write the list of its writes (journaled, pend). It counts its
+// writes and keeps every value out of the value log. Under an account
+// stripe (st), it reads and writes account records through the stripe's
+// cache.
 type wtxn struct {
 	*badger.Txn
 	// journaled: the writes are collected in pend for the journal

@@ -255,35 +255,29 @@ func (l *Ledger) applyToBadger(ws []ckWrite, mark uint64) (int, error) {
 		txn = l.db.NewTransaction(true)
 		return nil
 	}
-	for _, w := range ws {
-		var err error
-		if w.del {
-			err = txn.Delete([]byte(w.key))
-		} else {
-			err = txn.Set([]byte(w.key), w.value)
-		}
-		if errors.Is(err, badger.ErrTxnTooBig) {
-			if err = commit(); err != nil {
-				return n, err
-			}
-			if w.del {
-				err = txn.Delete([]byte(w.key))
+	// put writes one key into the txn, in a new txn when it is full.
+	put := func(k, v []byte, del bool) error {
+		for try := 0; ; try++ {
+			var err error
+			if del {
+				err = txn.Delete(k)
 			} else {
-				err = txn.Set([]byte(w.key), w.value)
+				err = txn.Set(k, v)
+			}
+			if !errors.Is(err, badger.ErrTxnTooBig) || try > 0 {
+				return err
+			}
+			if err := commit(); err != nil {
+				return err
 			}
 		}
-		if err != nil {
+	}
+	for _, w := range ws {
+		if err := put([]byte(w.key), w.value, w.del); err != nil {
 			return n, err
 		}
 	}
-	if err := txn.Set(journalMarkKey(), binary.AppendUvarint(nil, mark)); errors.Is(err, badger.ErrTxnTooBig) {
-		if err = commit(); err != nil {
-			return n, err
-		}
-		if err = txn.Set(journalMarkKey(), binary.AppendUvarint(nil, mark)); err != nil {
-			return n, err
-		}
-	} else if err != nil {
+	if err := put(journalMarkKey(), binary.AppendUvarint(nil, mark), false); err != nil {
 		return n, err
 	}
 	return n, commit()
