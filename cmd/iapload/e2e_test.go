@@ -69,7 +69,7 @@ func TestAgainstIapd(t *testing.T) {
 		}
 		return ""
 	}
-	args := []string{"-url", "http://" + addrs["public"], "-ops", addrs["ops"], "-baseline",
+	args := []string{"-url", "http://" + addrs["public"], "-ops", addrs["ops"], "-baseline", "-syncdir", t.TempDir(),
 		"-c", "8", "-d", "1s", "-warmup", "200ms", "-accounts", "20",
 		"-mix", "authcap=4,authcancel=1,balance=1,sms=2", "-pid", strconv.Itoa(cmd.Process.Pid)}
 	if err := run(context.Background(), args, getenv, &out, &errOut); err != nil {
@@ -79,6 +79,8 @@ func TestAgainstIapd(t *testing.T) {
 	t.Logf("iapload:\n%s", report)
 	for _, want := range []*regexp.Regexp{
 		regexp.MustCompile(`(?m)^baseline +[0-9]+ req/s .* p99 `),
+		regexp.MustCompile(`(?m)^durable +[0-9]+ req/s .* p99 `),
+		regexp.MustCompile(`(?m)^ratio +durable / baseline = [0-9.]+, iapd / durable = [0-9.]+ \(req/s\)$`),
 		regexp.MustCompile(`(?m)^iapd +[0-9]+ req/s +[0-9]+ ops/s +p50 .* p99 .* p999 .* requests [0-9]+$`),
 		regexp.MustCompile(`(?m)^ratio +iapd / baseline = [0-9.]+ \(req/s\)$`),
 		regexp.MustCompile(`(?m)^cpu +client [0-9.]+ µs/req, server [0-9.]+ µs/req$`),

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"os"
 	"testing"
 	"time"
 )
@@ -36,21 +37,51 @@ func TestPercentile(t *testing.T) {
 	}
 }
 
-// The baseline echo answers the client's JSON-RPC calls, in both client modes.
+// The baseline echo answers the client's JSON-RPC calls, in both client
+// modes; so does the durable echo, which answers only once each request's
+// record is in its file (and removes the file when closed).
 func TestBaselineBothModes(t *testing.T) {
-	addr, stop, err := startBaseline()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stop()
-	m, _ := parseMix("balance=1")
-	for _, newConn := range []bool{false, true} {
-		res := drive(context.Background(), "baseline", &target{addr: addr, echoOnly: true, newConn: newConn}, m, 4, 200*time.Millisecond)
-		if res.requests == 0 || res.ops != res.requests || len(res.errors) != 0 {
-			t.Fatalf("newConn=%v: requests %d ops %d errors %v", newConn, res.requests, res.ops, res.errors)
+	for _, durable := range []bool{false, true} {
+		var gs *groupSync
+		dir := t.TempDir()
+		if durable {
+			var err error
+			if gs, err = startGroupSync(dir); err != nil {
+				t.Fatal(err)
+			}
 		}
-		if res.percentile(0.5) <= 0 {
-			t.Fatalf("no latency recorded")
+		addr, stop, err := startBaseline(gs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, _ := parseMix("balance=1")
+		var requests int64
+		for _, newConn := range []bool{false, true} {
+			res := drive(context.Background(), "baseline", &target{addr: addr, echoOnly: true, newConn: newConn}, m, 4, 200*time.Millisecond)
+			if res.requests == 0 || res.ops != res.requests || len(res.errors) != 0 {
+				t.Fatalf("durable=%v newConn=%v: requests %d ops %d errors %v", durable, newConn, res.requests, res.ops, res.errors)
+			}
+			if res.percentile(0.5) <= 0 {
+				t.Fatalf("no latency recorded")
+			}
+			requests += res.requests
+		}
+		stop()
+		if !durable {
+			continue
+		}
+		// Every answered request has its record in the file (a request
+		// the client gave up on may have one too).
+		st, err := gs.f.Stat()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Size()%durableRecord != 0 || st.Size()/durableRecord < requests {
+			t.Errorf("durable echo file holds %d bytes for %d answered requests of %d bytes", st.Size(), requests, durableRecord)
+		}
+		gs.close()
+		if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+			t.Errorf("durable echo left %d files in %s", len(ents), dir)
 		}
 	}
 }

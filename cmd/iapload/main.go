@@ -6,13 +6,16 @@
 //
 // Figures on a shared machine are only meaningful side by side, so
 // -baseline first measures, in the same run and with the same client, a
-// minimal native fasthttp JSON-RPC echo on loopback, then iapd, and prints
-// the ratio iapd / baseline.
+// minimal native fasthttp JSON-RPC echo on loopback, then the same echo
+// answering only once a record per request is durable (group fsyncs of a
+// file in -syncdir: the ceiling of any server that acknowledges only
+// durable writes, on that disk and this client), then iapd, and prints
+// the ratios iapd / baseline, durable / baseline and iapd / durable.
 //
 // Usage:
 //
 //	IAPD_ADMIN_TOKEN=… iapload -url http://127.0.0.1:8070 -ops 127.0.0.1:9070 \
-//	    -mix authcap=8,balance=1,authcancel=1 -c 64 -d 10s [-newconn] [-baseline] [-pid PID]
+//	    -mix authcap=8,balance=1,authcancel=1 -c 64 -d 10s [-newconn] [-baseline [-syncdir DIR]] [-pid PID]
 //
 // The tool creates (or reuses) a service "iapload" and credits -accounts
 // accounts through the admin API before the run (and the same tokens'

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"os"
 	"time"
 )
 
@@ -24,7 +25,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		dur       = fs.Duration("d", 10*time.Second, "duration of each measured run")
 		warmup    = fs.Duration("warmup", 2*time.Second, "unmeasured warm-up before each run")
 		newConn   = fs.Bool("newconn", false, "a new TCP connection per request (as Odoo's iap_jsonrpc calls)")
-		baseline  = fs.Bool("baseline", false, "also measure a native fasthttp JSON-RPC echo in the same run and print the ratio")
+		baseline  = fs.Bool("baseline", false, "also measure, in the same run, a native fasthttp JSON-RPC echo and the same echo answering only once a record is durable (group fsync in -syncdir), and print the ratios")
+		syncDir   = fs.String("syncdir", os.TempDir(), "directory of the durable echo's file, on the disk of iapd's data directory")
 		accounts  = fs.Int("accounts", 1000, "number of accounts to spread the load over")
 		credit    = fs.String("credit", "1000000", "credits given to each account at setup")
 		key       = fs.String("key", "", "service key to use (skips service creation); default: create service iapload")
@@ -54,22 +56,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fmt.Fprintf(&out, "iapload: %d connections, %s, %s per run, mix %s\n", *conns, mode, *dur, *mixFlag)
 	flush()
 
-	var base *result
+	var base, durable *result
 	if *baseline {
-		addr, stop, err := startBaseline()
+		if base, err = measureEcho(ctx, &out, "baseline", nil, *newConn, m, *conns, *warmup, *dur); err != nil {
+			return err
+		}
+		flush()
+		gs, err := startGroupSync(*syncDir)
+		if err != nil {
+			return fmt.Errorf("durable echo: %w", err)
+		}
+		durable, err = measureEcho(ctx, &out, "durable", gs, *newConn, m, *conns, *warmup, *dur)
+		gs.close()
 		if err != nil {
 			return err
 		}
-		bt := &target{addr: addr, newConn: *newConn, echoOnly: true}
-		drive(ctx, "warmup", bt, m, *conns, *warmup)
-		c0, _ := cpuTime(0)
-		base = drive(ctx, "baseline", bt, m, *conns, *dur)
-		c1, _ := cpuTime(0)
-		stop()
-		base.report(&out)
-		// The echo runs inside iapload: its CPU is the client's and the
-		// echo's together.
-		fmt.Fprintf(&out, "cpu       client+echo %.1f µs/req\n", perReq(c1-c0, base.requests))
 		flush()
 	}
 
@@ -112,6 +113,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	if base != nil {
 		fmt.Fprintf(&out, "ratio     iapd / baseline = %.2f (req/s)\n", res.rps()/base.rps())
+		fmt.Fprintf(&out, "ratio     durable / baseline = %.2f, iapd / durable = %.2f (req/s)\n", durable.rps()/base.rps(), res.rps()/durable.rps())
 	}
 	if *pid > 0 {
 		if rss, err := rssBytes(*pid); err == nil {
@@ -123,6 +125,26 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	flush()
 	return ctx.Err()
+}
+
+// measureEcho runs the load against an echo served inside iapload (gs:
+// the durable echo) and reports it as name.
+func measureEcho(ctx context.Context, out *bytes.Buffer, name string, gs *groupSync, newConn bool, m mix, conns int, warmup, dur time.Duration) (*result, error) {
+	addr, stop, err := startBaseline(gs)
+	if err != nil {
+		return nil, err
+	}
+	bt := &target{addr: addr, newConn: newConn, echoOnly: true}
+	drive(ctx, "warmup", bt, m, conns, warmup)
+	c0, _ := cpuTime(0)
+	res := drive(ctx, name, bt, m, conns, dur)
+	c1, _ := cpuTime(0)
+	stop()
+	res.report(out)
+	// The echo runs inside iapload: its CPU is the client's and the
+	// echo's together.
+	fmt.Fprintf(out, "cpu       client+echo %.1f µs/req\n", perReq(c1-c0, res.requests))
+	return res, nil
 }
 
 // perReq is CPU time per request in microseconds.
