@@ -84,7 +84,7 @@ func TestAgainstIapd(t *testing.T) {
 		regexp.MustCompile(`(?m)^iapd +[0-9]+ req/s +[0-9]+ ops/s +p50 .* p99 .* p999 .* requests [0-9]+$`),
 		regexp.MustCompile(`(?m)^ratio +iapd / baseline = [0-9.]+ \(req/s\)$`),
 		regexp.MustCompile(`(?m)^cpu +client [0-9.]+ µs/req, server [0-9.]+ µs/req$`),
-		regexp.MustCompile(`(?m)^server +RSS [0-9.]+ MB \(peak [0-9.]+ MB\)$`),
+		regexp.MustCompile(`(?m)^server +RSS [0-9.]+ MB \(peak [0-9.]+ MB\): anonymous [0-9.]+ MB, file [0-9.]+ MB$`),
 	} {
 		if !want.MatchString(report) {
 			t.Errorf("report lacks %s", want)

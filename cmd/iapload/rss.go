@@ -1,8 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -10,42 +10,48 @@ import (
 	"time"
 )
 
-// rssBytes reads the resident set size of a process from /proc (Linux).
-func rssBytes(pid int) (int64, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		if v, ok := strings.CutPrefix(s.Text(), "VmRSS:"); ok {
-			var kb int64
-			if _, err := fmt.Sscanf(strings.TrimSpace(v), "%d kB", &kb); err != nil {
-				return 0, err
-			}
-			return kb * 1024, nil
-		}
-	}
-	return 0, fmt.Errorf("no VmRSS for pid %d", pid)
+// memStatus is a process's memory as /proc/<pid>/status reports it
+// (Linux), in bytes. RSS is anonymous + file + shmem: for iapd, anon is
+// essentially the Go heap (bounded by its memory limit) and file the
+// pages of the files it maps — its binary and Badger's tables, which
+// grow with the ledger and which the kernel reclaims under pressure.
+type memStatus struct {
+	RSS, Peak, Anon, File int64
 }
 
-// hwmBytes reads the peak resident set size (VmHWM).
-func hwmBytes(pid int) (int64, error) {
+// readMemStatus reads pid's memStatus.
+func readMemStatus(pid int) (memStatus, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, err
+		return memStatus{}, err
 	}
+	return parseMemStatus(b)
+}
+
+// parseMemStatus reads the VmRSS, VmHWM, RssAnon and RssFile lines of a
+// /proc/<pid>/status text; VmRSS is required, the others read 0 when
+// the kernel does not report them (RssAnon and RssFile since Linux 4.5).
+func parseMemStatus(b []byte) (memStatus, error) {
+	var m memStatus
+	fields := map[string]*int64{"VmRSS:": &m.RSS, "VmHWM:": &m.Peak, "RssAnon:": &m.Anon, "RssFile:": &m.File}
+	seen := false
 	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			var kb int64
-			if _, err := fmt.Sscanf(strings.TrimSpace(v), "%d kB", &kb); err != nil {
-				return 0, err
-			}
-			return kb * 1024, nil
+		name, v, ok := strings.Cut(line, "\t")
+		dst := fields[name]
+		if !ok || dst == nil {
+			continue
 		}
+		var kb int64
+		if _, err := fmt.Sscanf(strings.TrimSpace(v), "%d kB", &kb); err != nil {
+			return memStatus{}, fmt.Errorf("%s %q: %w", name, strings.TrimSpace(v), err)
+		}
+		*dst = kb * 1024
+		seen = seen || name == "VmRSS:"
 	}
-	return 0, fmt.Errorf("no VmHWM for pid %d", pid)
+	if !seen {
+		return memStatus{}, errors.New("no VmRSS line")
+	}
+	return m, nil
 }
 
 // cpuTime is the CPU (user + system) a process has used so far: pid 0

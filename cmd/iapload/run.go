@@ -116,9 +116,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintf(&out, "ratio     durable / baseline = %.2f, iapd / durable = %.2f (req/s)\n", durable.rps()/base.rps(), res.rps()/durable.rps())
 	}
 	if *pid > 0 {
-		if rss, err := rssBytes(*pid); err == nil {
-			hwm, _ := hwmBytes(*pid)
-			fmt.Fprintf(&out, "server    RSS %.1f MB (peak %.1f MB)\n", float64(rss)/(1<<20), float64(hwm)/(1<<20))
+		if m, err := readMemStatus(*pid); err == nil {
+			fmt.Fprintf(&out, "server    RSS %.1f MB (peak %.1f MB): anonymous %.1f MB, file %.1f MB\n",
+				mb(m.RSS), mb(m.Peak), mb(m.Anon), mb(m.File))
 		} else {
 			fmt.Fprintf(&out, "server    RSS unavailable: %v\n", err)
 		}
@@ -154,3 +154,6 @@ func perReq(cpu time.Duration, requests int64) float64 {
 	}
 	return float64(cpu.Microseconds()) / float64(requests)
 }
+
+// mb is n bytes in MiB, for the report.
+func mb(n int64) float64 { return float64(n) / (1 << 20) }
