@@ -163,8 +163,10 @@ type cachedTxn struct {
 	t   storage.Transaction
 }
 
+// slot places id by its last two bytes, random in every id (the first
+// ones are newTxnID's time prefix).
 func (c *txnCache) slot(id [txnIDBytes]byte) (*txnShard, int) {
-	return &c.shards[id[0]%txnShards], int(id[1] % txnSlots)
+	return &c.shards[id[txnIDBytes-1]%txnShards], int(id[txnIDBytes-2] % txnSlots)
 }
 
 // lookup returns the cached record of id.
