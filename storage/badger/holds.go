@@ -15,13 +15,14 @@ import (
 // Authorize holds r.Amount (0 <= Amount <= MaxCredits) of the account's
 // available credit for r.TTL (0 < TTL <= 100 years) and returns the new
 // transaction, whose Token is 16 bytes as 32 lowercase hex (newTxnID:
-// the time, then 80 bits from crypto/rand). The account is created on first sight as Account does, and that
-// creation is kept even when the hold is then refused: Forbidden if the
-// account is not registered (unregistered or banned); InsufficientCredit
-// (with Service and Credit = Amount) if Available < Amount. Invalid for a
-// bad amount, ttl, name, token, or a description over 4096 bytes; NotFound
-// if the service is unknown. The hold, its ledger entry (kind hold), the
-// expiry index and the account change are one atomic write.
+// the time, then 80 bits from crypto/rand). The account is created on
+// first sight as Account does, and that creation is kept even when the
+// hold is then refused: Forbidden if the account is not registered
+// (unregistered or banned); InsufficientCredit (with Service and Credit =
+// Amount) if Available < Amount. Invalid for a bad amount, ttl, name,
+// token, or a description over 4096 bytes; NotFound if the service is
+// unknown. The hold, its ledger entry (kind hold), the expiry index and
+// the account change are one atomic write.
 func (l *Ledger) Authorize(ctx context.Context, r storage.AuthorizeRequest) (storage.Transaction, error) {
 	const op = "authorize"
 	if err := l.enter(op, ctx); err != nil {
@@ -107,7 +108,7 @@ func (l *Ledger) Authorize(ctx context.Context, r storage.AuthorizeRequest) (sto
 // in key order: each checkpoint's new records then overlap nothing below
 // them in Badger's tree, where random ids had every level-0 compaction
 // rewrite most of level 1. Measured over 60 s runs of authorize+capture
-// (docs/performance.md, "Longer runs"): p99 58–64 ms → 40 ms.
+// (docs/performance.md, "Longer runs"): p99 56–64 ms → 40 ms.
 //
 // 80 random bits keep a token unguessable (capture and cancel also need
 // the service's key) and ids unique without a lookup first — that lookup,
@@ -115,8 +116,9 @@ func (l *Ledger) Authorize(ctx context.Context, r storage.AuthorizeRequest) (sto
 // authorize's CPU: two ids can only be alike if drawn in the same
 // millisecond, with n holds in one millisecond a chance of n²/2⁸¹ — at
 // 100 000 holds a second for ten years, about 10⁻⁹ that any two collide.
-// The clock is the ledger's; one that stands still or steps back only
-// loses the ordering.
+// The clock is the ledger's; one that stands still or steps back loses
+// the ordering, and the chance then counts every hold drawn under the
+// same millisecond (a billion of them: below 10⁻⁶).
 func newTxnID(now time.Time) (id [txnIDBytes]byte) {
 	ms := uint64(max(now.UnixMilli(), 0))
 	id[0], id[1], id[2] = byte(ms>>40), byte(ms>>32), byte(ms>>24)
