@@ -3,6 +3,7 @@ package badger
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -33,14 +34,21 @@ func benchLedger(b *testing.B) *Ledger {
 }
 
 func authorizeCapture(b *testing.B, l *Ledger, tok storage.AccountToken) {
+	if err := tryAuthorizeCapture(l, tok); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// tryAuthorizeCapture is authorizeCapture for goroutines of the
+// benchmark's own, which must not call b.Fatal.
+func tryAuthorizeCapture(l *Ledger, tok storage.AccountToken) error {
 	ctx := context.Background()
 	tx, err := l.Authorize(ctx, storage.AuthorizeRequest{Service: "sms", Account: tok, Amount: 1, TTL: time.Hour})
 	if err != nil {
-		b.Fatal(err)
+		return err
 	}
-	if _, err := l.Capture(ctx, storage.CaptureRequest{Service: "sms", Transaction: tx.Token}); err != nil {
-		b.Fatal(err)
-	}
+	_, err = l.Capture(ctx, storage.CaptureRequest{Service: "sms", Transaction: tx.Token})
+	return err
 }
 
 // BenchmarkAuthorizeCaptureDistinct: each goroutine works on its own
@@ -161,4 +169,59 @@ func BenchmarkBalanceUnderWrites(b *testing.B) {
 	b.StopTimer()
 	close(stop)
 	wg.Wait()
+}
+
+// BenchmarkAuthorizeCaptureGrown measures authorize+capture on a ledger
+// that has already grown (grownPairs pairs over grownAccounts accounts,
+// some 35 MB of Badger tables), with 64 callers spread over those
+// accounts as iapload's are: the steady state, where Badger's compactions
+// have levels to rewrite (docs/performance.md, "Longer runs"), rather than
+// the first seconds of an empty ledger the other benchmarks see. The
+// ledger is grown once and shared by the sub-benchmark's rounds (it keeps
+// growing); -benchtime=5s or more gives the compactions time to show.
+func BenchmarkAuthorizeCaptureGrown(b *testing.B) {
+	const (
+		grownAccounts = 1000
+		grownPairs    = 100_000
+		callers       = 64
+	)
+	l := benchLedger(b)
+	ctx := context.Background()
+	toks := make([]storage.AccountToken, grownAccounts)
+	for i := range toks {
+		toks[i] = storage.AccountToken(fmt.Sprintf("acct%04d", i))
+		if _, err := l.Recharge(ctx, storage.RechargeRequest{Service: "sms", Account: toks[i], Amount: storage.MaxCredits, Kind: storage.EntryRecharge}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range callers {
+		wg.Go(func() {
+			for {
+				n := next.Add(1)
+				if n > grownPairs || b.Failed() {
+					return
+				}
+				if err := tryAuthorizeCapture(l, toks[n%grownAccounts]); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if b.Failed() {
+		return
+	}
+	b.Run(fmt.Sprintf("pairs=%d", grownPairs), func(b *testing.B) {
+		b.SetParallelism((callers + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
+		b.ReportAllocs()
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				authorizeCapture(b, l, toks[next.Add(1)%grownAccounts])
+			}
+		})
+	})
 }
