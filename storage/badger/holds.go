@@ -3,6 +3,7 @@ package badger
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"sync"
 	"time"
@@ -120,9 +121,9 @@ func (l *Ledger) Authorize(ctx context.Context, r storage.AuthorizeRequest) (sto
 // the ordering, and the chance then counts every hold drawn under the
 // same millisecond (a billion of them: below 10⁻⁶).
 func newTxnID(now time.Time) (id [txnIDBytes]byte) {
-	ms := uint64(max(now.UnixMilli(), 0))
-	id[0], id[1], id[2] = byte(ms>>40), byte(ms>>32), byte(ms>>24)
-	id[3], id[4], id[5] = byte(ms>>16), byte(ms>>8), byte(ms)
+	// The 48-bit millisecond count fills the first 6 bytes; the random
+	// bytes then overwrite the 2 zero bytes the shift left behind.
+	binary.BigEndian.PutUint64(id[:8], uint64(max(now.UnixMilli(), 0))<<16)
 	_, _ = rand.Read(id[txnTimeBytes:]) // never fails (crypto/rand)
 	return id
 }

@@ -44,8 +44,8 @@ const (
 	// (Badger's default is 10 MiB). Measured over 60 s runs of
 	// authorize+capture, once the tree holds 100 MB and more
 	// (docs/performance.md, "Longer runs"): p99 39–43 → 25–35 ms and
-	// about 7 % more throughput; 64 MiB was no better (one run), a level multiplier
-	// of 5 instead of 10 half as good, 2 MiB tables far worse.
+	// about 7 % more throughput; 64 MiB was no better (one run), a level
+	// multiplier of 5 instead of 10 half as good, 2 MiB tables far worse.
 	baseLevelSize = 32 << 20
 )
 

@@ -2,6 +2,7 @@ package badger
 
 import (
 	"bytes"
+	"encoding/binary"
 	"testing"
 	"time"
 )
@@ -20,7 +21,7 @@ func TestTxnIDTimeOrdered(t *testing.T) {
 		prev = id
 	}
 	id := newTxnID(t0)
-	if got := int64(id[0])<<40 | int64(id[1])<<32 | int64(id[2])<<24 | int64(id[3])<<16 | int64(id[4])<<8 | int64(id[5]); got != t0.UnixMilli() {
+	if got := int64(binary.BigEndian.Uint64(id[:8]) >> 16); got != t0.UnixMilli() {
 		t.Fatalf("time prefix %d, want %d", got, t0.UnixMilli())
 	}
 	// A clock before 1970 gives a zero prefix, not a wrapped one.
