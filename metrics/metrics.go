@@ -19,6 +19,7 @@ const (
 	nameCheckpoint      = "iap_ledger_checkpoint_duration_seconds"
 	nameCheckpointKeys  = "iap_ledger_checkpoint_keys_total"
 	nameBuildInfo       = "iap_build_info"
+	nameRefusals        = "iap_refusals_total"
 )
 
 // Histogram buckets.
@@ -53,6 +54,7 @@ type Metrics struct {
 	syncBatch prometheus.Histogram
 	ckDur     prometheus.Histogram
 	ckKeys    prometheus.Counter
+	refusals  *prometheus.CounterVec
 }
 
 // New creates the metrics and registers them on reg, with iap_build_info
@@ -89,6 +91,11 @@ func New(reg prometheus.Registerer, cfg Config) (*Metrics, error) {
 			Name: nameCheckpointKeys,
 			Help: "Keys written into Badger by the checkpoints of the ledger's journal.",
 		}),
+		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: nameRefusals,
+			Help: "Requests or operations iapd refused to protect itself or others (a limit, a budget, a full disk), by reason. " +
+				"Each refusal was answered in a form the calling Odoo understands; none is silent.",
+		}, []string{"reason"}),
 	}
 	version := cfg.Version
 	if version == "" {
@@ -101,7 +108,7 @@ func New(reg prometheus.Registerer, cfg Config) (*Metrics, error) {
 	build.WithLabelValues(version, cfg.Revision, runtime.Version()).Set(1)
 
 	for _, c := range []prometheus.Collector{
-		m.requests, m.durations, m.syncDur, m.syncBatch, m.ckDur, m.ckKeys, build,
+		m.requests, m.durations, m.syncDur, m.syncBatch, m.ckDur, m.ckKeys, m.refusals, build,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	} {
@@ -134,4 +141,13 @@ func (m *Metrics) ObserveSync(batch int, d time.Duration) {
 func (m *Metrics) ObserveCheckpoint(keys int, d time.Duration) {
 	m.ckKeys.Add(float64(keys))
 	m.ckDur.Observe(d.Seconds())
+}
+
+// Refused counts one refusal made to protect iapd or others (an abuse
+// limit, a work budget, a full disk). reason must come from a bounded set
+// of snake_case words chosen by the code that refuses (never a token, an
+// address or other caller input). Consumers declare their own
+// one-method interface for it.
+func (m *Metrics) Refused(reason string) {
+	m.refusals.WithLabelValues(reason).Inc()
 }
