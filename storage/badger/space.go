@@ -78,8 +78,8 @@ const (
 )
 
 // ErrDiskFull is the cause of the Unavailable errors of writes refused for
-// lack of free space on the data volume.
-var ErrDiskFull = errors.New("not enough free space on the data volume")
+// lack of free space on the data volume (storage.ErrDiskFull).
+var ErrDiskFull = storage.ErrDiskFull
 
 // FreeSpaceFunc returns the bytes available for writing on the volume that
 // holds dir.
@@ -156,7 +156,7 @@ type spaceWatch struct {
 	dir        string
 	freeFn     FreeSpaceFunc
 	reserveCfg int64
-	flushTable int64          // an L0 table from one memtable, at most
+	flushTable int64           // an L0 table from one memtable, at most
 	tree       func() treeSize // Badger's levels now
 	overlay    func() int64    // bytes in the overlay
 	refusals   Refusals
