@@ -205,10 +205,10 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		return ledger.Check()
 	}
 	adminHandler := admin.New(admin.Config{
-		Ledger: ledger,
-		Token:  cfg.AdminToken,
-		Logger: log.With("component", "admin"),
-		Ready:  ready,
+		Ledger:   ledger,
+		Token:    cfg.AdminToken,
+		Logger:   log.With("component", "admin"),
+		Ready:    ready,
 		Operator: ledgerOperator{ledger}, // backup, verify, export (operator.go)
 	})
 	// The ops listener's own mux: the admin handler serves the probes and
