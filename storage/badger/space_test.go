@@ -1,6 +1,7 @@
 package badger
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"strings"
@@ -269,5 +270,28 @@ func TestDefaultDiskReserveCoversLargeTree(t *testing.T) {
 	small := floorFor(flush, treeSize{total: 1 << 20, l0: 1 << 20}, 0, 0)
 	if small > 4<<20 {
 		t.Fatalf("floor of a 1 MiB tree: %d", small)
+	}
+}
+
+// A restore stops, refused, once the volume is below the reserve.
+func TestSpaceRestore(t *testing.T) {
+	ctx := context.Background()
+	fs, rc := &fakeSpace{}, &countRefusals{}
+	l := openSpace(t, fs, rc)
+	if _, err := l.Account(ctx, "sms", "someone", storage.FirstSight{}); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if _, err := l.Backup(ctx, &buf); err != nil {
+		t.Fatal(err)
+	}
+	fs.free.Store(testReserve - 1)
+	_, err := Restore(ctx, Options{Dir: t.TempDir(), FreeSpace: fs.fn, DiskReserve: testReserve}, bytes.NewReader(buf.Bytes()))
+	if !isDiskFull(err) {
+		t.Fatalf("restore below the reserve: %v", err)
+	}
+	fs.free.Store(1 << 40)
+	if _, err := Restore(ctx, Options{Dir: t.TempDir(), FreeSpace: fs.fn, DiskReserve: testReserve}, bytes.NewReader(buf.Bytes())); err != nil {
+		t.Fatalf("restore with space: %v", err)
 	}
 }
