@@ -302,13 +302,36 @@ func diskScenario(t *testing.T, mnt string) {
 	if _, rerr, err := p.Call("/iap/1/authorize", map[string]any{"account_token": holder, "key": key.Key, "credit": 1, "ttl": 1}, 30*time.Second); err != nil || !isDiskRefusal(rerr) {
 		t.Fatalf("authorize below the reserve: %v %v (want the temporary-problem UserError, not InsufficientCreditError)", rerr, err)
 	}
+
+	// Something else fills the volume to the last byte while iapd is idle
+	// (Badger's background work done): iapd stays up, serves reads, says
+	// so, and stops cleanly, leaving what it cannot flush to the next
+	// start.
+	time.Sleep(2 * time.Second)
+	filler2 := filepath.Join(mnt, "filler2")
+	fill(t, filler2, mnt, 0)
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		code, body := p.Readyz()
+		if code == 200 && strings.Contains(body, "disk space critical") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz on a full volume: %d %s", code, body)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if res, rerr, err := p.Call("/iap/1/balance", map[string]any{"account_token": holder, "service_name": "geo"}, 30*time.Second); err != nil || rerr != nil || !balanceIs(res, 97) {
+		t.Fatalf("balance on a full volume: %s %v %v", res, rerr, err)
+	}
+	if _, rerr, err := p.Call("/iap/1/cancel", map[string]any{"token": holds[2], "key": key.Key}, 30*time.Second); err != nil || !isDiskRefusal(rerr) {
+		t.Fatalf("cancel on a full volume: %v %v (want the temporary-problem refusal)", rerr, err)
+	}
 	p.Stop()
 	noFault(t, p.Stderr.String())
 
-	// The volume filled to the last byte: iapd refuses to start, naming
-	// the shortfall, and does not fault.
-	filler2 := filepath.Join(mnt, "filler2")
-	fill(t, filler2, mnt, 0)
+	// On the full volume iapd refuses to start, naming the shortfall, and
+	// does not fault.
 	bin := abuseBinary(t)
 	out, err := exec.Command(bin, "serve", "-listen", "127.0.0.1:0", "-ops-listen", "127.0.0.1:0", "-data", data, "-log-level", "warn").CombinedOutput()
 	var ee *exec.ExitError
