@@ -295,3 +295,25 @@ func TestSpaceRestore(t *testing.T) {
 		t.Fatalf("restore with space: %v", err)
 	}
 }
+
+// BenchmarkSpaceAdmit is the admission check a write pays: a load and a
+// clock read, and a statfs with a look at Badger's levels once per
+// spaceStale.
+func BenchmarkSpaceAdmit(b *testing.B) {
+	l := openTemp(b, b.TempDir(), nil, nil)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := l.space.admit("authorize"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkSpaceMeasure is one measurement: statfs and Badger's levels.
+func BenchmarkSpaceMeasure(b *testing.B) {
+	l := openTemp(b, b.TempDir(), nil, nil)
+	for b.Loop() {
+		l.space.measure()
+	}
+}
