@@ -88,6 +88,11 @@ func (s *Server) appendError(b, id []byte, method, client string, err error) []b
 		}
 		msg = string(s.insufficientCreditMessage(nil, credit, svc))
 		s.log.Debug("insufficient credit", "method", method, "service", string(svc), "credit", credit.String())
+	case w.generic != "" && errors.Is(err, storage.ErrDiskFull):
+		// Counted (Refused) and logged once by the ledger: a line per
+		// refusal would flood the log, maybe on the full volume itself.
+		msg = w.generic
+		s.log.Debug("request refused: disk full", "method", method, "client", client)
 	case w.generic != "":
 		msg = w.generic
 		s.log.Error("request failed", "method", method, "client", client, "kind", kind.String(), "err", err)

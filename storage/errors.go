@@ -37,6 +37,11 @@ func (k Kind) String() string {
 	return "unknown"
 }
 
+// ErrDiskFull is the cause of the Unavailable errors of writes a ledger
+// refuses for lack of free space on its volume: a temporary condition,
+// counted and logged once by the ledger, not at every refusal.
+var ErrDiskFull = errors.New("not enough free space on the data volume")
+
 // Error is the error type of the ledger: an operation, a kind, a message for
 // humans (never containing a secret) and an optional cause.
 type Error struct {

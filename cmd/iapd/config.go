@@ -18,6 +18,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/iapd/iapd/storage"
+	"github.com/iapd/iapd/storage/badger"
 )
 
 // Defaults of the configuration (README "Configuration reference").
@@ -30,6 +31,7 @@ const (
 	DefaultShutdownTimeout = 15 * time.Second
 	DefaultSweepInterval   = time.Minute
 	DefaultMemoryLimit     = 48 << 20
+	DefaultDiskReserve     = badger.DefaultDiskReserve // 256 MiB
 )
 
 // Config is iapd serve's configuration: the YAML file, then the flags.
@@ -63,6 +65,12 @@ type Config struct {
 	// a unit as GOMEMLIMIT takes it ("64MiB"); 0 sets no limit. The
 	// GOMEMLIMIT environment variable, when set, wins.
 	MemoryLimit ByteSize `yaml:"memory_limit"`
+	// DiskReserve is the free space kept on the data volume: below it the
+	// writes that grow the ledger (new accounts, holds, recharges,
+	// settings) are refused as a temporary server problem, while reads,
+	// captures and cancels go on. iapd raises it when Badger's tree needs
+	// more (storage/badger/space.go); 0 keeps only that need.
+	DiskReserve ByteSize `yaml:"disk_reserve"`
 	// Services sets the policy of built-in and custom services.
 	Services map[string]ServiceConfig `yaml:"services"`
 
@@ -245,6 +253,7 @@ func DefaultConfig() Config {
 		ShutdownTimeout: DefaultShutdownTimeout,
 		SweepInterval:   DefaultSweepInterval,
 		MemoryLimit:     DefaultMemoryLimit,
+		DiskReserve:     DefaultDiskReserve,
 	}
 }
 
@@ -492,6 +501,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MemoryLimit < 0 {
 		return errors.New("memory_limit must not be negative (0 sets no limit)")
+	}
+	if c.DiskReserve < 0 {
+		return errors.New("disk_reserve must not be negative (0 keeps only what Badger needs)")
 	}
 	for name, s := range c.Services {
 		if !storage.ValidServiceName(name) {

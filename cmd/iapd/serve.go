@@ -114,6 +114,8 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		Now:          time.Now,
 		OnSync:       mtr.ObserveSync,
 		OnCheckpoint: mtr.ObserveCheckpoint,
+		DiskReserve:  ledgerDiskReserve(cfg.DiskReserve), // disk.go
+		Refusals:     mtr,
 	})
 	if err != nil {
 		return fmt.Errorf("opening the ledger in %s: %w", cfg.Data, err)
@@ -125,6 +127,9 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 	}()
 
 	if err := reg.Register(metrics.NewLedgerCollector(badger.NewStatsReader(ledger), metrics.LedgerOptions{})); err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	if err := reg.Register(metrics.NewDiskCollector(diskGauges(ledger.Space))); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
 
@@ -193,22 +198,24 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 	if cfg.AdminToken == "" {
 		log.Warn("admin_token is not set: the admin API is disabled (every admin call answers 401)")
 	}
+	ready := func() error {
+		if !serving.Load() {
+			return errors.New("listeners are not serving")
+		}
+		return ledger.Check()
+	}
 	adminHandler := admin.New(admin.Config{
-		Ledger: ledger,
-		Token:  cfg.AdminToken,
-		Logger: log.With("component", "admin"),
-		Ready: func() error {
-			if !serving.Load() {
-				return errors.New("listeners are not serving")
-			}
-			return ledger.Check()
-		},
+		Ledger:   ledger,
+		Token:    cfg.AdminToken,
+		Logger:   log.With("component", "admin"),
+		Ready:    ready,
 		Operator: ledgerOperator{ledger}, // backup, verify, export (operator.go)
 	})
 	// The ops listener's own mux: the admin handler serves the probes and
 	// the admin API; /metrics beside it (no token: it shows no account).
 	opsMux := http.NewServeMux()
 	opsMux.Handle("/", adminHandler)
+	opsMux.Handle("GET /readyz", readyzWithSpace(adminHandler, ledger.Space, ready)) // disk.go
 	opsMux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		// A failing collector (the ledger closed) costs its own series,
 		// not the scrape: the rest is served and the error logged.

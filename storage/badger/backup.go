@@ -465,6 +465,9 @@ func Restore(ctx context.Context, opts Options, rd io.Reader) (BackupInfo, error
 			if err := ctx.Err(); err != nil {
 				return r.info, storage.Wrap(op, storage.Unavailable, err)
 			}
+			if err := l.space.admit(op); err != nil { // space.go: stop before Badger runs out
+				return r.info, err
+			}
 		}
 		k, v, done, err := r.next()
 		if err != nil {

@@ -148,4 +148,15 @@
 //   - Records expire on the ledger's clock; a zero expiry is never, a
 //     non-zero expiry not after now is Invalid; expired records read as
 //     absent until DeleteExpiredRecords (storage.Sweep) deletes them.
+//
+// # A full disk
+//
+// Badger writes its memtables' WALs and builds its tables through mmap on
+// files it only ftruncates, so a full volume raises SIGBUS, not an error.
+// The ledger measures free space (space.go) and keeps Badger clear of it:
+// below a reserve the writes that grow the ledger fail Unavailable with
+// ErrDiskFull while reads, captures, cancels and expiry go on; below the
+// floor Badger's own work may still need, every write fails and the
+// checkpoint pauses; Open refuses, naming the shortfall, a volume that
+// cannot take what opening writes.
 package badger

@@ -101,6 +101,22 @@ type Options struct {
 	// its duration, until durable. It must be quick and must not call the
 	// ledger.
 	OnCheckpoint func(keys int, d time.Duration)
+
+	// FreeSpace measures the bytes available on the data volume (space.go);
+	// nil is StatFS.
+	FreeSpace FreeSpaceFunc
+	// DiskReserve is the free space below which the writes that grow the
+	// ledger are refused (ErrDiskFull); the ledger raises it to its floor
+	// plus 2 MiB when Badger's tree needs more. 0 is DefaultDiskReserve;
+	// negative keeps only the floor plus 2 MiB.
+	DiskReserve int64
+	// SpacePoll is how often free space is measured in the background
+	// (writes also measure it when the last measurement is over 20 ms
+	// old); 0 is DefaultSpacePoll.
+	SpacePoll time.Duration
+	// Refusals, if set, counts the writes refused for lack of space
+	// (reason "disk_full").
+	Refusals Refusals
 }
 
 // Ledger is the Badger implementation of storage.Ledger. Create it with
@@ -129,6 +145,8 @@ type Ledger struct {
 	onCk   func(keys int, d time.Duration) // Options.OnCheckpoint
 	ckStop chan struct{}
 	ckDone chan struct{}
+
+	space *spaceWatch // nil in memory (space.go)
 
 	gate   sync.RWMutex // held shared by every call, exclusively by Close
 	closed bool
@@ -201,7 +219,28 @@ func Open(opts Options) (*Ledger, error) {
 		// garbage collection.
 		WithValueThreshold(valueThreshold(mts)).
 		WithValueLogFileSize(4 << 20)
+	freeFn := opts.FreeSpace
+	if freeFn == nil {
+		freeFn = StatFS
+	}
+	reserve := opts.DiskReserve
+	switch {
+	case reserve == 0:
+		reserve = DefaultDiskReserve
+	case reserve < 0:
+		reserve = 0
+	}
+	poll := opts.SpacePoll
+	if poll <= 0 {
+		poll = DefaultSpacePoll
+	}
+	flushTable := mts + mts/4 // an L0 table from one memtable: its entries, index and bloom filter
 	if !opts.InMemory {
+		// Badger's Open writes through mmap (a new memtable, the tables
+		// of the memtables a crash left): never where it would fault.
+		if err := checkOpenSpace(dir, freeFn, flushTable, log); err != nil {
+			return nil, err
+		}
 		if err := removeEmptyWALs(dir, log); err != nil { // recover.go
 			return nil, storage.Wrap(op, storage.Unavailable, err)
 		}
@@ -212,6 +251,14 @@ func Open(opts Options) (*Ledger, error) {
 	}
 	l := &Ledger{db: db, log: log, now: now, seed: maphash.MakeSeed(), maxValue: int(valueThreshold(mts)) - 1}
 	if !opts.InMemory {
+		l.space = &spaceWatch{dir: dir, freeFn: freeFn, reserveCfg: reserve, flushTable: flushTable,
+			tree: l.treeSize, overlay: l.ov.bytes, refusals: opts.Refusals, log: log,
+			stop: make(chan struct{}), done: make(chan struct{})}
+		l.space.st.Store(&SpaceStatus{})
+		if s := l.space.measure(); s.Level != SpaceOK {
+			log.Warn("starting with little free space on the data volume: "+s.Reason(), "free", s.Free, "reserve", s.Reserve, "floor", s.Floor)
+		}
+		go l.space.run(poll)
 		l.gs, err = startGroupSync(dir, log, opts.OnSync)
 		if err != nil {
 			_ = db.Close()
@@ -259,6 +306,14 @@ func (l *Ledger) Close() error {
 		close(l.ckStop)
 		<-l.ckDone
 	}
+	defer l.space.close()
+	// Below the floor, Badger may not even have room to flush its
+	// memtable: the journal and the memtable's WAL, both durable, are
+	// left to the next start, which replays them once space allows.
+	var sp SpaceStatus
+	if l.space != nil {
+		sp = l.space.measure()
+	}
 	if l.jn != nil {
 		// The last checkpoint: what the journal holds goes into Badger,
 		// and the journal files go once it is durable there.
@@ -272,6 +327,11 @@ func (l *Ledger) Close() error {
 	}
 	if l.gs != nil {
 		l.gs.close()
+	}
+	if sp.Level == SpaceCritical && sp.Free < l.space.flushTable+spaceSlack {
+		l.log.Error("closing without flushing Badger's memtable: the data volume cannot take it; its WAL is durable and replayed at the next start",
+			"free", sp.Free)
+		return nil
 	}
 	if err := l.db.Close(); err != nil {
 		l.log.Error("closing ledger", "err", err)
@@ -461,6 +521,9 @@ func (l *Ledger) commitJournaled(op string, mu *sync.Mutex, st *stripe, fn chang
 	tx := &wtxn{journaled: true, maxValue: l.maxValue, st: st, l: l}
 	tx.accts, tx.txns = tx.acctBuf[:0], tx.txnBuf[:0]
 	after, err = fn(tx, l.clock())
+	if err == nil && tx.writes > 0 {
+		err = l.space.admit(op) // space.go
+	}
 	if err != nil || tx.writes == 0 {
 		mu.Unlock()
 		if serr := l.settle(op); serr != nil {
@@ -494,7 +557,7 @@ func (l *Ledger) commitJournaled(op string, mu *sync.Mutex, st *stripe, fn chang
 		if err := l.drain(); err != nil {
 			return nil, 0, l.syncErr(op, err)
 		}
-	} else if big {
+	} else if big || l.space.low() {
 		select {
 		case l.ckKick <- struct{}{}:
 		default:
@@ -537,6 +600,9 @@ func (l *Ledger) commitLocked(op string, st *stripe, mu *sync.Mutex, fn change) 
 		tx := &wtxn{Txn: l.db.NewTransaction(true), maxValue: l.maxValue, st: st, l: l}
 		tx.accts, tx.txns = tx.acctBuf[:0], tx.txnBuf[:0]
 		after, err := fn(tx, l.clock())
+		if err == nil && tx.writes > 0 {
+			err = l.space.admit(op) // space.go
+		}
 		if err != nil || tx.writes == 0 {
 			tx.Discard()
 			if mu != nil {
@@ -630,6 +696,9 @@ func (l *Ledger) settle(op string) error {
 }
 
 func (l *Ledger) syncErr(op string, err error) error {
+	if errors.Is(err, ErrDiskFull) {
+		return err // a checkpoint that may not run: nothing was written
+	}
 	return storage.Wrap(op, storage.Internal,
 		fmt.Errorf("sync failed, the outcome may or may not be durable: %w", err))
 }

@@ -88,6 +88,13 @@ func (o *overlay) put(seq uint64, ws []jwrite) {
 	}
 }
 
+// bytes returns the overlay's size, roughly.
+func (o *overlay) bytes() int64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return int64(o.size)
+}
+
 // ckWrite is one key of a checkpoint.
 type ckWrite struct {
 	key   string
@@ -176,7 +183,9 @@ func (l *Ledger) checkpointer() {
 		case <-t.C:
 		case <-l.ckKick:
 		}
-		if err := l.checkpoint(); err != nil {
+		if err := l.checkpoint(); errors.Is(err, ErrDiskFull) {
+			continue // paused below the floor (space.go)
+		} else if err != nil {
 			l.log.Error("checkpoint failed; the ledger stops accepting work", "err", err)
 			l.broken.Store(true)
 			return
@@ -193,7 +202,9 @@ func (l *Ledger) drain() error {
 		return nil
 	}
 	if err := l.checkpoint(); err != nil {
-		l.broken.Store(true)
+		if !errors.Is(err, ErrDiskFull) { // paused below the floor: nothing written
+			l.broken.Store(true)
+		}
 		return err
 	}
 	return nil
@@ -205,6 +216,9 @@ func (l *Ledger) checkpoint() error {
 	l.ckMu.Lock()
 	defer l.ckMu.Unlock()
 	start := time.Now()
+	if l.ov.bytes() > 0 && !l.space.checkpointAllowed() { // space.go
+		return diskFullErr("checkpoint")
+	}
 	l.ov.mu.Lock()
 	if len(l.ov.m) == 0 {
 		l.ov.mu.Unlock()
