@@ -101,12 +101,16 @@ type Options struct {
 	// its duration, until durable. It must be quick and must not call the
 	// ledger.
 	OnCheckpoint func(keys int, d time.Duration)
+	// JournalCorrupt says what Open does with a journal damaged before
+	// its end (JournalCorruptError); the zero value is JournalRefuse.
+	JournalCorrupt JournalCorruptAction
 }
 
 // Ledger is the Badger implementation of storage.Ledger. Create it with
 // Open; it is safe for concurrent use.
 type Ledger struct {
 	db   *badger.DB
+	dir  string // "" in memory
 	log  *slog.Logger
 	now  func() time.Time
 	gs   *groupSync // nil in memory
@@ -137,7 +141,9 @@ type Ledger struct {
 
 // Open opens (creating if needed) the ledger in opts.Dir. Errors are
 // *storage.Error: Invalid for bad options, Unavailable when the data
-// directory cannot be opened (another process holds it, permissions, …).
+// directory cannot be opened (another process holds it, permissions, …),
+// Internal wrapping a *JournalCorruptError (errors.As) when the journal is
+// corrupt and opts.JournalCorrupt is JournalRefuse: nothing was changed.
 func Open(opts Options) (*Ledger, error) {
 	const op = "open"
 	log := opts.Logger
@@ -210,7 +216,7 @@ func Open(opts Options) (*Ledger, error) {
 	if err != nil {
 		return nil, storage.Wrap(op, storage.Unavailable, err)
 	}
-	l := &Ledger{db: db, log: log, now: now, seed: maphash.MakeSeed(), maxValue: int(valueThreshold(mts)) - 1}
+	l := &Ledger{db: db, dir: dir, log: log, now: now, seed: maphash.MakeSeed(), maxValue: int(valueThreshold(mts)) - 1}
 	if !opts.InMemory {
 		l.gs, err = startGroupSync(dir, log, opts.OnSync)
 		if err != nil {
@@ -222,7 +228,7 @@ func Open(opts Options) (*Ledger, error) {
 		return nil, err
 	}
 	if !opts.InMemory {
-		if err := l.replayJournal(dir, opts.OnSync); err != nil { // overlay.go
+		if err := l.replayJournal(dir, opts.OnSync, opts.JournalCorrupt); err != nil { // overlay.go
 			_ = l.Close()
 			return nil, storage.Wrap(op, storage.Internal, err)
 		}
