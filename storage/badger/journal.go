@@ -370,7 +370,8 @@ func resyncJournal(b []byte, bad int, lower uint64, budget *int) (q int, found, 
 		seq, k := binary.Uvarint(b[p+8 : p+8+int(l)])
 		// The records lost in b[bad:p] are at least one and at most one
 		// per minJournalRecord bytes.
-		if k <= 0 || seq <= lower || seq > lower+1+uint64(p-bad)/minJournalRecord {
+		if k <= 0 || seq <= lower || seq > lower+1+uint64(p-bad)/minJournalRecord ||
+			!journalBodyShaped(b[p+8+k:p+8+int(l)]) {
 			continue
 		}
 		if *budget < int(l) {
@@ -382,6 +383,29 @@ func resyncJournal(b []byte, bad int, lower uint64, budget *int) (q int, found, 
 		}
 	}
 	return 0, false, false
+}
+
+// journalBodyShaped reports whether the writes of a record body (after
+// its seq) decode: kinds jSet or jDel, lengths that fit, nothing left
+// over. On random bytes it fails within a few fields, without reading the
+// keys and values: the check that makes resyncJournal cheap.
+func journalBodyShaped(b []byte) bool {
+	skip := func() bool {
+		l, n := binary.Uvarint(b)
+		if n <= 0 || l > uint64(len(b)-n) {
+			return false
+		}
+		b = b[n+int(l):]
+		return true
+	}
+	for len(b) > 0 {
+		kind := b[0]
+		b = b[1:]
+		if kind != jSet && kind != jDel || !skip() || kind == jSet && !skip() {
+			return false
+		}
+	}
+	return true
 }
 
 // journalFirst is the first seq a journal file's name says it holds.
