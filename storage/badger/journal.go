@@ -261,8 +261,9 @@ type journalScan struct {
 // checksum and body are good. Checking a position costs a few loads;
 // the checksums computed while resynchronising are bounded by twice the
 // file's size (past it the damage is marked unscanned), so a walk is
-// linear in the journal's size. An error is a file that cannot be read, a
-// record out of sequence, or rec's error.
+// linear in the journal's size. A valid record whose seq is not above the
+// last one read is damage too. An error is a file that cannot be read, or
+// rec's error.
 func walkJournal(dir string, rec func(at jpos, seq uint64, ws []jwrite) error) (journalScan, error) {
 	var scan journalScan
 	files, err := listJournal(dir)
@@ -293,10 +294,10 @@ func walkJournal(dir string, rec func(at jpos, seq uint64, ws []jwrite) error) (
 		budget := 2*len(b) + 1<<20
 		for p := 0; p < len(b); {
 			n, seq, ws, why := parseJournalRecord(b, p)
+			if why == "" && last != 0 && seq <= last {
+				why = fmt.Sprintf("a record out of sequence (%d after %d)", seq, last)
+			}
 			if why == "" {
-				if last != 0 && seq <= last {
-					return scan, fmt.Errorf("%s at byte %d: journal record %d after %d", filepath.Base(path), p, seq, last)
-				}
 				if rec != nil {
 					if err := rec(jpos{fi, int64(p)}, seq, ws); err != nil {
 						return scan, err

@@ -464,3 +464,22 @@ func BenchmarkJournalWalkDamaged(b *testing.B) {
 		}
 	}
 }
+
+// A valid record whose seq does not follow is damage like any other (not
+// an error Open cannot get past): here a record written twice.
+func TestJournalRecordOutOfSequence(t *testing.T) {
+	dir := t.TempDir()
+	var b []byte
+	for _, seq := range []uint64{1, 2, 2, 3, 4} {
+		b = appendRecord(b, seq, []jwrite{{key: []byte("k"), value: []byte(itoa(int64(seq)))}})
+	}
+	if err := os.WriteFile(filepath.Join(dir, journalName(1)), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var seqs []uint64
+	scan, err := walkJournal(dir, func(_ jpos, seq uint64, _ []jwrite) error { seqs = append(seqs, seq); return nil })
+	if err != nil || len(seqs) != 4 || len(scan.damages) != 1 || scan.damages[0].after != 2 || scan.damages[0].next != 3 ||
+		!strings.Contains(scan.damages[0].why, "out of sequence") {
+		t.Fatalf("records %v, damages %+v, %v", seqs, scan.damages, err)
+	}
+}

@@ -339,6 +339,9 @@ sort:
 		break sort
 	}
 	var cerr *JournalCorruptError
+	if corrupt == nil && action == JournalMoveAside {
+		l.log.Warn("the journal is not corrupt: nothing to move aside; start without the move-aside option from now on")
+	}
 	if corrupt != nil {
 		if cerr, err = describeCorruption(dir, corrupt, mark); err != nil {
 			return err
