@@ -219,15 +219,24 @@ func jrnlServeRefused(t *testing.T, dir string) string {
 // jrnlRecovered counts the acknowledged captures a running iapd has.
 func jrnlRecovered(t *testing.T, p *abuseProc, ld jrnlLoad) int {
 	t.Helper()
-	n := 0
+	return len(ld.captured) - len(jrnlMissing(t, p, ld))
+}
+
+// jrnlMissing returns the acknowledged captures a running iapd lacks.
+func jrnlMissing(t *testing.T, p *abuseProc, ld jrnlLoad) []string {
+	t.Helper()
+	var missing []string
 	for _, tok := range ld.captured {
 		var tx admin.Transaction
 		err := p.Admin.call(context.Background(), "GET", "/v1/transaction", url.Values{"token": {tok}}, nil, &tx)
-		if err == nil && tx.State == storage.Captured {
-			n++
+		if err != nil && !strings.Contains(err.Error(), "no such transaction") && !strings.Contains(err.Error(), "404") {
+			t.Fatalf("transaction: %v", err)
+		}
+		if err != nil || tx.State != storage.Captured {
+			missing = append(missing, tok)
 		}
 	}
-	return n
+	return missing
 }
 
 // jrnlVerify runs iapd verify -data dir.
@@ -374,6 +383,7 @@ func TestAbuseJournalCorrupt(t *testing.T) {
 		jrnlFlip(t, path, bad)
 		k := sort.Search(len(offs), func(i int) bool { return offs[i] > bad }) - 1
 		stderr := jrnlServeRefused(t, dir)
+		t.Logf("the refused start's stderr:\n%s", stderr)
 		where := fmt.Sprintf("%s at byte %d", path, offs[k])
 		if !strings.Contains(stderr, where) {
 			t.Fatalf("the refusal does not say %q:\n%s", where, stderr)
@@ -382,22 +392,28 @@ func TestAbuseJournalCorrupt(t *testing.T) {
 			t.Fatalf("the journal changed after a refused start: %v", err)
 		}
 		out, code := jrnlVerify(t, dir)
+		t.Logf("iapd verify -data (exit %d):\n%s", code, out)
 		if code == 0 || !strings.Contains(out, where) {
 			t.Fatalf("verify: exit %d, output:\n%s", code, out)
 		}
 
 		p := startAbuse(t, abuseOpts{Data: dir, Args: []string{"-journal-corrupt=move-aside"}})
-		got := jrnlRecovered(t, p, ld)
+		missing := jrnlMissing(t, p, ld)
+		got := len(ld.captured) - len(missing)
 		aside, _ := filepath.Glob(filepath.Join(dir, "journal-corrupt-*"))
 		if len(aside) != 1 {
 			t.Fatalf("journal folders moved aside: %v", aside)
 		}
 		moved, _ := filepath.Glob(filepath.Join(aside[0], "journal-*.log"))
 		var dmg struct {
-			After      int    `json:"records_after"`
-			Unreplayed int    `json:"unreplayed"`
-			Unreadable uint64 `json:"unreadable"`
-			ReplayedTo uint64 `json:"replayed_to"`
+			After        int    `json:"records_after"`
+			Unreplayed   int    `json:"unreplayed"`
+			Unreadable   uint64 `json:"unreadable"`
+			ReplayedTo   uint64 `json:"replayed_to"`
+			Transactions []struct {
+				Transaction string `json:"transaction"`
+				State       string `json:"state"`
+			} `json:"transactions"`
 		}
 		b, err := os.ReadFile(filepath.Join(aside[0], "damage.json"))
 		if err == nil {
@@ -405,6 +421,21 @@ func TestAbuseJournalCorrupt(t *testing.T) {
 		}
 		if err != nil || len(moved) == 0 || dmg.After != len(offs)-1-k {
 			t.Fatalf("aside: %d journal files, damage.json %+v (%v); want %d records after", len(moved), dmg, err, len(offs)-1-k)
+		}
+		// Every acknowledged capture not replayed is listed in
+		// damage.json as captured, but those in the unreadable record.
+		listed := map[string]string{}
+		for _, tx := range dmg.Transactions {
+			listed[tx.Transaction] = tx.State
+		}
+		unlisted := 0
+		for _, tok := range missing {
+			if listed[tok] != "captured" {
+				unlisted++
+			}
+		}
+		if uint64(unlisted) > dmg.Unreadable {
+			t.Errorf("%d acknowledged captures missing and not listed in damage.json (%d records unreadable)", unlisted, dmg.Unreadable)
 		}
 		var rep admin.VerifyReport
 		if err := p.Admin.call(context.Background(), "GET", "/v1/verify", nil, nil, &rep); err != nil {
@@ -422,9 +453,9 @@ func TestAbuseJournalCorrupt(t *testing.T) {
 		p.Stop()
 		abuseFigure(t, "bit flipped at byte %d of %d (record %d of %d, above the last checkpoint): start refused naming %s; verify exit %d; "+
 			"with -journal-corrupt=move-aside: %d of %d acknowledged captures recovered, %d valid records after the bad one "+
-			"(%d of them and %d unreadable not replayed, kept in %s with %d journal files)",
+			"(%d of them and %d unreadable not replayed, kept in %s with %d journal files; damage.json lists %d holds, %d of the %d missing captures)",
 			bad, len(clean), k+1, len(offs), where, code, got, len(ld.captured), dmg.After, dmg.Unreplayed, dmg.Unreadable,
-			filepath.Base(aside[0]), len(moved))
+			filepath.Base(aside[0]), len(moved), len(dmg.Transactions), len(missing)-unlisted, len(missing))
 		if got < len(ld.captured)-dmg.Unreplayed-int(dmg.Unreadable) {
 			t.Errorf("%d of %d captures recovered with %d records not replayed", got, len(ld.captured), dmg.Unreplayed+int(dmg.Unreadable))
 		}

@@ -1,6 +1,7 @@
 package badger
 
 import (
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/iapd/iapd/storage"
 )
 
 // JournalCorruptAction says what Open does with a corrupt journal (see
@@ -45,14 +48,21 @@ type JournalCorruptError struct {
 	AfterFirst uint64 `json:"after_first,omitempty"`
 	AfterLast  uint64 `json:"after_last,omitempty"`
 	// Unreplayed counts the records of After above the checkpoint marker:
-	// acknowledged, in no other place. Unreadable counts the records lost
-	// in the damage itself above the marker (when a record after it says
-	// how many).
+	// in no other place (each was synced, and most acknowledged).
+	// Unreadable counts the records lost in the damage itself above the
+	// marker (when a record after it says how many).
 	Unreplayed int    `json:"unreplayed"`
 	Unreadable uint64 `json:"unreadable"`
 	// Unscanned: the search for records after the damage gave up; After
 	// is a lower bound.
 	Unscanned bool `json:"unscanned,omitempty"`
+	// Transactions are the holds written by the records above the
+	// checkpoint marker after the damage, as the last of them wrote each:
+	// what the ledger lacks (a hold authorized, captured or cancelled
+	// there), for reconciliation. In damage.json only (a file of the data
+	// directory, mode 0600, as the ledger holds the same tokens), never in
+	// Error.
+	Transactions []JournalTransaction `json:"transactions,omitempty"`
 	// Set in damage.json only: the last record replayed, the files moved
 	// and when.
 	ReplayedTo uint64    `json:"replayed_to,omitempty"`
@@ -60,18 +70,32 @@ type JournalCorruptError struct {
 	MovedAt    time.Time `json:"moved_at,omitzero"`
 }
 
+// JournalTransaction is a hold as a record not replayed wrote it.
+type JournalTransaction struct {
+	Transaction string                   `json:"transaction"`
+	Service     storage.ServiceName      `json:"service"`
+	Account     storage.AccountToken     `json:"account"`
+	State       storage.TransactionState `json:"state"`
+	Amount      storage.Credits          `json:"amount"`
+	Captured    storage.Credits          `json:"captured"`
+}
+
 func (e *JournalCorruptError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "journal corrupt: %s at byte %d: %s", e.File, e.Offset, e.Reason)
 	switch {
 	case e.After > 0:
-		fmt.Fprintf(&b, "; %d valid records follow it (seq %d to %d), %d of them acknowledged after the last checkpoint",
+		fmt.Fprintf(&b, "; %d valid records follow it (seq %d to %d), %d of them after the last checkpoint (in no other place)",
 			e.After, e.AfterFirst, e.AfterLast, e.Unreplayed)
 	default:
 		b.WriteString("; no valid record follows it, but it is not the newest journal file, which a crash can tear")
 	}
 	if e.Unreadable > 0 {
-		fmt.Fprintf(&b, "; %d acknowledged records are unreadable in the damage", e.Unreadable)
+		if e.Unreadable == 1 {
+			b.WriteString("; 1 record after the last checkpoint is unreadable in the damage")
+		} else {
+			fmt.Fprintf(&b, "; %d records after the last checkpoint are unreadable in the damage", e.Unreadable)
+		}
 	}
 	if e.Unscanned {
 		b.WriteString(" (the search for records after it gave up: there may be more)")
@@ -91,7 +115,9 @@ const journalDamageFile = "damage.json"
 // walks the journal again to count the records after it.
 func describeCorruption(dir string, d *journalDamage, mark uint64) (*JournalCorruptError, error) {
 	e := &JournalCorruptError{File: d.path, Offset: d.at.off, Reason: d.why, LastGood: d.prev, Unscanned: d.unscanned}
-	if _, err := walkJournal(dir, func(at jpos, seq uint64, _ []jwrite) error {
+	txns := map[string]JournalTransaction{}
+	var order []string
+	if _, err := walkJournal(dir, func(at jpos, seq uint64, ws []jwrite) error {
 		if at.before(d.at) {
 			return nil
 		}
@@ -100,12 +126,30 @@ func describeCorruption(dir string, d *journalDamage, mark uint64) (*JournalCorr
 		}
 		e.After++
 		e.AfterLast = seq
-		if seq > mark {
-			e.Unreplayed++
+		if seq <= mark {
+			return nil
+		}
+		e.Unreplayed++
+		for _, w := range ws {
+			if w.del || len(w.key) != 1+txnIDBytes || w.key[0] != pTxn {
+				continue
+			}
+			tok := hex.EncodeToString(w.key[1:])
+			t, err := decodeTxn(w.value, tok)
+			if err != nil {
+				continue // reported by the counts; the list is a help
+			}
+			if _, ok := txns[tok]; !ok {
+				order = append(order, tok)
+			}
+			txns[tok] = JournalTransaction{Transaction: tok, Service: t.Service, Account: t.Account, State: t.State, Amount: t.Amount, Captured: t.Captured}
 		}
 		return nil
 	}); err != nil {
 		return nil, err
+	}
+	for _, tok := range order {
+		e.Transactions = append(e.Transactions, txns[tok])
 	}
 	// The records lost in the damage are the seqs between the last one
 	// before it and the first one after it.

@@ -233,12 +233,30 @@ func TestJournalBitFlipRefused(t *testing.T) {
 			}
 			ps := verifyProblems(t, l)
 			if len(ps) != 1 || ps[0].Check != CheckJournal || ps[0].Severity != SeverityError ||
-				!strings.Contains(ps[0].Detail, itoa(int64(jdOps-1-k))+" acknowledged records after the damage") {
+				!strings.Contains(ps[0].Detail, itoa(int64(jdOps-1-k))+" records after the damage and 1 in it not replayed") {
 				t.Fatalf("verify: %+v; want the one journal error", ps)
 			}
 			as, err := ListJournalAside(dir)
 			if err != nil || len(as) != 1 || as[0].Err != nil || as[0].Damage.After != jdOps-1-k || as[0].Damage.ReplayedTo != j.base+uint64(k) {
 				t.Fatalf("aside: %+v, %v", as, err)
+			}
+			// damage.json lists the holds the records after the damage
+			// wrote, in the state the last of them left each.
+			want := map[string]storage.TransactionState{}
+			for i := k + 1; i < jdOps; i++ {
+				if i < jdHolds {
+					want[j.holds[i]] = storage.Held
+				} else {
+					want[j.holds[i-jdHolds]] = storage.Captured
+				}
+			}
+			if got := as[0].Damage.Transactions; len(got) != len(want) {
+				t.Errorf("damage.json lists %d transactions, want %d", len(got), len(want))
+			}
+			for _, tx := range as[0].Damage.Transactions {
+				if want[tx.Transaction] != tx.State || tx.Account != jdToken || tx.Amount != storage.Scale {
+					t.Errorf("damage.json: %+v; want state %q", tx, want[tx.Transaction])
+				}
 			}
 			if moved, err := os.ReadFile(filepath.Join(as[0].Path, filepath.Base(path))); err != nil || !bytes.Equal(moved, b) {
 				t.Fatalf("the moved journal file: %v", err)

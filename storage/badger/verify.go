@@ -255,8 +255,8 @@ func (v *verifier) journalAside(dir string) error {
 			v.errorf(CheckJournal, "", "", "", "%s: a journal moved aside, its %s unreadable: %v", a.Path, journalDamageFile, a.Err)
 		case d.Unreplayed > 0 || d.Unreadable > 0 || d.Unscanned:
 			v.errorf(CheckJournal, "", "", "", "%s: journal corrupt in %s at byte %d (%s); replayed up to record %d, "+
-				"%d acknowledged records after the damage and %d in it not replayed; reconcile, then remove the folder",
-				a.Path, filepath.Base(d.File), d.Offset, d.Reason, d.ReplayedTo, d.Unreplayed, d.Unreadable)
+				"%d records after the damage and %d in it not replayed (%s lists the %d holds they wrote); reconcile, then remove the folder",
+				a.Path, filepath.Base(d.File), d.Offset, d.Reason, d.ReplayedTo, d.Unreplayed, d.Unreadable, journalDamageFile, len(d.Transactions))
 		default:
 			v.add(Problem{Severity: SeverityWarning, Check: CheckJournal, Detail: fmt.Sprintf(
 				"%s: journal damaged in %s at byte %d (%s), nothing lost (the checkpoint held those records); check the disk, then remove the folder",
