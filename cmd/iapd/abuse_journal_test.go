@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"os/exec"
@@ -460,4 +461,26 @@ func TestAbuseJournalCorrupt(t *testing.T) {
 			t.Errorf("%d of %d captures recovered with %d records not replayed", got, len(ld.captured), dmg.Unreplayed+int(dmg.Unreadable))
 		}
 	})
+}
+
+// serve's -journal-corrupt takes refuse (the default) or move-aside.
+func TestServeJournalCorruptFlag(t *testing.T) {
+	env := func(string) string { return "" }
+	for _, tc := range []struct {
+		args []string
+		want string // "" for an error
+	}{
+		{nil, "refuse"},
+		{[]string{"-journal-corrupt", "refuse"}, "refuse"},
+		{[]string{"-journal-corrupt=move-aside"}, "move-aside"},
+		{[]string{"-journal-corrupt", "delete"}, ""},
+	} {
+		cfg, err := loadServeConfig(append([]string{"-data", t.TempDir()}, tc.args...), env, io.Discard)
+		switch {
+		case tc.want == "" && (err == nil || !strings.Contains(err.Error(), "-journal-corrupt")):
+			t.Errorf("%v: %v; want a -journal-corrupt error", tc.args, err)
+		case tc.want != "" && (err != nil || cfg.JournalCorrupt != tc.want):
+			t.Errorf("%v: %q, %v; want %q", tc.args, cfg.JournalCorrupt, err, tc.want)
+		}
+	}
 }
