@@ -46,6 +46,11 @@ type Config struct {
 	OpsListen string `yaml:"ops_listen"`
 	// Data is the Badger directory of the ledger.
 	Data string `yaml:"data"`
+	// JournalCorrupt is what start-up does with a corrupt journal:
+	// "refuse" (the default: exit, change nothing) or "move-aside".
+	// Set by serve's -journal-corrupt flag only, never by the file: it is
+	// one start's decision, not a standing policy.
+	JournalCorrupt string `yaml:"-"`
 	// AdminToken is the admin API bearer token; empty disables the admin
 	// API. AdminTokenFile names a file holding it instead.
 	AdminToken     string `yaml:"admin_token"`

@@ -43,6 +43,7 @@ func loadServeConfig(args []string, getenv func(string) string, stderr io.Writer
 		data       = fs.String("data", DefaultData, "Badger `directory` of the ledger")
 		publicURL  = fs.String("public-url", "", "`URL` browsers use to reach iapd (default http://<listen>)")
 		logLevel   = fs.String("log-level", DefaultLogLevel, "debug, info, warn or error")
+		jcorrupt   = fs.String("journal-corrupt", "refuse", "what start-up does with a corrupt journal: refuse (exit, change nothing) or move-aside (start from the records before the damage, the journal files moved into a journal-corrupt-<time> folder of the data directory)")
 	)
 	if _, err := parseArgs(fs, args, 0); err != nil {
 		return Config{}, err
@@ -68,6 +69,10 @@ func loadServeConfig(args []string, getenv func(string) string, stderr io.Writer
 			cfg.LogLevel = *logLevel
 		}
 	})
+	if _, err := journalCorruptAction(*jcorrupt); err != nil {
+		return cfg, err
+	}
+	cfg.JournalCorrupt = *jcorrupt
 	cfg.normalise()
 	if err := cfg.ResolveSecrets(getenv, os.ReadFile); err != nil {
 		return cfg, fmt.Errorf("config: %w", err)
@@ -76,6 +81,17 @@ func loadServeConfig(args []string, getenv func(string) string, stderr io.Writer
 		return cfg, fmt.Errorf("config: %w", err)
 	}
 	return cfg, nil
+}
+
+// journalCorruptAction reads serve's -journal-corrupt value ("" is refuse).
+func journalCorruptAction(v string) (badger.JournalCorruptAction, error) {
+	switch v {
+	case "", "refuse":
+		return badger.JournalRefuse, nil
+	case "move-aside":
+		return badger.JournalMoveAside, nil
+	}
+	return 0, fmt.Errorf("-journal-corrupt: %q is neither refuse nor move-aside", v)
 }
 
 func newLogger(cfg Config, w io.Writer) *slog.Logger {
@@ -108,16 +124,27 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		return err
 	}
 
+	jcorrupt, err := journalCorruptAction(cfg.JournalCorrupt)
+	if err != nil {
+		return err
+	}
 	ledger, err := badger.Open(badger.Options{
-		Dir:          cfg.Data,
-		Logger:       log.With("component", "badger"),
-		Now:          time.Now,
-		OnSync:       mtr.ObserveSync,
-		OnCheckpoint: mtr.ObserveCheckpoint,
-		DiskReserve:  ledgerDiskReserve(cfg.DiskReserve), // disk.go
-		Refusals:     mtr,
+		Dir:            cfg.Data,
+		Logger:         log.With("component", "badger"),
+		Now:            time.Now,
+		OnSync:         mtr.ObserveSync,
+		OnCheckpoint:   mtr.ObserveCheckpoint,
+		DiskReserve:    ledgerDiskReserve(cfg.DiskReserve), // disk.go
+		Refusals:       mtr,
+		JournalCorrupt: jcorrupt,
 	})
 	if err != nil {
+		var ce *badger.JournalCorruptError
+		if errors.As(err, &ce) {
+			return fmt.Errorf("opening the ledger in %s: %w\nNothing was changed. Keep a copy of the data directory; then either restore a backup, "+
+				"or start once with -journal-corrupt=move-aside to start from the records before the damage (the journal files are moved aside, "+
+				"and iapd verify reports them until the folder is removed)", cfg.Data, err)
+		}
 		return fmt.Errorf("opening the ledger in %s: %w", cfg.Data, err)
 	}
 	defer func() {

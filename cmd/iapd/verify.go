@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -32,6 +33,24 @@ func runVerify(ctx context.Context, args []string, getenv func(string) string, s
 	var rep admin.VerifyReport
 	if *data != "" {
 		l, err := badger.Open(badger.Options{Dir: *data, Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+		var ce *badger.JournalCorruptError
+		if errors.As(err, &ce) {
+			// Open refused and changed nothing: the ledger cannot be
+			// walked without choosing what to replay, so the report is
+			// the journal's.
+			rep = admin.VerifyReport{Errors: 1, Problems: []admin.VerifyProblem{{
+				Severity: string(badger.SeverityError), Check: badger.CheckJournal,
+				Detail: ce.Error() + "; the ledger was not walked (iapd serve -journal-corrupt=move-aside starts from the records before the damage)",
+			}}}
+			if *cf.json {
+				if err := writeJSON(stdout, rep); err != nil {
+					return err
+				}
+			} else {
+				printVerifyReport(stdout, rep)
+			}
+			return fmt.Errorf("verify: %s: %w", *data, ce)
+		}
 		if err != nil {
 			if strings.Contains(err.Error(), "directory lock") {
 				return fmt.Errorf("verify: %s is in use: iapd is running on it; run iapd verify without -data to verify it online: %w", *data, err)
@@ -78,8 +97,12 @@ func runVerify(ctx context.Context, args []string, getenv func(string) string, s
 // printVerifyReport writes a report for humans: a summary, one line per
 // problem, the totals.
 func printVerifyReport(w io.Writer, rep admin.VerifyReport) {
-	fmt.Fprintf(w, "ledger verified at %s in %s (format %d): %d services, %d accounts, %d entries, %d transactions (%d holds open)\n",
-		rep.At, rep.Duration, rep.Format, rep.Services, rep.Accounts, rep.Entries, rep.Transactions, rep.OpenHolds)
+	if rep.At == "" { // not walked (a corrupt journal)
+		fmt.Fprintln(w, "ledger not verified: its journal is corrupt")
+	} else {
+		fmt.Fprintf(w, "ledger verified at %s in %s (format %d): %d services, %d accounts, %d entries, %d transactions (%d holds open)\n",
+			rep.At, rep.Duration, rep.Format, rep.Services, rep.Accounts, rep.Entries, rep.Transactions, rep.OpenHolds)
+	}
 	if len(rep.Problems) > 0 {
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "SEVERITY\tCHECK\tSERVICE\tACCOUNT\tTRANSACTION\tDETAIL")

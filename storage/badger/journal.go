@@ -1,12 +1,10 @@
 package badger
 
 import (
-	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -35,10 +33,16 @@ import (
 // below a durable marker are deleted.
 //
 // Open replays, in order, every valid record above the marker, then
-// checkpoints. A record is written whole before the fdatasync that
-// acknowledges it, and records are appended in sequence order by one
-// goroutine; so the first record that is short or fails its checksum was
-// never acknowledged, nor was anything after it, and replay stops there.
+// checkpoints (overlay.go, replayJournal). What a crash can leave is a torn
+// tail: records are appended in sequence order by one goroutine, a round
+// writes its records and fdatasyncs before any of them is acknowledged,
+// and a file is closed (a new one started) only after the fdatasync of its
+// last round; so only the newest file's last round can be short, hold
+// zeros (a file size written back before its data) or garbage, and
+// nothing in it was acknowledged. Any other damage is corruption: a bad
+// record followed by a valid one (walkJournal resynchronises past it), or
+// a bad record in a file that is not the newest. See replayJournal for
+// what Open does with each.
 //
 // Record layout: length u32 (of what follows the checksum), CRC-32C u32
 // (Castagnoli, of what follows it), seq uvarint, then for each write a kind
@@ -210,71 +214,206 @@ func listJournal(dir string) ([]string, error) {
 	return out, nil
 }
 
-// readJournal calls apply for every valid record of the journal files in
-// dir, in order, and returns the last seq read. It stops at the first
-// short or corrupt record (see above): what follows was never
-// acknowledged.
-func readJournal(dir string, log *slog.Logger, apply func(seq uint64, ws []jwrite) error) (last uint64, err error) {
-	files, err := listJournal(dir)
-	if err != nil {
-		return 0, err
-	}
-	for _, path := range files {
-		var torn bool
-		if last, torn, err = readJournalFile(path, last, log, apply); err != nil || torn {
-			return last, err
-		}
-	}
-	return last, nil
+// minJournalRecord is the length of the smallest record: the header and
+// a one-byte seq.
+const minJournalRecord = 9
+
+// jpos is a place in the journal: a file (its index in sequence order)
+// and a byte offset in it.
+type jpos struct {
+	file int
+	off  int64
 }
 
-// readJournalFile is readJournal for one file, after the record last:
-// torn reports a record that was never acknowledged, which ends the
-// journal. The zeros of a preallocated tail end only this file.
-func readJournalFile(path string, last uint64, log *slog.Logger, apply func(seq uint64, ws []jwrite) error) (_ uint64, torn bool, err error) {
-	f, err := os.Open(path)
+func (a jpos) before(b jpos) bool { return a.file < b.file || a.file == b.file && a.off < b.off }
+
+// journalDamage is a stretch of a journal file that does not read as
+// records: from at up to end (the next valid record of the file, or its
+// end).
+type journalDamage struct {
+	path   string
+	at     jpos
+	end    int64
+	why    string
+	prev   uint64 // the seq of the last record read before it; 0: none
+	next   uint64 // the first seq known to follow it (a record read after it, or a later file's name); 0: none
+	after  int    // valid records read after it, in this file and later ones
+	newest bool   // in the newest journal file
+	// unscanned: the search for a valid record after it gave up (its
+	// budget ran out); what follows is unknown.
+	unscanned bool
+}
+
+// journalScan is what walkJournal read.
+type journalScan struct {
+	files   []string
+	records int    // valid records
+	top     uint64 // the highest seq read
+	damages []journalDamage
+}
+
+// walkJournal reads the journal files of dir in sequence order and calls
+// rec (if not nil) for every valid record, in order. Where a file does
+// not read as records, it notes a journalDamage and resumes at the next
+// valid record of that file, if any: a position whose header has a
+// possible length, whose seq could follow the last one read (seqs go up
+// by one per record, so at most one per minJournalRecord bytes) and whose
+// checksum and body are good. Checking a position costs a few loads;
+// the checksums computed while resynchronising are bounded by twice the
+// file's size (past it the damage is marked unscanned), so a walk is
+// linear in the journal's size. A valid record whose seq is not above the
+// last one read is damage too. An error is a file that cannot be read, or
+// rec's error.
+func walkJournal(dir string, rec func(at jpos, seq uint64, ws []jwrite) error) (journalScan, error) {
+	var scan journalScan
+	files, err := listJournal(dir)
 	if err != nil {
-		return last, false, err
+		return scan, err
 	}
-	defer f.Close()
-	never := func(what string) (uint64, bool, error) {
-		log.Warn("journal ends with "+what+"; it was never acknowledged", "file", filepath.Base(path))
-		return last, true, nil
-	}
-	r := bufio.NewReaderSize(f, 1<<16)
-	var hdr [8]byte
-	for {
-		if _, err := io.ReadFull(r, hdr[:]); err == io.EOF {
-			return last, false, nil
-		} else if err != nil {
-			return never("a partial record")
-		}
-		n := binary.LittleEndian.Uint32(hdr[:4])
-		if n == 0 && hdr == [8]byte{} {
-			return last, false, nil // the preallocated rest of the file
-		}
-		if n == 0 || n > maxJournalRecord {
-			return never("an invalid record")
-		}
-		body := make([]byte, n)
-		if _, err := io.ReadFull(r, body); err != nil {
-			return never("a partial record")
-		}
-		if crc32.Checksum(body, castagnoli) != binary.LittleEndian.Uint32(hdr[4:]) {
-			return never("a record that fails its checksum")
-		}
-		seq, ws, err := decodeJournalRecord(body)
-		if err == nil && seq <= last && last != 0 {
-			err = fmt.Errorf("journal record %d after %d", seq, last)
-		}
-		if err == nil {
-			err = apply(seq, ws)
-		}
+	scan.files = files
+	var (
+		last    uint64
+		pending []int // damages whose next is not known yet
+	)
+	for fi, path := range files {
+		b, err := os.ReadFile(path)
 		if err != nil {
-			return last, false, err
+			return scan, err
 		}
-		last = seq
+		first, named := journalFirst(path)
+		if named {
+			for _, i := range pending {
+				scan.damages[i].next = first
+			}
+			pending = pending[:0]
+		}
+		lower := last // seqs in this file are above it
+		if named && first > 0 {
+			lower = max(lower, first-1)
+		}
+		budget := 2*len(b) + 1<<20
+		for p := 0; p < len(b); {
+			n, seq, ws, why := parseJournalRecord(b, p)
+			if why == "" && last != 0 && seq <= last {
+				why = fmt.Sprintf("a record out of sequence (%d after %d)", seq, last)
+			}
+			if why == "" {
+				if rec != nil {
+					if err := rec(jpos{fi, int64(p)}, seq, ws); err != nil {
+						return scan, err
+					}
+				}
+				for _, i := range pending {
+					scan.damages[i].next = seq
+				}
+				pending = pending[:0]
+				scan.records++
+				last, lower, scan.top = seq, seq, seq
+				p += n
+				continue
+			}
+			q, found, exhausted := resyncJournal(b, p, lower, &budget)
+			d := journalDamage{path: path, at: jpos{fi, int64(p)}, end: int64(len(b)), why: why, prev: last,
+				after: -scan.records, newest: fi == len(files)-1, unscanned: exhausted}
+			if found {
+				d.end = int64(q)
+			}
+			pending = append(pending, len(scan.damages))
+			scan.damages = append(scan.damages, d)
+			if !found {
+				break
+			}
+			p = q
+		}
 	}
+	for i := range scan.damages {
+		scan.damages[i].after += scan.records
+	}
+	return scan, nil
+}
+
+// parseJournalRecord reads the record at b[p:]: its length n, seq and
+// writes, or why it is not a valid record.
+func parseJournalRecord(b []byte, p int) (n int, seq uint64, ws []jwrite, why string) {
+	if len(b)-p < 8 {
+		return 0, 0, nil, "a partial record header"
+	}
+	l := binary.LittleEndian.Uint32(b[p:])
+	switch {
+	case l == 0 && binary.LittleEndian.Uint32(b[p+4:]) == 0:
+		return 0, 0, nil, "zeros"
+	case l == 0 || l > maxJournalRecord:
+		return 0, 0, nil, fmt.Sprintf("an impossible record length (%d)", l)
+	case int64(l) > int64(len(b)-p-8):
+		return 0, 0, nil, "a partial record"
+	}
+	body := b[p+8 : p+8+int(l)]
+	if crc32.Checksum(body, castagnoli) != binary.LittleEndian.Uint32(b[p+4:]) {
+		return 0, 0, nil, "a record that fails its checksum"
+	}
+	seq, ws, err := decodeJournalRecord(body)
+	if err != nil {
+		return 0, 0, nil, "a record that does not decode"
+	}
+	return 8 + int(l), seq, ws, ""
+}
+
+// resyncJournal looks for the first valid record of b after the damage
+// at bad, whose seq must be above lower (the last seq read). budget is
+// what is left of the bytes it may checksum; exhausted reports that it
+// ran out before the end of b.
+func resyncJournal(b []byte, bad int, lower uint64, budget *int) (q int, found, exhausted bool) {
+	for p := bad + 1; p+minJournalRecord <= len(b); p++ {
+		l := int64(binary.LittleEndian.Uint32(b[p:]))
+		if l == 0 || l > maxJournalRecord || l > int64(len(b)-p-8) {
+			continue
+		}
+		seq, k := binary.Uvarint(b[p+8 : p+8+int(l)])
+		// The records lost in b[bad:p] are at least one and at most one
+		// per minJournalRecord bytes.
+		if k <= 0 || seq <= lower || seq > lower+1+uint64(p-bad)/minJournalRecord ||
+			!journalBodyShaped(b[p+8+k:p+8+int(l)]) {
+			continue
+		}
+		if *budget < int(l) {
+			return 0, false, true
+		}
+		*budget -= int(l)
+		if _, _, _, why := parseJournalRecord(b, p); why == "" {
+			return p, true, false
+		}
+	}
+	return 0, false, false
+}
+
+// journalBodyShaped reports whether the writes of a record body (after
+// its seq) decode: kinds jSet or jDel, lengths that fit, nothing left
+// over. On random bytes it fails within a few fields, without reading the
+// keys and values: the check that makes resyncJournal cheap.
+func journalBodyShaped(b []byte) bool {
+	skip := func() bool {
+		l, n := binary.Uvarint(b)
+		if n <= 0 || l > uint64(len(b)-n) {
+			return false
+		}
+		b = b[n+int(l):]
+		return true
+	}
+	for len(b) > 0 {
+		kind := b[0]
+		b = b[1:]
+		if kind != jSet && kind != jDel || !skip() || kind == jSet && !skip() {
+			return false
+		}
+	}
+	return true
+}
+
+// journalFirst is the first seq a journal file's name says it holds.
+func journalFirst(path string) (uint64, bool) {
+	n := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(path), journalPrefix), journalSuffix)
+	first, err := strconv.ParseUint(n, 10, 64)
+	return first, err == nil
 }
 
 // startJournal starts a new journal file in dir whose first record will

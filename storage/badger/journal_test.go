@@ -3,7 +3,6 @@ package badger
 import (
 	"context"
 	"encoding/binary"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
@@ -64,12 +63,16 @@ func TestReadJournalStopsAtTornRecord(t *testing.T) {
 				t.Fatal(err)
 			}
 			var seqs []uint64
-			got, err := readJournal(dir, slog.New(slog.DiscardHandler), func(seq uint64, ws []jwrite) error {
+			scan, err := walkJournal(dir, func(_ jpos, seq uint64, ws []jwrite) error {
 				seqs = append(seqs, seq)
 				return nil
 			})
-			if err != nil || got != 3 || len(seqs) != 3 {
-				t.Fatalf("readJournal: last %d, records %v, err %v; want 3 records", got, seqs, err)
+			if err != nil || scan.top != 3 || len(seqs) != 3 {
+				t.Fatalf("walkJournal: top %d, records %v, err %v; want 3 records", scan.top, seqs, err)
+			}
+			// A torn tail: the newest file's last damage, nothing after it.
+			if len(scan.damages) != 1 || scan.damages[0].next != 0 || !scan.damages[0].newest || scan.damages[0].after != 0 {
+				t.Fatalf("damages %+v; want one torn tail", scan.damages)
 			}
 		})
 	}

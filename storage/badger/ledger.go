@@ -117,12 +117,17 @@ type Options struct {
 	// Refusals, if set, counts the writes refused for lack of space
 	// (reason "disk_full").
 	Refusals Refusals
+
+	// JournalCorrupt says what Open does with a journal damaged before
+	// its end (JournalCorruptError); the zero value is JournalRefuse.
+	JournalCorrupt JournalCorruptAction
 }
 
 // Ledger is the Badger implementation of storage.Ledger. Create it with
 // Open; it is safe for concurrent use.
 type Ledger struct {
 	db   *badger.DB
+	dir  string // "" in memory
 	log  *slog.Logger
 	now  func() time.Time
 	gs   *groupSync // nil in memory
@@ -155,7 +160,9 @@ type Ledger struct {
 
 // Open opens (creating if needed) the ledger in opts.Dir. Errors are
 // *storage.Error: Invalid for bad options, Unavailable when the data
-// directory cannot be opened (another process holds it, permissions, …).
+// directory cannot be opened (another process holds it, permissions, …),
+// Internal wrapping a *JournalCorruptError (errors.As) when the journal is
+// corrupt and opts.JournalCorrupt is JournalRefuse: nothing was changed.
 func Open(opts Options) (*Ledger, error) {
 	const op = "open"
 	log := opts.Logger
@@ -249,7 +256,7 @@ func Open(opts Options) (*Ledger, error) {
 	if err != nil {
 		return nil, storage.Wrap(op, storage.Unavailable, err)
 	}
-	l := &Ledger{db: db, log: log, now: now, seed: maphash.MakeSeed(), maxValue: int(valueThreshold(mts)) - 1}
+	l := &Ledger{db: db, dir: dir, log: log, now: now, seed: maphash.MakeSeed(), maxValue: int(valueThreshold(mts)) - 1}
 	if !opts.InMemory {
 		l.space = &spaceWatch{dir: dir, freeFn: freeFn, reserveCfg: reserve, flushTable: flushTable,
 			tree: l.treeSize, overlay: l.ov.bytes, refusals: opts.Refusals, log: log,
@@ -269,7 +276,7 @@ func Open(opts Options) (*Ledger, error) {
 		return nil, err
 	}
 	if !opts.InMemory {
-		if err := l.replayJournal(dir, opts.OnSync); err != nil { // overlay.go
+		if err := l.replayJournal(dir, opts.OnSync, opts.JournalCorrupt); err != nil { // overlay.go
 			_ = l.Close()
 			return nil, storage.Wrap(op, storage.Internal, err)
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -300,11 +301,70 @@ func (l *Ledger) applyToBadger(ws []ckWrite, mark uint64) (int, error) {
 // replayJournal applies, at Open, the journal records above Badger's
 // marker, makes them durable, removes the journal files and starts a new
 // journal.
-func (l *Ledger) replayJournal(dir string, onSync func(int, time.Duration)) error {
+//
+// It walks the journal first (walkJournal) and sorts each damage found:
+//   - a torn tail (damage with no valid record after it, in the newest
+//     file): a crash during a write; nothing in it was acknowledged. The
+//     records before it are replayed, the damage is logged and dropped.
+//   - damage whose unreadable records are all at or below the marker:
+//     Badger holds them, nothing is lost. The records after it are
+//     replayed; the journal files are moved aside (moveJournalAside), as
+//     evidence of a failing disk, and an error is logged.
+//   - anything else is corruption: acknowledged records are unreadable,
+//     and the valid ones after them cannot be replayed over the gap (each
+//     record holds whole values written on top of what the lost ones
+//     wrote: an account's held total that counts a hold whose own record
+//     is lost, a capture whose hold still looks open). With
+//     JournalRefuse, Open fails with a *JournalCorruptError before writing
+//     anything; with JournalMoveAside it replays the records before the
+//     damage — a consistent ledger as of that record — and moves every
+//     journal file aside, the records after the damage with them.
+func (l *Ledger) replayJournal(dir string, onSync func(int, time.Duration), action JournalCorruptAction) error {
 	mark, err := l.readJournalMark()
 	if err != nil {
 		return fmt.Errorf("reading the journal marker: %w", err)
 	}
+	scan, err := walkJournal(dir, nil)
+	if err != nil {
+		return err
+	}
+	var (
+		corrupt *journalDamage
+		kept    *journalDamage // damage the checkpoint covers
+	)
+sort:
+	for i := range scan.damages {
+		d := &scan.damages[i]
+		switch {
+		case d.unscanned:
+		case d.next == 0 && d.newest:
+			l.log.Warn("journal ends with a torn record (a crash during a write); it was never acknowledged",
+				"file", filepath.Base(d.path), "offset", d.at.off, "bytes", d.end-d.at.off, "what", d.why)
+			continue
+		case d.next != 0 && d.next-1 <= mark:
+			l.log.Error("journal damaged where the checkpoint already holds the records: nothing lost; the disk may be failing",
+				"file", d.path, "offset", d.at.off, "bytes", d.end-d.at.off, "what", d.why)
+			if kept == nil {
+				kept = d
+			}
+			continue
+		}
+		corrupt = d
+		break sort
+	}
+	var cerr *JournalCorruptError
+	if corrupt == nil && action == JournalMoveAside {
+		l.log.Warn("the journal is not corrupt: nothing to move aside; start without the move-aside option from now on")
+	}
+	if corrupt != nil {
+		if cerr, err = describeCorruption(dir, corrupt, mark); err != nil {
+			return err
+		}
+		if action != JournalMoveAside {
+			return cerr
+		}
+	}
+
 	var (
 		pending = map[string]*ckWrite{}
 		order   []string
@@ -330,8 +390,8 @@ func (l *Ledger) replayJournal(dir string, onSync func(int, time.Duration)) erro
 		order = order[:0]
 		return nil
 	}
-	top, err := readJournal(dir, l.log, func(seq uint64, ws []jwrite) error {
-		if seq <= mark {
+	if _, err := walkJournal(dir, func(at jpos, seq uint64, ws []jwrite) error {
+		if seq <= mark || corrupt != nil && !at.before(corrupt.at) {
 			return nil
 		}
 		for _, w := range ws {
@@ -350,8 +410,7 @@ func (l *Ledger) replayJournal(dir string, onSync func(int, time.Duration)) erro
 			return flush(seq)
 		}
 		return nil
-	})
-	if err != nil {
+	}); err != nil {
 		return fmt.Errorf("replaying the journal: %w", err)
 	}
 	if err := flush(last); err != nil {
@@ -360,18 +419,35 @@ func (l *Ledger) replayJournal(dir string, onSync func(int, time.Duration)) erro
 	if applied > 0 {
 		l.log.Info("journal replayed", "records", applied, "from", mark+1, "to", last)
 	}
-	files, err := listJournal(dir)
-	if err != nil {
-		return err
-	}
-	for _, f := range files {
-		if err := os.Remove(f); err != nil {
-			return err
+	switch {
+	case cerr != nil:
+		aside, err := moveJournalAside(dir, scan.files, cerr, last)
+		if err != nil {
+			return fmt.Errorf("moving the damaged journal aside: %w", err)
+		}
+		l.log.Error("journal corrupt: started from the records before the damage; the journal files are moved aside",
+			"file", cerr.File, "offset", cerr.Offset, "what", cerr.Reason,
+			"replayed", applied, "replayed_to", last, "records_after", cerr.After,
+			"not_replayed", cerr.Unreplayed+int(cerr.Unreadable), "moved_to", aside, "files", len(scan.files))
+	case kept != nil:
+		aside, err := moveJournalAside(dir, scan.files, &JournalCorruptError{
+			File: kept.path, Offset: kept.at.off, Reason: kept.why, LastGood: kept.prev, After: kept.after,
+		}, last)
+		if err != nil {
+			return fmt.Errorf("moving the damaged journal aside: %w", err)
+		}
+		l.log.Error("the damaged journal files are moved aside", "moved_to", aside, "files", len(scan.files))
+	default:
+		for _, f := range scan.files {
+			if err := os.Remove(f); err != nil {
+				return err
+			}
 		}
 	}
 	// startJournal syncs the directory as it creates the new file: the
 	// removals are durable with it (and harmless if lost: a replayed
-	// record at or below the marker is skipped).
-	l.jn, err = startJournal(dir, max(last, top), l.log, onSync)
+	// record at or below the marker is skipped). It starts above every
+	// seq read, those moved aside included.
+	l.jn, err = startJournal(dir, max(last, scan.top), l.log, onSync)
 	return err
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -49,6 +50,7 @@ const (
 	CheckAlert        = "alert"         // a queued alert of an account that does not exist
 	CheckAlertState   = "alert-state"   // an account's alert disarmed while it is at or above its threshold
 	CheckRecordIndex  = "record-index"  // a bookkeeping record and the record expiry index disagree
+	CheckJournal      = "journal"       // a journal moved aside at Open (JournalMoveAside, or damage the checkpoint covered)
 )
 
 // Problem is one discrepancy. Service, Account and Transaction say where,
@@ -116,7 +118,9 @@ func (r *Report) Clean() bool { return r.Errors == 0 }
 // redeemed one has its recharge entry (amount and ref), that every queued
 // alert belongs to an account, that no account's alert is disarmed while at
 // or above its threshold (a warning), and that bookkeeping records and
-// their expiry index agree. The error is
+// their expiry index agree. Each journal folder moved aside at an Open
+// (journal-corrupt-*) is a problem until the operator removes it: an error
+// when acknowledged records were not replayed, else a warning. The error is
 // for a walk that could not finish (Unavailable when closed or ctx is
 // done); what the walk finds is in the Report.
 func (l *Ledger) Verify(ctx context.Context, opts VerifyOptions) (Report, error) {
@@ -148,6 +152,9 @@ func (l *Ledger) Verify(ctx context.Context, opts VerifyOptions) (Report, error)
 	v.txn = txn
 	err := v.run()
 	txn.Discard()
+	if err == nil && l.dir != "" {
+		err = v.journalAside(l.dir)
+	}
 	v.r.Duration = time.Since(start)
 	if err != nil {
 		return v.r, l.wrap(op, err)
@@ -230,6 +237,30 @@ func (v *verifier) run() error {
 	} {
 		if err := pass(); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// journalAside reports the moved-aside journal folders of dir.
+func (v *verifier) journalAside(dir string) error {
+	as, err := ListJournalAside(dir)
+	if err != nil {
+		return err
+	}
+	for _, a := range as {
+		d := a.Damage
+		switch {
+		case a.Err != nil:
+			v.errorf(CheckJournal, "", "", "", "%s: a journal moved aside, its %s unreadable: %v", a.Path, journalDamageFile, a.Err)
+		case d.Unreplayed > 0 || d.Unreadable > 0 || d.Unscanned:
+			v.errorf(CheckJournal, "", "", "", "%s: journal corrupt in %s at byte %d (%s); replayed up to record %d, "+
+				"%d records after the damage and %d in it not replayed (%s lists the %d holds they wrote); reconcile, then remove the folder",
+				a.Path, filepath.Base(d.File), d.Offset, d.Reason, d.ReplayedTo, d.Unreplayed, d.Unreadable, journalDamageFile, len(d.Transactions))
+		default:
+			v.add(Problem{Severity: SeverityWarning, Check: CheckJournal, Detail: fmt.Sprintf(
+				"%s: journal damaged in %s at byte %d (%s), nothing lost (the checkpoint held those records); check the disk, then remove the folder",
+				a.Path, filepath.Base(d.File), d.Offset, d.Reason)})
 		}
 	}
 	return nil
