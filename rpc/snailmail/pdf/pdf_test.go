@@ -3,6 +3,7 @@ package pdf
 import (
 	"bytes"
 	"compress/zlib"
+	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -340,17 +341,21 @@ func BenchmarkPageCount(b *testing.B) {
 // TestInflateBounds: a stream may not decode to more than maxDecoded
 // bytes, nor a document to more than maxTotal.
 func TestInflateBounds(t *testing.T) {
-	d := &doc{}
+	newD := func(decoded int64) *doc {
+		m := &meter{ctx: context.Background(), limit: 1 << 40, next: checkEvery, decoded: decoded, decodeLimit: maxTotal}
+		return &doc{m: m}
+	}
+	d := newD(0)
 	if _, err := d.inflate(deflate(make([]byte, maxDecoded+1))); err == nil || !strings.Contains(err.Error(), "decodes to more than") {
 		t.Fatalf("one stream over the bound: %v", err)
 	}
-	d = &doc{decoded: maxTotal - 100}
+	d = newD(maxTotal - 100)
 	if _, err := d.inflate(deflate(make([]byte, 101))); err == nil {
 		t.Fatal("the document's budget was exceeded")
 	}
-	d = &doc{}
-	if out, err := d.inflate(deflate([]byte("12345"))); err != nil || string(out) != "12345" || d.decoded != 5 {
-		t.Fatalf("%q %v %d", out, err, d.decoded)
+	d = newD(0)
+	if out, err := d.inflate(deflate([]byte("12345"))); err != nil || string(out) != "12345" || d.m.decoded != 5 {
+		t.Fatalf("%q %v %d", out, err, d.m.decoded)
 	}
 }
 
