@@ -51,8 +51,8 @@ const (
 	maxDepth       = 64  // nesting of arrays, dictionaries, the page tree
 	maxXRefs       = 256 // cross-reference sections followed through /Prev
 	maxObjects     = 1 << 20
-	maxToken       = 256 // a number or keyword
-	maxHeaders     = 1 << 18
+	maxToken       = 256     // a number or keyword
+	maxHeaders     = 1 << 17 // "N G obj" in one file (a 10 000-page document has ~40 000)
 	// objectCost is the steps charged for parsing or entering one
 	// object besides its bytes (allocations, maps), scanPerStep the
 	// bytes one step of the index's search (bytes.Index) covers.
@@ -1044,6 +1044,7 @@ func abs(x int) int {
 // trailer up to the next marker.
 func (d *doc) reconstruct() error {
 	b := d.b
+	d.xref = make(map[int]xrefEntry, len(d.ix.headers))
 	for _, h := range d.ix.headers {
 		d.m.charge(objectCost)
 		if len(d.xref) >= maxObjects {
