@@ -66,7 +66,13 @@ func TestHostilePDF(t *testing.T) {
 			if fake.calls() != 0 {
 				t.Fatalf("%d hostile letters posted", fake.calls())
 			}
-			if got := rc.get("pdf_budget"); tc.budget && got != len(pdftest.Shapes) || !tc.budget && got != 0 {
+			// Nothing was claimed: the same hostile letter again is read
+			// and refused again, not answered UNKNOWN_ERROR as a letter
+			// being sent.
+			if r := e.print(body(tok, true, nil, doc(0, 100, "BE", pdftest.Hostile(pdftest.Shapes[0], 256<<10)))); r.errorOf(0) != codeFormat {
+				t.Fatalf("the first hostile letter again: %s", r.raw)
+			}
+			if got := rc.get("pdf_budget"); tc.budget && got != len(pdftest.Shapes)+1 || !tc.budget && got != 0 {
 				t.Fatalf("pdf_budget refusals: %d", got)
 			}
 			// Nothing was claimed: the same letters with a good PDF go.
