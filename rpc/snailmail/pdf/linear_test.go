@@ -187,3 +187,44 @@ func BenchmarkHostile(b *testing.B) {
 		}
 	}
 }
+
+// TestXRefSectionOnce: 64 sections whose /XRefStm point at different
+// offsets in the white space before one large table read it once, not
+// 64 times (each within maxLead of it names the same section).
+func TestXRefSectionOnce(t *testing.T) {
+	b := newBuilder()
+	for num, body := range pageObjects(1, 1) {
+		b.obj(num, body)
+	}
+	b.buf.WriteString(strings.Repeat(" ", 64))
+	table := b.buf.Len()
+	const n = 20000
+	fmt.Fprintf(&b.buf, "xref\n0 %d\n0000000000 65535 f \n", n)
+	for i := 1; i < n; i++ {
+		if off, ok := b.offsets[i]; ok {
+			fmt.Fprintf(&b.buf, "%010d 00000 n \n", off)
+		} else {
+			b.buf.WriteString("0000000000 65535 f \n")
+		}
+	}
+	fmt.Fprintf(&b.buf, "trailer\n<< /Size %d /Root 1 0 R >>\n", n)
+	prev := -1
+	for i := 1; i <= 64; i++ {
+		at := b.buf.Len()
+		fmt.Fprintf(&b.buf, "xref\n0 1\n0000000000 65535 f \ntrailer\n<< /Size 1 /Root 1 0 R /XRefStm %d", table-i)
+		if prev >= 0 {
+			fmt.Fprintf(&b.buf, " /Prev %d", prev)
+		}
+		b.buf.WriteString(" >>\n")
+		prev = at
+	}
+	fmt.Fprintf(&b.buf, "startxref\n%d\n%%%%EOF\n", prev)
+	doc := b.buf.Bytes()
+	if n, err := PageCount(doc); err != nil || n != 1 {
+		t.Fatalf("PageCount = %d, %v", n, err)
+	}
+	st := checkLinear(t, "64 sections", doc)
+	if st.Steps > 4*int64(len(doc)) {
+		t.Fatalf("%d steps for %d bytes: the table was read more than once", st.Steps, len(doc))
+	}
+}

@@ -477,7 +477,9 @@ func (d *doc) loadXRefChain(off int) error {
 	queue := []int{off}
 	for len(queue) > 0 {
 		d.m.charge(1)
-		off = queue[0]
+		// Offsets into the same white space name the same section:
+		// it is read once.
+		off = d.lead(queue[0])
 		queue = queue[1:]
 		if visited[off] {
 			continue
@@ -518,14 +520,20 @@ func (d *doc) setEntry(num int, e xrefEntry) error {
 	return nil
 }
 
-func (d *doc) loadXRef(off int) (dict, error) {
-	lead := off
-	for lead < len(d.b) && lead-off < maxLead && isSpace(d.b[lead]) {
-		lead++
+// lead returns off after at most maxLead bytes of white space.
+func (d *doc) lead(off int) int {
+	p := off
+	for p < len(d.b) && p-off < maxLead && isSpace(d.b[p]) {
+		p++
 	}
-	d.m.charge(lead - off)
-	if bytes.HasPrefix(d.b[lead:], []byte("xref")) {
-		l := &lexer{b: d.b, pos: lead + 4, lim: len(d.b), m: d.m}
+	d.m.charge(p - off)
+	return p
+}
+
+// loadXRef reads the cross-reference section at off (after d.lead).
+func (d *doc) loadXRef(off int) (dict, error) {
+	if bytes.HasPrefix(d.b[off:], []byte("xref")) {
+		l := &lexer{b: d.b, pos: off + 4, lim: len(d.b), m: d.m}
 		return d.loadXRefTable(l)
 	}
 	// A cross-reference stream: "N G obj << … /Type /XRef … >> stream".
