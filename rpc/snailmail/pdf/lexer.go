@@ -195,6 +195,7 @@ func (l *lexer) object(depth int) (object, error) {
 			if err != nil {
 				return nil, err
 			}
+			l.m.element(elementCost)
 			arr = append(arr, o)
 		}
 	case ')', '>', ']', '{', '}':
@@ -352,6 +353,7 @@ func (l *lexer) dict(depth int) (object, error) {
 		if err != nil {
 			return nil, err
 		}
+		l.m.element(entryCost)
 		d[k] = v
 	}
 }

@@ -53,6 +53,14 @@ const (
 	maxObjects     = 1 << 20
 	maxToken       = 256     // a number or keyword
 	maxHeaders     = 1 << 17 // "N G obj" in one file (a 10 000-page document has ~40 000)
+	// maxElements bounds the array elements and dictionary entries
+	// parsed in one document, which the reader keeps until it is done
+	// (~16-100 bytes each: at most ~25 MB; a 10 000-page tree has
+	// ~100 000); an element costs elementCost steps, an entry (a map
+	// insertion and its key) entryCost.
+	maxElements = 1 << 18
+	elementCost = 4
+	entryCost   = 16
 	// objectCost is the steps charged for parsing or entering one
 	// object besides its bytes (allocations, maps), scanPerStep the
 	// bytes one step of the index's search (bytes.Index) covers.
@@ -67,7 +75,8 @@ const (
 var ErrEncrypted = errors.New("pdf: document is encrypted")
 
 // ErrBudget is in the chain of the *Error returned for a document that
-// needs more steps than its budget.
+// needs more steps than its budget, or more array elements and
+// dictionary entries than the reader keeps.
 var ErrBudget = errors.New("more work than its budget")
 
 // Error is a document that cannot be read.
@@ -204,9 +213,19 @@ type meter struct {
 	next        int64 // steps at which to check next
 	decoded     int64
 	decodeLimit int64
+	elements    int
 }
 
 type abort struct{ err error }
+
+// element counts one array element or dictionary entry of cost steps.
+func (m *meter) element(cost int) {
+	m.elements++
+	if m.elements > maxElements {
+		panic(abort{&Error{Msg: fmt.Sprintf("more than %d array elements and dictionary entries", maxElements), err: ErrBudget}})
+	}
+	m.charge(cost)
+}
 
 func (m *meter) charge(n int) {
 	m.steps += int64(n)

@@ -12,7 +12,7 @@ import (
 )
 
 // Shapes are the names Hostile accepts, in a stable order.
-var Shapes = []string{"nested_strings", "no_endstream", "many_headers", "deep_arrays", "deep_dicts", "huge_numbers", "broken_xref", "whitespace_xref", "far_endstream"}
+var Shapes = []string{"nested_strings", "no_endstream", "many_headers", "deep_arrays", "deep_dicts", "huge_numbers", "broken_xref", "whitespace_xref", "far_endstream", "wide_arrays", "wide_dicts"}
 
 // Hostile returns a document of the named shape (one of Shapes) of about
 // size bytes (never less than a few hundred). It panics on an unknown
@@ -33,7 +33,10 @@ var Shapes = []string{"nested_strings", "no_endstream", "many_headers", "deep_ar
 //     cross-reference table whose entries point at every offset of it;
 //   - far_endstream: a valid page tree whose pages (at most 9 000) are
 //     streams with a wrong /Length, the only "endstream" at the end of
-//     the file.
+//     the file;
+//   - wide_arrays, wide_dicts: one object, an array of "1 1 1 …" or a
+//     dictionary of distinct keys "/k0 1 /k1 1 …" filling the file (each
+//     element costs the reader memory, not just time).
 func Hostile(shape string, size int) []byte {
 	var b bytes.Buffer
 	b.WriteString("%PDF-1.7\n")
@@ -129,6 +132,16 @@ func Hostile(shape string, size int) []byte {
 			fmt.Fprintf(&b, "%010d 00000 n \n", o)
 		}
 		fmt.Fprintf(&b, "trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n", 3+len(offs), at)
+	case "wide_arrays":
+		b.WriteString("1 0 obj\n[")
+		for b.Len() < size {
+			b.WriteString("1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 ")
+		}
+	case "wide_dicts":
+		b.WriteString("1 0 obj\n<<")
+		for i := 0; b.Len() < size; i++ {
+			fmt.Fprintf(&b, "/k%x 1 ", i)
+		}
 	default:
 		panic("pdftest: unknown shape " + shape)
 	}
