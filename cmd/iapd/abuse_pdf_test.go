@@ -138,7 +138,7 @@ func TestAbusePDF(t *testing.T) {
 				shape, len(pdf), n, el.Seconds(), cpu.Seconds())
 		}
 	}
-	abuseFigure(t, "slowest hostile PDF answered in %.3f s (target: under 1 s)", worst.Seconds())
+	abuseFigure(t, "slowest hostile PDF answered in %.3f s (target: under 1 s); server after them: %s", worst.Seconds(), p.Memory())
 
 	// Above the listener's limit: printed, not asserted (another change
 	// raises the listener's limit to the route's).
