@@ -204,7 +204,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		return fmt.Errorf("rpc: %w", err)
 	}
 	// The services, portal, alerts and proxy plug in here (wiring.go).
-	w := &wiring{cfg: cfg, log: log, ledger: ledger, rpc: rpcSrv, reg: reg, publicURL: publicURL}
+	w := &wiring{cfg: cfg, log: log, ledger: ledger, rpc: rpcSrv, reg: reg, publicURL: publicURL, mtr: mtr}
 	defer func() {
 		if cerr := w.close(); cerr != nil && err == nil {
 			err = cerr

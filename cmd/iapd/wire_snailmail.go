@@ -41,13 +41,17 @@ func wireSnailmail(w *wiring) error {
 		senders[name] = s
 	}
 	var records storage.Records = w.ledger
-	svc, err := snailmail.New(settings, snailmail.Deps{
+	deps := snailmail.Deps{
 		Ledger:     w.ledger,
 		Records:    records,
 		Senders:    senders,
 		Logger:     w.log.With("component", "snailmail"),
 		Registerer: w.reg,
-	})
+	}
+	if w.mtr != nil {
+		deps.Refusals = w.mtr
+	}
+	svc, err := snailmail.New(settings, deps)
 	if err != nil {
 		return err
 	}

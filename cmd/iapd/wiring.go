@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
 
+	"github.com/iapd/iapd/metrics"
 	"github.com/iapd/iapd/providers"
 	_ "github.com/iapd/iapd/providers/all" // registers the built-in adapters
 	"github.com/iapd/iapd/rpc"
@@ -33,6 +34,9 @@ type wiring struct {
 	rpc       *rpc.Server
 	reg       *prometheus.Registry
 	publicURL string
+	// mtr counts protective refusals (Refused); nil when only listing
+	// the routes.
+	mtr *metrics.Metrics
 
 	// outbound is the HTTP client providers use for vendor APIs; in
 	// air-gapped mode its dialer refuses every address but the

@@ -31,6 +31,8 @@ import (
 //	        included_pages: 2      # pages the base price covers (a cover page counts)
 //	        extra_page: 0.1        # per page beyond them
 //	      max_pages: 50            # longer documents are refused (FORMAT_ERROR)
+//	      pdf_steps_per_byte: 32   # reading a PDF: steps allowed per byte (+1 Mi) ...
+//	      pdf_max_steps: 67108864  # ... and at most this many; beyond: FORMAT_ERROR
 type Settings struct {
 	// Providers is the chain of provider instances (names under
 	// providers:) tried in order; the next one only when the previous
@@ -53,6 +55,19 @@ type Settings struct {
 	// SendTimeout bounds the provider calls of one document; Odoo waits
 	// snailmail.timeout, 30 s by default (PROTOCOL §13). Default 25s.
 	SendTimeout time.Duration `yaml:"send_timeout"`
+	// PDFStepsPerByte and PDFMaxSteps are the budget of reading one
+	// letter's PDF (pdf.Budget): that many steps per byte of the PDF
+	// plus pdf.DefaultBase, at most PDFMaxSteps. A PDF that needs more
+	// is refused with FORMAT_ERROR before any credit is held. Defaults
+	// pdf.DefaultPerByte (32, above what any PDF needs per byte) and
+	// pdf.DefaultMax (64 Mi steps: well under a second).
+	PDFStepsPerByte int64 `yaml:"pdf_steps_per_byte"`
+	PDFMaxSteps     int64 `yaml:"pdf_max_steps"`
+}
+
+// pdfBudget is the budget of reading one PDF.
+func (s Settings) pdfBudget() pdf.Budget {
+	return pdf.Budget{PerByte: s.PDFStepsPerByte, Max: s.PDFMaxSteps}
 }
 
 // Prices is the price list of a letter: a base price by destination
@@ -195,6 +210,8 @@ func (s Settings) Validate() error {
 		return errors.New("max_documents: negative")
 	case s.HoldTTL < 0, s.DedupeTTL < 0, s.SendTimeout < 0:
 		return errors.New("hold_ttl, dedupe_ttl and send_timeout must not be negative")
+	case s.PDFStepsPerByte < 0 || s.PDFMaxSteps < 0:
+		return errors.New("pdf_steps_per_byte and pdf_max_steps must not be negative (0: the default)")
 	case s.SendTimeout > 29*time.Second:
 		return errors.New("send_timeout: at most 29s (Odoo gives up after snailmail.timeout, 30 s by default)")
 	}

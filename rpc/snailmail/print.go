@@ -249,8 +249,19 @@ func (s *Service) printOne(ctx context.Context, c call, raw json.RawMessage) (Do
 	if err != nil {
 		return fail(codeFormat)
 	}
-	n, err := pdf.PageCount(body)
-	if err != nil {
+	// Read before anything is held or claimed: a PDF refused here costs
+	// the caller nothing.
+	n, st, err := pdf.Count(ctx, body, s.cfg.pdfBudget())
+	switch {
+	case errors.Is(err, pdf.ErrBudget):
+		s.refusals.Refused("pdf_budget")
+		s.log.Warn("snailmail: PDF refused, more work than its budget", "account", rpc.TokenRef(c.tok), "bytes", len(body), "steps", st.Steps)
+		return fail(codeFormat)
+	case ctx.Err() != nil && errors.Is(err, ctx.Err()):
+		// The client went or the route's deadline passed: nothing
+		// was held; the call ends.
+		return DocumentResult{}, 0, storage.Wrap("snailmail.print", storage.Unavailable, err)
+	case err != nil:
 		s.log.Info("snailmail: unreadable PDF refused", "account", rpc.TokenRef(c.tok), "bytes", len(body), "err", err)
 		return fail(codeFormat)
 	}

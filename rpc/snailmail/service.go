@@ -36,7 +36,10 @@ type Deps struct {
 	Logger  *slog.Logger
 	// Registerer receives the service's metrics; nil: none.
 	Registerer prometheus.Registerer
-	Now        func() time.Time
+	// Refusals counts the protective refusals (reason "pdf_budget": a
+	// PDF needing more work than its budget); nil: not counted.
+	Refusals interface{ Refused(reason string) }
+	Now      func() time.Time
 }
 
 // Service is the snailmail service: a gorilla/rpc receiver (Print) and
@@ -49,6 +52,8 @@ type Service struct {
 	log     *slog.Logger
 	now     func() time.Time
 	m       *metrics
+	// refusals counts protective refusals (Deps.Refusals).
+	refusals interface{ Refused(reason string) }
 }
 
 // New builds the service. Every provider the settings name must be in
@@ -73,12 +78,20 @@ func New(cfg Settings, deps Deps) (*Service, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	s.refusals = deps.Refusals
+	if s.refusals == nil {
+		s.refusals = noRefusals{}
+	}
 	var err error
 	if s.m, err = newMetrics(deps.Registerer); err != nil {
 		return nil, fmt.Errorf("snailmail: metrics: %w", err)
 	}
 	return s, nil
 }
+
+type noRefusals struct{}
+
+func (noRefusals) Refused(string) {}
 
 // Routes returns the service's JSON-RPC route for rpc.Server.Register
 // (PROTOCOL §7; Odoo waits snailmail.timeout, 30 s by default, §13). It

@@ -5,11 +5,16 @@ import (
 	"strconv"
 )
 
-// lexer reads PDF objects from b at pos (PDF 32000-1 §7.2–7.3).
+// lexer reads PDF objects from b[pos:lim] (PDF 32000-1 §7.2–7.3). It
+// never reads at or past lim, except a stream's data (which is found
+// through the document's index, not scanned), and it charges every byte
+// it scans to m.
 type lexer struct {
 	b   []byte
 	pos int
-	doc *doc // resolves an indirect /Length; nil inside object streams' headers
+	lim int
+	m   *meter
+	doc *doc // resolves an indirect /Length and finds endstream; nil inside object streams
 }
 
 func isSpace(c byte) bool {
@@ -24,29 +29,36 @@ func isDelim(c byte) bool {
 	return false
 }
 
+// rest is what the lexer may still read.
+func (l *lexer) rest() []byte { return l.b[l.pos:l.lim] }
+
 // skipSpace skips white space and comments.
 func (l *lexer) skipSpace() {
-	for l.pos < len(l.b) {
+	start := l.pos
+	for l.pos < l.lim {
 		c := l.b[l.pos]
 		switch {
 		case isSpace(c):
 			l.pos++
 		case c == '%':
-			for l.pos < len(l.b) && l.b[l.pos] != '\n' && l.b[l.pos] != '\r' {
+			for l.pos < l.lim && l.b[l.pos] != '\n' && l.b[l.pos] != '\r' {
 				l.pos++
 			}
 		default:
+			l.m.charge(l.pos - start)
 			return
 		}
 	}
+	l.m.charge(l.pos - start)
 }
 
 // regular reads a run of regular characters (a number or a keyword).
 func (l *lexer) regular() []byte {
 	start := l.pos
-	for l.pos < len(l.b) && !isSpace(l.b[l.pos]) && !isDelim(l.b[l.pos]) {
+	for l.pos < l.lim && !isSpace(l.b[l.pos]) && !isDelim(l.b[l.pos]) {
 		l.pos++
 	}
+	l.m.charge(l.pos - start)
 	return l.b[start:l.pos]
 }
 
@@ -72,7 +84,7 @@ func (l *lexer) indirect() (int, object, error) {
 	num, ok1 := l.integer()
 	_, ok2 := l.integer()
 	l.skipSpace()
-	if !ok1 || !ok2 || !bytes.HasPrefix(l.b[l.pos:], []byte("obj")) {
+	if !ok1 || !ok2 || !bytes.HasPrefix(l.rest(), []byte("obj")) {
 		return 0, nil, errf("no object header")
 	}
 	l.pos += 3
@@ -81,7 +93,7 @@ func (l *lexer) indirect() (int, object, error) {
 		return 0, nil, err
 	}
 	l.skipSpace()
-	if bytes.HasPrefix(l.b[l.pos:], []byte("stream")) {
+	if bytes.HasPrefix(l.rest(), []byte("stream")) {
 		dd, ok := o.(dict)
 		if !ok {
 			return 0, nil, errf("stream without a dictionary")
@@ -96,8 +108,12 @@ func (l *lexer) indirect() (int, object, error) {
 }
 
 // stream reads the data after the "stream" keyword: /Length bytes when
-// that ends at "endstream", else up to the next "endstream".
+// that ends at "endstream", else up to the next "endstream" of the file
+// (looked up in the document's index: the data is never scanned).
 func (l *lexer) stream(dd dict) (*stream, error) {
+	if l.doc == nil {
+		return nil, errf("stream inside an object stream")
+	}
 	l.pos += len("stream")
 	if l.pos < len(l.b) && l.b[l.pos] == '\r' {
 		l.pos++
@@ -111,14 +127,13 @@ func (l *lexer) stream(dd dict) (*stream, error) {
 	case int64:
 		length = int(min(v, int64(len(l.b))))
 	case ref:
-		if l.doc != nil {
-			if o, err := l.doc.resolve(v, 0); err == nil {
-				if n, ok := o.(int64); ok {
-					length = int(min(n, int64(len(l.b))))
-				}
+		if o, err := l.doc.resolve(v, 0); err == nil {
+			if n, ok := o.(int64); ok {
+				length = int(min(n, int64(len(l.b))))
 			}
 		}
 	}
+	l.m.charge(64)
 	if length >= 0 && start+length <= len(l.b) {
 		rest := bytes.TrimLeft(l.b[start+length:min(len(l.b), start+length+64)], "\x00\t\n\f\r ")
 		if bytes.HasPrefix(rest, []byte("endstream")) {
@@ -126,15 +141,15 @@ func (l *lexer) stream(dd dict) (*stream, error) {
 			return &stream{dict: dd, raw: l.b[start : start+length]}, nil
 		}
 	}
-	end := bytes.Index(l.b[start:], []byte("endstream"))
+	end := l.doc.ix.endstreamFrom(start)
 	if end < 0 {
 		return nil, errf("stream without endstream")
 	}
-	raw := l.b[start : start+end]
+	raw := l.b[start:end]
 	// The end-of-line before endstream is not data.
 	raw = bytes.TrimSuffix(raw, []byte("\n"))
 	raw = bytes.TrimSuffix(raw, []byte("\r"))
-	l.pos = start + end
+	l.pos = end
 	return &stream{dict: dd, raw: raw}, nil
 }
 
@@ -143,8 +158,9 @@ func (l *lexer) object(depth int) (object, error) {
 	if depth > maxDepth {
 		return nil, errf("objects nested too deep")
 	}
+	l.m.charge(1)
 	l.skipSpace()
-	if l.pos >= len(l.b) {
+	if l.pos >= l.lim {
 		return nil, errf("unexpected end of data")
 	}
 	c := l.b[l.pos]
@@ -155,7 +171,7 @@ func (l *lexer) object(depth int) (object, error) {
 	case '(':
 		return l.literal()
 	case '<':
-		if l.pos+1 < len(l.b) && l.b[l.pos+1] == '<' {
+		if l.pos+1 < l.lim && l.b[l.pos+1] == '<' {
 			l.pos += 2
 			return l.dict(depth)
 		}
@@ -165,7 +181,7 @@ func (l *lexer) object(depth int) (object, error) {
 		var arr []object
 		for {
 			l.skipSpace()
-			if l.pos >= len(l.b) {
+			if l.pos >= l.lim {
 				return nil, errf("unterminated array")
 			}
 			if l.b[l.pos] == ']' {
@@ -179,6 +195,7 @@ func (l *lexer) object(depth int) (object, error) {
 			if err != nil {
 				return nil, err
 			}
+			l.m.element(elementCost)
 			arr = append(arr, o)
 		}
 	case ')', '>', ']', '{', '}':
@@ -196,17 +213,20 @@ func (l *lexer) object(depth int) (object, error) {
 	case "false":
 		return false, nil
 	}
+	if len(tok) > maxToken {
+		return nil, errf("token of %d bytes", len(tok))
+	}
 	if isInt(tok) {
 		v, err := strconv.ParseInt(string(tok), 10, 64)
 		if err != nil {
-			return nil, errf("integer %q out of range", tok)
+			return nil, errf("integer %.24q out of range", tok)
 		}
 		// "N G R" is a reference.
 		if v >= 0 && v <= maxObjects {
 			save := l.pos
 			if g, ok := l.integer(); ok {
 				l.skipSpace()
-				if l.pos < len(l.b) && l.b[l.pos] == 'R' && (l.pos+1 == len(l.b) || isSpace(l.b[l.pos+1]) || isDelim(l.b[l.pos+1])) {
+				if l.pos < l.lim && l.b[l.pos] == 'R' && (l.pos+1 == l.lim || isSpace(l.b[l.pos+1]) || isDelim(l.b[l.pos+1])) {
 					l.pos++
 					return ref{num: int(v), gen: g}, nil
 				}
@@ -275,11 +295,12 @@ func (l *lexer) nameText() string {
 }
 
 // literal reads a (string) with balanced parentheses; escapes are kept
-// as written (page counting never reads a string's value).
+// as written (page counting never reads a string's value). Nesting is a
+// counter, not a recursion.
 func (l *lexer) literal() (object, error) {
-	start := l.pos + 1
+	start := l.pos
 	depth := 0
-	for l.pos < len(l.b) {
+	for l.pos < l.lim {
 		switch l.b[l.pos] {
 		case '\\':
 			l.pos++
@@ -289,19 +310,24 @@ func (l *lexer) literal() (object, error) {
 			depth--
 			if depth == 0 {
 				l.pos++
-				return l.b[start : l.pos-1], nil
+				l.m.charge(l.pos - start)
+				return l.b[start+1 : l.pos-1], nil
 			}
 		}
 		l.pos++
 	}
+	l.pos = min(l.pos, l.lim)
+	l.m.charge(l.pos - start)
 	return nil, errf("unterminated string")
 }
 
 func (l *lexer) hex() (object, error) {
-	end := bytes.IndexByte(l.b[l.pos:], '>')
+	end := bytes.IndexByte(l.rest(), '>')
 	if end < 0 {
+		l.m.charge(l.lim - l.pos)
 		return nil, errf("unterminated hex string")
 	}
+	l.m.charge(end + 1)
 	s := l.b[l.pos+1 : l.pos+end]
 	l.pos += end + 1
 	return s, nil
@@ -311,11 +337,11 @@ func (l *lexer) dict(depth int) (object, error) {
 	d := dict{}
 	for {
 		l.skipSpace()
-		if l.pos+1 < len(l.b) && l.b[l.pos] == '>' && l.b[l.pos+1] == '>' {
+		if l.pos+1 < l.lim && l.b[l.pos] == '>' && l.b[l.pos+1] == '>' {
 			l.pos += 2
 			return d, nil
 		}
-		if l.pos >= len(l.b) {
+		if l.pos >= l.lim {
 			return nil, errf("unterminated dictionary")
 		}
 		if l.b[l.pos] != '/' {
@@ -327,6 +353,7 @@ func (l *lexer) dict(depth int) (object, error) {
 		if err != nil {
 			return nil, err
 		}
+		l.m.element(entryCost)
 		d[k] = v
 	}
 }

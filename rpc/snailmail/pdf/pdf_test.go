@@ -3,6 +3,7 @@ package pdf
 import (
 	"bytes"
 	"compress/zlib"
+	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -304,6 +305,11 @@ func TestTooManyPages(t *testing.T) {
 	}
 }
 
+// FuzzPageCount: no input makes the reader fail other than with an
+// error, report an impossible count, or take more than linearSteps steps
+// per byte of input and of what it decodes (a per-input check in steps,
+// not in time: it holds on a busy machine and fails on a quadratic
+// regression). Seeded with the real documents and the hostile shapes.
 func FuzzPageCount(f *testing.F) {
 	f.Add(classicPDF(2, 2))
 	f.Add(xrefStreamPDF(3))
@@ -312,10 +318,25 @@ func FuzzPageCount(f *testing.F) {
 			f.Add(b)
 		}
 	}
+	for _, b := range hostileSeeds() {
+		f.Add(b)
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		n, err := PageCount(b)
+		n, st, err := Count(context.Background(), b, unlimited)
 		if err == nil && (n < 1 || n > MaxPages) {
 			t.Fatalf("PageCount = %d without error", n)
+		}
+		if err != nil {
+			var pe *Error
+			if !errors.As(err, &pe) && !errors.Is(err, ErrEncrypted) {
+				t.Fatalf("error %T %v", err, err)
+			}
+		}
+		if lim := linearSteps*(int64(len(b))+st.Decoded) + linearBase; st.Steps > lim {
+			t.Fatalf("%d steps for %d bytes (+%d decoded): more than %d", st.Steps, len(b), st.Decoded, lim)
+		}
+		if lim := int64(decodedPerByte*len(b) + decodedBase); st.Decoded > lim {
+			t.Fatalf("decoded %d bytes from %d", st.Decoded, len(b))
 		}
 	})
 }
@@ -340,17 +361,21 @@ func BenchmarkPageCount(b *testing.B) {
 // TestInflateBounds: a stream may not decode to more than maxDecoded
 // bytes, nor a document to more than maxTotal.
 func TestInflateBounds(t *testing.T) {
-	d := &doc{}
+	newD := func(decoded int64) *doc {
+		m := &meter{ctx: context.Background(), limit: 1 << 40, next: checkEvery, decoded: decoded, decodeLimit: maxTotal}
+		return &doc{m: m}
+	}
+	d := newD(0)
 	if _, err := d.inflate(deflate(make([]byte, maxDecoded+1))); err == nil || !strings.Contains(err.Error(), "decodes to more than") {
 		t.Fatalf("one stream over the bound: %v", err)
 	}
-	d = &doc{decoded: maxTotal - 100}
+	d = newD(maxTotal - 100)
 	if _, err := d.inflate(deflate(make([]byte, 101))); err == nil {
 		t.Fatal("the document's budget was exceeded")
 	}
-	d = &doc{}
-	if out, err := d.inflate(deflate([]byte("12345"))); err != nil || string(out) != "12345" || d.decoded != 5 {
-		t.Fatalf("%q %v %d", out, err, d.decoded)
+	d = newD(0)
+	if out, err := d.inflate(deflate([]byte("12345"))); err != nil || string(out) != "12345" || d.m.decoded != 5 {
+		t.Fatalf("%q %v %d", out, err, d.m.decoded)
 	}
 }
 
