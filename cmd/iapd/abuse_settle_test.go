@@ -197,9 +197,28 @@ type settleRow struct {
 func TestAbuseSettleAfterCrash(t *testing.T) {
 	var rows []settleRow
 	for _, st := range settleSteps {
-		rows = append(rows, settleSMS(t, st), settleLetter(t, st))
+		rows = append(rows, settleSMS(t, st, false), settleLetter(t, st, false))
 	}
 	abuseFigure(t, "kill -9 at each step of a send, restart, Odoo retries the same uuids / document (SMS: 2 messages at 1 credit; letter: 1 at 2.5):")
+	printSettleRows(t, rows)
+}
+
+// TestAbuseSettleCrashDuringSettlement kills iapd again while it settles
+// (after the hold's capture or cancel, before the records): the next
+// start settles the rest, and nothing is charged or sent twice.
+func TestAbuseSettleCrashDuringSettlement(t *testing.T) {
+	var rows []settleRow
+	for _, st := range settleSteps {
+		switch st.name {
+		case "after hold", "provider received, no answer", "answer recorded":
+			rows = append(rows, settleSMS(t, st, true), settleLetter(t, st, true))
+		}
+	}
+	abuseFigure(t, "kill -9 at a step of a send, then again during the settlement at the next start, restart, Odoo retries:")
+	printSettleRows(t, rows)
+}
+
+func printSettleRows(t *testing.T, rows []settleRow) {
 	abuseFigure(t, "%-30s %-7s %9s %-42s %-30s %9s %s", "step", "service", "received", "after restart", "retry answer", "received", "start")
 	for _, r := range rows {
 		abuseFigure(t, "%-30s %-7s %9d %-42s %-30s %9d %.2fs", r.step, r.svc, r.receivedCrash, r.settled, r.answer, r.afterRetry, r.startup.Seconds())
@@ -228,7 +247,37 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func settleSMS(t *testing.T, st settleStep) (row settleRow) {
+// crashAtStart starts the failpoint binary on data with IAPD_FAILPOINT=fp
+// and waits for it to die there (during the start-up settlement).
+func crashAtStart(t *testing.T, config, data, fp string) {
+	t.Helper()
+	cfg := filepath.Join(t.TempDir(), "iapd.yaml")
+	if err := os.WriteFile(cfg, []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(settleBinary(t), "serve", "-listen", "127.0.0.1:0", "-ops-listen", "127.0.0.1:0",
+		"-data", data, "-log-level", "warn", "-config", cfg)
+	cmd.Env = append(os.Environ(), "IAPD_ADMIN_TOKEN="+randHex(16), "IAPD_FAILPOINT="+fp)
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "killed") {
+			t.Fatalf("iapd did not die at %s during settlement: %v\n%s", fp, err, stderr.String())
+		}
+	case <-time.After(60 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+		t.Fatalf("iapd did not reach %s: nothing was settled\n%s", fp, stderr.String())
+	}
+}
+
+func settleSMS(t *testing.T, st settleStep, settleCrash bool) (row settleRow) {
 	row = settleRow{step: st.name, svc: "sms"}
 	t.Run("sms/"+st.name, func(t *testing.T) {
 		hang, ok := newSMSFakeTwilio(t, "hang"), newSMSFakeTwilio(t, "ok")
@@ -271,6 +320,9 @@ providers:
 		}
 		received := func() int { return len(hang.messages()) + len(ok.messages()) }
 		row.receivedCrash = received()
+		if settleCrash {
+			crashAtStart(t, config(ok.URL), p.Data, "sms.settling")
+		}
 
 		start := time.Now()
 		p = startSettleProc(t, abuseOpts{Config: config(ok.URL), Data: p.Data})
@@ -329,7 +381,7 @@ providers:
 	return row
 }
 
-func settleLetter(t *testing.T, st settleStep) (row settleRow) {
+func settleLetter(t *testing.T, st settleStep, settleCrash bool) (row settleRow) {
 	row = settleRow{step: st.name, svc: "letter"}
 	t.Run("letter/"+st.name, func(t *testing.T) {
 		pg := pingentest.New(t)
@@ -376,6 +428,9 @@ services:
 			killedCall(t, p, "/iap/snailmail/1/print", params)
 		}
 		row.receivedCrash = pg.CreateCalls()
+		if settleCrash {
+			crashAtStart(t, config, p.Data, "letter.settling")
+		}
 
 		start := time.Now()
 		p = startSettleProc(t, abuseOpts{Config: config, Data: p.Data})

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/iapd/iapd/rpc"
+	"github.com/iapd/iapd/rpc/internal/failpoint"
 	"github.com/iapd/iapd/storage"
 )
 
@@ -308,14 +309,20 @@ func (s *Service) settleSend(ctx context.Context, id string, rs []storage.Record
 		if err != nil && !storage.Is(err, storage.NotFound) {
 			return err
 		}
-		if err == nil && t.State == storage.Held {
-			var amount storage.Credits
-			for i, m := range msgs {
-				switch state[i] {
-				case openAccepted, openIndeterminate, openHanding:
-					amount += m.Price
-				}
+		var amount storage.Credits
+		for i, m := range msgs {
+			switch state[i] {
+			case openAccepted, openIndeterminate, openHanding:
+				amount += m.Price
 			}
+		}
+		switch {
+		case err == nil && t.State == storage.Captured && t.Captured == amount:
+			// Captured for all that may have been sent: by an earlier
+			// settlement that died before its records (or by the send,
+			// when nothing was indeterminate).
+			charge = true
+		case err == nil && t.State == storage.Held:
 			if amount == 0 {
 				_, err = s.ledger.Cancel(ctx, storage.SMS, txn)
 			} else {
@@ -327,6 +334,7 @@ func (s *Service) settleSend(ctx context.Context, id string, rs []storage.Record
 			charge = err == nil
 		}
 	}
+	failpoint.Hit("sms.settling") // the hold settled, the records not yet
 	now := s.now()
 	for i, m := range msgs {
 		st := state[i]

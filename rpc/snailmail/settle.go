@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/iapd/iapd/rpc"
+	"github.com/iapd/iapd/rpc/internal/failpoint"
 	"github.com/iapd/iapd/storage"
 )
 
@@ -23,7 +24,7 @@ import (
 // called, its answer after. The trace goes when the letter is decided.
 
 const (
-	nsOpen  = "snailmail-open" // send id → a letter in flight
+	nsOpen  = "snailmail-open"     // send id → a letter in flight
 	openTTL = 400 * 24 * time.Hour // longer than any hold
 )
 
@@ -160,6 +161,8 @@ func (s *Service) settleLetter(ctx context.Context, r storage.Record, rep *Settl
 			rep.Indeterminate++
 		}
 	}
+
+	failpoint.Hit("letter.settling") // the hold settled, the records not yet
 
 	// The claim, if it is still this send's pending one.
 	raw, err := s.rec.GetRecord(ctx, nsLetter, v.Key)
