@@ -187,11 +187,11 @@ var settleSteps = []settleStep{
 
 // settleRow is one line of the printed table.
 type settleRow struct {
-	step, svc                string
+	step, svc                 string
 	receivedCrash, afterRetry int
-	settled, retried         settleAccount
-	answer                   string
-	startup                  time.Duration
+	settled, retried          settleAccount
+	answer                    string
+	startup                   time.Duration
 }
 
 func TestAbuseSettleAfterCrash(t *testing.T) {
