@@ -142,15 +142,14 @@ func outState(m *message) string {
 	return openUnavailable
 }
 
-// close deletes the trace: the header first, so that a crash halfway
-// leaves records without a header, which Settle deletes.
+// close deletes the trace, all records at once (one group sync). It runs
+// after the send settled its hold and recorded its uuids, so a crash
+// halfway leaves a partial trace whose claims are decided and whose hold
+// is no longer open: Settle then only deletes it.
 func (o *openSend) close(ctx context.Context) {
 	ctx = context.WithoutCancel(ctx)
-	if err := o.s.rec.DeleteRecord(ctx, nsOpen, o.id+"/h"); err != nil {
-		o.s.log.Error("sms: deleting a send's trace failed; it is settled again at the next start", "send", o.id, "err", err)
-		return
-	}
-	keys := make([]string, 0, o.parts+o.calls)
+	keys := make([]string, 0, 1+o.parts+o.calls)
+	keys = append(keys, "h")
 	for i := 0; i < o.parts; i++ {
 		keys = append(keys, "m"+strconv.Itoa(i))
 	}
@@ -158,7 +157,9 @@ func (o *openSend) close(ctx context.Context) {
 		keys = append(keys, "c"+strconv.Itoa(j))
 	}
 	parallel(len(keys), func(i int) {
-		_ = o.s.rec.DeleteRecord(ctx, nsOpen, o.id+"/"+keys[i]) // a leftover is deleted by Settle
+		if err := o.s.rec.DeleteRecord(ctx, nsOpen, o.id+"/"+keys[i]); err != nil {
+			o.s.log.Error("sms: deleting a send's trace failed; it is deleted at the next start", "send", o.id, "err", err)
+		}
 	})
 }
 
