@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/iapd/iapd/providers/pingen/pingentest"
+	"github.com/iapd/iapd/providers/twilio"
 	"github.com/iapd/iapd/rpc/rpctest"
 	"github.com/iapd/iapd/storage"
 )
@@ -170,6 +171,9 @@ type settleStep struct {
 	// charged: the settlement charges the send (a provider accepted it or
 	// may have); else it releases it and the retry sends it afresh.
 	charged bool
+	// answered: the provider's answer (its message ids) was recorded, so
+	// its delivery reports reach Odoo.
+	answered bool
 }
 
 var settleSteps = []settleStep{
@@ -180,9 +184,9 @@ var settleSteps = []settleStep{
 	{name: "handed, before the call", sms: "sms.handed", mail: "letter.handed", charged: true},
 	{name: "provider received, no answer", received: true, charged: true},
 	{name: "provider answered", sms: "sms.answered", mail: "letter.answered", charged: true},
-	{name: "answer recorded", sms: "sms.answer-recorded", mail: "letter.answer-recorded", charged: true},
-	{name: "after capture", sms: "sms.captured", mail: "letter.captured", charged: true},
-	{name: "after final record", sms: "sms.final", mail: "letter.final", charged: true},
+	{name: "answer recorded", answered: true, sms: "sms.answer-recorded", mail: "letter.answer-recorded", charged: true},
+	{name: "after capture", answered: true, sms: "sms.captured", mail: "letter.captured", charged: true},
+	{name: "after final record", answered: true, sms: "sms.final", mail: "letter.final", charged: true},
 }
 
 // settleRow is one line of the printed table.
@@ -281,11 +285,13 @@ func settleSMS(t *testing.T, st settleStep, settleCrash bool) (row settleRow) {
 	row = settleRow{step: st.name, svc: "sms"}
 	t.Run("sms/"+st.name, func(t *testing.T) {
 		hang, ok := newSMSFakeTwilio(t, "hang"), newSMSFakeTwilio(t, "ok")
+		odoo := newSMSOdoo(t)
 		config := func(base string) string {
 			return fmt.Sprintf(`services:
   sms:
     settings:
       providers: [tw]
+      webhooks: {allow_cidrs: ["127.0.0.0/8"], retry_min: 10ms, retry_max: 50ms}
 providers:
   tw: {type: twilio, account_sid: %s, auth_token: %s, from: "+15005550006", base_url: %q, timeout: 60s}
 `, smsTwilioSID, smsTwilioToken, base)
@@ -301,7 +307,7 @@ providers:
 		tok := randHex(16)
 		settleCredit(t, p, "sms", tok, "10")
 		u1, u2 := randHex(16), randHex(16)
-		params := map[string]any{"account_token": tok, "dbuuid": "7ee805fc-eac7-11f1-8369-02fc00000001", "webhook_url": false,
+		params := map[string]any{"account_token": tok, "dbuuid": "7ee805fc-eac7-11f1-8369-02fc00000001", "webhook_url": odoo.URL + "/sms/status",
 			"messages": []any{map[string]any{"content": "Your order is ready", "numbers": []any{
 				map[string]string{"uuid": u1, "number": "+32470123456"},
 				map[string]string{"uuid": u2, "number": "+32470123457"},
@@ -375,6 +381,27 @@ providers:
 		}
 		if row.afterRetry != wantSent {
 			t.Errorf("twilio received %d messages in all, want %d", row.afterRetry, wantSent)
+		}
+		// Twilio's delivery reports of messages whose answer was
+		// recorded before the crash reach Odoo (PROTOCOL §6.4).
+		if st.answered {
+			for _, m := range append(hang.messages(), ok.messages()...) {
+				form := url.Values{"AccountSid": {smsTwilioSID}, "MessageSid": {m.Get("Sid")}, "SmsSid": {m.Get("Sid")},
+					"MessageStatus": {"delivered"}, "To": {m.Get("To")}, "From": {"+15005550006"}, "ApiVersion": {"2010-04-01"}}
+				cb := p.Public + "/providers/tw/status"
+				req, _ := http.NewRequest("POST", cb, strings.NewReader(form.Encode()))
+				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+				req.Header.Set("X-Twilio-Signature", twilio.Signature(smsTwilioToken, cb, form))
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					t.Fatalf("status callback: HTTP %d", resp.StatusCode)
+				}
+			}
+			waitFor(t, "the delivery reports at Odoo", func() bool { return odoo.got(u1) == "delivered" && odoo.got(u2) == "delivered" })
 		}
 		p.Stop()
 	})

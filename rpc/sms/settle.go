@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/iapd/iapd/providers"
 	"github.com/iapd/iapd/rpc"
 	"github.com/iapd/iapd/rpc/internal/failpoint"
 	"github.com/iapd/iapd/storage"
@@ -53,10 +54,12 @@ type openHeader struct {
 	At  int64  `json:"a"`
 	N   int    `json:"n"`
 	Txn string `json:"t,omitempty"`
+	Web string `json:"w,omitempty"` // the webhook delivery reports go to
 }
 
 type openMsg struct {
 	Key   string          `json:"k,omitempty"`
+	UUID  string          `json:"u,omitempty"`
 	FP    string          `json:"f"`
 	Price storage.Credits `json:"p"`
 	Segs  int             `json:"s"`
@@ -66,6 +69,7 @@ type openCall struct {
 	Provider string   `json:"p"`
 	I        []int    `json:"i"`
 	O        []string `json:"o"`
+	IDs      []string `json:"d,omitempty"` // the provider's ids of the accepted ones
 }
 
 // openSend is the durable trace of one send.
@@ -85,14 +89,14 @@ func (o *openSend) put(ctx context.Context, key string, v any) error {
 // open writes the trace of a send of todo (header and messages) before
 // any of them is claimed; it numbers the messages.
 func (s *Service) open(ctx context.Context, b batch, now time.Time, todo []*message) (*openSend, error) {
-	o := &openSend{s: s, id: randomID()[:16], hdr: openHeader{Tok: string(b.tok), DB: b.dbuuid, At: now.Unix(), N: len(todo)}}
+	o := &openSend{s: s, id: randomID()[:16], hdr: openHeader{Tok: string(b.tok), DB: b.dbuuid, At: now.Unix(), N: len(todo), Web: b.webhook}}
 	var parts [][]openMsg
 	for i, m := range todo {
 		m.idx = i
 		if i%openPartSize == 0 {
 			parts = append(parts, nil)
 		}
-		parts[len(parts)-1] = append(parts[len(parts)-1], openMsg{Key: m.key, FP: m.fp, Price: m.price, Segs: m.segments})
+		parts[len(parts)-1] = append(parts[len(parts)-1], openMsg{Key: m.key, UUID: m.uuid, FP: m.fp, Price: m.price, Segs: m.segments})
 	}
 	o.parts = len(parts)
 	errs := make([]error, len(parts)+1)
@@ -122,9 +126,12 @@ func (o *openSend) mark(ctx context.Context, j int, provider string, ms []*messa
 	if o == nil {
 		return nil
 	}
-	c := openCall{Provider: provider, I: make([]int, len(ms)), O: make([]string, len(ms))}
+	c := openCall{Provider: provider, I: make([]int, len(ms)), O: make([]string, len(ms)), IDs: make([]string, len(ms))}
 	for i, m := range ms {
 		c.I[i], c.O[i] = m.idx, state(m)
+		if c.O[i] == openAccepted {
+			c.IDs[i] = m.providerID
+		}
 	}
 	return o.put(ctx, "c"+strconv.Itoa(j), c)
 }
@@ -277,12 +284,13 @@ func (s *Service) settleSend(ctx context.Context, id string, rs []storage.Record
 		msgs = append(msgs, parts[n]...)
 	}
 	state := make([]string, len(msgs))
+	dlr := make([]string, len(msgs)) // provider/provider id of an accepted one
 	for _, c := range calls {
 		for i, m := range c.I {
 			if m >= 0 && m < len(state) && i < len(c.O) {
-				// A later call of the chain only follows an unavailable one.
-				if state[m] == "" || state[m] == openUnavailable {
-					state[m] = c.O[i]
+				state[m] = c.O[i]
+				if i < len(c.IDs) && c.IDs[i] != "" {
+					dlr[m] = c.Provider + "/" + c.IDs[i]
 				}
 			}
 		}
@@ -342,6 +350,15 @@ func (s *Service) settleSend(ctx context.Context, id string, rs []storage.Record
 		switch st {
 		case openAccepted:
 			rep.Captured++
+			// Its delivery reports, as record would have mapped them.
+			if prov, _, _ := strings.Cut(dlr[i], "/"); dlr[i] != "" && hdr.Web != "" && isOdooUUID(m.UUID) {
+				if _, ok := s.senders[prov].(providers.DeliveryReporter); ok {
+					v, _ := json.Marshal(dlrRecord{UUID: m.UUID, Webhook: hdr.Web, DBUUID: hdr.DB})
+					if err := s.rec.PutRecord(ctx, nsDLR, dlr[i], v, now.Add(dlrTTL)); err != nil {
+						return err
+					}
+				}
+			}
 		case openIndeterminate, openHanding:
 			if charge {
 				rep.Indeterminate++
