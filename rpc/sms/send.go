@@ -267,7 +267,8 @@ type dedupeRecord struct {
 }
 
 // staleClaim: a pending claim older than this is a send that never
-// finished (a crash): its fate is unknown.
+// finished and that start-up settlement could not decide (Settle logged
+// why): its fate is unknown.
 const staleClaim = time.Minute
 
 // send decides the fate of every message: checks, dedupe, hold, the
