@@ -337,8 +337,12 @@ func (s *Service) settleSend(ctx context.Context, id string, rs []storage.Record
 			} else {
 				_, err = s.ledger.Capture(ctx, storage.CaptureRequest{Service: storage.SMS, Transaction: txn, Amount: &amount})
 			}
-			if err != nil && !storage.Is(err, storage.Conflict) { // Conflict: expired meanwhile
+			if err != nil && !storage.Is(err, storage.Conflict) {
 				return err
+			}
+			if err != nil { // expired while iapd was down: sent, never charged
+				s.log.Error("sms: an interrupted send's hold ended before it could be settled; its messages are not charged",
+					"send", id, "transaction", txn, "amount", amount.String(), "err", err)
 			}
 			charge = err == nil
 		}

@@ -148,8 +148,12 @@ func (s *Service) settleLetter(ctx context.Context, r storage.Record, rep *Settl
 		}
 		if err == nil && t.State == storage.Held {
 			_, err = s.ledger.Capture(ctx, storage.CaptureRequest{Service: storage.Snailmail, Transaction: v.Txn})
-			if err != nil && !storage.Is(err, storage.Conflict) { // Conflict: expired meanwhile
+			if err != nil && !storage.Is(err, storage.Conflict) {
 				return err
+			}
+			if err != nil { // expired while iapd was down: sent, never charged
+				s.log.Error("snailmail: an interrupted letter's hold ended before it could be settled; it is not charged",
+					"send", id, "transaction", v.Txn, "err", err)
 			}
 			charged = err == nil
 		} else if err == nil && t.State == storage.Captured {
