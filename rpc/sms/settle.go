@@ -217,13 +217,22 @@ func (s *Service) Settle(ctx context.Context, ls storage.RecordLister) (SettleRe
 		}
 		after = rs[len(rs)-1].Key
 	}
-	var errs []error
-	for _, id := range order {
-		if err := s.settleSend(ctx, id, groups[id], &rep); err != nil {
-			rep.Failed++
-			errs = append(errs, err)
-			s.log.Error("sms: settling an interrupted send failed; it is tried again at the next start", "send", id, "err", err)
+	// Sends are independent: settled concurrently, so that the ledger
+	// makes them durable in shared group syncs.
+	reps := make([]SettleReport, len(order))
+	errs := make([]error, len(order))
+	parallel(len(order), func(i int) {
+		if errs[i] = s.settleSend(ctx, order[i], groups[order[i]], &reps[i]); errs[i] != nil {
+			reps[i].Failed++
+			s.log.Error("sms: settling an interrupted send failed; it is tried again at the next start", "send", order[i], "err", errs[i])
 		}
+	})
+	for _, r := range reps {
+		rep.Sends += r.Sends
+		rep.Captured += r.Captured
+		rep.Indeterminate += r.Indeterminate
+		rep.Released += r.Released
+		rep.Failed += r.Failed
 	}
 	for k, n := range map[string]int{"captured": rep.Captured, "indeterminate_captured": rep.Indeterminate, "released": rep.Released} {
 		s.m.settled.WithLabelValues(k).Add(float64(n))

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/iapd/iapd/rpc"
@@ -100,13 +101,31 @@ func (s *Service) Settle(ctx context.Context, ls storage.RecordLister) (SettleRe
 		if err != nil {
 			return rep, err
 		}
+		// Letters are independent: settled concurrently, so that the
+		// ledger makes them durable in shared group syncs.
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, 32)
 		for _, r := range rs {
-			if err := s.settleLetter(ctx, r, &rep); err != nil {
-				rep.Failed++
-				errs = append(errs, err)
-				s.log.Error("snailmail: settling an interrupted letter failed; it is tried again at the next start", "send", r.Key, "err", err)
-			}
+			sem <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				var one SettleReport
+				err := s.settleLetter(ctx, r, &one)
+				mu.Lock()
+				defer mu.Unlock()
+				rep.Captured += one.Captured
+				rep.Indeterminate += one.Indeterminate
+				rep.Released += one.Released
+				if err != nil {
+					rep.Failed++
+					errs = append(errs, err)
+					s.log.Error("snailmail: settling an interrupted letter failed; it is tried again at the next start", "send", r.Key, "err", err)
+				}
+			}()
 		}
+		wg.Wait()
 		if len(rs) < 256 {
 			break
 		}
