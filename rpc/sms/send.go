@@ -374,7 +374,6 @@ func (s *Service) send(ctx context.Context, b batch, ms []*message) error {
 	failpoint.Hit("sms.recorded")
 
 	s.dispatch(ctx, b, acct, todo, o)
-	failpoint.Hit("sms.dispatched")
 	s.settle(ctx, b, txn, todo)
 	failpoint.Hit("sms.captured")
 	s.record(ctx, b, now, todo)
