@@ -132,3 +132,21 @@ type RecordSweeper interface {
 	// deleted.
 	DeleteExpiredRecords(ctx context.Context, now time.Time, max int) (int, error)
 }
+
+// Record is one live record as ListRecords returns it.
+type Record struct {
+	Key     string
+	Value   []byte
+	Expires time.Time // zero: never
+}
+
+// RecordLister lists the records of a namespace. The services use it at
+// start-up to find the sends a crash interrupted (a namespace of open
+// sends is small: what was in flight).
+type RecordLister interface {
+	// ListRecords returns at most max (> 0, else Invalid) live records of
+	// namespace ns whose key sorts after the key after ("" lists from the
+	// start), in key order (bytewise), each as last written. Invalid for a
+	// bad namespace.
+	ListRecords(ctx context.Context, ns, after string, max int) ([]Record, error)
+}

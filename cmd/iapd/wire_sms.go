@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/iapd/iapd/providers"
 	"github.com/iapd/iapd/rpc"
@@ -51,6 +53,21 @@ func wireSMS(w *wiring) error {
 	if err != nil {
 		return err
 	}
+	// Sends a crash interrupted are settled before the listeners serve
+	// (local work: records and ledger, no provider call).
+	start := time.Now()
+	sctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
+	rep, err := svc.Settle(sctx, w.ledger)
+	cancel()
+	if err != nil {
+		// What failed keeps its trace and is settled at the next start;
+		// iapd serves meanwhile (its uuids are answered duplicate).
+		w.log.Error("sms: settling sends interrupted by a crash failed", "failed", rep.Failed, "err", err)
+	}
+	if rep != (sms.SettleReport{}) {
+		w.log.Warn("sms: settled sends interrupted by a crash", "captured", rep.Captured,
+			"indeterminate_captured", rep.Indeterminate, "released", rep.Released, "seconds", time.Since(start).Seconds())
+	}
 	if err := w.rpc.Register(sms.ServiceName, svc, svc.Routes()); err != nil {
 		return err
 	}
@@ -75,3 +92,9 @@ func wireSMS(w *wiring) error {
 	w.report = append(w.report, line)
 	return nil
 }
+
+// settleTimeout bounds the start-up settlement of one service's sends
+// interrupted by a crash (a few records and ledger calls per send in
+// flight at the crash). What was not settled by then is logged and
+// settled at the next start.
+const settleTimeout = 2 * time.Minute

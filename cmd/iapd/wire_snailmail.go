@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/iapd/iapd/providers"
 	"github.com/iapd/iapd/rpc"
@@ -54,6 +56,21 @@ func wireSnailmail(w *wiring) error {
 	svc, err := snailmail.New(settings, deps)
 	if err != nil {
 		return err
+	}
+	// Sends a crash interrupted are settled before the listeners serve
+	// (local work: records and ledger, no provider call).
+	start := time.Now()
+	sctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
+	rep, err := svc.Settle(sctx, w.ledger)
+	cancel()
+	if err != nil {
+		// What failed keeps its trace and is settled at the next start;
+		// iapd serves meanwhile (its uuids are answered duplicate).
+		w.log.Error("snailmail: settling sends interrupted by a crash failed", "failed", rep.Failed, "err", err)
+	}
+	if rep != (snailmail.SettleReport{}) {
+		w.log.Warn("snailmail: settled sends interrupted by a crash", "captured", rep.Captured,
+			"indeterminate_captured", rep.Indeterminate, "released", rep.Released, "seconds", time.Since(start).Seconds())
 	}
 	if err := w.rpc.Register(snailmail.ServiceName, svc, svc.Routes()); err != nil {
 		return err

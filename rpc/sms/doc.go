@@ -19,7 +19,10 @@
 // accepted is captured, the rest released; what a provider may or may not
 // have sent (an indeterminate failure) stays held for reconciliation. A
 // retried batch is neither sent nor charged twice: every uuid is claimed
-// in storage.Records before it is sent.
+// in storage.Records before it is sent. Each send keeps a durable trace
+// (settle.go) of its messages, its hold and what each provider was handed
+// and answered, so that Settle, run at start-up before any request, settles
+// exactly once the sends a crash interrupted.
 //
 // Package sms imports rpc (routes, params), storage (ledger, records) and
 // providers (the SMS SPI); cmd/iapd wires it (wire_sms.go).

@@ -11,6 +11,7 @@ type metrics struct {
 	relayed   *prometheus.CounterVec // by outcome
 	queue     prometheus.Gauge
 	unheldErr prometheus.Counter
+	settled   *prometheus.CounterVec // by outcome (settle.go)
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -43,11 +44,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "iap_sms_unheld_indeterminate_total",
 			Help: "Indeterminate sends whose price could not be kept on hold (logged for reconciliation).",
 		}),
+		settled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "iap_sms_settled_messages_total",
+			Help: "Messages of sends interrupted by a crash, settled at start-up, by outcome (captured: a provider accepted them; indeterminate_captured: handed over without an answer recorded, charged as sent; released: never handed over).",
+		}, []string{"outcome"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.messages, m.segments, m.calls, m.reports, m.relayed, m.queue, m.unheldErr} {
+	for _, c := range []prometheus.Collector{m.messages, m.segments, m.calls, m.reports, m.relayed, m.queue, m.unheldErr, m.settled} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -144,7 +144,7 @@ func (s *Service) AccountCreate(r *http.Request, args *AccountCreateArgs, reply 
 	deadline := time.Now().Add(s.cfg.SendTimeout)
 	sendCtx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 	defer cancel()
-	s.sendChunk(sendCtx, deadline, 0, batch{tok: acct.Token}, acct, []*message{m})
+	s.sendChunk(sendCtx, deadline, 0, batch{tok: acct.Token}, acct, []*message{m}, nil, 0) // free: no hold, no trace
 	v.Sent++
 	if m.out != outAccepted {
 		if m.out == outInvalid {

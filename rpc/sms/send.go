@@ -14,6 +14,7 @@ import (
 
 	"github.com/iapd/iapd/providers"
 	"github.com/iapd/iapd/rpc"
+	"github.com/iapd/iapd/rpc/internal/failpoint"
 	"github.com/iapd/iapd/storage"
 )
 
@@ -213,6 +214,7 @@ type message struct {
 	price    storage.Credits
 	chain    []string
 	claimed  bool // this request created the dedupe record
+	idx      int  // its number in the send's trace (settle.go)
 
 	out        outcome
 	state      string // answer for out none/replayed
@@ -261,10 +263,12 @@ type dedupeRecord struct {
 	Credit *storage.Credits `json:"c,omitempty"`
 	Txn    string           `json:"t,omitempty"` // the hold kept for an indeterminate send
 	At     int64            `json:"a"`           // unix seconds of the claim
+	Send   string           `json:"x,omitempty"` // the send that claimed it (pending only; settle.go)
 }
 
 // staleClaim: a pending claim older than this is a send that never
-// finished (a crash): its fate is unknown.
+// finished and that start-up settlement could not decide (Settle logged
+// why): its fate is unknown.
 const staleClaim = time.Minute
 
 // send decides the fate of every message: checks, dedupe, hold, the
@@ -329,28 +333,51 @@ func (s *Service) send(ctx context.Context, b batch, ms []*message) error {
 		return nil
 	}
 
+	// The send's trace, so that a crash at any later step is settled at
+	// the next start (settle.go).
+	o, err := s.open(ctx, b, now, todo)
+	if err != nil {
+		return err
+	}
+	defer o.close(ctx)
+	failpoint.Hit("sms.opened")
+
 	// Claim every uuid before anything is charged or sent.
-	todo, err = s.claim(ctx, now, todo)
+	todo, err = s.claim(ctx, now, todo, o.id)
 	if err != nil {
 		return err
 	}
 	if len(todo) == 0 {
 		return nil
 	}
+	failpoint.Hit("sms.claimed")
 
 	// Hold the price of the batch, or of as many messages as the credit
 	// covers, in order.
-	txn, todo, err := s.hold(ctx, b, acct, todo)
+	txn, todo, err := s.hold(ctx, b, acct, todo, o.id)
 	if err != nil {
 		return err
 	}
 	if len(todo) == 0 {
 		return nil
 	}
+	failpoint.Hit("sms.held")
+	if err := o.held(ctx, txn.Token); err != nil {
+		// Without its record the hold could not be settled after a
+		// crash: nothing is sent.
+		if _, cerr := s.ledger.Cancel(context.WithoutCancel(ctx), storage.SMS, txn.Token); cerr != nil {
+			s.log.Error("sms: releasing a hold failed; it will expire", "transaction", txn.Token, "err", cerr)
+		}
+		s.release(ctx, todo)
+		return err
+	}
+	failpoint.Hit("sms.recorded")
 
-	s.dispatch(ctx, b, acct, todo)
+	s.dispatch(ctx, b, acct, todo, o)
 	s.settle(ctx, b, txn, todo)
+	failpoint.Hit("sms.captured")
 	s.record(ctx, b, now, todo)
+	failpoint.Hit("sms.final")
 	return nil
 }
 
@@ -395,7 +422,7 @@ func (s *Service) dedupeKey(b batch, m *message) string {
 // record exists is a retry and is answered from it. It returns the
 // messages to send. The records are written concurrently, so that the
 // ledger makes them durable in a few group syncs rather than one each.
-func (s *Service) claim(ctx context.Context, now time.Time, todo []*message) ([]*message, error) {
+func (s *Service) claim(ctx context.Context, now time.Time, todo []*message, send string) ([]*message, error) {
 	errs := make([]error, len(todo))
 	stored := make([][]byte, len(todo))
 	parallel(len(todo), func(i int) {
@@ -403,7 +430,7 @@ func (s *Service) claim(ctx context.Context, now time.Time, todo []*message) ([]
 		if m.key == "" {
 			return
 		}
-		rec, _ := json.Marshal(dedupeRecord{State: "pending", FP: m.fp, At: now.Unix()})
+		rec, _ := json.Marshal(dedupeRecord{State: "pending", FP: m.fp, At: now.Unix(), Send: send})
 		v, created, err := s.rec.PutRecordIfAbsent(ctx, nsDedupe, m.key, rec, now.Add(s.cfg.DedupeTTL))
 		m.claimed = created && err == nil
 		stored[i], errs[i] = v, err
@@ -482,12 +509,12 @@ func (s *Service) release(ctx context.Context, ms []*message) {
 // them the available credit covers; the rest are insufficient_credit. It
 // returns the hold (nil when nothing is to be sent) and the messages to
 // send.
-func (s *Service) hold(ctx context.Context, b batch, acct storage.Account, todo []*message) (*storage.Transaction, []*message, error) {
+func (s *Service) hold(ctx context.Context, b batch, acct storage.Account, todo []*message, send string) (*storage.Transaction, []*message, error) {
 	var total storage.Credits
 	for _, m := range todo {
 		total += m.price
 	}
-	txn, err := s.authorize(ctx, b, total, len(todo))
+	txn, err := s.authorize(ctx, b, total, holdDescription(len(todo), send))
 	if storage.Is(err, storage.InsufficientCredit) {
 		if a, lerr := s.ledger.LookupAccount(ctx, storage.SMS, b.tok); lerr == nil {
 			acct = a
@@ -506,7 +533,7 @@ func (s *Service) hold(ctx context.Context, b batch, acct storage.Account, todo 
 		if n == 0 {
 			return nil, nil, nil
 		}
-		txn, err = s.authorize(ctx, b, fit, n)
+		txn, err = s.authorize(ctx, b, fit, holdDescription(n, send))
 		if storage.Is(err, storage.InsufficientCredit) { // spent meanwhile
 			for _, m := range todo {
 				m.out, m.state = outNone, stateNoCredit
@@ -529,12 +556,12 @@ func (s *Service) hold(ctx context.Context, b batch, acct storage.Account, todo 
 	return &txn, todo, nil
 }
 
-func (s *Service) authorize(ctx context.Context, b batch, amount storage.Credits, n int) (storage.Transaction, error) {
+func (s *Service) authorize(ctx context.Context, b batch, amount storage.Credits, desc string) (storage.Transaction, error) {
 	return s.ledger.Authorize(ctx, storage.AuthorizeRequest{
 		Service:     storage.SMS,
 		Account:     b.tok,
 		Amount:      amount,
-		Description: "SMS: " + strconv.Itoa(n) + " message(s)",
+		Description: desc,
 		TTL:         s.cfg.HoldTTL,
 		FirstSight:  storage.FirstSight{DBUUID: b.dbuuid},
 	})
@@ -544,7 +571,7 @@ func (s *Service) authorize(ctx context.Context, b batch, amount storage.Credits
 // chain, in chunks, a few calls at once, failing over to the next
 // provider of the chain only for what was unavailable. A chunk not
 // started while time remains is deferred.
-func (s *Service) dispatch(ctx context.Context, b batch, acct storage.Account, todo []*message) {
+func (s *Service) dispatch(ctx context.Context, b batch, acct storage.Account, todo []*message, o *openSend) {
 	deadline := time.Now().Add(s.cfg.SendTimeout)
 	sendCtx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 	defer cancel()
@@ -568,14 +595,15 @@ func (s *Service) dispatch(ctx context.Context, b batch, acct storage.Account, t
 			g = g[n:]
 		}
 	}
+	o.calls = len(jobs)
 	sem := make(chan struct{}, s.cfg.Concurrency)
 	var wg sync.WaitGroup
-	for _, job := range jobs {
+	for j, job := range jobs {
 		sem <- struct{}{}
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			s.sendChunk(sendCtx, deadline, minCall, b, acct, job)
+			s.sendChunk(sendCtx, deadline, minCall, b, acct, job, o, j)
 		}()
 	}
 	wg.Wait()
@@ -590,7 +618,10 @@ func chainKey(c []string) string {
 }
 
 // sendChunk sends one chunk through its chain.
-func (s *Service) sendChunk(ctx context.Context, deadline time.Time, minCall time.Duration, b batch, acct storage.Account, chunk []*message) {
+// Before each provider call the chunk's trace says which messages are
+// handed over, after it what the provider answered; a message whose
+// trace cannot be written is not handed over (unavailable).
+func (s *Service) sendChunk(ctx context.Context, deadline time.Time, minCall time.Duration, b batch, acct storage.Account, chunk []*message, o *openSend, j int) {
 	remaining := chunk
 	for _, name := range chunk[0].chain {
 		if len(remaining) == 0 {
@@ -607,10 +638,23 @@ func (s *Service) sendChunk(ctx context.Context, deadline time.Time, minCall tim
 			}
 		}
 		batch := make([]providers.SMS, len(remaining))
+		handing := make(map[*message]bool, len(remaining))
 		for i, m := range remaining {
 			batch[i] = providers.SMS{ID: m.id, To: m.number, Body: m.content, Sender: acct.SenderName, StatusURL: statusURL}
+			handing[m] = true
 		}
+		if err := o.mark(ctx, j, name, chunk, func(m *message) string {
+			if handing[m] {
+				return openHanding
+			}
+			return outState(m)
+		}); err != nil {
+			s.log.Error("sms: recording a provider call failed; its messages are not sent", "provider", name, "err", err)
+			break
+		}
+		failpoint.Hit("sms.handed")
 		results, err := sender.SendSMS(ctx, batch)
+		failpoint.Hit("sms.answered")
 		if err == nil && len(results) != len(batch) {
 			err = providers.Errorf(name, providers.Indeterminate, "answered %d results for %d messages", len(results), len(batch))
 		}
@@ -640,6 +684,12 @@ func (s *Service) sendChunk(ctx context.Context, deadline time.Time, minCall tim
 		if err != nil {
 			s.log.Warn("sms: provider failed", "provider", name, "kind", providers.KindOf(err).String(), "messages", len(remaining), "err", err)
 		}
+		if merr := o.mark(ctx, j, name, chunk, outState); merr != nil {
+			// Settled as handed over should the process die before the
+			// hold is: charged as it would be.
+			s.log.Error("sms: recording a provider's answer failed", "provider", name, "err", merr)
+		}
+		failpoint.Hit("sms.answer-recorded")
 		remaining = next
 	}
 	for _, m := range remaining {
@@ -687,10 +737,11 @@ func (s *Service) settle(ctx context.Context, b batch, txn *storage.Transaction,
 		// The hold is exactly the price of what may have been sent: kept.
 	default:
 		// Hold the indeterminate part apart, then settle the batch hold.
-		h2, err := s.authorize(ctx, b, indet, nIndet)
+		desc := "SMS: " + strconv.Itoa(nIndet) + " message(s) of indeterminate fate"
+		h2, err := s.authorize(ctx, b, indet, desc)
 		if storage.Is(err, storage.InsufficientCredit) {
 			capture()
-			h2, err = s.authorize(ctx, b, indet, nIndet)
+			h2, err = s.authorize(ctx, b, indet, desc)
 		} else {
 			defer capture()
 		}

@@ -23,7 +23,10 @@
 // is indeterminate. A retried print of the same document (same account,
 // database, source record, PDF, recipient and options) is neither posted
 // nor charged again: every document is claimed in storage.Records before
-// it is sent.
+// it is sent. Each letter keeps a durable trace (settle.go) of its hold
+// and of the provider it was handed to and its answer, so that Settle, run
+// at start-up before any request, settles exactly once the letters a
+// crash interrupted.
 //
 // Package snailmail imports rpc (routes, params), storage (ledger,
 // records), providers (the letter SPI) and its pdf sub-package; cmd/iapd

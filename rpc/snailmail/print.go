@@ -15,6 +15,7 @@ import (
 
 	"github.com/iapd/iapd/providers"
 	"github.com/iapd/iapd/rpc"
+	"github.com/iapd/iapd/rpc/internal/failpoint"
 	"github.com/iapd/iapd/rpc/snailmail/pdf"
 	"github.com/iapd/iapd/storage"
 )
@@ -115,6 +116,7 @@ type letterRecord struct {
 	ClaimedAt  int64  `json:"a"`
 	DecidedAt  int64  `json:"d,omitempty"`
 	LetterHash string `json:"h,omitempty"`
+	Send       string `json:"x,omitempty"` // the send that claimed it (pending only; settle.go)
 }
 
 // Print serves /iap/snailmail/1/print.
@@ -286,7 +288,15 @@ func (s *Service) printOne(ctx context.Context, c call, raw json.RawMessage) (Do
 
 	now := s.now()
 	lt.at = now
-	claim, _ := json.Marshal(letterRecord{State: "pending", ClaimedAt: now.Unix(), LetterHash: lt.hash})
+	// The letter's trace, so that a crash at any later step is settled at
+	// the next start (settle.go).
+	tr := &trace{s: s, id: randomID(), v: openLetter{Key: lt.key, Tok: string(c.tok), At: now.Unix(), Price: price, Pages: pages, Ref: lt.l.ID}}
+	if err := tr.step(ctx, stepNew); err != nil {
+		return DocumentResult{}, 0, err
+	}
+	defer tr.close(ctx)
+	failpoint.Hit("letter.opened")
+	claim, _ := json.Marshal(letterRecord{State: "pending", ClaimedAt: now.Unix(), LetterHash: lt.hash, Send: tr.id})
 	stored, created, err := s.rec.PutRecordIfAbsent(ctx, nsLetter, lt.key, claim, now.Add(s.cfg.DedupeTTL))
 	if err != nil {
 		return DocumentResult{}, 0, err
@@ -294,7 +304,8 @@ func (s *Service) printOne(ctx context.Context, c call, raw json.RawMessage) (Do
 	if !created {
 		return s.replay(stored), 0, nil
 	}
-	res, cost, keep, err := s.send(ctx, c, lt)
+	failpoint.Hit("letter.claimed")
+	res, cost, keep, err := s.send(ctx, c, lt, tr)
 	if !keep {
 		s.release(ctx, lt.key)
 	}
@@ -316,12 +327,12 @@ func (s *Service) replay(stored []byte) DocumentResult {
 // send holds the price, hands the letter to the providers and settles.
 // keep reports whether the document's claim must stay: it was sent, or
 // may have been.
-func (s *Service) send(ctx context.Context, c call, lt *letter) (res DocumentResult, cost storage.Credits, keep bool, err error) {
+func (s *Service) send(ctx context.Context, c call, lt *letter, tr *trace) (res DocumentResult, cost storage.Credits, keep bool, err error) {
 	txn, err := s.ledger.Authorize(ctx, storage.AuthorizeRequest{
 		Service:     storage.Snailmail,
 		Account:     c.tok,
 		Amount:      lt.price,
-		Description: "Letter: " + strconv.Itoa(lt.pages) + " page(s) to " + lt.l.Country,
+		Description: "Letter: " + strconv.Itoa(lt.pages) + " page(s) to " + lt.l.Country + ", send " + tr.id,
 		TTL:         s.cfg.HoldTTL,
 		FirstSight:  storage.FirstSight{DBUUID: c.dbuuid},
 	})
@@ -337,22 +348,46 @@ func (s *Service) send(ctx context.Context, c call, lt *letter) (res DocumentRes
 		return DocumentResult{}, 0, false, err
 	}
 
+	settle := context.WithoutCancel(ctx)
+	failpoint.Hit("letter.held")
+	tr.v.Txn = txn.Token
+	if err := tr.step(ctx, stepHeld); err != nil {
+		// Without its trace the hold could not be settled after a crash:
+		// nothing is sent.
+		s.cancel(settle, txn.Token)
+		return DocumentResult{}, 0, false, err
+	}
+	failpoint.Hit("letter.recorded")
+
 	sendCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.SendTimeout)
 	defer cancel()
-	settle := context.WithoutCancel(ctx)
 	var last error
 	for _, name := range s.cfg.Providers {
+		tr.v.Provider = name
+		if err := tr.step(ctx, stepHanding); err != nil {
+			s.cancel(settle, txn.Token)
+			return DocumentResult{}, 0, false, err
+		}
+		failpoint.Hit("letter.handed")
 		sent, err := s.senders[name].SendLetter(sendCtx, lt.l)
+		failpoint.Hit("letter.answered")
 		if err == nil && sent.ProviderID == "" {
 			err = providers.Errorf(name, providers.Indeterminate, "accepted the letter without an id")
 		}
 		if err == nil {
 			s.m.calls.WithLabelValues(name, "accepted").Inc()
+			tr.v.SendID = sent.ProviderID
+			if terr := tr.step(ctx, stepAnswered); terr != nil {
+				s.log.Error("snailmail: recording a provider's answer failed", "provider", name, "err", terr)
+			}
+			failpoint.Hit("letter.answer-recorded")
 			if _, cerr := s.ledger.Capture(settle, storage.CaptureRequest{Service: storage.Snailmail, Transaction: txn.Token}); cerr != nil {
 				s.log.Error("snailmail: capturing a sent letter failed; its hold will expire uncharged",
 					"transaction", txn.Token, "provider", name, "err", cerr)
 			}
+			failpoint.Hit("letter.captured")
 			s.record(settle, lt, letterRecord{State: "sent", SendID: sent.ProviderID, Provider: name, Cost: lt.price.String(), Pages: lt.pages})
+			failpoint.Hit("letter.final")
 			return DocumentResult{Sent: true, SendID: sent.ProviderID}, lt.price, true, nil
 		}
 		kind := providers.KindOf(err)

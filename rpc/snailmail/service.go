@@ -158,6 +158,7 @@ type metrics struct {
 	letters *prometheus.CounterVec // outcome: sent, or the error code
 	calls   *prometheus.CounterVec // provider, outcome: accepted, invalid, unavailable, indeterminate
 	reports *prometheus.CounterVec // provider, status
+	settled *prometheus.CounterVec // outcome (settle.go)
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -174,9 +175,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "iap_snailmail_status_reports_total",
 			Help: "Letter status reports received from providers, by provider and status.",
 		}, []string{"provider", "status"}),
+		settled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "iap_snailmail_settled_letters_total",
+			Help: "Letters interrupted by a crash, settled at start-up, by outcome (captured: a provider accepted them; indeterminate_captured: handed over without an answer recorded, charged as sent; released: never handed over).",
+		}, []string{"outcome"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.letters, m.calls, m.reports} {
+		for _, c := range []prometheus.Collector{m.letters, m.calls, m.reports, m.settled} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

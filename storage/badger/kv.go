@@ -294,7 +294,68 @@ func (l *Ledger) DeleteExpiredRecords(ctx context.Context, now time.Time, max in
 	return sw.n, err
 }
 
+// ListRecords returns at most max (> 0, else Invalid) live records of ns
+// whose key sorts after after, in key order, as last written (the
+// journal's overlay is drained into Badger first, as DeleteExpiredRecords
+// does). Invalid for a bad namespace.
+func (l *Ledger) ListRecords(ctx context.Context, ns, after string, max int) ([]storage.Record, error) {
+	const op = "list records"
+	if err := l.enter(op, ctx); err != nil {
+		return nil, err
+	}
+	defer l.leave()
+	if !validRecordNS(ns) {
+		return nil, storage.E(op, storage.Invalid, "invalid record namespace")
+	}
+	if max <= 0 {
+		return nil, storage.E(op, storage.Invalid, "max must be positive")
+	}
+	if err := l.drain(); err != nil {
+		return nil, l.syncErr(op, err)
+	}
+	prefix := recordKey(ns, "")
+	start := prefix
+	if after != "" {
+		start = append(recordKey(ns, after), 0) // the first key after it
+	}
+	now := l.clock()
+	var out []storage.Record
+	err := l.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: 16})
+		defer it.Close()
+		for it.Seek(start); it.Valid() && len(out) < max; it.Next() {
+			item := it.Item()
+			key := string(item.Key()[len(prefix):])
+			if key == "" {
+				return errCorrupt
+			}
+			var r storage.Record
+			if err := item.Value(func(b []byte) (err error) {
+				r.Expires, r.Value, err = decodeRecord(b)
+				return err
+			}); err != nil {
+				return err
+			}
+			if !live(r.Expires, now) {
+				continue
+			}
+			r.Key = key
+			r.Value = slices.Clone(r.Value)
+			if r.Value == nil {
+				r.Value = []byte{}
+			}
+			out = append(out, r)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, l.wrap(op, err)
+	}
+	return out, nil
+}
+
 var (
 	_ storage.Records       = (*Ledger)(nil)
 	_ storage.RecordSweeper = (*Ledger)(nil)
+	_ storage.RecordLister  = (*Ledger)(nil)
 )

@@ -38,6 +38,7 @@ func RunExtras(t *testing.T, open ExtrasOpener) {
 		{"RecordsExpiry", testRecordsExpiry},
 		{"RecordsConcurrent", testRecordsConcurrent},
 		{"RecordsReopen", testRecordsReopen},
+		{"RecordsList", testRecordsList},
 		{"VouchersCreate", testVouchersCreate},
 		{"VouchersRedeem", testVouchersRedeem},
 		{"VouchersList", testVouchersList},

@@ -318,3 +318,73 @@ func testRecordsReopen(t *testing.T, e *xenv) {
 	e.wantNoRecord("ns", "hour")
 	e.wantNoRecord("ns", "replaced")
 }
+
+// lister returns the store's RecordLister, failing if it has none: the
+// services find the sends a crash interrupted by listing a namespace.
+func (e *xenv) lister() storage.RecordLister {
+	e.t.Helper()
+	rl, ok := e.x.(storage.RecordLister)
+	if !ok {
+		e.t.Fatal("the store does not implement storage.RecordLister")
+	}
+	return rl
+}
+
+func testRecordsList(t *testing.T, e *xenv) {
+	ctx, x := e.ctx, e.x
+	t0 := e.clock.Now()
+	keys := func(rs []storage.Record) string {
+		var ks []string
+		for _, r := range rs {
+			ks = append(ks, r.Key+"="+string(r.Value))
+		}
+		return strings.Join(ks, ",")
+	}
+	ls := e.lister()
+	if rs, err := ls.ListRecords(ctx, "open", "", 10); err != nil || len(rs) != 0 {
+		t.Fatalf("empty namespace: %v %v", rs, err)
+	}
+	for _, k := range []string{"b", "a", "c/1", "c", "d"} {
+		noErr(t, x.PutRecord(ctx, "open", k, []byte("v"+k), time.Time{}))
+	}
+	noErr(t, x.PutRecord(ctx, "open", "e", []byte("short"), t0.Add(time.Minute)))
+	noErr(t, x.PutRecord(ctx, "openx", "a", []byte("other namespace"), time.Time{}))
+	noErr(t, x.PutRecord(ctx, "ope", "z", []byte("prefix namespace"), time.Time{}))
+	noErr(t, x.PutRecord(ctx, "open", "d", []byte("replaced"), time.Time{}))
+	noErr(t, x.DeleteRecord(ctx, "open", "b"))
+
+	all := res(ls.ListRecords(ctx, "open", "", 100)).must(t)
+	if got, want := keys(all), "a=va,c=vc,c/1=vc/1,d=replaced,e=short"; got != want {
+		t.Fatalf("list: %s, want %s", got, want)
+	}
+	if !all[4].Expires.Equal(t0.Add(time.Minute)) || !all[0].Expires.IsZero() {
+		t.Fatalf("expiries: %v, %v", all[4].Expires, all[0].Expires)
+	}
+	// Pages: after the last key of the previous page.
+	p1 := res(ls.ListRecords(ctx, "open", "", 2)).must(t)
+	p2 := res(ls.ListRecords(ctx, "open", p1[len(p1)-1].Key, 2)).must(t)
+	p3 := res(ls.ListRecords(ctx, "open", p2[len(p2)-1].Key, 2)).must(t)
+	if got := keys(p1) + "|" + keys(p2) + "|" + keys(p3); got != "a=va,c=vc|c/1=vc/1,d=replaced|e=short" {
+		t.Fatalf("pages: %s", got)
+	}
+	// The values are the caller's.
+	all[0].Value[0] = 'X'
+	e.wantRecord("open", "a", []byte("va"))
+
+	// An expired record is not listed.
+	e.clock.Advance(time.Minute)
+	if got := keys(res(ls.ListRecords(ctx, "open", "", 100)).must(t)); got != "a=va,c=vc,c/1=vc/1,d=replaced" {
+		t.Fatalf("after expiry: %s", got)
+	}
+	_, err := ls.ListRecords(ctx, "open", "", 0)
+	wantKind(t, err, storage.Invalid, "list with max 0")
+	_, err = ls.ListRecords(ctx, "a b", "", 1)
+	wantKind(t, err, storage.Invalid, "list a bad namespace")
+
+	// Listed after a restart, as acknowledged.
+	e.restart()
+	ls = e.lister()
+	if got := keys(res(ls.ListRecords(ctx, "open", "", 100)).must(t)); got != "a=va,c=vc,c/1=vc/1,d=replaced" {
+		t.Fatalf("after restart: %s", got)
+	}
+}
