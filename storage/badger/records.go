@@ -233,7 +233,7 @@ func createAccount(op string, tx *wtxn, svc storage.ServiceName, tok storage.Acc
 		return a, nil
 	}
 	a.State = storage.Registered
-	if s.TrialCredits > 0 {
+	if s.TrialCredits > 0 && !fs.NoTrial {
 		e, err := appendEntry(tx, &a.Account, storage.Entry{
 			Kind:        storage.EntryRecharge,
 			DRecharged:  s.TrialCredits,
