@@ -1,0 +1,198 @@
+// Package admit decides who gets a new account and who gets trial
+// credit. Every route that sees a token for the first time creates its
+// account (PROTOCOL §4.1: Odoo has no other credential than a random
+// token), so an anonymous caller could otherwise create accounts without
+// end and farm trial credit with fresh tokens.
+//
+// Ledger wraps a storage.Ledger: Account and Authorize on a token not yet
+// known pass the creation limits (per client address, per dbuuid, in
+// total) and the trial policy first; every other method, and every call on
+// an existing account, goes straight through. A refused creation is a
+// storage.Forbidden error (AccessError on the wire: Odoo shows -1 as the
+// balance, and its generic IAP error on paid routes); nothing is created.
+//
+// Trial credit is granted once per database and service: the first
+// account of a (service, dbuuid) claims it durably in storage.Records, and
+// later tokens of that database are created without it (FirstSight
+// NoTrial). A request without dbuuid gets no trial credit (every Odoo
+// version sends its dbuuid). Trials are also bounded per client address
+// and in total; an account refused its trial is still created, at 0.
+//
+// It imports storage and rpc/limit; cmd/iapd wires it between the ledger
+// and the handlers.
+package admit
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"log/slog"
+	"time"
+
+	"github.com/iapd/iapd/rpc/limit"
+	"github.com/iapd/iapd/storage"
+)
+
+// TrialNamespace is the storage.Records namespace of the trial claims:
+// one record per (service, dbuuid), holding the token that got it.
+const TrialNamespace = "trial.granted"
+
+// trialMemory is how long a trial claim is kept: for practical purposes
+// for ever (a record expiry must be finite to be swept some day).
+const trialMemory = 20 * 365 * 24 * time.Hour
+
+// Table sizes: fixed, whatever the number of callers (24 bytes a slot).
+const (
+	addressSlots  = 16384
+	databaseSlots = 16384
+)
+
+// Refusal reasons (iap_refusals_total{reason}).
+const (
+	ReasonAccountAddress  = "account_creation_address"
+	ReasonAccountDatabase = "account_creation_database"
+	ReasonAccountTotal    = "account_creation_total"
+	ReasonTrialDatabase   = "trial_database"
+	ReasonTrialNoDatabase = "trial_no_database"
+	ReasonTrialAddress    = "trial_address"
+	ReasonTrialTotal      = "trial_total"
+)
+
+// msgRefused is the error text of a refused creation (shown by Odoo
+// versions that show AccessError texts, PROTOCOL §1.4 generation A).
+const msgRefused = "Too many new IAP accounts from this address or database: try again later."
+
+// Deps are the collaborators of a Ledger.
+type Deps struct {
+	Ledger  storage.Ledger  // required: the ledger wrapped
+	Records storage.Records // required: where trial claims are kept
+	Report  *limit.Reporter // optional: refusals counted and logged
+	Now     func() time.Time
+}
+
+// Ledger is a storage.Ledger whose account creation and trial credit are
+// limited as the package doc says. Safe for concurrent use.
+type Ledger struct {
+	storage.Ledger
+	records storage.Records
+	report  *limit.Reporter
+	now     func() time.Time
+
+	perAddress  *limit.Table
+	perDatabase *limit.Table
+	total       *limit.Bucket
+	trialAddr   *limit.Table
+	trialTotal  *limit.Bucket
+}
+
+// New wraps d.Ledger with the limits of cfg (validated).
+func New(cfg limit.Config, d Deps) *Ledger {
+	now := d.Now
+	if now == nil {
+		now = time.Now
+	}
+	return &Ledger{
+		Ledger: d.Ledger, records: d.Records, report: d.Report, now: now,
+		perAddress:  limit.NewTable(addressSlots, cfg.AccountsPerAddress),
+		perDatabase: limit.NewTable(databaseSlots, cfg.AccountsPerDatabase),
+		total:       limit.NewBucket(cfg.AccountsTotal),
+		trialAddr:   limit.NewTable(addressSlots, cfg.TrialsPerAddress),
+		trialTotal:  limit.NewBucket(cfg.TrialsTotal),
+	}
+}
+
+// Account returns the account, creating it on first sight if the limits
+// allow (Forbidden otherwise), with trial credit if the trial policy
+// allows. Errors otherwise as storage.Ledger's.
+func (l *Ledger) Account(ctx context.Context, svc storage.ServiceName, tok storage.AccountToken, fs storage.FirstSight) (storage.Account, error) {
+	a, err := l.Ledger.LookupAccount(ctx, svc, tok)
+	if !storage.Is(err, storage.NotFound) {
+		return a, err // found, or an error the wrapped Account gives too
+	}
+	s, err := l.Ledger.Service(ctx, svc)
+	if err != nil {
+		return storage.Account{}, err // NotFound: unknown service, as Account
+	}
+	fs, err = l.admit(ctx, s, tok, fs)
+	if err != nil {
+		return storage.Account{}, err
+	}
+	return l.Ledger.Account(ctx, svc, tok, fs)
+}
+
+// Authorize holds credit as storage.Ledger's Authorize does, creating the
+// account first through Account (limits and trial policy).
+func (l *Ledger) Authorize(ctx context.Context, r storage.AuthorizeRequest) (storage.Transaction, error) {
+	if _, err := l.Ledger.LookupAccount(ctx, r.Service, r.Account); storage.Is(err, storage.NotFound) {
+		a, err := l.Account(ctx, r.Service, r.Account, r.FirstSight)
+		if err != nil {
+			return storage.Transaction{}, err
+		}
+		r.FirstSight = storage.FirstSight{DBUUID: a.DBUUID, NoTrial: true} // created already
+	}
+	return l.Ledger.Authorize(ctx, r)
+}
+
+// admit applies the creation limits, then decides the trial: it returns
+// fs with NoTrial set when no trial is to be given.
+func (l *Ledger) admit(ctx context.Context, s storage.Service, tok storage.AccountToken, fs storage.FirstSight) (storage.FirstSight, error) {
+	const op = "account"
+	now := l.now()
+	addr := limit.Client(ctx)
+	switch {
+	case !l.perAddress.Allow(addr, now):
+		l.report.Refuse(ReasonAccountAddress, "account creation refused: too many from one address", "service", s.Name)
+		return fs, storage.E(op, storage.Forbidden, msgRefused)
+	case fs.DBUUID != "" && !l.perDatabase.Allow(fs.DBUUID, now):
+		l.report.Refuse(ReasonAccountDatabase, "account creation refused: too many for one database", "service", s.Name, "dbuuid", short(fs.DBUUID))
+		return fs, storage.E(op, storage.Forbidden, msgRefused)
+	case !l.total.Allow(now):
+		l.report.Refuse(ReasonAccountTotal, "account creation refused: the global bound is reached", "service", s.Name)
+		return fs, storage.E(op, storage.Forbidden, msgRefused)
+	}
+	if !s.AutoRegister || s.TrialCredits <= 0 || fs.NoTrial {
+		return fs, nil
+	}
+	fs.NoTrial = true
+	switch {
+	case fs.DBUUID == "":
+		l.report.Refuse(ReasonTrialNoDatabase, "trial credit refused: no dbuuid", "service", s.Name)
+		return fs, nil
+	case !l.trialAddr.Allow(addr, now):
+		l.report.Refuse(ReasonTrialAddress, "trial credit refused: too many from one address", "service", s.Name)
+		return fs, nil
+	case !l.trialTotal.Allow(now):
+		// Before the claim: a database refused here keeps its trial for
+		// later (the global bound is an emergency brake).
+		l.report.Refuse(ReasonTrialTotal, "trial credit refused: the global bound is reached", "service", s.Name)
+		return fs, nil
+	}
+	// The claim: once per (service, dbuuid), durably. The same token
+	// claiming again (a concurrent first sight) gets it: the ledger
+	// creates its account once.
+	sum := sha256.Sum256([]byte(fs.DBUUID))
+	key := string(s.Name) + "/" + hex.EncodeToString(sum[:16])
+	stored, created, err := l.records.PutRecordIfAbsent(ctx, TrialNamespace, key, []byte(tok), now.Add(trialMemory))
+	if err != nil {
+		return fs, err
+	}
+	if !created && string(stored) != string(tok) {
+		l.report.Refuse(ReasonTrialDatabase, "trial credit refused: this database had its trial", "service", s.Name, "dbuuid", short(fs.DBUUID))
+		return fs, nil
+	}
+	fs.NoTrial = false
+	return fs, nil
+}
+
+// short cuts a caller's dbuuid for a log line.
+func short(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
+}
+
+// LogValue keeps the wrapped ledger out of logs.
+func (l *Ledger) LogValue() slog.Value { return slog.StringValue("admit.Ledger") }
+
+var _ storage.Ledger = (*Ledger)(nil)
