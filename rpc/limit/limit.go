@@ -172,7 +172,47 @@ func NewBucket(r Rate) *Bucket {
 func (b *Bucket) Allow(now time.Time) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	ns := now.UnixNano()
+	b.refillLocked(now.UnixNano())
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}
+
+// Spent reports whether key holds a slot whose bucket has less than one
+// token: it was taken from within the refill time. Unlike the other
+// methods it claims no slot for an unknown key (false).
+func (t *Table) Spent(key string, now time.Time) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	h := maphash.String(t.seed, key)
+	fp := h | 1
+	for _, i := range [2]uint64{h & t.mask, (h>>32 ^ h*0x9e3779b97f4a7c15) & t.mask} {
+		if s := &t.slots[i]; s.fp == fp {
+			return t.refill(s, now.UnixNano()) < 1
+		}
+	}
+	return false
+}
+
+// Tokens returns the tokens the bucket holds now.
+func (b *Bucket) Tokens(now time.Time) float64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.refillLocked(now.UnixNano())
+	return b.tokens
+}
+
+// Take removes one token, down to 0 at most.
+func (b *Bucket) Take(now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.refillLocked(now.UnixNano())
+	b.tokens = max(0, b.tokens-1)
+}
+
+func (b *Bucket) refillLocked(ns int64) {
 	if b.last == 0 {
 		b.last = ns
 	}
@@ -180,9 +220,4 @@ func (b *Bucket) Allow(now time.Time) bool {
 		b.tokens = min(b.burst, b.tokens+float64(d)*b.rate)
 		b.last = ns
 	}
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
 }
