@@ -42,7 +42,7 @@ func wireSnailmail(w *wiring) error {
 	}
 	var records storage.Records = w.ledger
 	svc, err := snailmail.New(settings, snailmail.Deps{
-		Ledger:     w.ledger,
+		Ledger:     w.accounts,
 		Records:    records,
 		Senders:    senders,
 		Logger:     w.log.With("component", "snailmail"),

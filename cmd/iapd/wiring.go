@@ -18,6 +18,7 @@ import (
 	"github.com/iapd/iapd/providers"
 	_ "github.com/iapd/iapd/providers/all" // registers the built-in adapters
 	"github.com/iapd/iapd/rpc"
+	"github.com/iapd/iapd/storage"
 	"github.com/iapd/iapd/storage/badger"
 )
 
@@ -33,6 +34,11 @@ type wiring struct {
 	rpc       *rpc.Server
 	reg       *prometheus.Registry
 	publicURL string
+	// accounts is the ledger of the public routes: ledger with account
+	// creation and trial credit limited (rpc/admit).
+	accounts storage.Ledger
+	// limits are the abuse limits (wire_limits.go).
+	limits *abuseLimits
 
 	// outbound is the HTTP client providers use for vendor APIs; in
 	// air-gapped mode its dialer refuses every address but the

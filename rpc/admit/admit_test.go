@@ -18,7 +18,7 @@ type counts struct {
 }
 
 func (c *counts) Refused(r string) { c.mu.Lock(); c.m[r]++; c.mu.Unlock() }
-func (c *counts) get(r string) int  { c.mu.Lock(); defer c.mu.Unlock(); return c.m[r] }
+func (c *counts) get(r string) int { c.mu.Lock(); defer c.mu.Unlock(); return c.m[r] }
 
 type env struct {
 	t     *testing.T

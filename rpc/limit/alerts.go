@@ -7,7 +7,6 @@ import (
 
 // Alert e-mail refusal reasons (iap_refusals_total{reason}).
 const (
-	ReasonAlertRepeat    = "alert_email_repeat"
 	ReasonAlertAccount   = "alert_email_account"
 	ReasonAlertRecipient = "alert_email_recipient"
 )
@@ -15,13 +14,12 @@ const (
 // alertSlots is the size of each alert table.
 const alertSlots = 16384
 
-// AlertGate bounds the low-credit alert e-mails: one account's alert
-// reaches one recipient at most once per AlertRepeatAfter (so toggling a
-// threshold sends nothing new), and the e-mails are bounded per account
-// token (its services together) and per recipient address. Safe for
-// concurrent use; its memory is fixed (three tables of 16384 slots).
+// AlertGate bounds the low-credit alert e-mails per account token (its
+// services together) and per recipient address. (A settings change queues
+// no alert in the ledger, and one alert goes once to each distinct
+// recipient: toggling a threshold sends nothing.) Safe for concurrent
+// use; its memory is fixed (two tables of 16384 slots).
 type AlertGate struct {
-	repeat    *Table
 	account   *Table
 	recipient *Table
 	report    *Reporter
@@ -31,7 +29,6 @@ type AlertGate struct {
 // to report (may be nil).
 func NewAlertGate(cfg Config, report *Reporter) *AlertGate {
 	return &AlertGate{
-		repeat:    NewTable(alertSlots, Rate{Burst: 1, Per: cfg.AlertRepeatAfter}),
 		account:   NewTable(alertSlots, cfg.AlertEmailsPerAccount),
 		recipient: NewTable(alertSlots, cfg.AlertEmailsPerRecipient),
 		report:    report,
@@ -44,8 +41,6 @@ func NewAlertGate(cfg Config, report *Reporter) *AlertGate {
 func (g *AlertGate) AllowEmail(svc, tok, addr string, now time.Time) bool {
 	norm := strings.ToLower(strings.TrimSpace(addr))
 	switch {
-	case !g.repeat.Allow(svc+"\x00"+tok+"\x00"+norm, now):
-		g.report.Refuse(ReasonAlertRepeat, "alert e-mail dropped: this account alerted this recipient recently", "service", svc, "to", redact(norm))
 	case !g.account.Allow(tok, now):
 		g.report.Refuse(ReasonAlertAccount, "alert e-mail dropped: too many for one account", "service", svc, "to", redact(norm))
 	case !g.recipient.Allow(norm, now):

@@ -21,7 +21,6 @@ import (
 //	  alert_recipients: 10
 //	  alert_emails_per_account: 20/24h
 //	  alert_emails_per_recipient: 10/24h
-//	  alert_repeat_after: 24h
 type Config struct {
 	// AccountsPerAddress bounds the accounts created (first sight of a
 	// token) per client address.
@@ -46,9 +45,6 @@ type Config struct {
 	// AlertEmailsPerRecipient bounds the alert e-mails per recipient
 	// address, all accounts together.
 	AlertEmailsPerRecipient Rate `yaml:"alert_emails_per_recipient"`
-	// AlertRepeatAfter: an account's alert reaches one recipient at most
-	// once in this time (later alerts to it are dropped).
-	AlertRepeatAfter time.Duration `yaml:"alert_repeat_after"`
 }
 
 // Defaults of Config.
@@ -64,8 +60,7 @@ var (
 
 // Default values of Config that are not rates.
 const (
-	DefaultAlertRecipients  = 10
-	DefaultAlertRepeatAfter = 24 * time.Hour
+	DefaultAlertRecipients = 10
 	// MaxAlertRecipients is the ledger's own bound on recipients.
 	MaxAlertRecipients = 50
 )
@@ -97,12 +92,6 @@ func (c *Config) Validate() error {
 	}
 	if c.AlertRecipients < 0 || c.AlertRecipients > MaxAlertRecipients {
 		return fmt.Errorf("limits: alert_recipients must be from 1 to %d", MaxAlertRecipients)
-	}
-	if c.AlertRepeatAfter == 0 {
-		c.AlertRepeatAfter = DefaultAlertRepeatAfter
-	}
-	if c.AlertRepeatAfter < 0 {
-		return fmt.Errorf("limits: alert_repeat_after must not be negative")
 	}
 	return nil
 }
