@@ -154,10 +154,33 @@ func (l *Ledger) admit(ctx context.Context, s storage.Service, tok storage.Accou
 		return fs, nil
 	}
 	fs.NoTrial = true
-	switch {
-	case fs.DBUUID == "":
+	if fs.DBUUID == "" {
 		l.report.Refuse(ReasonTrialNoDatabase, "trial credit refused: no dbuuid", "service", s.Name)
 		return fs, nil
+	}
+	// The claim: once per (service, dbuuid), durably. A database that had
+	// its trial is told so before the address and global budgets are
+	// spent; the same token claiming again (a concurrent first sight)
+	// gets it: the ledger creates its account once.
+	sum := sha256.Sum256([]byte(fs.DBUUID))
+	key := string(s.Name) + "/" + hex.EncodeToString(sum[:16])
+	had := func(stored []byte) bool {
+		if string(stored) == string(tok) {
+			return false
+		}
+		l.report.Refuse(ReasonTrialDatabase, "trial credit refused: this database had its trial", "service", s.Name, "dbuuid", short(fs.DBUUID))
+		return true
+	}
+	stored, err := l.records.GetRecord(ctx, TrialNamespace, key)
+	switch {
+	case err == nil:
+		if had(stored) {
+			return fs, nil
+		}
+	case !storage.Is(err, storage.NotFound):
+		return fs, err
+	}
+	switch {
 	case !l.trialAddr.Allow(addr, now):
 		l.report.Refuse(ReasonTrialAddress, "trial credit refused: too many from one address", "service", s.Name)
 		return fs, nil
@@ -167,17 +190,11 @@ func (l *Ledger) admit(ctx context.Context, s storage.Service, tok storage.Accou
 		l.report.Refuse(ReasonTrialTotal, "trial credit refused: the global bound is reached", "service", s.Name)
 		return fs, nil
 	}
-	// The claim: once per (service, dbuuid), durably. The same token
-	// claiming again (a concurrent first sight) gets it: the ledger
-	// creates its account once.
-	sum := sha256.Sum256([]byte(fs.DBUUID))
-	key := string(s.Name) + "/" + hex.EncodeToString(sum[:16])
 	stored, created, err := l.records.PutRecordIfAbsent(ctx, TrialNamespace, key, []byte(tok), now.Add(trialMemory))
 	if err != nil {
 		return fs, err
 	}
-	if !created && string(stored) != string(tok) {
-		l.report.Refuse(ReasonTrialDatabase, "trial credit refused: this database had its trial", "service", s.Name, "dbuuid", short(fs.DBUUID))
+	if !created && had(stored) {
 		return fs, nil
 	}
 	fs.NoTrial = false

@@ -213,3 +213,18 @@ func TestAuthorizeFirstSightTrial(t *testing.T) {
 		t.Fatalf("second token of the database: %v", err)
 	}
 }
+
+// TestTrialRefusalSpendsNoAddressBudget: tokens of a database that had
+// its trial do not spend the address's trial budget.
+func TestTrialRefusalSpendsNoAddressBudget(t *testing.T) {
+	e := open(t, "", limit.Config{TrialsPerAddress: limit.Rate{Burst: 2, Per: 24 * time.Hour}})
+	for i := range 50 {
+		if _, err := e.l.Account(from("one"), "sms", tok(i), storage.FirstSight{DBUUID: "shared"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, err := e.l.Account(from("one"), "sms", tok(100), storage.FirstSight{DBUUID: "second"})
+	if err != nil || a.Available != 10*storage.Scale || e.c.get(ReasonTrialAddress) != 0 {
+		t.Fatalf("second database from the address: %+v %v (trial_address %d)", a, err, e.c.get(ReasonTrialAddress))
+	}
+}
