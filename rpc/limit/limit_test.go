@@ -157,8 +157,10 @@ func TestTableConcurrent(t *testing.T) {
 
 func TestBucket(t *testing.T) {
 	b := NewBucket(Rate{Burst: 2, Per: 2 * time.Second})
-	if !b.Allow(t0) || !b.Allow(t0) || b.Allow(t0) {
-		t.Fatal("burst of 2 not kept")
+	for i, want := range []bool{true, true, false} {
+		if b.Allow(t0) != want {
+			t.Fatalf("take %d at once: %v, want %v (burst of 2)", i+1, !want, want)
+		}
 	}
 	if !b.Allow(t0.Add(time.Second)) || b.Allow(t0.Add(time.Second)) {
 		t.Fatal("refill of one a second not kept")
