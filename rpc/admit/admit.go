@@ -45,7 +45,12 @@ const trialMemory = 20 * 365 * 24 * time.Hour
 const (
 	addressSlots  = 16384
 	databaseSlots = 16384
+	knownSlots    = 16384
 )
+
+// knownFor is how long Authorize trusts that an account it found exists
+// (accounts are never deleted; the bound only recycles the slots).
+const knownFor = 24 * time.Hour
 
 // Refusal reasons (iap_refusals_total{reason}).
 const (
@@ -83,6 +88,10 @@ type Ledger struct {
 	total       *limit.Bucket
 	trialAddr   *limit.Table
 	trialTotal  *limit.Bucket
+	// known marks the accounts Authorize found (a spent bucket): the
+	// next authorizes of an account go straight to the ledger, without
+	// the lookup (which waits for the pending group commit).
+	known *limit.Table
 }
 
 // New wraps d.Ledger with the limits of cfg (validated).
@@ -98,6 +107,7 @@ func New(cfg limit.Config, d Deps) *Ledger {
 		total:       limit.NewBucket(cfg.AccountsTotal),
 		trialAddr:   limit.NewTable(addressSlots, cfg.TrialsPerAddress),
 		trialTotal:  limit.NewBucket(cfg.TrialsTotal),
+		known:       limit.NewTable(knownSlots, limit.Rate{Burst: 1, Per: knownFor}),
 	}
 }
 
@@ -123,12 +133,21 @@ func (l *Ledger) Account(ctx context.Context, svc storage.ServiceName, tok stora
 // Authorize holds credit as storage.Ledger's Authorize does, creating the
 // account first through Account (limits and trial policy).
 func (l *Ledger) Authorize(ctx context.Context, r storage.AuthorizeRequest) (storage.Transaction, error) {
-	if _, err := l.Ledger.LookupAccount(ctx, r.Service, r.Account); storage.Is(err, storage.NotFound) {
-		a, err := l.Account(ctx, r.Service, r.Account, r.FirstSight)
-		if err != nil {
-			return storage.Transaction{}, err
+	key := string(r.Service) + "\x00" + string(r.Account)
+	if !l.known.Spent(key, l.now()) {
+		_, err := l.Ledger.LookupAccount(ctx, r.Service, r.Account)
+		switch {
+		case err == nil:
+		case storage.Is(err, storage.NotFound):
+			a, err := l.Account(ctx, r.Service, r.Account, r.FirstSight)
+			if err != nil {
+				return storage.Transaction{}, err
+			}
+			r.FirstSight = storage.FirstSight{DBUUID: a.DBUUID, NoTrial: true} // created already
+		default:
+			return l.Ledger.Authorize(ctx, r) // its own error, as without admission
 		}
-		r.FirstSight = storage.FirstSight{DBUUID: a.DBUUID, NoTrial: true} // created already
+		l.known.Take(key, l.now())
 	}
 	return l.Ledger.Authorize(ctx, r)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -226,5 +227,35 @@ func TestTrialRefusalSpendsNoAddressBudget(t *testing.T) {
 	a, err := e.l.Account(from("one"), "sms", tok(100), storage.FirstSight{DBUUID: "second"})
 	if err != nil || a.Available != 10*storage.Scale || e.c.get(ReasonTrialAddress) != 0 {
 		t.Fatalf("second database from the address: %+v %v (trial_address %d)", a, err, e.c.get(ReasonTrialAddress))
+	}
+}
+
+// countLookups counts LookupAccount calls on the wrapped ledger.
+type countLookups struct {
+	storage.Ledger
+	n atomic.Int64
+}
+
+func (c *countLookups) LookupAccount(ctx context.Context, svc storage.ServiceName, tok storage.AccountToken) (storage.Account, error) {
+	c.n.Add(1)
+	return c.Ledger.LookupAccount(ctx, svc, tok)
+}
+
+// TestAuthorizeLooksUpOnce: only the first authorize of an account looks
+// it up (a lookup waits for the pending group commit); the hot path then
+// goes straight to the ledger.
+func TestAuthorizeLooksUpOnce(t *testing.T) {
+	e := open(t, "", limit.Config{})
+	c := &countLookups{Ledger: e.inner}
+	l := New(limit.Config{AccountsPerAddress: limit.DefaultAccountsPerAddress, AccountsPerDatabase: limit.DefaultAccountsPerDatabase,
+		AccountsTotal: limit.DefaultAccountsTotal, TrialsPerAddress: limit.DefaultTrialsPerAddress, TrialsTotal: limit.DefaultTrialsTotal},
+		Deps{Ledger: c, Records: e.inner})
+	for range 20 {
+		if _, err := l.Authorize(from("a"), storage.AuthorizeRequest{Service: "snailmail", Account: tok(1), Amount: 0, TTL: time.Minute}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := c.n.Load(); n > 2 {
+		t.Fatalf("%d lookups for 20 authorizes of one account, want at most 2 (the first, and Account's on creation)", n)
 	}
 }
