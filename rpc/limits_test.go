@@ -3,9 +3,14 @@ package rpc
 import (
 	"context"
 	"fmt"
+	"net"
 	"strings"
+	"sync"
 	"testing"
 
+	"github.com/valyala/fasthttp"
+
+	"github.com/iapd/iapd/rpc/limit"
 	"github.com/iapd/iapd/storage"
 )
 
@@ -94,4 +99,52 @@ func (l refusingLedger) Account(ctx context.Context, svc storage.ServiceName, to
 		return a, nil
 	}
 	return storage.Account{}, storage.E("account", storage.Forbidden, "Too many new IAP accounts")
+}
+
+// clientSeen records the client key the ledger sees through the
+// request's context.
+type clientSeen struct {
+	*memLedger
+	mu  sync.Mutex
+	got []string
+}
+
+func (l *clientSeen) Account(ctx context.Context, svc storage.ServiceName, tok storage.AccountToken, fs storage.FirstSight) (storage.Account, error) {
+	l.mu.Lock()
+	l.got = append(l.got, limit.Client(ctx))
+	l.mu.Unlock()
+	return l.memLedger.Account(ctx, svc, tok, fs)
+}
+
+// TestClientKeyReachesTheLedger: the client key limit.TagClient stores on
+// the fasthttp request reaches the ledger through the seam's context
+// (rpc/admit keys its limits by it): from the trusted header when one is
+// configured, else the peer.
+func TestClientKeyReachesTheLedger(t *testing.T) {
+	for _, c := range []struct{ header, want string }{
+		{"X-Real-IP", "\xcb\x00\x71\x07"}, // 203.0.113.7
+		{"", "\x7f\x00\x00\x01"},          // the peer, 127.0.0.1
+	} {
+		l := &clientSeen{memLedger: newMemLedger()}
+		setupServices(t, l)
+		s := newTestServer(t, l)
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := s.Handler()
+		srv := NewHTTPServer(func(ctx *fasthttp.RequestCtx) { limit.TagClient(ctx, c.header); h(ctx) }, testLogger(t))
+		go srv.Serve(ln) //nolint:errcheck // ends with Shutdown
+		body := []byte(`{"jsonrpc":"2.0","method":"call","id":1,"params":{"dbuuid":"db","account_token":"0123456789abcdef0123456789abcdef","service_name":"sms"}}`)
+		hdr := odooHeaders(len(body))
+		hdr["X-Real-IP"] = "203.0.113.7"
+		mustEnvelope(t, rawRequest(t, ln.Addr().String(), "POST", "/iap/1/balance", hdr, body))
+		_ = srv.Shutdown()
+		l.mu.Lock()
+		got := l.got
+		l.mu.Unlock()
+		if len(got) != 1 || got[0] != c.want {
+			t.Fatalf("header %q: the ledger saw client keys %q, want %q", c.header, got, c.want)
+		}
+	}
 }
