@@ -4,10 +4,11 @@
 // token), so an anonymous caller could otherwise create accounts without
 // end and farm trial credit with fresh tokens.
 //
-// Ledger wraps a storage.Ledger: Account and Authorize on a token not yet
-// known pass the creation limits (per client address, per dbuuid, in
-// total) and the trial policy first; every other method, and every call on
-// an existing account, goes straight through. A refused creation is a
+// Ledger wraps a storage.Ledger: Account on a token not yet known passes
+// the creation limits (per client address, per dbuuid, in total) and the
+// trial policy first; Authorize, whose caller proved a service key (a
+// provider), only the trial policy's once-per-database rule; every other
+// method, and every call on an existing account, goes straight through. A refused creation is a
 // storage.Forbidden error (AccessError on the wire: Odoo shows -1 as the
 // balance, and its generic IAP error on paid routes); nothing is created.
 //
@@ -123,15 +124,18 @@ func (l *Ledger) Account(ctx context.Context, svc storage.ServiceName, tok stora
 	if err != nil {
 		return storage.Account{}, err // NotFound: unknown service, as Account
 	}
-	fs, err = l.admit(ctx, s, tok, fs)
+	fs, err = l.admit(ctx, s, tok, fs, false)
 	if err != nil {
 		return storage.Account{}, err
 	}
 	return l.Ledger.Account(ctx, svc, tok, fs)
 }
 
-// Authorize holds credit as storage.Ledger's Authorize does, creating the
-// account first through Account (limits and trial policy).
+// Authorize holds credit as storage.Ledger's Authorize does. Its caller
+// proved the service key (PROTOCOL §5.1: a service provider, one address
+// for all its customers), so an account it creates passes no creation
+// limit or trial budget; its trial credit is still once per database, and
+// none without dbuuid.
 func (l *Ledger) Authorize(ctx context.Context, r storage.AuthorizeRequest) (storage.Transaction, error) {
 	key := string(r.Service) + "\x00" + string(r.Account)
 	if !l.known.Spent(key, l.now()) {
@@ -139,11 +143,13 @@ func (l *Ledger) Authorize(ctx context.Context, r storage.AuthorizeRequest) (sto
 		switch {
 		case err == nil:
 		case storage.Is(err, storage.NotFound):
-			a, err := l.Account(ctx, r.Service, r.Account, r.FirstSight)
+			s, err := l.Ledger.Service(ctx, r.Service)
 			if err != nil {
 				return storage.Transaction{}, err
 			}
-			r.FirstSight = storage.FirstSight{DBUUID: a.DBUUID, NoTrial: true} // created already
+			if r.FirstSight, err = l.admit(ctx, s, r.Account, r.FirstSight, true); err != nil {
+				return storage.Transaction{}, err
+			}
 		default:
 			return l.Ledger.Authorize(ctx, r) // its own error, as without admission
 		}
@@ -153,12 +159,14 @@ func (l *Ledger) Authorize(ctx context.Context, r storage.AuthorizeRequest) (sto
 }
 
 // admit applies the creation limits, then decides the trial: it returns
-// fs with NoTrial set when no trial is to be given.
-func (l *Ledger) admit(ctx context.Context, s storage.Service, tok storage.AccountToken, fs storage.FirstSight) (storage.FirstSight, error) {
+// fs with NoTrial set when no trial is to be given. keyed: the caller
+// proved a service key (no creation limit, no trial budget).
+func (l *Ledger) admit(ctx context.Context, s storage.Service, tok storage.AccountToken, fs storage.FirstSight, keyed bool) (storage.FirstSight, error) {
 	const op = "account"
 	now := l.now()
 	addr := limit.Client(ctx)
 	switch {
+	case keyed:
 	case !l.perAddress.Allow(addr, now):
 		l.report.Refuse(ReasonAccountAddress, "account creation refused: too many from one address", "service", s.Name)
 		return fs, storage.E(op, storage.Forbidden, msgRefused)
@@ -200,6 +208,7 @@ func (l *Ledger) admit(ctx context.Context, s storage.Service, tok storage.Accou
 		return fs, err
 	}
 	switch {
+	case keyed:
 	case !l.trialAddr.Allow(addr, now):
 		l.report.Refuse(ReasonTrialAddress, "trial credit refused: too many from one address", "service", s.Name)
 		return fs, nil

@@ -175,9 +175,10 @@ func TestCreationLimits(t *testing.T) {
 	if _, err := e.l.Authorize(from("bot"), storage.AuthorizeRequest{Service: "snailmail", Account: tok(1), Amount: 0, TTL: time.Minute}); err != nil {
 		t.Fatal(err)
 	}
-	// Authorize on a new token is refused the same way.
-	if _, err := e.l.Authorize(from("bot"), storage.AuthorizeRequest{Service: "snailmail", Account: tok(50), Amount: 0, TTL: time.Minute}); !storage.Is(err, storage.Forbidden) {
-		t.Fatalf("authorize creating past the limit: %v", err)
+	// Authorize (the caller proved a service key: a provider, one
+	// address for all its customers) creates past the address limit.
+	if _, err := e.l.Authorize(from("bot"), storage.AuthorizeRequest{Service: "snailmail", Account: tok(50), Amount: 0, TTL: time.Minute}); err != nil {
+		t.Fatalf("authorize creating past the address limit: %v", err)
 	}
 	// Per database, from many addresses.
 	for i := range 4 {
@@ -186,7 +187,7 @@ func TestCreationLimits(t *testing.T) {
 			t.Fatalf("database account %d: %v", i, err)
 		}
 	}
-	// Total: 5 + 3 created; 4 left for everyone.
+	// Total: 5 + 3 created (authorize's takes nothing); 4 left for everyone.
 	n := 0
 	for i := range 10 {
 		if _, err := e.l.Account(from(fmt.Sprint("g", i)), "snailmail", tok(300+i), storage.FirstSight{DBUUID: fmt.Sprint("g", i)}); err == nil {
@@ -203,9 +204,15 @@ func TestCreationLimits(t *testing.T) {
 }
 
 // TestAuthorizeFirstSightTrial: an authorize that creates the account
-// follows the trial policy too.
+// gets the trial once per database, whatever the address budget.
 func TestAuthorizeFirstSightTrial(t *testing.T) {
-	e := open(t, "", limit.Config{})
+	e := open(t, "", limit.Config{TrialsPerAddress: limit.Rate{Burst: 1, Per: time.Hour}})
+	for i := range 3 { // three databases through one provider
+		if _, err := e.l.Authorize(from("provider"), storage.AuthorizeRequest{Service: "sms", Account: tok(10 + i), Amount: storage.Scale, TTL: time.Minute,
+			FirstSight: storage.FirstSight{DBUUID: fmt.Sprint("pdb", i)}}); err != nil {
+			t.Fatalf("database %d: %v", i, err)
+		}
+	}
 	if _, err := e.l.Authorize(from("a"), storage.AuthorizeRequest{Service: "sms", Account: tok(1), Amount: storage.Scale, TTL: time.Minute, FirstSight: storage.FirstSight{DBUUID: "db"}}); err != nil {
 		t.Fatal(err)
 	}
