@@ -168,13 +168,13 @@ func (l *Ledger) admit(ctx context.Context, s storage.Service, tok storage.Accou
 	switch {
 	case keyed:
 	case !l.perAddress.Allow(addr, now):
-		l.report.Refuse(ReasonAccountAddress, "account creation refused: too many from one address", "service", s.Name)
+		l.report.Refuse(ReasonAccountAddress, "account creation refused: too many from one address", "service", s.Name, "client", limit.KeyString(addr))
 		return fs, storage.E(op, storage.Forbidden, msgRefused)
 	case fs.DBUUID != "" && !l.perDatabase.Allow(fs.DBUUID, now):
-		l.report.Refuse(ReasonAccountDatabase, "account creation refused: too many for one database", "service", s.Name, "dbuuid", short(fs.DBUUID))
+		l.report.Refuse(ReasonAccountDatabase, "account creation refused: too many for one database", "service", s.Name, "dbuuid", short(fs.DBUUID), "client", limit.KeyString(addr))
 		return fs, storage.E(op, storage.Forbidden, msgRefused)
 	case !l.total.Allow(now):
-		l.report.Refuse(ReasonAccountTotal, "account creation refused: the global bound is reached", "service", s.Name)
+		l.report.Refuse(ReasonAccountTotal, "account creation refused: the global bound is reached", "service", s.Name, "client", limit.KeyString(addr))
 		return fs, storage.E(op, storage.Forbidden, msgRefused)
 	}
 	if !s.AutoRegister || s.TrialCredits <= 0 || fs.NoTrial {
@@ -210,7 +210,7 @@ func (l *Ledger) admit(ctx context.Context, s storage.Service, tok storage.Accou
 	switch {
 	case keyed:
 	case !l.trialAddr.Allow(addr, now):
-		l.report.Refuse(ReasonTrialAddress, "trial credit refused: too many from one address", "service", s.Name)
+		l.report.Refuse(ReasonTrialAddress, "trial credit refused: too many from one address", "service", s.Name, "client", limit.KeyString(addr))
 		return fs, nil
 	case !l.trialTotal.Allow(now):
 		// Before the claim: a database refused here keeps its trial for

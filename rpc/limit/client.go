@@ -57,3 +57,19 @@ func Client(ctx context.Context) string {
 func WithClient(ctx context.Context, key string) context.Context {
 	return context.WithValue(ctx, clientCtxKey{}, key)
 }
+
+// KeyString writes a client key for logs: the IPv4 address, or the IPv6
+// /64 as "2001:db8:1:2::/64"; "" for an empty key.
+func KeyString(key string) string {
+	switch len(key) {
+	case 0:
+		return ""
+	case net.IPv4len:
+		return net.IP(key).String()
+	case 8:
+		ip := make(net.IP, net.IPv6len)
+		copy(ip, key)
+		return ip.String() + "/64"
+	}
+	return key
+}

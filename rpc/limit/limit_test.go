@@ -268,3 +268,12 @@ func TestConfigRates(t *testing.T) {
 		t.Error("alert_recipients 51 accepted")
 	}
 }
+
+func TestKeyString(t *testing.T) {
+	for key, want := range map[string]string{"": "", "\xcb\x00\x71\x07": "203.0.113.7",
+		"\x20\x01\x0d\xb8\x00\x01\x00\x02": "2001:db8:1:2::/64"} {
+		if got := KeyString(key); got != want {
+			t.Errorf("KeyString(%q) = %q, want %q", key, got, want)
+		}
+	}
+}

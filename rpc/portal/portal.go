@@ -193,7 +193,7 @@ func (p *Portal) page(h func(*request)) fasthttp.RequestHandler {
 		uri := string(ctx.RequestURI())
 		get := ctx.IsGet() || ctx.IsHead()
 		if blocked, wait, reason := p.limit.blocked(r.client, uri, r.now); blocked && (!get || !p.limit.isGood(r.client, uri, r.now)) {
-			p.refusals.Refuse(reason, "portal: lookup refused: too many failed lookups", "path", string(ctx.Path()))
+			p.refusals.Refuse(reason, "portal: lookup refused: too many failed lookups", "path", string(ctx.Path()), "client", limit.KeyString(r.client))
 			secs := int(wait/time.Second) + 1
 			ctx.Response.Header.Set("Retry-After", strconv.Itoa(secs))
 			r.render(fasthttp.StatusTooManyRequests, "limited", map[string]any{"Title": "Too many attempts", "Wait": secs})
