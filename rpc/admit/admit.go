@@ -24,6 +24,7 @@
 package admit
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -35,7 +36,8 @@ import (
 )
 
 // TrialNamespace is the storage.Records namespace of the trial claims:
-// one record per (service, dbuuid), holding the token that got it.
+// one record per (service, SHA-256 of the dbuuid), holding a hash of the
+// token that got it.
 const TrialNamespace = "trial.granted"
 
 // trialMemory is how long a trial claim is kept: for practical purposes
@@ -128,7 +130,35 @@ func (l *Ledger) Account(ctx context.Context, svc storage.ServiceName, tok stora
 	if err != nil {
 		return storage.Account{}, err
 	}
-	return l.Ledger.Account(ctx, svc, tok, fs)
+	a, err = l.Ledger.Account(ctx, svc, tok, fs)
+	if err != nil && !fs.NoTrial {
+		l.unclaim(ctx, svc, tok, fs.DBUUID)
+	}
+	return a, err
+}
+
+// unclaim gives a database its trial claim back when the account that
+// claimed it was not created (the creation failed): the claim is removed
+// if the account is certainly absent, kept otherwise (never a second
+// trial).
+func (l *Ledger) unclaim(ctx context.Context, svc storage.ServiceName, tok storage.AccountToken, dbuuid string) {
+	if _, err := l.Ledger.LookupAccount(ctx, svc, tok); !storage.Is(err, storage.NotFound) {
+		return
+	}
+	_ = l.records.DeleteRecord(ctx, TrialNamespace, trialKey(svc, dbuuid)) // best effort: kept, the database has no trial
+}
+
+// trialKey is the Records key of a database's trial claim for a service.
+func trialKey(svc storage.ServiceName, dbuuid string) string {
+	sum := sha256.Sum256([]byte(dbuuid))
+	return string(svc) + "/" + hex.EncodeToString(sum[:16])
+}
+
+// claimant is the value of a trial claim: a hash of the token that made
+// it (never the token).
+func claimant(tok storage.AccountToken) []byte {
+	sum := sha256.Sum256([]byte("iapd-trial\x00" + string(tok)))
+	return sum[:16]
 }
 
 // Authorize holds credit as storage.Ledger's Authorize does. Its caller
@@ -150,6 +180,14 @@ func (l *Ledger) Authorize(ctx context.Context, r storage.AuthorizeRequest) (sto
 			if r.FirstSight, err = l.admit(ctx, s, r.Account, r.FirstSight, true); err != nil {
 				return storage.Transaction{}, err
 			}
+			txn, err := l.Ledger.Authorize(ctx, r)
+			if err != nil && !r.FirstSight.NoTrial {
+				l.unclaim(ctx, r.Service, r.Account, r.FirstSight.DBUUID)
+			}
+			if err == nil {
+				l.known.Take(key, l.now())
+			}
+			return txn, err
 		default:
 			return l.Ledger.Authorize(ctx, r) // its own error, as without admission
 		}
@@ -189,10 +227,9 @@ func (l *Ledger) admit(ctx context.Context, s storage.Service, tok storage.Accou
 	// its trial is told so before the address and global budgets are
 	// spent; the same token claiming again (a concurrent first sight)
 	// gets it: the ledger creates its account once.
-	sum := sha256.Sum256([]byte(fs.DBUUID))
-	key := string(s.Name) + "/" + hex.EncodeToString(sum[:16])
+	key, me := trialKey(s.Name, fs.DBUUID), claimant(tok)
 	had := func(stored []byte) bool {
-		if string(stored) == string(tok) {
+		if bytes.Equal(stored, me) {
 			return false
 		}
 		l.report.Refuse(ReasonTrialDatabase, "trial credit refused: this database had its trial", "service", s.Name, "dbuuid", short(fs.DBUUID))
@@ -218,7 +255,7 @@ func (l *Ledger) admit(ctx context.Context, s storage.Service, tok storage.Accou
 		l.report.Refuse(ReasonTrialTotal, "trial credit refused: the global bound is reached", "service", s.Name)
 		return fs, nil
 	}
-	stored, created, err := l.records.PutRecordIfAbsent(ctx, TrialNamespace, key, []byte(tok), now.Add(trialMemory))
+	stored, created, err := l.records.PutRecordIfAbsent(ctx, TrialNamespace, key, me, now.Add(trialMemory))
 	if err != nil {
 		return fs, err
 	}

@@ -3,6 +3,7 @@ package admit
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -264,5 +265,40 @@ func TestAuthorizeLooksUpOnce(t *testing.T) {
 	}
 	if n := c.n.Load(); n > 2 {
 		t.Fatalf("%d lookups for 20 authorizes of one account, want at most 2 (the first, and Account's on creation)", n)
+	}
+}
+
+// failingCreate fails the next n creations without creating.
+type failingCreate struct {
+	storage.Ledger
+	n int
+}
+
+func (f *failingCreate) Account(ctx context.Context, svc storage.ServiceName, tok storage.AccountToken, fs storage.FirstSight) (storage.Account, error) {
+	if f.n > 0 {
+		f.n--
+		return storage.Account{}, storage.E("account", storage.Unavailable, "disk full")
+	}
+	return f.Ledger.Account(ctx, svc, tok, fs)
+}
+
+// TestFailedCreationKeepsTheTrial: a creation that failed (nothing
+// created) gives the database's claim back; the claim stores no token.
+func TestFailedCreationKeepsTheTrial(t *testing.T) {
+	e := open(t, "", limit.Config{})
+	f := &failingCreate{Ledger: e.inner, n: 1}
+	l := New(limit.Config{AccountsPerAddress: limit.DefaultAccountsPerAddress, AccountsPerDatabase: limit.DefaultAccountsPerDatabase,
+		AccountsTotal: limit.DefaultAccountsTotal, TrialsPerAddress: limit.DefaultTrialsPerAddress, TrialsTotal: limit.DefaultTrialsTotal},
+		Deps{Ledger: f, Records: e.inner})
+	if _, err := l.Account(from("a"), "sms", tok(1), storage.FirstSight{DBUUID: "db"}); !storage.Is(err, storage.Unavailable) {
+		t.Fatalf("first creation: %v", err)
+	}
+	a, err := l.Account(from("a"), "sms", tok(2), storage.FirstSight{DBUUID: "db"})
+	if err != nil || a.Available != 10*storage.Scale {
+		t.Fatalf("after a failed creation, the database's next token: %+v %v", a, err)
+	}
+	v, err := e.inner.GetRecord(context.Background(), TrialNamespace, trialKey("sms", "db"))
+	if err != nil || strings.Contains(string(v), string(tok(2))) || len(v) != 16 {
+		t.Fatalf("claim %q %v", v, err)
 	}
 }
