@@ -137,7 +137,9 @@ func (l *memLedger) account(op string, svc storage.ServiceName, tok storage.Acco
 	a := &storage.Account{Service: svc, Token: tok, State: storage.Unregistered, DBUUID: fs.DBUUID, CreatedAt: now, UpdatedAt: now}
 	if s.AutoRegister {
 		a.State = storage.Registered
-		a.Recharged, a.Available = s.TrialCredits, s.TrialCredits
+		if !fs.NoTrial {
+			a.Recharged, a.Available = s.TrialCredits, s.TrialCredits
+		}
 	}
 	m[tok] = a
 	return a, nil

@@ -14,6 +14,7 @@ import (
 	gorilla "github.com/gorilla/rpc/v2"
 	"github.com/valyala/fasthttp"
 
+	"github.com/iapd/iapd/rpc/limit"
 	"github.com/iapd/iapd/storage"
 )
 
@@ -42,6 +43,12 @@ type Config struct {
 	// answers (Handler), with its route, outcome and duration. Nil means
 	// none.
 	Observer Observer
+	// MaxAlertRecipients is the most low-credit alert recipients an
+	// account may have: an alert-settings call with more is refused
+	// (issue 13). Zero means limit.DefaultAlertRecipients.
+	MaxAlertRecipients int
+	// Refusals, if set, counts and logs the protective refusals.
+	Refusals *limit.Reporter
 }
 
 // Observer is told about the requests the public handler answers. Its
@@ -66,6 +73,9 @@ type Server struct {
 	creditURL string // <publicURL>/iap/1/credit
 	maxBody   int
 	observer  Observer
+	// maxRecipients bounds an account's alert recipients.
+	maxRecipients int
+	refusals      *limit.Reporter
 
 	routes  map[string]*routeEntry
 	order   []string // route paths in registration order
@@ -99,6 +109,12 @@ func New(cfg Config) (*Server, error) {
 		maxBody:   cfg.MaxBodyBytes,
 		observer:  cfg.Observer,
 		routes:    make(map[string]*routeEntry, len(routes)),
+
+		maxRecipients: cfg.MaxAlertRecipients,
+		refusals:      cfg.Refusals,
+	}
+	if s.maxRecipients <= 0 {
+		s.maxRecipients = limit.DefaultAlertRecipients
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)

@@ -63,13 +63,15 @@ type Vouchers interface {
 // credit went below its threshold (Available < Threshold, so threshold 0
 // never fires). The ledger queues one in the same atomic step as the change
 // that crossed the threshold (authorize — a hold lowers Available, the
-// balance Odoo shows —, capture, negative adjustment, or UpdateAccount
-// enabling alerts or setting a threshold above the balance), once per
-// crossing, for registered accounts with alerts Enabled, recipients or
-// not (the dispatcher decides what to do without any). The account re-arms
-// when its available credit is at or above the threshold again (recharge,
-// voucher, cancel, expiry) or when Enabled or Threshold change; a change of
-// recipients alone does not re-arm.
+// balance Odoo shows —, capture, negative adjustment), once per crossing,
+// for registered accounts with alerts Enabled, recipients or not (the
+// dispatcher decides what to do without any). UpdateAccount never queues
+// one (a settings change is no way to send mail): enabling alerts or
+// setting a threshold above the balance re-arms, and the next change of
+// credit that leaves the account below queues the alert. The account
+// re-arms when its available credit is at or above the threshold again
+// (recharge, voucher, cancel, expiry) or when Enabled or Threshold change;
+// a change of recipients alone does not re-arm.
 type AlertNotice struct {
 	ID         uint64 // unique, increasing
 	Service    ServiceName

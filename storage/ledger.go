@@ -203,6 +203,10 @@ func (e Entry) Amount() Credits {
 // first sight.
 type FirstSight struct {
 	DBUUID string
+	// NoTrial creates the account without the service's TrialCredits
+	// (still registered when the service auto-registers): the caller's
+	// policy gives trial credit once per database, not per token.
+	NoTrial bool
 }
 
 // AuthorizeRequest asks for a hold.
@@ -279,8 +283,9 @@ type Ledger interface {
 	ServiceByKey(ctx context.Context, keyHash [32]byte) (Service, error)
 
 	// Account returns the account, creating it on first sight: registered
-	// with the service's TrialCredits (a recharge entry, ref "trial") when
-	// the service auto-registers, unregistered otherwise. NotFound if the
+	// with the service's TrialCredits (a recharge entry, ref "trial"; none
+	// with fs.NoTrial) when the service auto-registers, unregistered
+	// otherwise. NotFound if the
 	// service is unknown.
 	Account(ctx context.Context, svc ServiceName, tok AccountToken, fs FirstSight) (Account, error)
 	// LookupAccount returns the account without creating it. NotFound if

@@ -102,6 +102,14 @@ type Config struct {
 	// Alerts configures low-credit e-mails (notifier provider, sender,
 	// webhook) — decoded by the alert dispatcher.
 	Alerts RawSection `yaml:"alerts"`
+	// ClientIPHeader names the header a reverse proxy in front of iapd
+	// sets to the client's address (X-Real-IP; for X-Forwarded-For the
+	// last address). Every limit keyed by address uses it (the portal's
+	// too). Empty: the peer address. Set it only behind such a proxy.
+	ClientIPHeader string `yaml:"client_ip_header"`
+	// Limits are the abuse limits (account creation, trial credit, alert
+	// e-mails) — rpc/limit.Config decodes it.
+	Limits RawSection `yaml:"limits"`
 }
 
 // RawSection is a configuration section decoded by the package it

@@ -24,6 +24,7 @@ import (
 	"github.com/iapd/iapd/metrics"
 	"github.com/iapd/iapd/rpc"
 	"github.com/iapd/iapd/rpc/admin"
+	"github.com/iapd/iapd/rpc/admit"
 	"github.com/iapd/iapd/storage"
 	"github.com/iapd/iapd/storage/badger"
 )
@@ -193,18 +194,27 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		}
 	}
 
+	// The abuse limits (wire_limits.go); accounts is the ledger the
+	// public routes use: account creation and trial credit limited.
+	limits, err := newAbuseLimits(cfg, mtr, log.With("component", "limits"))
+	if err != nil {
+		return err
+	}
+	accounts := admit.New(limits.cfg, admit.Deps{Ledger: ledger, Records: ledger, Report: limits.report})
 	rpcSrv, err := rpc.New(rpc.Config{
-		Ledger:       ledger,
-		PublicURL:    publicURL,
-		Logger:       log.With("component", "rpc"),
-		MaxBodyBytes: cfg.MaxBodyBytes,
-		Observer:     mtr,
+		Ledger:             accounts,
+		PublicURL:          publicURL,
+		Logger:             log.With("component", "rpc"),
+		MaxBodyBytes:       cfg.MaxBodyBytes,
+		Observer:           mtr,
+		MaxAlertRecipients: limits.cfg.AlertRecipients,
+		Refusals:           limits.report,
 	})
 	if err != nil {
 		return fmt.Errorf("rpc: %w", err)
 	}
 	// The services, portal, alerts and proxy plug in here (wiring.go).
-	w := &wiring{cfg: cfg, log: log, ledger: ledger, rpc: rpcSrv, reg: reg, publicURL: publicURL, mtr: mtr}
+	w := &wiring{cfg: cfg, log: log, ledger: ledger, rpc: rpcSrv, reg: reg, publicURL: publicURL, mtr: mtr, accounts: accounts, limits: limits}
 	defer func() {
 		if cerr := w.close(); cerr != nil && err == nil {
 			err = cerr
@@ -216,7 +226,8 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 	for _, line := range w.report {
 		log.Info("wiring: " + line)
 	}
-	public := rpc.NewHTTPServer(w.handler(), log.With("component", "rpc"))
+	log.Info("wiring: " + limits.reportLine())
+	public := rpc.NewHTTPServer(limits.tag(w.handler()), log.With("component", "rpc"))
 	if cfg.MaxBodyBytes > public.MaxRequestBodySize {
 		public.MaxRequestBodySize = cfg.MaxBodyBytes
 	}

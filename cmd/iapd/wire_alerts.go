@@ -7,6 +7,7 @@ import (
 
 	"github.com/iapd/iapd/providers"
 	"github.com/iapd/iapd/providers/notify"
+	"github.com/iapd/iapd/rpc/limit"
 	"github.com/iapd/iapd/storage"
 	"github.com/iapd/iapd/storage/badger"
 )
@@ -57,6 +58,7 @@ func wireAlerts(w *wiring) error {
 		Logger:    w.log.With("component", "alerts"),
 		Now:       time.Now,
 		PublicURL: w.publicURL,
+		Gate:      limit.NewAlertGate(w.limits.cfg, w.limits.report),
 	})
 	if err != nil {
 		return err

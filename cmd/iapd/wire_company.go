@@ -27,7 +27,7 @@ func wireCompany(w *wiring) error {
 	if err := w.cfg.Services[string(storage.Reveal)].Settings.Decode(&lc); err != nil {
 		return fmt.Errorf("services.reveal.settings: %w", err)
 	}
-	deps := company.Deps{Ledger: w.ledger, Logger: w.log.With("component", "company")}
+	deps := company.Deps{Ledger: w.accounts, Logger: w.log.With("component", "company")}
 
 	aps, err := w.companyProviders(ac.Providers)
 	if err != nil {

@@ -21,6 +21,9 @@ func wirePortal(w *wiring) error {
 	if err := w.cfg.Portal.Decode(&cfg); err != nil {
 		return fmt.Errorf("portal: %w", err)
 	}
+	if cfg.ClientIPHeader == "" {
+		cfg.ClientIPHeader = w.limits.header // one setting for every limit
+	}
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
@@ -36,6 +39,9 @@ func wirePortal(w *wiring) error {
 		Secret:    secret,
 		PublicURL: w.publicURL,
 		Logger:    w.log.With("component", "portal"),
+
+		Refusals:           w.limits.report,
+		MaxAlertRecipients: w.limits.cfg.AlertRecipients,
 	})
 	if err != nil {
 		return err

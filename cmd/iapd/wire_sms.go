@@ -43,7 +43,7 @@ func wireSMS(w *wiring) error {
 	}
 	var records storage.Records = w.ledger
 	svc, err := sms.New(settings, sms.Deps{
-		Ledger:     w.ledger,
+		Ledger:     w.accounts,
 		Records:    records,
 		Senders:    senders,
 		PublicURL:  w.publicURL,

@@ -44,7 +44,7 @@ func wireSnailmail(w *wiring) error {
 	}
 	var records storage.Records = w.ledger
 	deps := snailmail.Deps{
-		Ledger:     w.ledger,
+		Ledger:     w.accounts,
 		Records:    records,
 		Senders:    senders,
 		Logger:     w.log.With("component", "snailmail"),

@@ -19,6 +19,7 @@ import (
 	"github.com/iapd/iapd/providers"
 	_ "github.com/iapd/iapd/providers/all" // registers the built-in adapters
 	"github.com/iapd/iapd/rpc"
+	"github.com/iapd/iapd/storage"
 	"github.com/iapd/iapd/storage/badger"
 )
 
@@ -37,6 +38,11 @@ type wiring struct {
 	// mtr counts protective refusals (Refused); nil when only listing
 	// the routes.
 	mtr *metrics.Metrics
+	// accounts is the ledger of the public routes: ledger with account
+	// creation and trial credit limited (rpc/admit).
+	accounts storage.Ledger
+	// limits are the abuse limits (wire_limits.go).
+	limits *abuseLimits
 
 	// outbound is the HTTP client providers use for vendor APIs; in
 	// air-gapped mode its dialer refuses every address but the

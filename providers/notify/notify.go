@@ -148,6 +148,16 @@ type Deps struct {
 	PublicURL string
 	// HTTP, set, replaces the SSRF-guarded webhook client (tests).
 	HTTP *http.Client
+	// Gate, set, decides whether each alert e-mail may go out (the abuse
+	// limits); an e-mail it refuses is dropped, not retried.
+	Gate Gate
+}
+
+// Gate bounds the alert e-mails (rpc/limit.AlertGate). AllowEmail
+// reports whether the e-mail of one account's alert to addr may be sent
+// at now, counting it if so; it reports its refusals itself.
+type Gate interface {
+	AllowEmail(svc, tok, addr string, now time.Time) bool
 }
 
 // Metric outcomes of iap_alerts_sent_total.
@@ -181,6 +191,7 @@ type Dispatcher struct {
 	publicURL string
 	tmpl      *templates
 	hook      *webhook
+	gate      Gate
 	sent      *prometheus.CounterVec
 }
 
@@ -194,7 +205,7 @@ func New(cfg Config, d Deps) (*Dispatcher, error) {
 		return nil, fmt.Errorf("notify: templates: %w", err)
 	}
 	x := &Dispatcher{cfg: cfg, outbox: d.Outbox, sender: d.Sender, marks: d.Marks, dir: d.Dir,
-		log: d.Logger, now: d.Now, after: d.After, publicURL: strings.TrimRight(d.PublicURL, "/"), tmpl: tm}
+		log: d.Logger, now: d.Now, after: d.After, publicURL: strings.TrimRight(d.PublicURL, "/"), tmpl: tm, gate: d.Gate}
 	if x.log == nil {
 		x.log = slog.New(slog.DiscardHandler)
 	}
@@ -278,6 +289,8 @@ type delivery struct {
 	channel string
 	send    func(ctx context.Context) error
 	what    string // for logs: a redacted recipient
+	// allow, set, asks the gate before the send (e-mails).
+	allow func() bool
 }
 
 // deliver sends what of n is not yet done and updates the queue.
@@ -299,6 +312,13 @@ func (x *Dispatcher) deliver(ctx context.Context, n storage.AlertNotice) error {
 			return ctx.Err()
 		}
 		if x.marked(ctx, n.ID, d.key) {
+			continue
+		}
+		if d.allow != nil && !d.allow() {
+			// Over a limit (the gate reported it): dropped for good.
+			bctx, bcancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
+			x.mark(bctx, n.ID, d.key)
+			bcancel()
 			continue
 		}
 		sctx, cancel := context.WithTimeout(ctx, x.cfg.SendTimeout)
@@ -419,8 +439,12 @@ func (x *Dispatcher) deliveries(ctx context.Context, n storage.AlertNotice) ([]d
 			HTML:     msg.HTML,
 			Language: languageOf(r.Lang, msg.Lang),
 		}
-		out = append(out, delivery{key: key, channel: ChannelEmail, what: redact(addr),
-			send: func(ctx context.Context) error { return x.sender.SendEmail(ctx, m) }})
+		dl := delivery{key: key, channel: ChannelEmail, what: redact(addr),
+			send: func(ctx context.Context) error { return x.sender.SendEmail(ctx, m) }}
+		if x.gate != nil {
+			dl.allow = func() bool { return x.gate.AllowEmail(string(n.Service), string(n.Account), norm, x.now()) }
+		}
+		out = append(out, dl)
 	}
 	if t, ok := x.hook.target(n.Service); ok {
 		p := WebhookPayload{ID: n.ID, Service: n.Service, AccountHash: HashedToken(n.Account),

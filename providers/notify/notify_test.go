@@ -621,3 +621,40 @@ func FuzzVerifySignature(f *testing.F) {
 		}
 	})
 }
+
+// denyGate refuses the e-mails to the addresses in deny and records what
+// it was asked.
+type denyGate struct {
+	deny  map[string]bool
+	asked []string
+}
+
+func (g *denyGate) AllowEmail(svc, tok, addr string, now time.Time) bool {
+	g.asked = append(g.asked, svc+"|"+tok+"|"+addr)
+	return !g.deny[addr]
+}
+
+// TestGateDropsRefusedEmails: an e-mail the gate refuses is not sent and
+// not retried; the other recipients of the alert are served and the
+// alert leaves the queue; the gate sees the service, the token and the
+// normalised address.
+func TestGateDropsRefusedEmails(t *testing.T) {
+	r := newRig(t, Config{}, notice(9, storage.Recipient{Email: "Spam@Example.com"}, storage.Recipient{Email: "ok@example.com"}))
+	g := &denyGate{deny: map[string]bool{"spam@example.com": true}}
+	r.d.gate = g
+	r.pass(t)
+	r.clk.add(time.Hour)
+	r.pass(t)
+	if len(r.sender.to("Spam@Example.com")) != 0 || len(r.sender.to("ok@example.com")) != 1 {
+		t.Fatalf("sent: %d to the refused, %d to the other", len(r.sender.to("Spam@Example.com")), len(r.sender.to("ok@example.com")))
+	}
+	if _, ok := r.ob.get(9); ok {
+		t.Fatal("the alert stays queued")
+	}
+	if len(g.asked) != 2 || g.asked[0] != "sms|"+rawToken+"|spam@example.com" {
+		t.Fatalf("gate asked %q", g.asked)
+	}
+	if r.count(ChannelEmail, OutcomeSent) != 1 || r.count(ChannelEmail, OutcomeRetry) != 0 {
+		t.Fatal("a refused e-mail counted as sent or retried")
+	}
+}

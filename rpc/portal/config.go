@@ -32,6 +32,13 @@ type Config struct {
 	// address: a bucket of Burst refilled at PerMinute. Defaults 10, 20.
 	FailedLookupsPerMinute int `yaml:"failed_lookups_per_minute"`
 	FailedLookupsBurst     int `yaml:"failed_lookups_burst"`
+	// FailedLookupsTotalPerMinute bounds the failed lookups of all
+	// clients together (twice as many at once): the backstop against
+	// many addresses. Default 300. While a client's or everyone's
+	// failures are spent, a client still opens the pages it opened
+	// successfully in the last 24 hours: only new lookups (and voucher
+	// forms) wait.
+	FailedLookupsTotalPerMinute int `yaml:"failed_lookups_total_per_minute"`
 	// ClientIPHeader names the header a reverse proxy in front of iapd
 	// sets to the client's address (e.g. X-Real-IP; for
 	// X-Forwarded-For the last address is taken). Empty: the peer
@@ -71,6 +78,7 @@ type Pack struct {
 const (
 	DefaultFailedLookupsPerMinute = 10
 	DefaultFailedLookupsBurst     = 20
+	DefaultFailedLookupsTotal     = 300
 	DefaultHistoryPageSize        = 50
 	DefaultIndexRefresh           = time.Minute
 	maxHistoryPageSize            = 500
@@ -131,8 +139,8 @@ func (c *Config) Validate() error {
 		}
 	}
 	switch {
-	case c.FailedLookupsPerMinute < 0 || c.FailedLookupsBurst < 0:
-		return errors.New("portal: failed_lookups_per_minute and failed_lookups_burst must not be negative")
+	case c.FailedLookupsPerMinute < 0 || c.FailedLookupsBurst < 0 || c.FailedLookupsTotalPerMinute < 0:
+		return errors.New("portal: failed_lookups_per_minute, failed_lookups_burst and failed_lookups_total_per_minute must not be negative")
 	case c.HistoryPageSize < 0 || c.HistoryPageSize > maxHistoryPageSize:
 		return fmt.Errorf("portal: history_page_size must be from 1 to %d", maxHistoryPageSize)
 	case c.IndexRefresh < 0:
@@ -145,6 +153,9 @@ func (c *Config) Validate() error {
 	}
 	if c.FailedLookupsBurst == 0 {
 		c.FailedLookupsBurst = DefaultFailedLookupsBurst
+	}
+	if c.FailedLookupsTotalPerMinute == 0 {
+		c.FailedLookupsTotalPerMinute = DefaultFailedLookupsTotal
 	}
 	if c.HistoryPageSize == 0 {
 		c.HistoryPageSize = DefaultHistoryPageSize

@@ -156,10 +156,7 @@ func (r *request) creditPost() {
 }
 
 // Bounds of the alert settings form.
-const (
-	maxRecipients = 20
-	maxEmail      = 254
-)
+const maxEmail = 254
 
 var langRE = regexp.MustCompile(`^[a-z]{2,3}(_[A-Z]{2})?(@[a-z]+)?$`)
 
@@ -174,7 +171,7 @@ func (r *request) saveAlerts(a storage.Account, enabled bool, threshold, recipie
 		}
 		th = c
 	}
-	rs, ok := parseRecipients(recipients)
+	rs, ok := parseRecipients(recipients, r.p.maxRecipients)
 	if !ok {
 		return "alerts-bad"
 	}
@@ -189,8 +186,8 @@ func (r *request) saveAlerts(a storage.Account, enabled bool, threshold, recipie
 
 // parseRecipients reads one recipient per line (or comma): an e-mail
 // address, optionally followed by a language code ("ana@example.com
-// fr_FR").
-func parseRecipients(text string) ([]storage.Recipient, bool) {
+// fr_FR"); at most maxRecipients.
+func parseRecipients(text string, maxRecipients int) ([]storage.Recipient, bool) {
 	var out []storage.Recipient
 	for _, line := range strings.FieldsFunc(text, func(r rune) bool { return r == '\n' || r == '\r' || r == ',' || r == ';' }) {
 		fs := strings.Fields(line)

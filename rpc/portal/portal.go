@@ -18,6 +18,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/iapd/iapd/rpc"
+	"github.com/iapd/iapd/rpc/limit"
 	"github.com/iapd/iapd/rpc/portal/voucher"
 	"github.com/iapd/iapd/storage"
 )
@@ -54,6 +55,12 @@ type Deps struct {
 	Logger *slog.Logger
 	// Now is the clock; nil is time.Now.
 	Now func() time.Time
+	// Refusals, if set, counts and logs the lookups refused by the
+	// failed-lookup limits.
+	Refusals *limit.Reporter
+	// MaxAlertRecipients bounds the alert recipients of an account, as
+	// on the rpc alert-settings routes; 0 is limit.DefaultAlertRecipients.
+	MaxAlertRecipients int
 }
 
 // Portal serves the pages. Its handlers are safe for concurrent use.
@@ -67,8 +74,11 @@ type Portal struct {
 	now      func() time.Time
 	index    *hashIndex
 	limit    *limiter
-	tmpl     *template.Template
-	css      []byte
+	refusals *limit.Reporter
+	// maxRecipients bounds the alert recipients of the settings form.
+	maxRecipients int
+	tmpl          *template.Template
+	css           []byte
 }
 
 // New builds the portal.
@@ -97,10 +107,16 @@ func New(d Deps) (*Portal, error) {
 		log:      d.Logger,
 		now:      d.Now,
 		index:    &hashIndex{ledger: d.Ledger},
-		limit:    newLimiter(d.Config.FailedLookupsPerMinute, d.Config.FailedLookupsBurst),
+		limit:    newLimiter(d.Config.FailedLookupsPerMinute, d.Config.FailedLookupsBurst, d.Config.FailedLookupsTotalPerMinute),
+		refusals: d.Refusals,
+
+		maxRecipients: d.MaxAlertRecipients,
 	}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
+	}
+	if p.maxRecipients <= 0 {
+		p.maxRecipients = limit.DefaultAlertRecipients
 	}
 	if p.now == nil {
 		p.now = time.Now
@@ -172,13 +188,21 @@ func (p *Portal) page(h func(*request)) fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
 		setSecurityHeaders(ctx)
 		r := &request{ctx: ctx, p: p, client: clientKey(ctx, p.cfg.ClientIPHeader), now: p.now()}
-		if blocked, wait := p.limit.blocked(r.client, r.now); blocked {
+		// A page the client opened before stays open to it (GET only: a
+		// form post may be a voucher guess).
+		uri := string(ctx.RequestURI())
+		get := ctx.IsGet() || ctx.IsHead()
+		if blocked, wait, reason := p.limit.blocked(r.client, uri, r.now); blocked && (!get || !p.limit.isGood(r.client, uri, r.now)) {
+			p.refusals.Refuse(reason, "portal: lookup refused: too many failed lookups", "path", string(ctx.Path()), "client", limit.KeyString(r.client))
 			secs := int(wait/time.Second) + 1
 			ctx.Response.Header.Set("Retry-After", strconv.Itoa(secs))
 			r.render(fasthttp.StatusTooManyRequests, "limited", map[string]any{"Title": "Too many attempts", "Wait": secs})
 			return
 		}
 		h(r)
+		if get && ctx.Response.StatusCode() == fasthttp.StatusOK {
+			p.limit.found(r.client, uri, r.now)
+		}
 	}
 }
 

@@ -9,17 +9,14 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"io/fs"
-	"net"
 	"os"
 	"path/filepath"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/iapd/iapd/rpc/limit"
 	"github.com/iapd/iapd/storage"
 )
 
@@ -110,90 +107,83 @@ func (c csrf) valid(got string, svc storage.ServiceName, tok storage.AccountToke
 	return ok == 1
 }
 
-// limiterSlots is the fixed size of the failed-lookup table: addresses
-// hash into it; two addresses in one slot share their bucket (the table
-// never grows, whatever the number of clients).
-const limiterSlots = 4096
+// Table sizes of the failed-lookup limits (fixed: 24 bytes a slot).
+const (
+	limiterSlots = 16384
+	goodSlots    = 16384
+)
 
-// limiter limits failed lookups per client address: a token bucket per
-// slot of a fixed table.
+// goodFor is how long a page that was found stays open to its client
+// when the client's failed lookups are spent.
+const goodFor = 24 * time.Hour
+
+// limiter limits failed lookups (unknown or wrong token or hash, wrong
+// voucher code) per client address and in total. So that a bad actor
+// sharing an address with customers (a reverse proxy without
+// client_ip_header: every client has the proxy's address) does not lock
+// them out, a client keeps the pages it opened successfully within
+// goodFor (the pair of its address and the page's URI) while its address,
+// or everyone, is limited: only new lookups wait. That reveals nothing:
+// the exempted URIs are those the client was shown already.
 type limiter struct {
-	mu    sync.Mutex
-	seed  maphash.Seed
-	rate  float64 // tokens per second
-	burst float64
-	slots [limiterSlots]struct {
-		tokens float64
-		last   int64 // unix nanos of the last refill; 0: never used (full)
+	perAddress *limit.Table
+	total      *limit.Bucket
+	totalRate  limit.Rate
+	good       *limit.Table // spent bucket: the (client, URI) was found recently
+}
+
+func newLimiter(perMinute, burst, totalPerMinute int) *limiter {
+	tr := limit.Rate{Burst: 2 * totalPerMinute, Per: 2 * time.Minute}
+	return &limiter{
+		perAddress: limit.NewTable(limiterSlots, limit.Rate{Burst: burst, Per: time.Duration(float64(time.Minute) * float64(burst) / float64(perMinute))}),
+		total:      limit.NewBucket(tr),
+		totalRate:  tr,
+		good:       limit.NewTable(goodSlots, limit.Rate{Burst: 1, Per: goodFor}),
 	}
 }
 
-func newLimiter(perMinute, burst int) *limiter {
-	return &limiter{seed: maphash.MakeSeed(), rate: float64(perMinute) / 60, burst: float64(burst)}
+// goodKey is the key of a page a client opened.
+func goodKey(client, uri string) string { return client + "\x00" + uri }
+
+// blocked reports whether the client's or everyone's failed lookups are
+// spent, how long to wait, and the refusal reason
+// ("portal_failed_lookups" or "portal_failed_lookups_total"). The caller
+// exempts the pages the client opened before (isGood).
+func (l *limiter) blocked(client, uri string, now time.Time) (bool, time.Duration, string) {
+	w := l.perAddress.Wait(client, now)
+	reason := "portal_failed_lookups"
+	if w == 0 && !l.totalHasRoom(now) {
+		w, reason = time.Second, "portal_failed_lookups_total"
+	}
+	if w == 0 {
+		return false, 0, ""
+	}
+	return true, w, reason
 }
 
-// slot returns the table index of a client address key.
-func (l *limiter) slot(key string) int { return int(maphash.String(l.seed, key) % limiterSlots) }
-
-// refill brings slot i up to now and returns its tokens. l.mu is held.
-func (l *limiter) refill(i int, now time.Time) float64 {
-	s := &l.slots[i]
-	n := now.UnixNano()
-	if s.last == 0 {
-		s.tokens, s.last = l.burst, n
-		return s.tokens
-	}
-	if d := float64(n-s.last) / 1e9; d > 0 {
-		s.tokens = min(l.burst, s.tokens+d*l.rate)
-		s.last = n
-	}
-	return s.tokens
+// isGood reports whether client opened uri successfully within goodFor.
+func (l *limiter) isGood(client, uri string, now time.Time) bool {
+	return l.good.Spent(goodKey(client, uri), now)
 }
 
-// blocked reports whether the client has no failed lookup left, and how
-// long until it has one.
-func (l *limiter) blocked(key string, now time.Time) (bool, time.Duration) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	t := l.refill(l.slot(key), now)
-	if t >= 1 {
-		return false, 0
-	}
-	return true, time.Duration((1 - t) / l.rate * float64(time.Second))
+// totalHasRoom reports whether the global budget holds a failure (it
+// takes nothing: failures take, in fail).
+func (l *limiter) totalHasRoom(now time.Time) bool { return l.total.Tokens(now) >= 1 }
+
+// fail takes one failed lookup from the client's bucket and the global
+// one.
+func (l *limiter) fail(client string, now time.Time) {
+	l.perAddress.Take(client, now)
+	l.total.Take(now)
 }
 
-// fail takes one failed lookup from the client's bucket.
-func (l *limiter) fail(key string, now time.Time) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	i := l.slot(key)
-	l.refill(i, now)
-	l.slots[i].tokens = max(0, l.slots[i].tokens-1)
+// found remembers that client opened uri successfully.
+func (l *limiter) found(client, uri string, now time.Time) {
+	l.good.Take(goodKey(client, uri), now)
 }
 
-// clientKey is the rate-limit key of a request: the client address (from
-// header when set, else the peer), IPv6 addresses cut to their /64 (one
-// host owns a whole /64).
-func clientKey(ctx *fasthttp.RequestCtx, header string) string {
-	ip := ctx.RemoteIP()
-	if header != "" {
-		if v := string(ctx.Request.Header.Peek(header)); v != "" {
-			if i := strings.LastIndexByte(v, ','); i >= 0 {
-				v = v[i+1:]
-			}
-			if p := net.ParseIP(strings.TrimSpace(v)); p != nil {
-				ip = p
-			}
-		}
-	}
-	if v4 := ip.To4(); v4 != nil {
-		return string(v4)
-	}
-	if len(ip) == net.IPv6len {
-		return string(ip[:8])
-	}
-	return ip.String()
-}
+// clientKey is the rate-limit key of a request (limit.ClientKey).
+func clientKey(ctx *fasthttp.RequestCtx, header string) string { return limit.ClientKey(ctx, header) }
 
 // setSecurityHeaders sets the headers of every portal answer: nothing is
 // loaded from elsewhere, no script runs, forms post only here, the page

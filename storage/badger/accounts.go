@@ -267,7 +267,7 @@ func (l *Ledger) UpdateAccount(ctx context.Context, svc storage.ServiceName, tok
 		if now.After(a.UpdatedAt) {
 			a.UpdatedAt = now
 		}
-		err = putAccount(tx, &a)
+		err = putAccountAlerting(tx, &a, false) // a settings change queues no alert
 		out = a.Account
 		return nil, err
 	})

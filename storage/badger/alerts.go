@@ -32,15 +32,17 @@ import (
 // a capture (or an over-capture), an authorize (a hold lowers Available,
 // the balance Odoo shows and warns on; a hold that is then cancelled or
 // expires gives the credit back and re-arms, so a hold that takes an
-// account across the threshold and back queues one alert each time), a
-// negative adjustment, or UpdateAccount. A recharge, a voucher, a positive
-// adjustment, a cancel or an expiry re-arm when they bring Available back
-// to the threshold. UpdateAccount that changes Enabled or Threshold
-// re-arms first and then judges: a threshold raised above the balance, or
-// alerts enabled on an account already below it, queue one alert; a change
-// of recipients alone neither re-arms nor queues. An account that is not
-// registered or whose alerts are disabled stays armed while below, and is
-// judged again at its next change. Records written before ledger format 2
+// account across the threshold and back queues one alert each time), or
+// a negative adjustment. A recharge, a voucher, a positive adjustment, a
+// cancel or an expiry re-arm when they bring Available back to the
+// threshold. UpdateAccount (a settings change) never queues (issue 13:
+// toggling a threshold must not be a way to send mail): one that changes
+// Enabled or Threshold re-arms, so a threshold raised above the balance,
+// or alerts enabled on an account already below it, queue one alert at
+// the next change of credit; a change of recipients alone neither
+// re-arms nor queues. An account that is not registered or whose alerts
+// are disabled stays armed while below, and is judged again at its next
+// change of credit. Records written before ledger format 2
 // decode as armed: an enabled account already below its threshold gets
 // one alert at its next change.
 //
@@ -90,12 +92,12 @@ func (l *Ledger) loadAlertIDs() error {
 
 // checkAlert arms, or queues an alert and disarms, as described above.
 // a.UpdatedAt is the time of the change.
-func checkAlert(tx *wtxn, a *acct) error {
+func checkAlert(tx *wtxn, a *acct, mayQueue bool) error {
 	if a.Available >= a.Alerts.Threshold {
 		a.alertSent = false
 		return nil
 	}
-	if a.alertSent || !a.Alerts.Enabled || a.State != storage.Registered {
+	if !mayQueue || a.alertSent || !a.Alerts.Enabled || a.State != storage.Registered {
 		return nil
 	}
 	a.alertSent = true

@@ -97,14 +97,19 @@ func (l *Ledger) readLatest(key []byte, dec func([]byte) error) (found bool, err
 // is cached there once the txn commits. It keeps the account's alert state
 // and queues a low-credit alert when the account's Available went below its
 // threshold (alerts.go: checkAlert), in the same txn.
-func putAccount(tx *wtxn, a *acct) error {
+func putAccount(tx *wtxn, a *acct) error { return putAccountAlerting(tx, a, true) }
+
+// putAccountAlerting is putAccount; with mayQueue false the alert is
+// (re-)armed when Available >= Threshold but never queued (a settings
+// change, UpdateAccount).
+func putAccountAlerting(tx *wtxn, a *acct, mayQueue bool) error {
 	if a.Recharged != a.Available+a.Held+a.Captured || a.Available < 0 || a.Held < 0 || a.Captured < 0 {
 		return errors.New("account invariant broken; change refused")
 	}
 	if tx.st == nil || tx.l.stripe(a.Service, a.Token) != tx.st {
 		return errors.New("account written outside its stripe; change refused")
 	}
-	if err := checkAlert(tx, a); err != nil {
+	if err := checkAlert(tx, a, mayQueue); err != nil {
 		return err
 	}
 	if err := tx.set(accountKey(a.Service, a.Token), encodeAccount(a)); err != nil {
@@ -233,7 +238,7 @@ func createAccount(op string, tx *wtxn, svc storage.ServiceName, tok storage.Acc
 		return a, nil
 	}
 	a.State = storage.Registered
-	if s.TrialCredits > 0 {
+	if s.TrialCredits > 0 && !fs.NoTrial {
 		e, err := appendEntry(tx, &a.Account, storage.Entry{
 			Kind:        storage.EntryRecharge,
 			DRecharged:  s.TrialCredits,

@@ -160,50 +160,65 @@ func testAlertsSettings(t *testing.T, e *xenv) {
 	e.figures("sms", "zero", cr(5), 0, 0, cr(5))
 	e.wantNewAlerts(&seen, 0, "threshold 0 drained to 0")
 
-	// Disabled: no alert while below; enabling while below queues one.
+	// A settings change never queues an alert (issue 13: toggling a
+	// threshold must not be a way to send mail); it re-arms, and the next
+	// change of credit that leaves the account below queues one.
+	// Disabled: no alert while below; enabling while below queues
+	// nothing until the next debit.
 	e.recharge("sms", "off", cr(20))
 	e.setAlerts("sms", "off", storage.Alerts{Enabled: false, Threshold: cr(10)})
 	e.adjust("sms", "off", -cr(15)) // 5
 	e.wantNewAlerts(&seen, 0, "disabled alerts")
 	e.setAlerts("sms", "off", storage.Alerts{Enabled: true, Threshold: cr(10)}) // no recipients: queued all the same
-	if got := e.wantNewAlerts(&seen, 1, "alerts enabled below the threshold"); got[0].Available != cr(5) || len(got[0].Recipients) != 0 {
+	e.wantNewAlerts(&seen, 0, "alerts enabled below the threshold")
+	e.adjust("sms", "off", -cr(1)) // 4
+	if got := e.wantNewAlerts(&seen, 1, "debit after alerts were enabled below"); got[0].Available != cr(4) || len(got[0].Recipients) != 0 {
 		t.Fatalf("alert: %+v", got[0])
 	}
+	e.adjust("sms", "off", -cr(1)) // 3
+	e.wantNewAlerts(&seen, 0, "still below")
 	// Recipients alone: neither re-armed nor queued.
 	e.setAlerts("sms", "off", storage.Alerts{Enabled: true, Threshold: cr(10), Recipients: []storage.Recipient{{Email: "new@example.com"}}})
+	e.adjust("sms", "off", cr(1)) // 4
 	e.wantNewAlerts(&seen, 0, "recipients changed")
 	// The same settings again: nothing.
 	e.setAlerts("sms", "off", storage.Alerts{Enabled: true, Threshold: cr(10), Recipients: []storage.Recipient{{Email: "new@example.com"}}})
+	e.adjust("sms", "off", -cr(1)) // 3
 	e.wantNewAlerts(&seen, 0, "same settings again")
-	// A new threshold re-arms first: still below, so one alert.
-	e.setAlerts("sms", "off", storage.Alerts{Enabled: true, Threshold: cr(8), Recipients: []storage.Recipient{{Email: "new@example.com"}}})
-	if got := e.wantNewAlerts(&seen, 1, "threshold changed, still below"); got[0].Threshold != cr(8) || got[0].Recipients[0].Email != "new@example.com" {
+	// A new threshold re-arms, queues nothing; the next debit alerts.
+	for _, th := range []int64{8, 1, 8, 0, 8} { // a toggle: nothing
+		e.setAlerts("sms", "off", storage.Alerts{Enabled: true, Threshold: cr(th), Recipients: []storage.Recipient{{Email: "new@example.com"}}})
+	}
+	e.wantNewAlerts(&seen, 0, "threshold toggled")
+	e.adjust("sms", "off", -cr(1)) // 2
+	if got := e.wantNewAlerts(&seen, 1, "debit after a new threshold"); got[0].Threshold != cr(8) || got[0].Recipients[0].Email != "new@example.com" {
 		t.Fatalf("alert: %+v", got[0])
 	}
-	// A threshold below the balance: armed, nothing queued; raised above
-	// it: one alert.
-	e.setAlerts("sms", "off", storage.Alerts{Enabled: true, Threshold: cr(5)})
-	e.wantNewAlerts(&seen, 0, "threshold at the balance")
-	e.setAlerts("sms", "off", storage.Alerts{Enabled: true, Threshold: cr(6)})
-	e.wantNewAlerts(&seen, 1, "threshold raised above the balance")
+	// A threshold raised above the balance: nothing until a debit.
+	e.setAlerts("sms", "off", storage.Alerts{Enabled: true, Threshold: cr(2)})
+	e.setAlerts("sms", "off", storage.Alerts{Enabled: true, Threshold: cr(3)})
+	e.wantNewAlerts(&seen, 0, "threshold raised above the balance")
 	// Other settings (sender name) change nothing.
 	res(x.UpdateAccount(ctx, "sms", "off", storage.AccountUpdate{SenderName: ptr("ACME")})).must(t)
 	e.wantNewAlerts(&seen, 0, "sender name")
-	// Disabling and enabling again with the same threshold re-arms.
-	e.setAlerts("sms", "off", storage.Alerts{Enabled: false, Threshold: cr(6)})
-	e.wantNewAlerts(&seen, 0, "disabled")
-	e.setAlerts("sms", "off", storage.Alerts{Enabled: true, Threshold: cr(6)})
-	e.wantNewAlerts(&seen, 1, "enabled again while below")
+	e.capture("sms", e.authorize("sms", "off", cr(1), time.Hour).Token, nil) // 1
+	e.wantNewAlerts(&seen, 1, "capture after the threshold was raised")
+	// Disabling and enabling again re-arms, queues nothing.
+	e.setAlerts("sms", "off", storage.Alerts{Enabled: false, Threshold: cr(3)})
+	e.setAlerts("sms", "off", storage.Alerts{Enabled: true, Threshold: cr(3)})
+	e.wantNewAlerts(&seen, 0, "disabled and enabled again while below")
 
 	// Accounts that are not registered get no alert; registering one that
-	// is below its threshold queues one.
+	// is below its threshold queues nothing until its next debit.
 	e.recharge("sms", "banned", cr(20))
 	e.setAlerts("sms", "banned", storage.Alerts{Enabled: true, Threshold: cr(10)})
 	res(x.UpdateAccount(ctx, "sms", "banned", storage.AccountUpdate{State: ptr(storage.Banned)})).must(t)
 	e.adjust("sms", "banned", -cr(15))
 	e.wantNewAlerts(&seen, 0, "banned account below")
 	res(x.UpdateAccount(ctx, "sms", "banned", storage.AccountUpdate{State: ptr(storage.Registered)})).must(t)
-	e.wantNewAlerts(&seen, 1, "account registered again below its threshold")
+	e.wantNewAlerts(&seen, 0, "account registered again below its threshold")
+	e.adjust("sms", "banned", -cr(1))
+	e.wantNewAlerts(&seen, 1, "debit of an account registered again below its threshold")
 
 	// The alert carries the settings at the time of the crossing.
 	e.recharge("sms", "late", cr(20))

@@ -147,6 +147,25 @@ func testFirstSight(t *testing.T, e *env) {
 		t.Fatalf("lookup: %+v", lk)
 	}
 
+	// NoTrial: registered, without the trial credit; a later sight with
+	// NoTrial false gives nothing either (first sight only).
+	a = res(l.Account(ctx, "sms", "tok-nt", storage.FirstSight{DBUUID: "db-1", NoTrial: true})).must(t)
+	if a.State != storage.Registered || a.Recharged != 0 || a.Available != 0 || a.Seq != 0 || a.DBUUID != "db-1" {
+		t.Fatalf("first sight with NoTrial: %+v", a)
+	}
+	if h := history(t, l, "sms", "tok-nt"); len(h) != 0 {
+		t.Fatalf("history with NoTrial: %+v", h)
+	}
+	if a = res(l.Account(ctx, "sms", "tok-nt", storage.FirstSight{DBUUID: "db-1"})).must(t); a.Available != 0 || a.Seq != 0 {
+		t.Fatalf("second sight after NoTrial: %+v", a)
+	}
+	_, err = l.Authorize(ctx, storage.AuthorizeRequest{Service: "sms", Account: "tok-nt2", Amount: cr(1), TTL: time.Hour,
+		FirstSight: storage.FirstSight{NoTrial: true}})
+	wantKind(t, err, storage.InsufficientCredit, "authorize creating with NoTrial")
+	if lk := e.lookup("sms", "tok-nt2"); lk.State != storage.Registered || lk.Available != 0 {
+		t.Fatalf("account created by authorize with NoTrial: %+v", lk)
+	}
+
 	a = res(l.Account(ctx, "snailmail", "tok1", storage.FirstSight{})).must(t)
 	if a.State != storage.Registered || a.Recharged != 0 || a.Seq != 0 {
 		t.Fatalf("first sight without trial: %+v", a)
