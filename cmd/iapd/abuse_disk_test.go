@@ -30,8 +30,13 @@ import (
 // refuses cleanly to start when even opening cannot fit, and resumes
 // writes by itself when space returns. Never a SIGBUS.
 
+// The abuse limits (account creation per address and in total) are
+// raised: this test fills the disk from one address on purpose.
 const diskConfig = `
 disk_reserve: 0
+limits:
+  accounts_per_address: 10000000/1h
+  accounts_total: 10000000/1h
 services:
   geo:
     auto_register: true
@@ -201,10 +206,10 @@ func diskScenario(t *testing.T, mnt string) {
 		t.Fatal(err)
 	}
 	// An account with holds taken while space is plentiful.
-	holder := randHex(16)
+	holder, holderDB := randHex(16), randHex(16) // trial credit is granted once per database (dbuuid)
 	var holds []string
 	for range 4 {
-		res, rerr, err := p.Call("/iap/1/authorize", map[string]any{"account_token": holder, "key": key.Key, "credit": 1, "ttl": 1}, 30*time.Second)
+		res, rerr, err := p.Call("/iap/1/authorize", map[string]any{"account_token": holder, "key": key.Key, "credit": 1, "ttl": 1, "dbuuid": holderDB}, 30*time.Second)
 		if err != nil || rerr != nil {
 			t.Fatalf("authorize: %v %v", rerr, err)
 		}
@@ -299,7 +304,7 @@ func diskScenario(t *testing.T, mnt string) {
 	if _, rerr, err := p.Call("/iap/1/cancel", map[string]any{"token": holds[1], "key": key.Key}, 30*time.Second); err != nil || rerr != nil {
 		t.Fatalf("cancel below the reserve: %v %v", rerr, err)
 	}
-	if _, rerr, err := p.Call("/iap/1/authorize", map[string]any{"account_token": holder, "key": key.Key, "credit": 1, "ttl": 1}, 30*time.Second); err != nil || !isDiskRefusal(rerr) {
+	if _, rerr, err := p.Call("/iap/1/authorize", map[string]any{"account_token": holder, "key": key.Key, "credit": 1, "ttl": 1, "dbuuid": holderDB}, 30*time.Second); err != nil || !isDiskRefusal(rerr) {
 		t.Fatalf("authorize below the reserve: %v %v (want the temporary-problem UserError, not InsufficientCreditError)", rerr, err)
 	}
 
