@@ -141,6 +141,9 @@ func (s *Server) addRoutes(rs []Route) error {
 		if r.Timeout == 0 {
 			r.Timeout = DefaultTimeout
 		}
+		if r.MaxItems <= 0 {
+			r.MaxItems = DefaultMaxItems
+		}
 		s.routes[r.Path] = &routeEntry{Route: r, maxBody: min(r.MaxBody, s.maxBody), creditErrors: r.CreditErrors}
 		s.order = append(s.order, r.Path)
 	}
