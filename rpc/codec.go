@@ -81,6 +81,7 @@ func (c *codecRequest) ReadRequest(args any) error {
 	id, err := decodeRequestLimited(c.body, args, maxItems)
 	c.id, c.decoded = id, true
 	if err == errTooManyItems {
+		c.s.refused("too_many_items")
 		return errTooMany(c.route)
 	}
 	return err

@@ -19,8 +19,9 @@ import (
 
 // DefaultMaxBodyBytes is the largest request body accepted when
 // Config.MaxBodyBytes is zero, and the MaxRequestBodySize NewHTTPServer
-// sets.
-const DefaultMaxBodyBytes = 4 << 20
+// sets: no lower than the largest route's limit (snailmail's letters,
+// 32 MiB), so that each route's own limit applies.
+const DefaultMaxBodyBytes = 32 << 20
 
 // Config configures a Server.
 type Config struct {
@@ -42,6 +43,10 @@ type Config struct {
 	// answers (Handler), with its route, outcome and duration. Nil means
 	// none.
 	Observer Observer
+	// Refusals, if set, counts the protective refusals of the front:
+	// "body_too_large" (Front), "too_many_items" (a list over its
+	// route's MaxItems). Nil means none.
+	Refusals interface{ Refused(reason string) }
 }
 
 // Observer is told about the requests the public handler answers. Its
@@ -66,6 +71,8 @@ type Server struct {
 	creditURL string // <publicURL>/iap/1/credit
 	maxBody   int
 	observer  Observer
+	refusals  refuser
+	bodies    *sync.Pool // of *bodyBuffer (Front)
 
 	routes  map[string]*routeEntry
 	order   []string // route paths in registration order
@@ -98,6 +105,8 @@ func New(cfg Config) (*Server, error) {
 		creditURL: pub + "/iap/1/credit",
 		maxBody:   cfg.MaxBodyBytes,
 		observer:  cfg.Observer,
+		refusals:  cfg.Refusals,
+		bodies:    newBodyPool(),
 		routes:    make(map[string]*routeEntry, len(routes)),
 	}
 	if s.log == nil {
@@ -234,21 +243,31 @@ type getPage struct {
 // limits fit for Odoo's calls (PROTOCOL §13: clients wait 15 s, up to 300 s
 // for enrichment; handlers are not bounded by these timeouts, which apply
 // to reading the request and writing the answer):
-// ReadTimeout 30 s, WriteTimeout 30 s, IdleTimeout 90 s,
-// MaxRequestBodySize DefaultMaxBodyBytes (raise it with
-// Config.MaxBodyBytes), no multipart pre-parsing, no Server header, error
-// logs without request contents, fasthttp's logs at Info on logger (nil
-// discards them).
+// ReadTimeout 30 s, WriteTimeout 30 s, IdleTimeout 90 s, request bodies
+// streamed (fasthttp reads one byte of a body before the handler; h must
+// be behind Server.Front, which reads the rest within the path's limit),
+// MaxRequestBodySize DefaultMaxBodyBytes (moot with streaming), no
+// multipart pre-parsing, no Server header, error logs without request
+// contents, fasthttp's logs at Info on logger (nil discards them).
 func NewHTTPServer(h fasthttp.RequestHandler, logger *slog.Logger) *fasthttp.Server {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	return &fasthttp.Server{
-		Handler:               h,
-		ReadTimeout:           30 * time.Second,
-		WriteTimeout:          30 * time.Second,
-		IdleTimeout:           90 * time.Second,
-		MaxRequestBodySize:    DefaultMaxBodyBytes,
+		Handler:            h,
+		ReadTimeout:        30 * time.Second,
+		WriteTimeout:       30 * time.Second,
+		IdleTimeout:        90 * time.Second,
+		MaxRequestBodySize: DefaultMaxBodyBytes,
+		StreamRequestBody:  true,
+		// fasthttp reads min(this, Content-Length, 8 KiB) bytes of a
+		// streamed body before calling the handler; 1 (0 means its
+		// default) makes it call Front as soon as the body starts, which
+		// then refuses an oversized Content-Length at once and reads the
+		// rest itself.
+		HeaderReceived: func(*fasthttp.RequestHeader) fasthttp.RequestConfig {
+			return fasthttp.RequestConfig{MaxRequestBodySize: 1}
+		},
 		NoDefaultServerHeader: true,
 		// Odoo sends JSON; a multipart content type must not make fasthttp
 		// parse the body as a form (it answers 400 when that fails).

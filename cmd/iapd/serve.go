@@ -167,6 +167,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		Logger:       log.With("component", "rpc"),
 		MaxBodyBytes: cfg.MaxBodyBytes,
 		Observer:     mtr,
+		Refusals:     mtr,
 	})
 	if err != nil {
 		return fmt.Errorf("rpc: %w", err)
@@ -184,7 +185,9 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 	for _, line := range w.report {
 		log.Info("wiring: " + line)
 	}
-	public := rpc.NewHTTPServer(w.handler(), log.With("component", "rpc"))
+	// Front reads request bodies within their path's limit before any
+	// handler (the proxy included) sees them.
+	public := rpc.NewHTTPServer(rpcSrv.Front(w.handler()), log.With("component", "rpc"))
 	if cfg.MaxBodyBytes > public.MaxRequestBodySize {
 		public.MaxRequestBodySize = cfg.MaxBodyBytes
 	}
