@@ -153,7 +153,7 @@ func (s *Server) addRoutes(rs []Route) error {
 		if r.MaxItems <= 0 {
 			r.MaxItems = DefaultMaxItems
 		}
-		s.routes[r.Path] = &routeEntry{Route: r, maxBody: min(r.MaxBody, s.maxBody), creditErrors: r.CreditErrors}
+		s.routes[r.Path] = &routeEntry{Route: r, maxBody: min(r.MaxBody, s.maxBody), creditErrors: r.CreditErrors, budget: budgetOf(r.Timeout)}
 		s.order = append(s.order, r.Path)
 	}
 	return nil
@@ -190,6 +190,12 @@ func (s *Server) Routes() []Route {
 	}
 	return out
 }
+
+// CancelRequests cancels the context of every JSON-RPC request in flight
+// and of every one that starts after: their handlers stop waiting (ledger,
+// providers) and answer. For shutdown, once the grace period for
+// in-flight requests is over.
+func (s *Server) CancelRequests() { s.seam.cancelAll() }
 
 // CreditURL is the page InsufficientCreditError links to
 // (<PublicURL>/iap/1/credit).

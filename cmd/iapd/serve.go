@@ -96,8 +96,9 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 }
 
 // serve runs iapd until ctx is done, then shuts down cleanly: listeners
-// closed, in-flight requests finished (within ShutdownTimeout), sweeper
-// stopped, ledger closed.
+// closed, in-flight requests finished (within ShutdownTimeout: after two
+// thirds of it, at most 5 s before its end, the requests still running
+// are cancelled and answer), sweeper stopped, ledger closed.
 func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) (err error) {
 	// The metrics of this run, on a registry of its own: served at
 	// /metrics on the ops listener only.
@@ -258,6 +259,15 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 	// Stop accepting and finish in-flight requests, both listeners at once.
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
+	// In-flight JSON-RPC requests have a grace period to finish; then
+	// their contexts are cancelled, so that they stop waiting (ledger,
+	// providers) and answer before shutdown_timeout.
+	grace := cfg.ShutdownTimeout - min(cfg.ShutdownTimeout/3, 5*time.Second)
+	abort := time.AfterFunc(grace, func() {
+		log.Warn("shutdown: cancelling the requests still in flight", "after", grace)
+		rpcSrv.CancelRequests()
+	})
+	defer abort.Stop()
 	var swg sync.WaitGroup
 	for _, s := range []struct {
 		name string
