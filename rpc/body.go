@@ -123,19 +123,21 @@ var errOverLimit = errors.New("rpc: request body over its limit")
 
 // readBody appends the body read from r to dst and returns it: cl is the
 // declared length (-1 unknown), limit the most accepted. The buffer grows
-// as data arrives (doubling, never past cl), so its size follows what the
+// as data arrives (doubling, never past cl or limit), so its size follows what the
 // client sent, not what it declared. errOverLimit when the body is longer
 // than limit; r's error otherwise (io.EOF is the end).
 func readBody(r io.Reader, dst []byte, cl, limit int) ([]byte, error) {
+	end := limit // never read more than one byte past the limit…
+	if cl >= 0 && cl < end {
+		end = cl // …nor past the declared length
+	}
 	for {
 		if len(dst) == cap(dst) {
-			want := max(4096, len(dst))
-			if cl >= 0 {
-				want = min(want, cl-len(dst)+1) // +1: room for the EOF read
-			}
+			want := min(max(4096, len(dst)), end-len(dst)+1) // +1: room for the EOF read
 			dst = slices.Grow(dst, max(want, 1))
 		}
-		n, err := r.Read(dst[len(dst):cap(dst)])
+		room := min(cap(dst), max(end+1, len(dst)+1)) // Grow may give more than asked
+		n, err := r.Read(dst[len(dst):room])
 		dst = dst[:len(dst)+n]
 		if len(dst) > limit {
 			return dst, errOverLimit

@@ -102,3 +102,6 @@ func stopWatch(ctx *fasthttp.RequestCtx) {
 		_ = ctx.Conn().SetReadDeadline(past)
 	}
 }
+
+// watchSupported: clients are watched on this platform.
+const watchSupported = true

@@ -12,3 +12,5 @@ type probeWatch struct{}
 func canWatch(*fasthttp.RequestCtx) bool           { return false }
 func (*probeWatch) wait(*fasthttp.RequestCtx) bool { return false }
 func stopWatch(*fasthttp.RequestCtx)               {}
+
+const watchSupported = false
