@@ -1,6 +1,7 @@
 package rpc
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"net"
@@ -44,10 +45,11 @@ type refuser interface{ Refused(reason string) }
 // Config.MaxBodyBytes for any other path. A Content-Length over the
 // limit is refused from the headers, before any of the body is kept; a
 // body without Content-Length (chunked) is refused when it passes the
-// limit. Either is read and discarded up to 64 MiB, then answered — a
-// JSON-RPC error (HTTP 200, the route's TooLarge message) to a POST, 413
-// otherwise — with the connection closed, and counted as the refusal
-// "body_too_large". A body that does not arrive whole (client gone, read
+// limit. Either is answered at once — a JSON-RPC error (HTTP 200, the
+// route's TooLarge message) to a POST, 413 otherwise — and counted as the
+// refusal "body_too_large"; the rest of the body is then read and
+// discarded (up to 64 MiB, within 30 s) so that the client, still
+// sending, reads the answer instead of a reset, and the connection closed. A body that does not arrive whole (client gone, read
 // timeout) closes the connection without calling next. Memory held for
 // a body is at most about twice what has arrived.
 //
@@ -158,19 +160,29 @@ func readBody(r io.Reader, dst []byte, cl, limit int) ([]byte, error) {
 // the answer; the connection is closed then. Beyond maxDrain, the
 // connection is closed after the answer.
 func drainAfter(ctx *fasthttp.RequestCtx, r io.Reader, cl, read int) {
-	ctx.SetConnectionClose()
 	if cl > maxDrain || r == nil {
+		ctx.SetConnectionClose()
 		return
 	}
 	n := int64(maxDrain - read)
 	if cl >= 0 {
 		n = int64(cl - read)
 	}
-	// fasthttp writes the answer, then hands over the connection (on its
-	// own goroutine, with its buffered reader, which r reads from), and
-	// closes it when this returns.
+	// fasthttp hands over the connection (on its own goroutine, with its
+	// buffered reader, which r reads from) and closes it when this
+	// returns. The answer, with "Connection: close", is written here: had
+	// fasthttp seen that header, it would close the connection at once,
+	// and the client, still sending, would get a reset.
+	ctx.Response.Header.SetConnectionClose()
+	var answer bytes.Buffer
+	_, _ = ctx.Response.WriteTo(&answer)
+	ctx.Response.Header.ResetConnectionClose()
+	ctx.HijackSetNoResponse(true)
 	ctx.Hijack(func(c net.Conn) {
-		if c.SetReadDeadline(time.Now().Add(drainTimeout)) != nil {
+		if c.SetDeadline(time.Now().Add(drainTimeout)) != nil {
+			return
+		}
+		if _, err := c.Write(answer.Bytes()); err != nil {
 			return
 		}
 		_, _ = io.CopyN(io.Discard, r, n) // io.Discard reads into a pooled buffer
@@ -195,7 +207,6 @@ func (s *Server) refuseBody(ctx *fasthttp.RequestCtx, rt *routeEntry) {
 		}
 		s.observer.ObserveRequest(route, kindOutcomes[storage.Invalid], time.Since(ctx.Time()))
 	}
-	ctx.SetConnectionClose()
 	if !ctx.IsPost() {
 		ctx.Error("413 Request Entity Too Large", fasthttp.StatusRequestEntityTooLarge)
 		return
