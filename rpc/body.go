@@ -83,10 +83,15 @@ func (s *Server) Front(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 			s.refuseBody(ctx, rt)
 			drainAfter(ctx, stream, -1, len(b))
 		case err != nil || (cl >= 0 && len(b) != cl):
-			// The client went away or was too slow (ReadTimeout): no
-			// one to answer.
+			// The client went away, or was too slow (the server's
+			// ReadTimeout counts from the request's start).
 			ctx.SetConnectionClose()
-			ctx.Error("400 Bad Request", fasthttp.StatusBadRequest)
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				ctx.Error("408 Request Timeout", fasthttp.StatusRequestTimeout)
+			} else {
+				ctx.Error("400 Bad Request", fasthttp.StatusBadRequest)
+			}
 		default:
 			ctx.Request.SetBodyRaw(b)
 			next(ctx)

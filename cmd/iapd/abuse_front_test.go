@@ -233,6 +233,7 @@ func TestAbuseFrontClientGone(t *testing.T) {
 	var cancelled int
 	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		calls.Add(1)
+		_, _ = io.Copy(io.Discard, r.Body) // so that the server notices the client closing
 		select {
 		case <-r.Context().Done(): // the adapter gave up (its timeout)
 		case <-time.After(30 * time.Second):
