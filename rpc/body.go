@@ -42,16 +42,17 @@ type refuser interface{ Refused(reason string) }
 // Front returns next behind the body reader: a request body is read
 // before next runs, and next finds it with ctx.PostBody(). The limit is
 // the route's MaxBody for a path of the routes table, 1 MiB for a page,
-// Config.MaxBodyBytes for any other path. A Content-Length over the
-// limit is refused from the headers, before any of the body is kept; a
-// body without Content-Length (chunked) is refused when it passes the
-// limit. Either is answered at once — a JSON-RPC error (HTTP 200, the
-// route's TooLarge message) to a POST, 413 otherwise — and counted as the
-// refusal "body_too_large"; the rest of the body is then read and
-// discarded (up to 64 MiB, within 30 s) so that the client, still
-// sending, reads the answer instead of a reset, and the connection closed. A body that does not arrive whole (client gone, read
-// timeout) closes the connection without calling next. Memory held for
-// a body is at most about twice what has arrived.
+// Config.MaxBodyBytes (default 32 MiB) for any other path (the proxy may
+// forward it). A Content-Length over the limit is refused from the
+// headers, before any of the body is kept; a body without Content-Length
+// (chunked) when it passes the limit. Either is answered at once
+// (refuseBody) and counted as the refusal "body_too_large"; the rest of
+// the body is then read and discarded (up to 64 MiB, within 30 s) so that
+// the client, still sending, reads the answer instead of a reset, and the
+// connection closed. A body that does not arrive whole closes the
+// connection without calling next (408 after the read timeout, 400 when
+// the client went away). Memory held for a body is at most about twice
+// what has arrived.
 //
 // Every handler of the public listener (the proxy included) must be
 // behind Front when the server streams bodies: ctx.PostBody() on an
@@ -199,20 +200,20 @@ func drainAfter(ctx *fasthttp.RequestCtx, r io.Reader, cl, read int) {
 const drainTimeout = 30 * time.Second
 
 // refuseBody answers a body over its limit: a JSON-RPC error to a POST
-// (HTTP 200, what every Odoo reads; the route's TooLarge message), 413 to
-// anything else.
+// to a route or an unknown path (HTTP 200, what every Odoo reads; the
+// route's TooLarge message), 413 to a page or another method.
 func (s *Server) refuseBody(ctx *fasthttp.RequestCtx, rt *routeEntry) {
 	s.refused("body_too_large")
+	route, isPage := RouteUnknown, false
+	if rt != nil {
+		route = rt.Path
+	} else if page, ok := (*s.gets.Load())[string(normalizePathBytes(ctx.Path()))]; ok {
+		route, isPage = page.path, true
+	}
 	if s.observer != nil {
-		route := RouteUnknown
-		if rt != nil {
-			route = rt.Path
-		} else if page, ok := (*s.gets.Load())[string(normalizePathBytes(ctx.Path()))]; ok {
-			route = page.path
-		}
 		s.observer.ObserveRequest(route, kindOutcomes[storage.Invalid], time.Since(ctx.Time()))
 	}
-	if !ctx.IsPost() {
+	if !ctx.IsPost() || (isPage && rt == nil) {
 		ctx.Error("413 Request Entity Too Large", fasthttp.StatusRequestEntityTooLarge)
 		return
 	}
