@@ -170,6 +170,11 @@ func frontLetter(tok string, pdf []byte) []byte {
 func TestAbuseFrontLetters(t *testing.T) {
 	p := startAbuse(t, abuseOpts{})
 	tok := randHex(16)
+	var raw json.RawMessage
+	if err := p.Admin.call(context.Background(), "POST", "/v1/account/credit", nil,
+		map[string]any{"service": "snailmail", "token": tok, "amount": json.Number("100")}, &raw); err != nil {
+		t.Fatal(err)
+	}
 	body := frontLetter(tok, frontPDF(5<<20))
 	start := time.Now()
 	res, rerr, err := p.Post("/iap/snailmail/1/print", body, 60*time.Second)
