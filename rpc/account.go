@@ -5,6 +5,7 @@ import (
 	"crypto/sha1" // #nosec G505 -- Odoo's account_uuid_hashed is SHA-1 (PROTOCOL §4.2, §4.7); an identifier, not a security use
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -426,5 +427,13 @@ func (a *Account) checkRecipients(op string, rs []storage.Recipient) error {
 const maxAccountsPerCall = 500
 
 func tooManyAccounts(op string) error {
-	return storage.Ef(op, storage.Invalid, "iap_accounts: at most %d accounts per call", maxAccountsPerCall)
+	return storage.E(op, storage.Invalid, msgTooManyAccounts)
 }
+
+// msgTooManyAccounts is the answer to more than maxAccountsPerCall
+// accounts (or any other list that long) in one call.
+var msgTooManyAccounts = fmt.Sprintf("iap_accounts: at most %d accounts per call", maxAccountsPerCall)
+
+// maxRecipientsPerCall bounds warning_emails in one call (the decoder
+// stops at it): a database sends the few users who should be warned.
+const maxRecipientsPerCall = 100

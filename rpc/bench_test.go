@@ -214,7 +214,10 @@ func BenchmarkSeam(b *testing.B) {
 		_, _ = w.Write(benchAnswer)
 	})
 	seamed := newSeam(netHTTP)
-	rt := &routeEntry{Route: routes[0], maxBody: routes[0].MaxBody}
+	rt := &routeEntry{Route: routes[0], maxBody: routes[0].MaxBody, budget: budgetOf(DefaultTimeout)}
+	// As in production, every handler is behind Front (which reads the
+	// streamed body).
+	front := newTestServer(b, newMemLedger()).Front
 	handlers := []struct {
 		name string
 		h    fasthttp.RequestHandler
@@ -229,7 +232,7 @@ func BenchmarkSeam(b *testing.B) {
 	}
 	for _, h := range handlers {
 		b.Run(h.name, func(b *testing.B) {
-			benchPost(b, inMemoryServer(b, h.h), "/iap/1/balance", func(int) []byte { return body })
+			benchPost(b, inMemoryServer(b, front(h.h)), "/iap/1/balance", func(int) []byte { return body })
 		})
 	}
 }
@@ -266,7 +269,8 @@ func BenchmarkBalance(b *testing.B) {
 	setupServices(b, l)
 	recharge(b, l, storage.SMS, "e1c341df746e42af93b5587c490dc106", "4242")
 	body := balanceFixture(b)
-	benchPost(b, inMemoryServer(b, newTestServer(b, l).Handler()), "/iap/1/balance", func(int) []byte { return body })
+	s := newTestServer(b, l)
+	benchPost(b, inMemoryServer(b, s.Front(s.Handler())), "/iap/1/balance", func(int) []byte { return body })
 }
 
 // BenchmarkAuthorizeCapture: one authorize and one capture through the
@@ -307,7 +311,8 @@ func benchAuthorizeCapture(b *testing.B, l storage.Ledger) {
 	for i := range accounts {
 		recharge(b, l, stubService, storage.AccountToken(fmt.Sprintf("%032x", i)), "1000000000")
 	}
-	c := inMemoryServer(b, newTestServer(b, l).Handler())
+	srv := newTestServer(b, l)
+	c := inMemoryServer(b, srv.Front(srv.Handler()))
 	var next atomic.Int64
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -343,7 +348,7 @@ func BenchmarkSeamInProcess(b *testing.B) {
 		_, _ = w.Write(benchAnswer)
 	})
 	seamed := newSeam(netHTTP)
-	rt := &routeEntry{Route: routes[0], maxBody: routes[0].MaxBody}
+	rt := &routeEntry{Route: routes[0], maxBody: routes[0].MaxBody, budget: budgetOf(DefaultTimeout)}
 	for _, h := range []struct {
 		name string
 		h    fasthttp.RequestHandler

@@ -74,8 +74,16 @@ func (c *codecRequest) Method() (string, error) {
 // ReadRequest implements gorilla.CodecRequest: decodes the envelope and
 // the params into args.
 func (c *codecRequest) ReadRequest(args any) error {
-	id, err := decodeRequest(c.body, args)
+	maxItems := DefaultMaxItems
+	if c.route != nil {
+		maxItems = c.route.MaxItems
+	}
+	id, err := decodeRequestLimited(c.body, args, maxItems)
 	c.id, c.decoded = id, true
+	if err == errTooManyItems {
+		c.s.refused("too_many_items")
+		return errTooMany(c.route)
+	}
 	return err
 }
 
@@ -143,6 +151,28 @@ const maxKeptBuffer = 64 << 10
 
 func errBodyTooLarge(limit int64) error {
 	return storage.Ef(opDecode, storage.Invalid, "The request body is larger than the %d bytes this route accepts.", limit)
+}
+
+// errTooLarge is the answer to a body over the route's limit: its
+// TooLarge message, or a generic one.
+func errTooLarge(rt *routeEntry) error {
+	if rt.TooLarge != "" {
+		return storage.E(opDecode, storage.Invalid, rt.TooLarge)
+	}
+	return errBodyTooLarge(int64(rt.maxBody))
+}
+
+// errTooMany is the answer to a list over the route's MaxItems: its
+// TooMany message, or a generic one.
+func errTooMany(rt *routeEntry) error {
+	if rt == nil || rt.TooMany == "" {
+		n := DefaultMaxItems
+		if rt != nil {
+			n = rt.MaxItems
+		}
+		return storage.Ef(opDecode, storage.Invalid, "A list in the request has more than %d elements.", n)
+	}
+	return storage.E(opDecode, storage.Invalid, rt.TooMany)
 }
 
 var (

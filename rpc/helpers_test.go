@@ -97,7 +97,7 @@ func startServer(t testing.TB, s *Server) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := NewHTTPServer(s.Handler(), testLogger(t))
+	srv := NewHTTPServer(s.Front(s.Handler()), testLogger(t))
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	t.Cleanup(func() {

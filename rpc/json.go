@@ -40,11 +40,27 @@ type envelope struct {
 // values and id, but for a key sent twice: the last value wins (objects
 // under a repeated "params" are merged, as encoding/json does).
 func decodeRequest(body []byte, args any) (id []byte, err error) {
-	if id, ok := decodeFast(body, args); ok {
+	return decodeRequestLimited(body, args, 0)
+}
+
+// errTooManyItems is what decodeRequestLimited returns for a list over
+// its limit; the codec answers it with the route's TooMany message.
+var errTooManyItems = storage.E(opDecode, storage.Invalid, "A list in the request has too many elements.")
+
+// decodeRequestLimited is decodeRequest refusing, with errTooManyItems, a
+// body with an array of more than maxItems elements (0: no limit); it
+// stops reading at the first element over the limit, in either decoder
+// (the body is scanned for the limit before encoding/json decodes it).
+func decodeRequestLimited(body []byte, args any, maxItems int) (id []byte, err error) {
+	id, ok, tooMany := decodeFastLimited(body, args, maxItems)
+	if ok {
 		return id, nil
 	}
 	if v := reflect.ValueOf(args); v.Kind() == reflect.Pointer && !v.IsNil() {
 		v.Elem().SetZero() // the fast decoder may have set some fields
+	}
+	if tooMany || (maxItems > 0 && !withinItems(body, maxItems)) {
+		return nil, errTooManyItems
 	}
 	return decodeStd(body, args)
 }

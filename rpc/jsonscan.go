@@ -26,16 +26,40 @@ const maxScanDepth = 64
 // decodeFast decodes body into args (a pointer to a struct the fast
 // decoder has a plan for). ok is false when it gives up.
 func decodeFast(body []byte, args any) (id []byte, ok bool) {
+	id, ok, _ = decodeFastLimited(body, args, 0)
+	return id, ok
+}
+
+// decodeFastLimited is decodeFast stopping at the first array with more
+// than maxItems elements (0: no limit): tooMany is then true, ok false.
+func decodeFastLimited(body []byte, args any, maxItems int) (id []byte, ok, tooMany bool) {
 	v := reflect.ValueOf(args)
 	if v.Kind() != reflect.Pointer || v.IsNil() {
-		return nil, false
+		return nil, false, false
 	}
 	p := planFor(v.Type().Elem())
 	if p == nil {
-		return nil, false
+		return nil, false, false
 	}
-	params := v.Elem()
-	s := scanner{b: body}
+	s := scanner{b: body, maxItems: maxItems}
+	id, ok = s.request(v.Elem(), p)
+	return id, ok, s.tooMany
+}
+
+// withinItems reports whether no array of body, valid JSON or not, has
+// more than maxItems elements before the first syntax error: a linear
+// scan that allocates nothing and stops at the limit.
+func withinItems(body []byte, maxItems int) bool {
+	s := scanner{b: body, maxItems: maxItems}
+	s.space()
+	s.skip()
+	return !s.tooMany
+}
+
+// request reads a JSON-RPC envelope, its params into params (a struct of
+// plan p).
+func (s *scanner) request(params reflect.Value, p *plan) (id []byte, ok bool) {
+	body := s.b
 	s.space()
 	if !s.open('{') {
 		return nil, false
@@ -224,10 +248,22 @@ func decodesItself(t reflect.Type) bool {
 
 // scanner reads one JSON text.
 type scanner struct {
-	b     []byte
-	i     int
-	depth int
-	key   []byte // scratch for keys with escapes
+	b        []byte
+	i        int
+	depth    int
+	key      []byte // scratch for keys with escapes
+	maxItems int    // most elements of one array; 0: no limit
+	tooMany  bool   // an array had more: the scan stopped there
+}
+
+// item reports whether the n-th element (from 1) of an array is within
+// maxItems; past it the scan stops with tooMany set.
+func (s *scanner) item(n int) bool {
+	if s.maxItems > 0 && n > s.maxItems {
+		s.tooMany = true
+		return false
+	}
+	return true
 }
 
 func (s *scanner) space() {
@@ -409,11 +445,14 @@ func (s *scanner) value(v reflect.Value, f *fieldPlan) bool {
 		}
 		p := v.Addr().Interface().(*[]string)
 		out := []string{} // an empty array is an empty list, not nil
-		for first := true; ; first = false {
-			more, ok := s.more(']', first)
+		for n := 1; ; n++ {
+			more, ok := s.more(']', n == 1)
 			if !ok || !more {
 				*p = out
 				return ok
+			}
+			if !s.item(n) {
+				return false
 			}
 			var e string
 			if s.peek() == 'n' {
@@ -431,11 +470,14 @@ func (s *scanner) value(v reflect.Value, f *fieldPlan) bool {
 			return false
 		}
 		out := reflect.MakeSlice(f.typ, 0, 0)
-		for first := true; ; first = false {
-			more, ok := s.more(']', first)
+		for n := 1; ; n++ {
+			more, ok := s.more(']', n == 1)
 			if !ok || !more {
 				v.Set(out)
 				return ok
+			}
+			if !s.item(n) {
+				return false
 			}
 			out = reflect.Append(out, reflect.Zero(f.typ.Elem()))
 			if s.peek() == 'n' {
@@ -466,10 +508,13 @@ func (s *scanner) skip() bool {
 		if c == '[' {
 			closing = ']'
 		}
-		for first := true; ; first = false {
-			more, ok := s.more(closing, first)
+		for n := 1; ; n++ {
+			more, ok := s.more(closing, n == 1)
 			if !ok || !more {
 				return ok
+			}
+			if c == '[' && !s.item(n) {
+				return false
 			}
 			if c == '{' {
 				if _, ok := s.member(); !ok {

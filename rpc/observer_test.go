@@ -193,7 +193,7 @@ func TestObserverConcurrent(t *testing.T) {
 	setupServices(t, l)
 	recharge(t, l, stubService, "tok", "1000000")
 	s, rec := newObservedServer(t, l)
-	c := inMemoryServer(t, s.Handler())
+	c := inMemoryServer(t, s.Front(s.Handler()))
 	const workers, rounds = 8, 40
 	var wg sync.WaitGroup
 	for w := range workers {

@@ -17,8 +17,16 @@ import (
 // routeEntry is a Route as the server uses it.
 type routeEntry struct {
 	Route
-	maxBody      int  // MaxBody capped by Config.MaxBodyBytes
-	creditErrors bool // the route may answer InsufficientCreditError
+	maxBody      int           // MaxBody capped by Config.MaxBodyBytes
+	creditErrors bool          // the route may answer InsufficientCreditError
+	budget       time.Duration // the request's deadline, from its start (budgetOf)
+}
+
+// budgetOf is the time a request of a route whose client waits timeout
+// may take: timeout less a margin (a tenth, between 0.5 s and 3 s) for
+// the answer to reach the client before it gives up.
+func budgetOf(timeout time.Duration) time.Duration {
+	return timeout - min(max(timeout/10, 500*time.Millisecond), 3*time.Second)
 }
 
 // serve is the public handler: the router in front of the seam.

@@ -13,14 +13,17 @@ import (
 var routes = []Route{
 	{Path: "/iap/1/balance", Method: "Account.Balance", MaxBody: 64 << 10,
 		Doc: "available credit of one account (PROTOCOL §4.1; 16.0–19.0)"},
-	{Path: "/iap/services-token", Method: "Account.ServicesToken", MaxBody: 1 << 20,
-		Doc: "account list of the 17.0 IAP accounts view (§4.2)"},
+	{Path: "/iap/services-token", Method: "Account.ServicesToken", MaxBody: 1 << 20, MaxItems: maxAccountsPerCall,
+		TooMany: msgTooManyAccounts,
+		Doc:     "account list of the 17.0 IAP accounts view (§4.2)"},
 	{Path: "/iap/update-warning-odoo", Method: "Account.UpdateWarningOdoo", MaxBody: 64 << 10,
 		Doc: "low-credit alert settings pushed by 17.0 (§4.3)"},
-	{Path: "/iap/1/get-accounts-information", Method: "Account.GetAccountsInformation", MaxBody: 1 << 20,
-		Doc: "account details read by the 18.0+ account form (§4.4)"},
-	{Path: "/iap/1/update-warning-email-alerts", Method: "Account.UpdateWarningEmailAlerts", MaxBody: 256 << 10,
-		Doc: "low-credit threshold and recipients pushed by 18.0+ (§4.5)"},
+	{Path: "/iap/1/get-accounts-information", Method: "Account.GetAccountsInformation", MaxBody: 1 << 20, MaxItems: maxAccountsPerCall,
+		TooMany: msgTooManyAccounts,
+		Doc:     "account details read by the 18.0+ account form (§4.4)"},
+	{Path: "/iap/1/update-warning-email-alerts", Method: "Account.UpdateWarningEmailAlerts", MaxBody: 256 << 10, MaxItems: maxRecipientsPerCall,
+		TooMany: "Too many alert recipients in one call.",
+		Doc:     "low-credit threshold and recipients pushed by 18.0+ (§4.5)"},
 	{Path: "/iap/1/authorize", Method: "Transaction.Authorize", MaxBody: 64 << 10, CreditErrors: true,
 		Doc: "hold credit for a service provider (§5.1)"},
 	{Path: "/iap/1/capture", Method: "Transaction.Capture", MaxBody: 64 << 10, CreditErrors: true,
@@ -53,7 +56,20 @@ type Route struct {
 	// client catches it there). Otherwise such an error is our bug and
 	// is answered as an internal error.
 	CreditErrors bool
+	// MaxItems bounds every list (JSON array) in the request: the decoder
+	// refuses the request as soon as one list has more elements, while
+	// reading it. Zero means DefaultMaxItems.
+	MaxItems int
+	// TooLarge is the message (error.data.message) of the answer to a
+	// body over MaxBody, TooMany the one to a list over MaxItems; written
+	// for the user who reads it (PROTOCOL §1.4: Odoo builds of
+	// generation A/B show it). Empty means a generic sentence.
+	TooLarge, TooMany string
 }
+
+// DefaultMaxItems is the most elements a list of a request may hold when
+// its route does not say.
+const DefaultMaxItems = 1000
 
 // DefaultTimeout is how long an Odoo client waits for an IAP answer when
 // a route does not say (PROTOCOL §13).

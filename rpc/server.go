@@ -20,8 +20,9 @@ import (
 
 // DefaultMaxBodyBytes is the largest request body accepted when
 // Config.MaxBodyBytes is zero, and the MaxRequestBodySize NewHTTPServer
-// sets.
-const DefaultMaxBodyBytes = 4 << 20
+// sets: no lower than the largest route's limit (snailmail's letters,
+// 32 MiB), so that each route's own limit applies.
+const DefaultMaxBodyBytes = 32 << 20
 
 // Config configures a Server.
 type Config struct {
@@ -47,7 +48,9 @@ type Config struct {
 	// account may have: an alert-settings call with more is refused
 	// (issue 13). Zero means limit.DefaultAlertRecipients.
 	MaxAlertRecipients int
-	// Refusals, if set, counts and logs the protective refusals.
+	// Refusals, if set, counts and logs the protective refusals: the
+	// front's "body_too_large" (Front) and "too_many_items" (a list over
+	// its route's MaxItems), and "alert_recipients". Nil counts none.
 	Refusals *limit.Reporter
 }
 
@@ -76,6 +79,7 @@ type Server struct {
 	// maxRecipients bounds an account's alert recipients.
 	maxRecipients int
 	refusals      *limit.Reporter
+	bodies        *sync.Pool // of *bodyBuffer (Front)
 
 	routes  map[string]*routeEntry
 	order   []string // route paths in registration order
@@ -108,6 +112,7 @@ func New(cfg Config) (*Server, error) {
 		creditURL: pub + "/iap/1/credit",
 		maxBody:   cfg.MaxBodyBytes,
 		observer:  cfg.Observer,
+		bodies:    newBodyPool(),
 		routes:    make(map[string]*routeEntry, len(routes)),
 
 		maxRecipients: cfg.MaxAlertRecipients,
@@ -157,7 +162,10 @@ func (s *Server) addRoutes(rs []Route) error {
 		if r.Timeout == 0 {
 			r.Timeout = DefaultTimeout
 		}
-		s.routes[r.Path] = &routeEntry{Route: r, maxBody: min(r.MaxBody, s.maxBody), creditErrors: r.CreditErrors}
+		if r.MaxItems <= 0 {
+			r.MaxItems = DefaultMaxItems
+		}
+		s.routes[r.Path] = &routeEntry{Route: r, maxBody: min(r.MaxBody, s.maxBody), creditErrors: r.CreditErrors, budget: budgetOf(r.Timeout)}
 		s.order = append(s.order, r.Path)
 	}
 	return nil
@@ -194,6 +202,12 @@ func (s *Server) Routes() []Route {
 	}
 	return out
 }
+
+// CancelRequests cancels the context of every JSON-RPC request in flight
+// and of every one that starts after: their handlers stop waiting (ledger,
+// providers) and answer. For shutdown, once the grace period for
+// in-flight requests is over.
+func (s *Server) CancelRequests() { s.seam.cancelAll() }
 
 // CreditURL is the page InsufficientCreditError links to
 // (<PublicURL>/iap/1/credit).
@@ -247,21 +261,31 @@ type getPage struct {
 // limits fit for Odoo's calls (PROTOCOL §13: clients wait 15 s, up to 300 s
 // for enrichment; handlers are not bounded by these timeouts, which apply
 // to reading the request and writing the answer):
-// ReadTimeout 30 s, WriteTimeout 30 s, IdleTimeout 90 s,
-// MaxRequestBodySize DefaultMaxBodyBytes (raise it with
-// Config.MaxBodyBytes), no multipart pre-parsing, no Server header, error
-// logs without request contents, fasthttp's logs at Info on logger (nil
-// discards them).
+// ReadTimeout 30 s, WriteTimeout 30 s, IdleTimeout 90 s, request bodies
+// streamed (fasthttp reads one byte of a body before the handler; h must
+// be behind Server.Front, which reads the rest within the path's limit),
+// MaxRequestBodySize DefaultMaxBodyBytes (moot with streaming), no
+// multipart pre-parsing, no Server header, error logs without request
+// contents, fasthttp's logs at Info on logger (nil discards them).
 func NewHTTPServer(h fasthttp.RequestHandler, logger *slog.Logger) *fasthttp.Server {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	return &fasthttp.Server{
-		Handler:               h,
-		ReadTimeout:           30 * time.Second,
-		WriteTimeout:          30 * time.Second,
-		IdleTimeout:           90 * time.Second,
-		MaxRequestBodySize:    DefaultMaxBodyBytes,
+		Handler:            h,
+		ReadTimeout:        30 * time.Second,
+		WriteTimeout:       30 * time.Second,
+		IdleTimeout:        90 * time.Second,
+		MaxRequestBodySize: DefaultMaxBodyBytes,
+		StreamRequestBody:  true,
+		// fasthttp reads min(this, Content-Length, 8 KiB) bytes of a
+		// streamed body before calling the handler; 1 (0 means its
+		// default) makes it call Front as soon as the body starts, which
+		// then refuses an oversized Content-Length at once and reads the
+		// rest itself.
+		HeaderReceived: func(*fasthttp.RequestHeader) fasthttp.RequestConfig {
+			return fasthttp.RequestConfig{MaxRequestBodySize: 1}
+		},
 		NoDefaultServerHeader: true,
 		// Odoo sends JSON; a multipart content type must not make fasthttp
 		// parse the body as a form (it answers 400 when that fails).

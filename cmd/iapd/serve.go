@@ -113,8 +113,9 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 }
 
 // serve runs iapd until ctx is done, then shuts down cleanly: listeners
-// closed, in-flight requests finished (within ShutdownTimeout), sweeper
-// stopped, ledger closed.
+// closed, in-flight requests finished (within ShutdownTimeout: after two
+// thirds of it, at most 5 s before its end, the requests still running
+// are cancelled and answer), sweeper stopped, ledger closed.
 func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) (err error) {
 	// The metrics of this run, on a registry of its own: served at
 	// /metrics on the ops listener only.
@@ -227,7 +228,10 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		log.Info("wiring: " + line)
 	}
 	log.Info("wiring: " + limits.reportLine())
-	public := rpc.NewHTTPServer(limits.tag(w.handler()), log.With("component", "rpc"))
+	// Front reads request bodies within their path's limit before any
+	// handler (the proxy included) sees them; tag gives each request its
+	// client key for the abuse limits first.
+	public := rpc.NewHTTPServer(limits.tag(rpcSrv.Front(w.handler())), log.With("component", "rpc"))
 	if cfg.MaxBodyBytes > public.MaxRequestBodySize {
 		public.MaxRequestBodySize = cfg.MaxBodyBytes
 	}
@@ -300,6 +304,15 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 	// Stop accepting and finish in-flight requests, both listeners at once.
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
+	// In-flight JSON-RPC requests have a grace period to finish; then
+	// their contexts are cancelled, so that they stop waiting (ledger,
+	// providers) and answer before shutdown_timeout.
+	grace := cfg.ShutdownTimeout - min(cfg.ShutdownTimeout/3, 5*time.Second)
+	abort := time.AfterFunc(grace, func() {
+		log.Warn("shutdown: cancelling the requests still in flight", "after", grace)
+		rpcSrv.CancelRequests()
+	})
+	defer abort.Stop()
 	var swg sync.WaitGroup
 	for _, s := range []struct {
 		name string

@@ -90,7 +90,7 @@ func newEnv(t testing.TB, cfg Config) *env {
 	}
 	p.index.every = 10 * time.Millisecond // misses rebuild the index at once (TestHashedLinkOfAnAccountCreatedLater tests the wait)
 	p.Register(srv)
-	hs := rpc.NewHTTPServer(srv.Handler(), nil)
+	hs := rpc.NewHTTPServer(srv.Front(srv.Handler()), nil)
 	go hs.Serve(ln) //nolint:errcheck // ends with Shutdown
 	t.Cleanup(func() { _ = hs.Shutdown() })
 	return &env{t: t, ledger: l, portal: p, base: base, logs: logs, logMu: mu,

@@ -570,7 +570,9 @@ func (s *Service) authorize(ctx context.Context, b batch, amount storage.Credits
 // dispatch hands the messages to their providers: grouped by provider
 // chain, in chunks, a few calls at once, failing over to the next
 // provider of the chain only for what was unavailable. A chunk not
-// started while time remains is deferred.
+// started while time remains, or once ctx (the request's) is done, is
+// deferred; a provider call is not cancelled with the request (its
+// outcome would be unknown), only bounded by SendTimeout.
 func (s *Service) dispatch(ctx context.Context, b batch, acct storage.Account, todo []*message, o *openSend) {
 	deadline := time.Now().Add(s.cfg.SendTimeout)
 	sendCtx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
@@ -600,6 +602,18 @@ func (s *Service) dispatch(ctx context.Context, b batch, acct storage.Account, t
 	var wg sync.WaitGroup
 	for j, job := range jobs {
 		sem <- struct{}{}
+		if ctx.Err() != nil {
+			// The request is over (client gone, deadline, shutdown): the
+			// chunks not started are deferred, as when time runs out; the
+			// calls in flight finish on sendCtx.
+			<-sem
+			for _, left := range jobs[j:] {
+				for _, m := range left {
+					m.out = outDeferred
+				}
+			}
+			break
+		}
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()

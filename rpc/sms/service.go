@@ -120,7 +120,13 @@ func (s *Service) Routes() []rpc.Route {
 	const ep = "sms.endpoint"
 	r := func(path, method string, maxBody int, doc string) rpc.Route {
 		return rpc.Route{Path: path, Method: ServiceName + "." + method, MaxBody: maxBody, Doc: doc,
-			Endpoint: ep, Service: storage.SMS, Timeout: 15 * time.Second}
+			Endpoint: ep, Service: storage.SMS, Timeout: 15 * time.Second,
+			// The decoder stops at the first message or number over
+			// the batch limit (Send2 and Send3 then check the total).
+			MaxItems: s.cfg.MaxBatch,
+			TooMany:  fmt.Sprintf("Too many messages or numbers in one call (at most %d).", s.cfg.MaxBatch),
+			TooLarge: "Too many messages in one call: the request is too large.",
+		}
 	}
 	const sendBody = 4 << 20
 	return []rpc.Route{

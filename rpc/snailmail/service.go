@@ -107,6 +107,10 @@ func (s *Service) Routes() []rpc.Route {
 		Service:      storage.Snailmail,
 		Timeout:      30 * time.Second,
 		CreditErrors: true,
+		// The decoder stops at the first document over the limit.
+		MaxItems: s.cfg.MaxDocuments,
+		TooMany:  fmt.Sprintf("Too many documents in one call (at most %d).", s.cfg.MaxDocuments),
+		TooLarge: "The letter is too large to be sent: at most 32 MB per call (about 24 MB of PDF). Please send a smaller document.",
 	}}
 }
 

@@ -46,7 +46,7 @@ func (l *Ledger) Authorize(ctx context.Context, r storage.AuthorizeRequest) (sto
 		return storage.Transaction{}, err
 	}
 	var out storage.Transaction
-	err := l.writeHold(op, l.stripe(r.Service, r.Account), func(tx *wtxn, now time.Time) (error, error) {
+	err := l.writeHold(ctx, op, l.stripe(r.Service, r.Account), func(tx *wtxn, now time.Time) (error, error) {
 		a, created, err := accountForWrite(op, tx, r.Service, r.Account, r.FirstSight, now)
 		if err != nil {
 			return nil, err
@@ -228,7 +228,7 @@ func (l *Ledger) Capture(ctx context.Context, r storage.CaptureRequest) (storage
 	if err != nil {
 		return storage.Transaction{}, err
 	}
-	err = l.writeHold(op, l.stripe(t.Service, t.Account), func(tx *wtxn, now time.Time) (error, error) {
+	err = l.writeHold(ctx, op, l.stripe(t.Service, t.Account), func(tx *wtxn, now time.Time) (error, error) {
 		var a acct
 		var err error
 		t, a, err = loadHold(tx, id)
@@ -305,7 +305,7 @@ func (l *Ledger) Cancel(ctx context.Context, svc storage.ServiceName, txn string
 	if err != nil {
 		return storage.Transaction{}, err
 	}
-	err = l.writeHold(op, l.stripe(t.Service, t.Account), func(tx *wtxn, now time.Time) (error, error) {
+	err = l.writeHold(ctx, op, l.stripe(t.Service, t.Account), func(tx *wtxn, now time.Time) (error, error) {
 		var a acct
 		var err error
 		t, a, err = loadHold(tx, id)

@@ -1,6 +1,7 @@
 package badger
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -476,7 +477,17 @@ func (j *journal) lastSeq() uint64 {
 }
 
 // wait returns once the record seq is durable.
-func (j *journal) wait(seq uint64) error {
+func (j *journal) wait(seq uint64) error { return j.waitCtx(context.Background(), seq) }
+
+// errNotYetDurable: ctx ended before the record was durable. The record
+// is committed (readers see it) and becomes durable with the writer's
+// next round unless the journal fails: the outcome is unknown to the
+// caller, not failed.
+var errNotYetDurable = errors.New("the change is committed but was not yet confirmed durable when the request's deadline came; it becomes durable unless the journal fails")
+
+// waitCtx is wait giving up when ctx is done, with errNotYetDurable
+// wrapping ctx's error.
+func (j *journal) waitCtx(ctx context.Context, seq uint64) error {
 	for {
 		if j.durable.Load() >= seq {
 			return nil
@@ -497,7 +508,11 @@ func (j *journal) wait(seq uint64) error {
 		case j.kick <- struct{}{}:
 		default:
 		}
-		<-r.done
+		select {
+		case <-r.done:
+		case <-ctx.Done():
+			return fmt.Errorf("%w (%w)", errNotYetDurable, ctx.Err())
+		}
 		if r.err != nil {
 			return r.err
 		}

@@ -128,7 +128,7 @@ func (l *Ledger) PutRecordIfAbsent(ctx context.Context, ns, key string, value []
 	expires = expires.Round(0).UTC()
 	var stored []byte
 	var created bool
-	err := l.writeRecord(op, l.recordLock(ns, key), func(tx *wtxn, now time.Time) (error, error) {
+	err := l.writeRecord(ctx, op, l.recordLock(ns, key), func(tx *wtxn, now time.Time) (error, error) {
 		old, cur, found, err := tx.record(ns, key)
 		if err != nil {
 			return nil, err
@@ -161,7 +161,7 @@ func (l *Ledger) PutRecord(ctx context.Context, ns, key string, value []byte, ex
 		return err
 	}
 	expires = expires.Round(0).UTC()
-	return l.writeRecord(op, l.recordLock(ns, key), func(tx *wtxn, now time.Time) (error, error) {
+	return l.writeRecord(ctx, op, l.recordLock(ns, key), func(tx *wtxn, now time.Time) (error, error) {
 		old, _, found, err := tx.record(ns, key)
 		if err != nil {
 			return nil, err
@@ -213,7 +213,7 @@ func (l *Ledger) DeleteRecord(ctx context.Context, ns, key string) error {
 	if err := checkRecordKey(op, ns, key); err != nil {
 		return err
 	}
-	return l.writeRecord(op, l.recordLock(ns, key), func(tx *wtxn, now time.Time) (error, error) {
+	return l.writeRecord(ctx, op, l.recordLock(ns, key), func(tx *wtxn, now time.Time) (error, error) {
 		expires, _, found, err := tx.record(ns, key)
 		if err != nil || !found {
 			return nil, err

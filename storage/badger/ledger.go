@@ -487,31 +487,39 @@ func (l *Ledger) commit(op string, st *stripe, fn change) (after error, committe
 // journal and the overlay (journal.go), not to a Badger txn; it returns
 // once the journal record is durable. In memory there is no journal: it is
 // write.
-func (l *Ledger) writeHold(op string, st *stripe, fn change) error {
+func (l *Ledger) writeHold(ctx context.Context, op string, st *stripe, fn change) error {
 	if l.jn == nil {
 		return l.write(op, st, fn)
 	}
-	return l.writeJournaled(op, &st.mu, st, fn)
+	return l.writeJournaled(ctx, op, &st.mu, st, fn)
 }
 
 // writeRecord is writeLocked for the bookkeeping records (kv.go), under
 // their record lock mu: journaled like the hold operations, which they
 // accompany (an SMS send writes its uuid between the hold and the
 // capture), so that they do not drain the overlay at every call.
-func (l *Ledger) writeRecord(op string, mu *sync.Mutex, fn change) error {
+func (l *Ledger) writeRecord(ctx context.Context, op string, mu *sync.Mutex, fn change) error {
 	if l.jn == nil {
 		return l.writeLocked(op, mu, fn)
 	}
-	return l.writeJournaled(op, mu, nil, fn)
+	return l.writeJournaled(ctx, op, mu, nil, fn)
 }
 
-func (l *Ledger) writeJournaled(op string, mu *sync.Mutex, st *stripe, fn change) error {
+// writeJournaled commits fn and waits until its record is durable, or
+// until ctx is done: the change is then committed but not confirmed
+// durable, and the error (Unavailable: "try again later") does not say
+// it failed, since it may well not have (a retry of a capture or cancel
+// is idempotent; an authorize's hold left unanswered expires).
+func (l *Ledger) writeJournaled(ctx context.Context, op string, mu *sync.Mutex, st *stripe, fn change) error {
 	after, seq, err := l.commitJournaled(op, mu, st, fn)
 	if err != nil {
 		return err
 	}
 	if seq != 0 {
-		if err := l.jn.wait(seq); err != nil {
+		if err := l.jn.waitCtx(ctx, seq); err != nil {
+			if errors.Is(err, errNotYetDurable) {
+				return storage.Wrap(op, storage.Unavailable, err)
+			}
 			return l.syncErr(op, err)
 		}
 	}
