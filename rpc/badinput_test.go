@@ -284,7 +284,8 @@ func TestBadInputTransactions(t *testing.T) {
 	expectError(t, call(t, addr, "/iap/1/capture", map[string]any{"token": txn, "key": "other-key"}), nameAccessError, "Unknown transaction")
 
 	// Disabled tokens are refused before the ledger: no account, nothing held.
-	for _, tok := range []string{"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa+disabled", badTok + "+disabled", badTok + "+DISABLED", badTok + "+x+disabled"} {
+	for _, tok := range []string{"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa+disabled", badTok + "+disabled", badTok + "+DISABLED", badTok + "+x+disabled",
+		"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa+disabled ", badTok + "+disabled ", badTok + "+disabled\x00", badTok + "+ disabled\n", badTok + "+disable", badTok + "+x"} {
 		p := validParams("/iap/1/authorize")
 		p["account_token"] = tok
 		expectError(t, call(t, addr, "/iap/1/authorize", p), nameAccessError, "neutralised")

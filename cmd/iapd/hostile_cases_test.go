@@ -747,6 +747,15 @@ func suffixCases(h *hostile) []hcase {
 		cs = append(cs, refused("suffix/authorize "+strings.Replace(tok, h.tokA, "tok", 1), "/iap/1/authorize",
 			rpcBody("sfx", h.authorizeParams(tok, "1")), "AccessError", "neutralised"))
 	}
+	// Any suffix that is not empty is disabled: a mangled "+disabled"
+	// (whitespace, NUL, control characters, a typo) never reads as
+	// enabled, or a neutralised staging copy would spend production
+	// credit. Same answer, nothing held.
+	for _, sfx := range []string{"disabled ", " disabled", "disabled\x00", "\x00disabled", "disabled\n", "disabled\r\n",
+		"\tdisabled", "disabled\x7f", "disabled\u00a0", "\ufeffdisabled", "disable", "x", "+", " ", "\x00"} {
+		cs = append(cs, refused(fmt.Sprintf("suffix/authorize tok+%q", sfx), "/iap/1/authorize",
+			rpcBody("sfx", h.authorizeParams(h.tokA+"+"+sfx, "1")), "AccessError", "neutralised"))
+	}
 	// No account before the '+'.
 	for _, tok := range []string{"+disabled", "+", "++", "+" + h.tokA, h.tokA + "+" + strings.Repeat("x", 65)} {
 		cs = append(cs, refused("suffix/authorize "+strings.Replace(tok, h.tokA, "tok", 1), "/iap/1/authorize",
