@@ -255,8 +255,30 @@ func testBackupUnderLoad(t *testing.T, bin string) {
 		}()
 	}
 
+	// waitLoad waits (a minute at most: a shared CPU makes the load slow,
+	// not absent) until cond holds of the acknowledged operations.
+	waitLoad := func(what string, cond func() bool) {
+		for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
+			mu.Lock()
+			ok := cond()
+			mu.Unlock()
+			if ok {
+				return
+			}
+			select {
+			case err := <-failure:
+				t.Fatalf("load: %v\n%s", err, a.stderr.String())
+			default:
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the load did not run: %s in a minute", what)
+			}
+		}
+	}
+
 	// The backup, mid-load, with the real CLI.
 	time.Sleep(700 * time.Millisecond)
+	waitLoad("100 operations acknowledged", func() bool { return len(ops) >= 100 })
 	file := filepath.Join(t.TempDir(), "ledger.iapdbak")
 	before := ackSeq.Load()
 	out, err := a.cli("backup", "-o", file)
@@ -265,6 +287,14 @@ func testBackupUnderLoad(t *testing.T, bin string) {
 		t.Fatalf("iapd backup: %v\n%s", err, out)
 	}
 	time.Sleep(300 * time.Millisecond)
+	waitLoad("an authorize acknowledged after the backup", func() bool {
+		for i := len(ops) - 1; i >= 0 && ops[i].seq > after; i-- {
+			if ops[i].state == storage.Held {
+				return true
+			}
+		}
+		return false
+	})
 	stop.Store(true)
 	wg.Wait()
 	close(failure)
