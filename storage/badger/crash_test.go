@@ -231,8 +231,8 @@ func (a *crashAcks) parse(t *testing.T, line string) {
 const crashWorkBound = 3 * time.Minute
 
 // runCrashChild starts a child on dir and kills it once it has run for
-// about d, has acknowledged at least minCrashAcks changes and enough holds
-// (when not nil; polled while the child writes), and returns its
+// about d, has acknowledged at least minCrashAcks changes and enough()
+// holds (when not nil; polled while the child writes), and returns its
 // acknowledgements. The child writes until then, however slowly it runs.
 func runCrashChild(t *testing.T, dir string, cycle int, memTableSize int64, d time.Duration, enough func() bool) []string {
 	t.Helper()
