@@ -284,7 +284,8 @@ func TestBadInputTransactions(t *testing.T) {
 	expectError(t, call(t, addr, "/iap/1/capture", map[string]any{"token": txn, "key": "other-key"}), nameAccessError, "Unknown transaction")
 
 	// Disabled tokens are refused before the ledger: no account, nothing held.
-	for _, tok := range []string{"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa+disabled", badTok + "+disabled", badTok + "+DISABLED", badTok + "+x+disabled"} {
+	for _, tok := range []string{"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa+disabled", badTok + "+disabled", badTok + "+DISABLED", badTok + "+x+disabled",
+		"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa+disabled ", badTok + "+disabled ", badTok + "+disabled\x00", badTok + "+ disabled\n", badTok + "+disable", badTok + "+x"} {
 		p := validParams("/iap/1/authorize")
 		p["account_token"] = tok
 		expectError(t, call(t, addr, "/iap/1/authorize", p), nameAccessError, "neutralised")
@@ -329,6 +330,45 @@ func TestBadInputTransactions(t *testing.T) {
 	env := call(t, addr, "/iap/1/authorize", p)
 	checkInsufficientCredit(t, env, map[string]any{"credit": json.Number(a.Available.String())})
 	stillServing(t, addr)
+}
+
+// A provider may settle a hold of an account banned since the authorize —
+// a capture up to the hold — but not capture more: the excess would be new
+// spending, which authorize refuses a banned account. The refusal is an
+// AccessError (the one error §5.2 lists for capture), the hold and the
+// account unchanged, so the provider can still capture the hold or cancel.
+func TestCaptureOverHoldBanned(t *testing.T) {
+	addr, l := badInputServer(t)
+	ctx := t.Context()
+	over, exact := authorizeOne(t, addr), authorizeOne(t, addr) // 1 each, 98 available
+	banned := storage.Banned
+	if _, err := l.UpdateAccount(ctx, stubService, badTok, storage.AccountUpdate{State: &banned}); err != nil {
+		t.Fatal(err)
+	}
+	for _, amount := range []any{1.0001, 2, 98} {
+		env := call(t, addr, "/iap/1/capture", map[string]any{"token": over, "key": stubKey, "credit_to_capture": amount})
+		expectError(t, env, nameAccessError, "banned")
+	}
+	if tx, err := l.Transaction(ctx, over); err != nil || tx.State != storage.Held || tx.Captured != 0 {
+		t.Fatalf("hold after refused over-captures: %+v, %v", tx, err)
+	}
+	a, err := l.LookupAccount(ctx, stubService, badTok)
+	if err != nil || a.Available.String() != "98" || a.Held.String() != "2" || a.Captured != 0 {
+		t.Fatalf("account after refused over-captures: %+v, %v", a, err)
+	}
+	// Up to the hold settles what was held.
+	for _, c := range []map[string]any{
+		{"token": over, "key": stubKey, "credit_to_capture": 1},
+		{"token": exact, "key": stubKey, "credit_to_capture": false},
+	} {
+		if env := call(t, addr, "/iap/1/capture", c); env["result"] != true {
+			t.Fatalf("capture up to the hold of a banned account: %v", env)
+		}
+	}
+	a, err = l.LookupAccount(ctx, stubService, badTok)
+	if err != nil || a.Available.String() != "98" || a.Held != 0 || a.Captured.String() != "2" {
+		t.Fatalf("account after the captures: %+v, %v", a, err)
+	}
 }
 
 // Account routes never answer InsufficientCreditError (§4.1) and an

@@ -321,6 +321,9 @@ func (l *memLedger) Capture(_ context.Context, r storage.CaptureRequest) (storag
 		return storage.Transaction{}, storage.E("capture", storage.Conflict, "")
 	}
 	a := l.accounts[t.Service][t.Account]
+	if amount > t.Amount && a.State != storage.Registered {
+		return storage.Transaction{}, storage.E("capture", storage.Forbidden, "account not registered: a capture may not exceed its hold")
+	}
 	if extra := amount - t.Amount; extra > a.Available {
 		return storage.Transaction{}, &storage.Error{Op: "capture", Kind: storage.InsufficientCredit, Service: t.Service, Credit: amount}
 	}

@@ -21,7 +21,7 @@ func missing(op, param string) error {
 
 // accountToken splits an account token as Odoo sends it (PROTOCOL §3):
 // the account is the part before the first '+'; disabled reports a
-// "disabled" suffix (a neutralised database), which refuses paid work.
+// suffix (a neutralised database, isDisabled), which refuses paid work.
 func accountToken(op, param, raw string) (tok storage.AccountToken, disabled bool, err error) {
 	if raw == "" {
 		return "", false, missing(op, param)
@@ -34,18 +34,16 @@ func accountToken(op, param, raw string) (tok storage.AccountToken, disabled boo
 }
 
 // isDisabled reports whether a token suffix marks a neutralised database:
-// "disabled", or any '+'-separated part of it equal to "disabled" (any
-// case).
-func isDisabled(suffix string) bool {
-	for suffix != "" {
-		var part string
-		part, suffix, _ = strings.Cut(suffix, "+")
-		if strings.EqualFold(part, "disabled") {
-			return true
-		}
-	}
-	return false
-}
+// any suffix that is not empty. Odoo's tokens carry none, and neutralising
+// a database replaces whatever suffix a token had with "+disabled"
+// (PROTOCOL §3), so any other suffix is "disabled" mangled on the way —
+// " disabled ", "disabled\x00", "DISABLED\n", "disable" — or made up.
+// Reading it as enabled would let a staging copy spend production credit;
+// reading it as disabled only refuses paid work, while the account stays
+// readable (a neutralised database still shows its balance), which is
+// why it is not refused outright as malformed. "tok+" (a '+' and nothing
+// after it) is tok, enabled.
+func isDisabled(suffix string) bool { return suffix != "" }
 
 // serviceName checks a service name param; an unusable name is an unknown
 // service (NotFound, so AccessError on the wire).
@@ -156,7 +154,8 @@ func asStorage(err error) *storage.Error {
 
 // ParseAccountToken splits an account token param as Odoo sends it
 // (PROTOCOL §3): the account, and whether its suffix marks a neutralised
-// database ("+disabled"), which must refuse paid work. A missing or
+// database ("+disabled", or any other suffix that is not empty: a mangled
+// "disabled" is still disabled), which must refuse paid work. A missing or
 // implausible token is an Invalid error naming param, never quoting it.
 func ParseAccountToken(op, param, raw string) (tok storage.AccountToken, disabled bool, err error) {
 	return accountToken(op, param, raw)

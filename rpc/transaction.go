@@ -86,7 +86,10 @@ type CaptureArgs struct {
 
 // Capture confirms a hold and answers true. Capturing again with the same
 // amount is harmless; capturing a cancelled or expired hold, or for
-// another amount, is a UserError.
+// another amount, is a UserError. Capturing more than the hold of an
+// account banned (or unregistered) since the authorize is an AccessError,
+// the hold kept: up to the hold settles what was held, the excess would
+// be new spending.
 func (t *Transaction) Capture(r *http.Request, args *CaptureArgs, reply *bool) error {
 	const op = "capture"
 	txn, err := transactionToken(op, args.Token)

@@ -319,8 +319,11 @@ type Ledger interface {
 	// NotFound if the transaction does not exist or belongs to another
 	// service; Conflict if it was cancelled or expired (a hold past its
 	// ExpiresAt counts as expired), or was captured for another amount;
+	// Forbidden if Amount exceeds the hold and the account is not
+	// registered (banned since the authorize: the excess would be new
+	// spending; up to the hold settles what was held and is allowed);
 	// InsufficientCredit if Amount exceeds the hold by more than the
-	// available credit (the hold is then left as it was).
+	// available credit. A refused capture leaves the hold as it was.
 	Capture(ctx context.Context, r CaptureRequest) (Transaction, error)
 	// Cancel releases a hold. Idempotent: cancelling a cancelled or expired
 	// transaction returns it unchanged. NotFound as for Capture; Conflict

@@ -218,7 +218,7 @@ func (h *hookReceiver) expect(t *testing.T, n int, available, hash string) {
 	for h.count() < n {
 		select {
 		case <-h.got:
-		case <-time.After(20 * time.Second):
+		case <-time.After(time.Minute):
 			t.Fatalf("webhook call %d not received", n)
 		}
 	}
@@ -236,7 +236,7 @@ func (h *hookReceiver) expect(t *testing.T, n int, available, hash string) {
 // receive waits for n more messages and returns the last n.
 func receive(t *testing.T, srv *smtptest.Server, n int) []smtptest.Message {
 	t.Helper()
-	timeout := time.After(20 * time.Second)
+	timeout := time.After(time.Minute)
 	for i := 0; i < n; i++ {
 		select {
 		case <-srv.Received():
@@ -320,7 +320,7 @@ func messageIDs(t *testing.T, ms []smtptest.Message) map[string]bool {
 // a send is asynchronous.
 func waitMetric(t *testing.T, s *testServer, series string, want float64, exact bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	var got float64
 	for time.Now().Before(deadline) {
 		_, body := get(t, s.ops+"/metrics", "")

@@ -97,7 +97,7 @@ func TestDurabilityKill9(t *testing.T) {
 			t.Errorf("writing the report: %v", err)
 		}
 	}
-	if m.acked["authorize"] < 20*cycles {
+	if m.acked["authorize"] < drillAuthorizesPerCycle*cycles {
 		t.Errorf("only %d authorizes acknowledged in %d cycles: the load did not run", m.acked["authorize"], cycles)
 	}
 	if m.acked["balance"] == 0 {
@@ -373,6 +373,10 @@ func (d *drill) credit(ctx context.Context, acct string, amount storage.Credits,
 	}, nil)
 }
 
+// drillAuthorizesPerCycle is how many authorizes a cycle acknowledges at
+// least before its kill.
+const drillAuthorizesPerCycle = 20
+
 var holdAmounts = []storage.Credits{5000, 10000, 22500, 30000} // 0.5, 1, 2.25, 3 credits
 
 // loadAndKill runs workers against the server and SIGKILLs it after a
@@ -380,6 +384,9 @@ var holdAmounts = []storage.Credits{5000, 10000, 22500, 30000} // 0.5, 1, 2.25, 
 // were in flight at the kill.
 func (d *drill) loadAndKill(cycle int, load time.Duration) int64 {
 	m := d.model
+	m.mu.Lock()
+	authorizedBefore := m.acked["authorize"]
+	m.mu.Unlock()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var killed atomic.Bool
@@ -581,7 +588,16 @@ func (d *drill) loadAndKill(cycle int, load time.Duration) int64 {
 		d.t.Fatalf("cycle %d: %v\n%s", cycle, err, d.stderr.String())
 	case <-time.After(wait):
 	}
-	for deadline := time.Now().Add(10 * time.Second); inflight.Load() == 0; {
+	// Kill only once the cycle has done its share of the work (however
+	// slowly a shared CPU lets it run: bounded by a minute, not by load)
+	// and calls are in flight.
+	ready := func() bool {
+		m.mu.Lock()
+		authorized := m.acked["authorize"] - authorizedBefore
+		m.mu.Unlock()
+		return authorized >= drillAuthorizesPerCycle && inflight.Load() > 0
+	}
+	for deadline := time.Now().Add(time.Minute); !ready(); {
 		select {
 		case err := <-fatal:
 			killed.Store(true)
@@ -591,7 +607,7 @@ func (d *drill) loadAndKill(cycle int, load time.Duration) int64 {
 		case <-time.After(100 * time.Microsecond):
 		}
 		if time.Now().After(deadline) {
-			d.t.Fatalf("cycle %d: no call in flight to kill iapd under", cycle)
+			d.t.Fatalf("cycle %d: in a minute, fewer than %d authorizes acknowledged or no call in flight to kill iapd under", cycle, drillAuthorizesPerCycle)
 		}
 	}
 	n := inflight.Load()

@@ -470,37 +470,49 @@ func sizeCases(h *hostile) []hcase {
 
 // ---- slow bodies ----
 
+// goodLatencyLimit is how long a good request may take while a hostile
+// connection is under way. Every hostile request below is still
+// incomplete while the good ones are sent (the drips that would end by
+// themselves keep their last bytes until the good requests are
+// answered), so a good request held behind one would wait for the read
+// timeout (30 s); 10 s tells that from a request slowed by a busy CPU.
+const goodLatencyLimit = 10 * time.Second
+
+// dripHoldingTail drips all of req but its last byte, then, once the
+// caller has done its part (between), sends that byte and returns the
+// connection, its whole request sent.
+func (h *hostile) dripHoldingTail(t *testing.T, req []byte, between func()) net.Conn {
+	t.Helper()
+	head, tail := req[:len(req)-1], req[len(req)-1:]
+	conn, done, err := h.dialDrip(head, max(1, len(head)/20), 100*time.Millisecond, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	between()
+	if err := <-done; err != nil {
+		t.Fatalf("drip: %v", err)
+	}
+	if _, err := conn.Write(tail); err != nil {
+		t.Fatalf("drip: the last byte: %v", err)
+	}
+	return conn
+}
+
 func dripCases(h *hostile) []hcase {
 	balance := func(h *hostile) []byte {
 		return h.httpRequest("POST", "/iap/1/balance", rpcBody("drip", map[string]any{"account_token": h.tokA, "service_name": hostileService}))
 	}
 	return []hcase{
 		{name: "drip/whole request a few bytes per 100ms", do: func(t *testing.T, h *hostile) {
-			req := balance(h)
-			conn, done, err := h.dialDrip(req, max(1, len(req)/20), 100*time.Millisecond, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
-			h.goodLatency(t, 10, time.Second)
-			if err := <-done; err != nil {
-				t.Fatalf("drip: %v", err)
-			}
-			_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+			conn := h.dripHoldingTail(t, balance(h), func() { h.goodLatency(t, 10, goodLatencyLimit) })
+			_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
 			h.result(t, readResponse(bufioReader(conn), "POST"))
 		}},
 		{name: "drip/dust authorize a few bytes per 100ms", do: func(t *testing.T, h *hostile) {
 			req := h.httpRequest("POST", "/iap/1/authorize", rpcBody("drip", h.authorizeParams(h.tokA, "0.00001")))
-			conn, done, err := h.dialDrip(req, max(1, len(req)/20), 100*time.Millisecond, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
-			h.goodLatency(t, 10, time.Second)
-			if err := <-done; err != nil {
-				t.Fatalf("drip: %v", err)
-			}
-			_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+			conn := h.dripHoldingTail(t, req, func() { h.goodLatency(t, 10, goodLatencyLimit) })
+			_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
 			expectErr(t, readResponse(bufioReader(conn), "POST"), "UserError", "credit")
 		}},
 		{name: "drip/half a body then hang up", do: func(t *testing.T, h *hostile) {
@@ -510,7 +522,7 @@ func dripCases(h *hostile) []hcase {
 			if err != nil {
 				t.Fatal(err)
 			}
-			h.goodLatency(t, 5, time.Second)
+			h.goodLatency(t, 5, goodLatencyLimit)
 			close(stop)
 			conn.Close()
 		}},
@@ -524,7 +536,7 @@ func dripCases(h *hostile) []hcase {
 				}
 				conns = append(conns, c)
 			}
-			h.goodLatency(t, 10, time.Second)
+			h.goodLatency(t, 10, goodLatencyLimit)
 			close(stop)
 			for _, c := range conns {
 				c.Close()
@@ -565,7 +577,7 @@ func TestHostileSlowDripTimesOut(t *testing.T) {
 			if r.err == nil && r.status != 408 {
 				t.Fatalf("the dripping request got %s, want 408 or a closed connection", r)
 			}
-			if d := time.Since(began); d < 25*time.Second || d > 45*time.Second {
+			if d := time.Since(began); d < 25*time.Second || d > 55*time.Second { // before our own 60 s deadline
 				t.Fatalf("the dripping connection ended after %s, want the 30 s read timeout", d)
 			}
 			t.Logf("dripping connection ended after %s: %v", time.Since(began).Round(time.Second), r)
@@ -749,6 +761,15 @@ func suffixCases(h *hostile) []hcase {
 		h.tokA + "+disabled+x", h.tokA + "++disabled", strings.Repeat("e5", 16) + "+disabled", "dummy_value+disabled"} {
 		cs = append(cs, refused("suffix/authorize "+strings.Replace(tok, h.tokA, "tok", 1), "/iap/1/authorize",
 			rpcBody("sfx", h.authorizeParams(tok, "1")), "AccessError", "neutralised"))
+	}
+	// Any suffix that is not empty is disabled: a mangled "+disabled"
+	// (whitespace, NUL, control characters, a typo) never reads as
+	// enabled, or a neutralised staging copy would spend production
+	// credit. Same answer, nothing held.
+	for _, sfx := range []string{"disabled ", " disabled", "disabled\x00", "\x00disabled", "disabled\n", "disabled\r\n",
+		"\tdisabled", "disabled\x7f", "disabled\u00a0", "\ufeffdisabled", "disable", "x", "+", " ", "\x00"} {
+		cs = append(cs, refused(fmt.Sprintf("suffix/authorize tok+%q", sfx), "/iap/1/authorize",
+			rpcBody("sfx", h.authorizeParams(h.tokA+"+"+sfx, "1")), "AccessError", "neutralised"))
 	}
 	// No account before the '+'.
 	for _, tok := range []string{"+disabled", "+", "++", "+" + h.tokA, h.tokA + "+" + strings.Repeat("x", 65)} {

@@ -76,7 +76,7 @@ func startRun(t *testing.T, env map[string]string, full []string) (*testServer, 
 	s := &testServer{stdout: &syncBuffer{}, stderr: &syncBuffer{}, cancel: cancel, done: make(chan error, 1)}
 	getenv := func(k string) string { return env[k] }
 	go func() { s.done <- run(ctx, full, getenv, strings.NewReader(""), s.stdout, s.stderr) }()
-	deadline := time.After(20 * time.Second)
+	deadline := time.After(time.Minute)
 	for {
 		m := addrLine.FindAllStringSubmatch(s.stdout.String(), -1)
 		for _, l := range m {

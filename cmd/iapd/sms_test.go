@@ -285,7 +285,7 @@ func smsOutboxCode(t *testing.T, file, number string) string {
 // smsWaitFor polls cond (what a running server writes) until it holds.
 func smsWaitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)

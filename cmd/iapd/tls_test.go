@@ -142,7 +142,7 @@ func TestTLSPublicListener(t *testing.T) {
 		}
 	}()
 	var addr string
-	deadline := time.After(20 * time.Second)
+	deadline := time.After(time.Minute)
 	for addr == "" {
 		if m := httpsLine.FindStringSubmatch(stdout.String()); m != nil {
 			addr = m[1]
@@ -222,7 +222,7 @@ func TestTLSPublicListener(t *testing.T) {
 	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	deadline = time.After(10 * time.Second)
+	deadline = time.After(time.Minute)
 	for !strings.Contains(stderr.String(), "certificate reloaded") {
 		select {
 		case <-deadline:

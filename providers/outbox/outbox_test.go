@@ -131,7 +131,7 @@ func TestSMSFile(t *testing.T) {
 		if len(r) != 2 || r[0].ProviderID != res[0].ProviderID || r[1].ProviderID != res[2].ProviderID || r[0].Status != providers.SMSUndelivered {
 			t.Errorf("reports %+v", r)
 		}
-	case <-time.After(10 * time.Second):
+	case <-time.After(time.Minute):
 		t.Fatal("no report")
 	}
 }

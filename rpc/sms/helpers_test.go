@@ -389,7 +389,7 @@ func (o *odooStatusEndpoint) serve(w http.ResponseWriter, r *http.Request) {
 // wait waits until cond holds for the received statuses.
 func (o *odooStatusEndpoint) wait(t *testing.T, cond func(map[string][]string) bool) {
 	t.Helper()
-	deadline := time.After(10 * time.Second)
+	deadline := time.After(time.Minute)
 	for {
 		o.mu.Lock()
 		ok := cond(o.statuses)

@@ -108,7 +108,7 @@ func TestRelayRetries(t *testing.T) {
 	// The database refuses (a JSON-RPC error): dropped, not retried.
 	bad := newOdooStatusEndpoint(t)
 	e.svc.relay.enqueue(context.Background(), []queued{{UUID: "not-a-uuid", Status: "delivered", URL: bad.URL + "/sms/status"}})
-	deadline := time.After(5 * time.Second)
+	deadline := time.After(time.Minute)
 	for e.svc.relay.queueLen() != 0 {
 		select {
 		case <-deadline:
@@ -137,7 +137,7 @@ func TestRelayQueueSurvivesRestart(t *testing.T) {
 	e2 := newEnvOn(t, l, Settings{Webhooks: allowLocal}, &fakeSender{name: "fake"})
 	runRelay(t, e2.svc)
 	odoo.wait(t, func(s map[string][]string) bool { return len(s) == 2 })
-	deadline := time.After(5 * time.Second)
+	deadline := time.After(time.Minute)
 	for e2.svc.relay.queueLen() != 0 {
 		select {
 		case <-deadline:

@@ -251,7 +251,12 @@ func TestBackupUnderLoad(t *testing.T) {
 			}
 		}()
 	}
+	// Let the load run (at least 50 operations, however slow the CPU: a
+	// minute at most).
 	time.Sleep(300 * time.Millisecond)
+	for deadline := time.Now().Add(time.Minute); clock.Load() < 50 && len(errs) == 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
 	began := clock.Load() // every op acknowledged so far must be in the backup
 	var buf bytes.Buffer
 	info, err := l.Backup(ctx, &buf)

@@ -223,9 +223,18 @@ func (a *crashAcks) parse(t *testing.T, line string) {
 	}
 }
 
-// runCrashChild starts a child on dir, kills it after it has run for
-// about d, and returns its acknowledgements.
-func runCrashChild(t *testing.T, dir string, cycle int, memTableSize int64, d time.Duration) []string {
+// crashWorkBound bounds how long a child may take to do the work a cycle
+// needs (minCrashAcks changes, and the memtable rotations of the tiny
+// memtables cycle). It is not a timing assertion: a child that is merely
+// slow (a shared CPU, -race) gets there long before; only one that makes
+// no progress does not.
+const crashWorkBound = 3 * time.Minute
+
+// runCrashChild starts a child on dir and kills it once it has run for
+// about d, has acknowledged at least minCrashAcks changes and enough()
+// holds (when not nil; polled while the child writes), and returns its
+// acknowledgements. The child writes until then, however slowly it runs.
+func runCrashChild(t *testing.T, dir string, cycle int, memTableSize int64, d time.Duration, enough func() bool) []string {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
 	cmd.Env = append(os.Environ(),
@@ -241,6 +250,7 @@ func runCrashChild(t *testing.T, dir string, cycle int, memTableSize int64, d ti
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	defer func() { _ = cmd.Process.Kill() }() // on a t.Fatal below; harmless once it is dead
 	ready := make(chan struct{})
 	lines := make(chan []string, 1)
 	var count atomic.Int64
@@ -269,13 +279,14 @@ func runCrashChild(t *testing.T, dir string, cycle int, memTableSize int64, d ti
 	}()
 	select {
 	case <-ready:
-	case <-time.After(60 * time.Second):
+	case <-time.After(crashWorkBound):
 		_ = cmd.Process.Kill()
 		t.Fatal("crash child did not start")
 	}
-	// Kill after d, but not before the child has done some work.
+	// Kill after d, but not before the child has done the cycle's work.
 	time.Sleep(d)
-	for deadline := time.Now().Add(30 * time.Second); count.Load() < minCrashAcks && time.Now().Before(deadline); {
+	done := func() bool { return count.Load() >= minCrashAcks && (enough == nil || enough()) }
+	for deadline := time.Now().Add(crashWorkBound); !done() && time.Now().Before(deadline); {
 		time.Sleep(10 * time.Millisecond)
 	}
 	if err := cmd.Process.Kill(); err != nil { // SIGKILL
@@ -292,6 +303,12 @@ func runCrashChild(t *testing.T, dir string, cycle int, memTableSize int64, d ti
 	return acks
 }
 
+// crashRotations is how many memtable rotations the tiny memtables cycle
+// waits for before its kill.
+const crashRotations = 3
+
+// maxMemFid returns the highest number of a WAL file (*.mem) in dir, 0
+// when there is none.
 func maxMemFid(t *testing.T, dir string) int {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
@@ -325,18 +342,29 @@ func TestCrash(t *testing.T) {
 	for i, c := range cycles {
 		d := time.Duration(300+rand.IntN(700)) * time.Millisecond
 		fidBefore := maxMemFid(t, dir)
-		lines := runCrashChild(t, dir, i, c.memTableSize, d)
+		// The tiny memtables cycle is there to crash with rotated WAL
+		// files about (the sync rounds' path for them, doc.go): its child
+		// writes until Badger has rotated its memtable three times,
+		// however long that takes on a busy machine, rather than for a
+		// time that may not be enough.
+		var rotated func() bool
+		if c.memTableSize != 0 {
+			rotated = func() bool { return maxMemFid(t, dir)-fidBefore >= crashRotations }
+		}
+		start := time.Now()
+		lines := runCrashChild(t, dir, i, c.memTableSize, d, rotated)
 		for _, line := range lines {
 			acks.parse(t, line)
 		}
 		fidAfter := maxMemFid(t, dir)
-		t.Logf("cycle %d (%s): killed after %v, %d acknowledged changes, WAL files %d → %d",
-			i, c.name, d, len(lines), fidBefore, fidAfter)
+		t.Logf("cycle %d (%s): killed after %v (at least %v), %d acknowledged changes, WAL files %d → %d",
+			i, c.name, time.Since(start).Round(time.Millisecond), d, len(lines), fidBefore, fidAfter)
 		if len(lines) < minCrashAcks {
-			t.Fatalf("cycle %d: only %d acknowledged changes; the test means nothing", i, len(lines))
+			t.Fatalf("cycle %d: only %d acknowledged changes in %v; the test means nothing", i, len(lines), crashWorkBound)
 		}
-		if c.memTableSize != 0 && fidAfter-fidBefore < 3 {
-			t.Fatalf("cycle %d: memtables did not rotate (WAL fid %d → %d)", i, fidBefore, fidAfter)
+		if c.memTableSize != 0 && fidAfter-fidBefore < crashRotations {
+			t.Fatalf("cycle %d: %d acknowledged changes in %v and the memtables did not rotate %d times (WAL fid %d → %d)",
+				i, len(lines), crashWorkBound, crashRotations, fidBefore, fidAfter)
 		}
 		verifyCrash(t, dir, acks)
 	}

@@ -202,9 +202,10 @@ func expireHold(tx *wtxn, id [txnIDBytes]byte, t *storage.Transaction, a *acct, 
 // Capture confirms a hold, taking *r.Amount (nil: the held amount; 0 <=
 // Amount <= MaxCredits, else Invalid). Less than held writes a capture entry
 // and a release entry for the rest; more than held writes one capture entry
-// that also draws the difference from Available, or fails
-// InsufficientCredit (Service set, Credit = the amount to capture) leaving
-// everything as it was. Idempotent: capturing a captured transaction again
+// that also draws the difference from Available, or fails — leaving
+// everything as it was — Forbidden if the account is no longer registered
+// (the excess is new spending, which Authorize would refuse), else
+// InsufficientCredit (Service set, Credit = the amount to capture). Idempotent: capturing a captured transaction again
 // with the same amount (or nil) returns it unchanged. NotFound if the
 // transaction does not exist, is malformed or belongs to another service;
 // Conflict if it was cancelled or expired, or captured for another amount.
@@ -261,6 +262,13 @@ func (l *Ledger) Capture(ctx context.Context, r storage.CaptureRequest) (storage
 			capture.DHeld, capture.DCaptured = -c, c
 		} else {
 			extra := c - held
+			switch a.State {
+			case storage.Registered:
+			case storage.Banned:
+				return nil, storage.E(op, storage.Forbidden, "account is banned: a capture may not exceed its hold")
+			default:
+				return nil, storage.E(op, storage.Forbidden, "account is not registered: a capture may not exceed its hold")
+			}
 			if a.Available < extra {
 				return nil, &storage.Error{Op: op, Kind: storage.InsufficientCredit,
 					Msg: "capture exceeds the hold and available credit", Service: t.Service, Credit: c}

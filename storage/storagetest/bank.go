@@ -296,7 +296,18 @@ func testBank(t *testing.T, e *env) {
 			}
 		}()
 	}
-	for deadline := time.Now().Add(duration); time.Now().Before(deadline) && !failed.Load(); {
+	// Run for duration, and on until the work is enough to mean something:
+	// a shared CPU makes it slow, not absent (a minute more at most).
+	enough := func() bool {
+		return counts.authorized.Load() >= 100 && counts.captured.Load() >= 20 && counts.cancelled.Load() >= 10 &&
+			counts.recharged.Load() >= 10 && counts.refused.Load() > 0 && counts.expired.Load() > 0 && counts.reads.Load() >= 100
+	}
+	began := time.Now()
+	for !failed.Load() {
+		d := time.Since(began)
+		if d >= duration && enough() || d >= duration+time.Minute {
+			break
+		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	stop.Store(true)
@@ -308,8 +319,7 @@ func testBank(t *testing.T, e *env) {
 		counts.authorized.Load(), counts.refused.Load(), counts.captured.Load(), counts.overRefused.Load(), counts.expiredOnCapture.Load(),
 		counts.cancelled.Load(), counts.recharged.Load(), counts.adjusted.Load(), counts.replayed.Load(),
 		counts.expired.Load(), counts.reads.Load())
-	if counts.authorized.Load() < 100 || counts.captured.Load() < 20 || counts.cancelled.Load() < 10 ||
-		counts.recharged.Load() < 10 || counts.refused.Load() == 0 || counts.expired.Load() == 0 || counts.reads.Load() < 100 {
+	if !enough() {
 		t.Fatal("the bank test did too little work to mean anything")
 	}
 

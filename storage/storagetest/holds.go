@@ -224,6 +224,55 @@ func testCaptureOver(t *testing.T, e *env) {
 	audit(t, l, "sms", "tok")
 }
 
+// testCaptureNotRegistered: an account banned (or unregistered) after an
+// authorize may settle what was held — a capture up to the hold, or of
+// the held amount — but not capture more: the excess would be new
+// spending, which Authorize refuses such an account. The refusal is
+// Forbidden and leaves the hold as it was, so the provider can still
+// capture up to the hold or cancel.
+func testCaptureNotRegistered(t *testing.T, e *env) {
+	ctx, l := e.ctx, e.l
+	e.service("sms", true, 0)
+	for _, state := range []storage.AccountState{storage.Banned, storage.Unregistered} {
+		tok := storage.AccountToken("tok-" + string(state))
+		e.recharge("sms", tok, cr(10))
+		over := e.authorize("sms", tok, cr(2), time.Hour)
+		exact := e.authorize("sms", tok, cr(2), time.Hour)
+		partial := e.authorize("sms", tok, cr(2), time.Hour)
+		res(l.UpdateAccount(ctx, "sms", tok, storage.AccountUpdate{State: ptr(state)})).must(t)
+		seq := e.figures("sms", tok, cr(10), cr(4), cr(6), 0).Seq
+
+		for _, amount := range []storage.Credits{cr(2) + 1, cr(3), cr(4)} {
+			_, err := l.Capture(ctx, storage.CaptureRequest{Service: "sms", Transaction: over.Token, Amount: ptr(amount)})
+			wantKind(t, err, storage.Forbidden, string(state)+" account capturing "+amount.String()+" over a hold of 2")
+		}
+		if st := res(l.Transaction(ctx, over.Token)).must(t); st.State != storage.Held || st.Captured != 0 {
+			t.Fatalf("%s: hold after a refused over-capture: %+v", state, st)
+		}
+		if a := e.figures("sms", tok, cr(10), cr(4), cr(6), 0); a.Seq != seq {
+			t.Fatalf("%s: refused over-captures wrote entries: Seq %d, want %d", state, a.Seq, seq)
+		}
+
+		// Up to the hold is allowed: the held amount (nil and explicit),
+		// and less (the rest released).
+		if got := res(l.Capture(ctx, storage.CaptureRequest{Service: "sms", Transaction: over.Token})).must(t); got.State != storage.Captured || got.Captured != cr(2) {
+			t.Fatalf("%s: capture of the held amount: %+v", state, got)
+		}
+		if got := res(l.Capture(ctx, storage.CaptureRequest{Service: "sms", Transaction: exact.Token, Amount: ptr(cr(2))})).must(t); got.Captured != cr(2) {
+			t.Fatalf("%s: explicit capture of the held amount: %+v", state, got)
+		}
+		if got := res(l.Capture(ctx, storage.CaptureRequest{Service: "sms", Transaction: partial.Token, Amount: ptr(cr(1))})).must(t); got.Captured != cr(1) {
+			t.Fatalf("%s: partial capture: %+v", state, got)
+		}
+		// Retries of what was captured stay idempotent; more stays refused.
+		res(l.Capture(ctx, storage.CaptureRequest{Service: "sms", Transaction: over.Token, Amount: ptr(cr(2))})).must(t)
+		_, err := l.Capture(ctx, storage.CaptureRequest{Service: "sms", Transaction: over.Token, Amount: ptr(cr(3))})
+		wantKind(t, err, storage.Conflict, string(state)+" account capturing a captured hold for more")
+		e.figures("sms", tok, cr(10), cr(5), 0, cr(5))
+		audit(t, l, "sms", tok)
+	}
+}
+
 func testCaptureIdempotent(t *testing.T, e *env) {
 	ctx, l := e.ctx, e.l
 	e.service("sms", true, 0)

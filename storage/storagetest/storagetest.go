@@ -101,6 +101,7 @@ func Run(t *testing.T, open Opener) {
 		{"CaptureExact", testCaptureExact},
 		{"CapturePartial", testCapturePartial},
 		{"CaptureOver", testCaptureOver},
+		{"CaptureNotRegistered", testCaptureNotRegistered},
 		{"CaptureIdempotent", testCaptureIdempotent},
 		{"CaptureRefused", testCaptureRefused},
 		{"CaptureExpired", testCaptureExpired},
