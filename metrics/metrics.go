@@ -36,6 +36,21 @@ var (
 	BatchBuckets = []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096}
 )
 
+// RefusalReasons are the reasons iapd refuses with (iap_refusals_total's
+// reason label): each series exists from the start at 0, so that alert
+// rules with increase() see the first refusal. The README's Security
+// section explains each; cmd/iapd's tests check the code refuses with no
+// other.
+var RefusalReasons = []string{
+	"body_too_large", "too_many_items", // rpc: the front
+	"pdf_budget",                                                                      // rpc/snailmail: a PDF over its budget of steps
+	"disk_full",                                                                       // storage/badger: free space under the reserve
+	"account_creation_address", "account_creation_database", "account_creation_total", // rpc/admit
+	"trial_no_database", "trial_database", "trial_address", "trial_total", // rpc/admit
+	"alert_recipients", "alert_email_account", "alert_email_recipient", // rpc, rpc/limit
+	"portal_failed_lookups", "portal_failed_lookups_total", // rpc/portal
+}
+
 // Config describes the build for iap_build_info.
 type Config struct {
 	// Version is the module version ("v1.2.0", "(devel)"); empty reads
@@ -96,6 +111,9 @@ func New(reg prometheus.Registerer, cfg Config) (*Metrics, error) {
 			Help: "Requests or operations iapd refused to protect itself or others (a limit, a budget, a full disk), by reason. " +
 				"Each refusal was answered in a form the calling Odoo understands; none is silent.",
 		}, []string{"reason"}),
+	}
+	for _, r := range RefusalReasons {
+		m.refusals.WithLabelValues(r)
 	}
 	version := cfg.Version
 	if version == "" {

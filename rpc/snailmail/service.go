@@ -184,6 +184,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Letters interrupted by a crash, settled at start-up, by outcome (captured: a provider accepted them; indeterminate_captured: handed over without an answer recorded, charged as sent; released: never handed over).",
 		}, []string{"outcome"}),
 	}
+	for _, o := range []string{"captured", "indeterminate_captured", "released"} {
+		m.settled.WithLabelValues(o) // from 0, for increase() alerts
+	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.letters, m.calls, m.reports, m.settled} {
 			if err := reg.Register(c); err != nil {
