@@ -130,6 +130,9 @@ type Ledger struct {
 	ckStop chan struct{}
 	ckDone chan struct{}
 
+	agg           aggregates // flat.go
+	pendingFormat uint64     // a migration step left for finishUpgrade (version.go)
+
 	gate   sync.RWMutex // held shared by every call, exclusively by Close
 	closed bool
 	broken atomic.Bool // a commit failed in a way that may have half-written
@@ -229,6 +232,10 @@ func Open(opts Options) (*Ledger, error) {
 		l.ckKick, l.ckStop, l.ckDone = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
 		l.onCk = opts.OnCheckpoint
 		go l.checkpointer()
+	}
+	if err := l.finishUpgrade(); err != nil { // flat.go: steps after the replay
+		_ = l.Close()
+		return nil, err
 	}
 	if err := l.loadAlertIDs(); err != nil {
 		_ = l.Close()
@@ -347,6 +354,7 @@ type wtxn struct {
 	acctBuf   [1]acct
 	txns      []cachedTxn // transaction records written, cached once committed
 	txnBuf    [1]cachedTxn
+	aggs      []aggDelta // changes to the aggregate figures (flat.go)
 }
 
 func (w *wtxn) set(k, v []byte) error {
@@ -461,6 +469,9 @@ func (l *Ledger) commitJournaled(op string, mu *sync.Mutex, st *stripe, fn chang
 	tx := &wtxn{journaled: true, maxValue: l.maxValue, st: st, l: l}
 	tx.accts, tx.txns = tx.acctBuf[:0], tx.txnBuf[:0]
 	after, err = fn(tx, l.clock())
+	if err == nil {
+		err = tx.flushAgg()
+	}
 	if err != nil || tx.writes == 0 {
 		mu.Unlock()
 		if serr := l.settle(op); serr != nil {
@@ -485,6 +496,7 @@ func (l *Ledger) commitJournaled(op string, mu *sync.Mutex, st *stripe, fn chang
 		for i := range tx.txns {
 			l.txns.store(tx.txns[i].id, &tx.txns[i].t)
 		}
+		tx.keepAgg()
 	}
 	mu.Unlock()
 	if jerr != nil {
@@ -537,6 +549,9 @@ func (l *Ledger) commitLocked(op string, st *stripe, mu *sync.Mutex, fn change) 
 		tx := &wtxn{Txn: l.db.NewTransaction(true), maxValue: l.maxValue, st: st, l: l}
 		tx.accts, tx.txns = tx.acctBuf[:0], tx.txnBuf[:0]
 		after, err := fn(tx, l.clock())
+		if err == nil {
+			err = tx.flushAgg()
+		}
 		if err != nil || tx.writes == 0 {
 			tx.Discard()
 			if mu != nil {
@@ -561,6 +576,7 @@ func (l *Ledger) commitLocked(op string, st *stripe, mu *sync.Mutex, fn change) 
 			for i := range tx.txns {
 				l.txns.store(tx.txns[i].id, &tx.txns[i].t)
 			}
+			tx.keepAgg()
 		}
 		if mu != nil {
 			mu.Unlock()
