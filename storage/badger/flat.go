@@ -551,6 +551,12 @@ func (l *Ledger) migrateFlat() error {
 	if err != nil {
 		return err
 	}
+	// The shares cached by earlier writes (none at Open) are gone.
+	for i := range l.agg.slots {
+		l.stripes[i].mu.Lock()
+		l.agg.slots[i] = nil
+		l.stripes[i].mu.Unlock()
+	}
 	l.log.Info("hashed-token index and aggregate figures built", "tokens", accounts, "services", len(figs))
 	return nil
 }
