@@ -60,13 +60,6 @@ func aggKey(svc storage.ServiceName, slot int) []byte {
 	return binary.BigEndian.AppendUint16(k, uint16(slot))
 }
 
-func aggPrefix(svc storage.ServiceName) []byte {
-	if svc == "" {
-		return []byte{pAggregate}
-	}
-	return append(append([]byte{pAggregate}, svc...), 0)
-}
-
 // parseAggKey splits an aggregate key.
 func parseAggKey(k []byte) (storage.ServiceName, int, bool) {
 	if len(k) < 5 || k[0] != pAggregate || k[len(k)-3] != 0 {
