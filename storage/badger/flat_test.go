@@ -1,12 +1,22 @@
 package badger
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/dgraph-io/badger/v4"
 
 	"github.com/iapd/iapd/storage"
 )
@@ -186,5 +196,120 @@ func TestMigrationToFormat4IsIdempotent(t *testing.T) {
 		if got, err := l.TokenByHash(ctx, storage.HashToken(tok)); err != nil || got != tok {
 			t.Fatalf("TokenByHash(%s) = %q, %v", tok, got, err)
 		}
+	}
+}
+
+// TestOpenFormat3WithJournal opens a format-3 directory whose journal
+// holds a hold not yet checkpointed (as an iapd of format 3 leaves it
+// after a crash): the migration runs after the replay, so the hold is in
+// the figures, logs its cost, and leaves a clean ledger.
+func TestOpenFormat3WithJournal(t *testing.T) {
+	dir := t.TempDir()
+	at := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return at }
+	l := openTemp(t, dir, clock, nil)
+	ctx := context.Background()
+	if _, err := l.EnsureService(ctx, storage.Service{Name: "sms", AutoRegister: true, TrialCredits: 10 * storage.Scale}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tok := range []storage.AccountToken{"a", "b"} {
+		if _, err := l.Account(ctx, "sms", tok, storage.FirstSight{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// What a format-3 iapd leaves: no 'g' nor 'h' keys, marker 3.
+	db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mark uint64
+	var a acct
+	err = db.Update(func(txn *badger.Txn) error {
+		if _, err := get(txn, journalMarkKey(), func(b []byte) error {
+			v, n := binary.Uvarint(b)
+			if n <= 0 {
+				return fmt.Errorf("mark %x", b)
+			}
+			mark = v
+			return nil
+		}); err != nil {
+			return err
+		}
+		var found bool
+		if a, found, err = getAccount(txn, "sms", "a"); err != nil || !found {
+			return fmt.Errorf("account a: %v %v", found, err)
+		}
+		it := txn.NewIterator(badger.IteratorOptions{})
+		var dels [][]byte
+		for it.Rewind(); it.Valid(); it.Next() {
+			if k := it.Item().Key(); k[0] == pAggregate || k[0] == pTokenHash {
+				dels = append(dels, it.Item().KeyCopy(nil))
+			}
+		}
+		it.Close()
+		if len(dels) == 0 {
+			return errors.New("no 'g' nor 'h' key to remove")
+		}
+		for _, k := range dels {
+			if err := txn.Delete(k); err != nil {
+				return err
+			}
+		}
+		return txn.Set(metaKey(), encodeMarker(3, at))
+	})
+	if err == nil {
+		err = db.Close()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A hold of 4 on a, journaled and never checkpointed.
+	id := newTxnID(at)
+	tr := storage.Transaction{Token: hex.EncodeToString(id[:]), Service: "sms", Account: "a", State: storage.Held,
+		Amount: 4 * storage.Scale, CreatedAt: at, ExpiresAt: at.Add(time.Hour)}
+	a.Seq++
+	a.Available -= 4 * storage.Scale
+	a.Held += 4 * storage.Scale
+	e := storage.Entry{Seq: a.Seq, Time: at, Service: "sms", Account: "a", Kind: storage.EntryHold,
+		DAvailable: -4 * storage.Scale, DHeld: 4 * storage.Scale, Transaction: tr.Token}
+	rec := appendRecord(nil, mark+1, []jwrite{
+		{key: entryKey("sms", "a", a.Seq), value: encodeEntry(&e)},
+		{key: txnKey(id), value: encodeTxn(&tr)},
+		{key: expiryKey(tr.ExpiresAt, id), value: nil},
+		{key: accountKey("sms", "a"), value: encodeAccount(&a)},
+	})
+	if err := os.WriteFile(filepath.Join(dir, journalName(mark+1)), rec, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	var logs bytes.Buffer
+	l, err = Open(Options{Dir: dir, Now: clock, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if !strings.Contains(logs.String(), "from=3 to=4") || !strings.Contains(logs.String(), "duration=") {
+		t.Fatalf("migration not logged with its cost:\n%s", logs.String())
+	}
+	aggregatesMatch(t, l, "after the migration")
+	st, err := NewStatsReader(l).Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := st.Services["sms"]; s.Holds != 1 || s.Held != 4*storage.Scale || s.Authorized != 4*storage.Scale ||
+		s.Available != 16*storage.Scale || s.Accounts[storage.Registered] != 2 || s.Recharged != 20*storage.Scale {
+		t.Fatalf("figures after the migration: %+v", s)
+	}
+	for _, tok := range []storage.AccountToken{"a", "b"} {
+		if got, err := l.TokenByHash(ctx, storage.HashToken(tok)); err != nil || got != tok {
+			t.Fatalf("TokenByHash(%s) = %q, %v", tok, got, err)
+		}
+	}
+	r, err := l.Verify(ctx, VerifyOptions{Now: at})
+	if err != nil || !r.Clean() || r.Warnings != 0 {
+		t.Fatalf("verify: %+v %v", r, err)
 	}
 }
