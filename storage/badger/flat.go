@@ -94,30 +94,41 @@ func (f *aggFig) add(g *aggFig) {
 	f.recharged += g.recharged
 }
 
-func (f *aggFig) fields() []*int64 {
-	return []*int64{&f.registered, &f.unregistered, &f.banned, &f.below,
-		(*int64)(&f.available), (*int64)(&f.held), &f.holds,
-		(*int64)(&f.authorized), (*int64)(&f.captured), (*int64)(&f.released),
-		(*int64)(&f.expired), (*int64)(&f.recharged)}
+// values and setValues are the figures in the order of the record.
+func (f *aggFig) values() [12]int64 {
+	return [12]int64{f.registered, f.unregistered, f.banned, f.below,
+		int64(f.available), int64(f.held), f.holds,
+		int64(f.authorized), int64(f.captured), int64(f.released),
+		int64(f.expired), int64(f.recharged)}
+}
+
+func (f *aggFig) setValues(v [12]int64) {
+	f.registered, f.unregistered, f.banned, f.below = v[0], v[1], v[2], v[3]
+	f.available, f.held, f.holds = storage.Credits(v[4]), storage.Credits(v[5]), v[6]
+	f.authorized, f.captured, f.released = storage.Credits(v[7]), storage.Credits(v[8]), storage.Credits(v[9])
+	f.expired, f.recharged = storage.Credits(v[10]), storage.Credits(v[11])
 }
 
 func (f *aggFig) zero() bool { return *f == aggFig{} }
 
 // encodeAgg: formatV1, then the twelve figures as varints.
 func encodeAgg(f *aggFig) []byte {
-	e := newEncoder(40)
-	for _, p := range f.fields() {
-		e.int(*p)
+	b := make([]byte, 1, 1+12*binary.MaxVarintLen64)
+	b[0] = formatV1
+	for _, v := range f.values() {
+		b = binary.AppendVarint(b, v)
 	}
-	return e.b
+	return b
 }
 
 func decodeAgg(b []byte) (aggFig, error) {
 	var f aggFig
+	var v [12]int64
 	d := newDecoder(b)
-	for _, p := range f.fields() {
-		*p = d.int()
+	for i := range v {
+		v[i] = d.int()
 	}
+	f.setValues(v)
 	return f, d.done()
 }
 
@@ -221,6 +232,9 @@ func (w *wtxn) delta(svc storage.ServiceName) *aggFig {
 		if w.aggs[i].svc == svc {
 			return &w.aggs[i].d
 		}
+	}
+	if w.aggs == nil {
+		w.aggs = w.aggBuf[:0]
 	}
 	w.aggs = append(w.aggs, aggDelta{svc: svc})
 	return &w.aggs[len(w.aggs)-1].d
@@ -425,6 +439,9 @@ func fullFigures(ctx context.Context, txn *badger.Txn) (map[storage.ServiceName]
 	}
 	et := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{pEntry}, PrefetchValues: true, PrefetchSize: 100})
 	defer et.Close()
+	ak := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{pAccount}, PrefetchValues: false})
+	defer ak.Close()
+	ak.Rewind()
 	var cur []byte // the account of the entries walked
 	exists := false
 	for et.Rewind(); et.Valid(); et.Next() {
@@ -438,13 +455,15 @@ func fullFigures(ctx context.Context, txn *badger.Txn) (map[storage.ServiceName]
 		}
 		if !bytes.Equal(acctPart, cur) {
 			// Entries of an account that does not exist are no account's
-			// figures (Verify reports them as orphans).
+			// figures (Verify reports them as orphans). Entries and
+			// accounts are in the same (service, token) order: a walk of
+			// the account keys beside this one tells.
 			cur = append(cur[:0], acctPart...)
-			found, err := get(txn, accountKey(svc, tok), func([]byte) error { return nil })
-			if err != nil {
-				return nil, err
+			want := accountKey(svc, tok)
+			for ak.Valid() && bytes.Compare(ak.Item().Key(), want) < 0 {
+				ak.Next()
 			}
-			exists = found
+			exists = ak.Valid() && bytes.Equal(ak.Item().Key(), want)
 		}
 		if !exists {
 			continue

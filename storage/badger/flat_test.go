@@ -313,3 +313,34 @@ func TestOpenFormat3WithJournal(t *testing.T) {
 		t.Fatalf("verify: %+v %v", r, err)
 	}
 }
+
+// TestVerifyFindsFlatDamage: a missing hashed-token key, one of a token
+// without an account, and a share off by one are each reported.
+func TestVerifyFindsFlatDamage(t *testing.T) {
+	clock := newFakeClock()
+	l := openTemp(t, t.TempDir(), clock.now, nil)
+	ctx := context.Background()
+	if _, err := l.EnsureService(ctx, storage.Service{Name: "sms", AutoRegister: true}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tok := range []storage.AccountToken{"a", "b"} {
+		if _, err := l.Account(ctx, "sms", tok, storage.FirstSight{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rawDelete(t, l, tokenHashKey("a"))
+	rawSet(t, l, tokenHashKey("ghost"), nil)
+	f := aggFig{registered: 1}
+	rawSet(t, l, aggKey("sms", nStripes-1+1), encodeAgg(&f)) // a share no stripe writes
+	r, err := l.Verify(ctx, VerifyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := map[string]int{}
+	for _, p := range r.Problems {
+		n[p.Check]++
+	}
+	if n[CheckTokenHash] != 2 || n[CheckAggregate] != 1 || r.Errors != 3 {
+		t.Fatalf("verify: %+v", r)
+	}
+}

@@ -355,6 +355,7 @@ type wtxn struct {
 	txns      []cachedTxn // transaction records written, cached once committed
 	txnBuf    [1]cachedTxn
 	aggs      []aggDelta // changes to the aggregate figures (flat.go)
+	aggBuf    [1]aggDelta
 }
 
 func (w *wtxn) set(k, v []byte) error {
