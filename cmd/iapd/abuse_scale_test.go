@@ -6,6 +6,7 @@ import (
 	"crypto/sha1" // #nosec G505 -- Odoo 19's hashed token (PROTOCOL §4.7)
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 
 	"io"
 	"net/http"
@@ -29,7 +30,9 @@ import (
 // a /metrics scrape, authorize+capture throughput and p99 from 32 callers,
 // credit-page latency (raw and hashed link), verify, backup and export.
 // $IAPD_SCALE_BIN measures another build of iapd instead of this tree's
-// (the figures before a change). Figures only: nothing here is timed.
+// (the figures before a change); $IAPD_SCALE_PROFILE=PREFIX saves the
+// idle server's heap profile as PREFIX-<accounts>.pb.gz. Figures only:
+// nothing here is timed.
 //
 // It asserts what must hold at any size: the hashed credit link of an
 // account grown before the restart resolves (no index to wait for), and
@@ -113,6 +116,21 @@ func scaleRun(t *testing.T, n int) {
 	gcs := scrapeValue(t, hc, p.Ops, "go_gc_duration_seconds_count") - gc0
 	heap := scrapeValue(t, hc, p.Ops, "go_memstats_heap_inuse_bytes")
 	mem := p.Memory()
+	if prefix := os.Getenv("IAPD_SCALE_PROFILE"); prefix != "" {
+		// The idle server's heap profile, for go tool pprof.
+		rc, err := p.Admin.stream(context.Background(), "/debug/pprof/heap", url.Values{"gc": {"1"}})
+		if err != nil {
+			t.Fatalf("heap profile: %v", err)
+		}
+		b, err := io.ReadAll(rc)
+		rc.Close()
+		if err == nil {
+			err = os.WriteFile(fmt.Sprintf("%s-%d.pb.gz", prefix, n), b, 0o644)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	// A /metrics scrape that reads the ledger's figures (the cache of the
 	// previous one has expired after 5 s).
