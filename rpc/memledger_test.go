@@ -3,6 +3,7 @@ package rpc
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha1"
 	"encoding/hex"
 	"slices"
 	"strings"
@@ -179,6 +180,22 @@ func (l *memLedger) AccountsByToken(_ context.Context, tok storage.AccountToken)
 	}
 	slices.SortFunc(out, func(a, b storage.Account) int { return strings.Compare(string(a.Service), string(b.Service)) })
 	return out, nil
+}
+
+func (l *memLedger) TokenByHash(_ context.Context, h [sha1.Size]byte) (storage.AccountToken, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.check("token by hash"); err != nil {
+		return "", err
+	}
+	for _, m := range l.accounts {
+		for tok := range m {
+			if storage.HashToken(tok) == h {
+				return tok, nil
+			}
+		}
+	}
+	return "", storage.E("token by hash", storage.NotFound, "no account")
 }
 
 func (l *memLedger) Accounts(_ context.Context, f storage.AccountFilter) ([]storage.Account, error) {

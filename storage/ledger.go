@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"crypto/sha1" // #nosec G505 -- Odoo 19's hashed token (PROTOCOL §4.7) is SHA-1; an identifier
 	"crypto/sha256"
 	"strings"
 	"time"
@@ -58,6 +59,10 @@ func SplitToken(raw string) (tok AccountToken, suffix string, ok bool) {
 	}
 	return AccountToken(prefix), suffix, true
 }
+
+// HashToken is the hashed form of an account token in Odoo 19's links
+// (PROTOCOL §4.7): SHA-1 of the token.
+func HashToken(tok AccountToken) [sha1.Size]byte { return sha1.Sum([]byte(tok)) } // #nosec G401 -- see import
 
 // HashKey is how service keys are stored: SHA-256 of the key. Keys are
 // random (at least 128 bits) so a plain hash is enough.
@@ -295,6 +300,12 @@ type Ledger interface {
 	// token (Odoo 17's list routes send tokens without services). Empty,
 	// not an error, when none.
 	AccountsByToken(ctx context.Context, tok AccountToken) ([]Account, error)
+	// TokenByHash returns the token whose SHA-1 is h, among the tokens of
+	// the accounts of every service: Odoo 19's hashed credit links
+	// (PROTOCOL §4.7) name an account by HashToken of its token. NotFound
+	// when no account has such a token. Its cost does not grow with the
+	// number of accounts (an index written with each account).
+	TokenByHash(ctx context.Context, h [sha1.Size]byte) (AccountToken, error)
 	// Accounts lists accounts matching f.
 	Accounts(ctx context.Context, f AccountFilter) ([]Account, error)
 	// UpdateAccount applies u atomically and returns the result. NotFound

@@ -580,12 +580,14 @@ func TestVerifyCommandFindsCorruption(t *testing.T) {
 	}
 
 	out, err := verify()
-	if err == nil || !strings.Contains(err.Error(), "2 errors") {
+	// The entry sums of the victim, and the service's aggregate figures
+	// (recharged), disagree with the damaged entry.
+	if err == nil || !strings.Contains(err.Error(), "3 errors") {
 		t.Fatalf("iapd verify of a corrupted ledger: %v\n%s", err, out)
 	}
 	short := admin.ShortID(victim)
 	for _, want := range []string{"ERROR", "entry-sum", "sms", short,
-		"recharged is 100 but its entries sum to 30 (difference 70)", "FAILED: 2 errors"} {
+		"recharged is 100 but its entries sum to 30 (difference 70)", "aggregate", "FAILED: 3 errors"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q:\n%s", want, out)
 		}
@@ -598,7 +600,7 @@ func TestVerifyCommandFindsCorruption(t *testing.T) {
 	}
 	out, _ = verify("-json")
 	var rep admin.VerifyReport
-	if err := json.Unmarshal([]byte(out[:strings.LastIndex(out, "}")+1]), &rep); err != nil || rep.Clean || rep.Errors != 2 ||
+	if err := json.Unmarshal([]byte(out[:strings.LastIndex(out, "}")+1]), &rep); err != nil || rep.Clean || rep.Errors != 3 ||
 		rep.Problems[0].Account != short || rep.Problems[0].Service != "sms" {
 		t.Fatalf("-json: %+v, %v\n%s", rep, err, out)
 	}

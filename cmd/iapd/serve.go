@@ -161,6 +161,10 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 	if err := reg.Register(metrics.NewDiskCollector(diskGauges(ledger.Space))); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
+	mw, err := newMemWatch(reg, log) // memwatch.go: the heap near the memory limit
+	if err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
 
 	for _, s := range cfg.ServicePolicies() {
 		if _, err := ledger.EnsureService(ctx, s); err != nil {
@@ -274,6 +278,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		defer wg.Done()
 		storage.Sweep(sweepCtx, ledger, cfg.SweepInterval, sweepBatch, time.Now, log.With("component", "sweep"))
 	}()
+	w.loops = append(w.loops, mw.run)
 	for _, loop := range w.loops {
 		wg.Add(1)
 		go func() {

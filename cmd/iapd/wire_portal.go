@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"path/filepath"
 
@@ -14,8 +13,8 @@ import (
 // limits) decoded strictly, the CSRF secret kept in the data directory,
 // the pages on the public listener (the SMS account page included: it
 // replaces the SMS service's simpler one), the packs in
-// get-accounts-information (§4.4), and the loop keeping the index of
-// hashed tokens current.
+// get-accounts-information (§4.4). Hashed links are resolved by the
+// ledger's index (storage.Ledger.TokenByHash): nothing is built at start.
 func wirePortal(w *wiring) error {
 	var cfg portal.Config
 	if err := w.cfg.Portal.Decode(&cfg); err != nil {
@@ -46,11 +45,7 @@ func wirePortal(w *wiring) error {
 	if err != nil {
 		return err
 	}
-	if err := p.RebuildIndex(context.Background()); err != nil {
-		return fmt.Errorf("portal: indexing hashed tokens: %w", err)
-	}
 	p.Register(w.rpc)
-	w.loops = append(w.loops, p.Run)
 	w.report = append(w.report, fmt.Sprintf("portal: %s (packs for %d services, shop link %v)",
 		portal.CreditPath, len(cfg.Packs), cfg.ShopURL != ""))
 	return nil

@@ -48,9 +48,10 @@ type Config struct {
 	// HistoryPageSize is the number of entries per history page
 	// (default 50, at most 500).
 	HistoryPageSize int `yaml:"history_page_size"`
-	// IndexRefresh is how often the SHA-1 → token index of hashed links
-	// is rebuilt from the ledger (default 1m); a hash not found also
-	// triggers a rebuild, at most every 5 s.
+	// IndexRefresh is no longer used: the ledger keeps the index of
+	// hashed links with each account (storage.Ledger.TokenByHash). The
+	// key is still accepted (and validated) so that configurations stay
+	// valid.
 	IndexRefresh time.Duration `yaml:"index_refresh"`
 
 	packs map[storage.ServiceName][]Pack // by Validate

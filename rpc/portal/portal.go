@@ -146,27 +146,6 @@ func (p *Portal) Register(s *rpc.Server) {
 	s.SetServiceInfo(p.serviceInfo)
 }
 
-// Run rebuilds the hashed-token index now and every Config.IndexRefresh
-// until ctx ends.
-func (p *Portal) Run(ctx context.Context) {
-	t := time.NewTicker(p.cfg.IndexRefresh)
-	defer t.Stop()
-	for {
-		if err := p.index.rebuild(ctx); err != nil && ctx.Err() == nil {
-			p.log.Warn("portal: rebuilding the hashed-token index", "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}
-
-// RebuildIndex rebuilds the hashed-token index once (at start, before
-// serving).
-func (p *Portal) RebuildIndex(ctx context.Context) error { return p.index.rebuild(ctx) }
-
 func (p *Portal) serviceInfo(svc storage.ServiceName) (rpc.ServiceInfo, bool) {
 	desc := string(svc)
 	if s, err := p.ledger.Service(context.Background(), svc); err == nil && s.Description != "" {
@@ -274,7 +253,6 @@ func (r *request) resolve(svcParam, tokParam string, hashed bool) (storage.Accou
 	if subtle.ConstantTimeCompare([]byte(a.Token), []byte(tok)) != 1 {
 		return storage.Account{}, false, nil
 	}
-	r.p.index.add(a.Token)
 	return a, true, nil
 }
 

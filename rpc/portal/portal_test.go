@@ -88,7 +88,6 @@ func newEnv(t testing.TB, cfg Config) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.index.every = 10 * time.Millisecond // misses rebuild the index at once (TestHashedLinkOfAnAccountCreatedLater tests the wait)
 	p.Register(srv)
 	hs := rpc.NewHTTPServer(srv.Front(srv.Handler()), nil)
 	go hs.Serve(ln) //nolint:errcheck // ends with Shutdown
@@ -214,28 +213,18 @@ func TestCreditPageRawAndHashed(t *testing.T) {
 
 func TestHashedLinkOfAnAccountCreatedLater(t *testing.T) {
 	e := newEnv(t, Config{})
-	if err := e.portal.RebuildIndex(context.Background()); err != nil {
-		t.Fatal(err)
+	if st, _ := e.get(hashedLink("sms", tokB)); st != 404 {
+		t.Fatalf("hashed link before the account exists: %d", st)
 	}
-	// Created just after the index was built, by Odoo's first call: the
-	// miss waits for the next rebuild (minRescan apart) and finds it.
-	e.portal.index.every = 300 * time.Millisecond
+	// Created by Odoo's first call: its hashed link works at once (the
+	// ledger indexes it with the account; nothing to rebuild).
 	e.account(storage.SMS, tokB, "1")
 	if st, _ := e.get(hashedLink("sms", tokB)); st != 200 {
 		t.Fatalf("hashed link of a new account: %d", st)
 	}
-	// Concurrent misses share rebuilds.
-	var wg sync.WaitGroup
-	for range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if st, _ := e.get(hashedLink("sms", "99999999999999999999999999999999")); st != 404 {
-				t.Errorf("unknown hash: %d", st)
-			}
-		}()
+	if st, _ := e.get(hashedLink("sms", "99999999999999999999999999999999")); st != 404 {
+		t.Fatalf("unknown hash: %d", st)
 	}
-	wg.Wait()
 }
 
 // Every wrong link gets the very same answer as an unknown one (no
@@ -729,32 +718,6 @@ func TestJSONRPCPostToCreditPageIsNotFound(t *testing.T) {
 	}
 	if st, h, _ := e.do("GET", FormPath, nil, nil); st != 405 || h.Get("Allow") != "POST" {
 		t.Fatalf("GET of the form path: %d", st)
-	}
-}
-
-// BenchmarkIndexRebuild measures the walk that keeps hashed links
-// working, per 10 000 accounts.
-func BenchmarkIndexRebuild(b *testing.B) {
-	l, err := badger.Open(badger.Options{InMemory: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer l.Close()
-	ctx := context.Background()
-	if _, err := l.EnsureService(ctx, storage.Service{Name: storage.SMS, AutoRegister: true}); err != nil {
-		b.Fatal(err)
-	}
-	for i := range 10_000 {
-		if _, err := l.Account(ctx, storage.SMS, storage.AccountToken(fmt.Sprintf("%032x", i)), storage.FirstSight{}); err != nil {
-			b.Fatal(err)
-		}
-	}
-	x := &hashIndex{ledger: l}
-	b.ResetTimer()
-	for b.Loop() {
-		if err := x.rebuild(ctx); err != nil {
-			b.Fatal(err)
-		}
 	}
 }
 

@@ -280,6 +280,7 @@ func decodeAcct(b []byte, svc storage.ServiceName, tok storage.AccountToken) (ac
 		}
 		a.alertSent = flags&acctAlertSent != 0
 	}
+	a.figs = figsOf(&a.Account) // flat.go
 	return a, d.done()
 }
 

@@ -93,6 +93,7 @@ func (l *Ledger) Authorize(ctx context.Context, r storage.AuthorizeRequest) (sto
 		if err := tx.setNew(expiryKey(t.ExpiresAt, id), nil); err != nil {
 			return nil, err
 		}
+		tx.aggHold(t.Service, +1)
 		out = t
 		return nil, putAccount(tx, &a)
 	})
@@ -176,6 +177,7 @@ func endHold(tx *wtxn, id [txnIDBytes]byte, t *storage.Transaction, a *acct, sta
 	if err := tx.del(expiryKey(t.ExpiresAt, id)); err != nil {
 		return err
 	}
+	tx.aggHold(t.Service, -1)
 	t.State = state
 	t.EndedAt = end
 	if err := putTxn(tx, id, t); err != nil {

@@ -27,6 +27,8 @@ import (
 //	'n' id[8]                                    → queued low-credit alert (alerts.go; id big-endian)
 //	'd' namespace 0x00 key                       → bookkeeping record (kv.go: expiry and value)
 //	'y' expires[8] namespace 0x00 key            → empty (records with an expiry, by expiry)
+//	'h' sha1(token)[20] token                    → empty (hashed-token index; flat.go)
+//	'g' service 0x00 slot[2]                     → a share of the service's aggregate figures (flat.go)
 //
 // expiresAt is UnixNano as big-endian uint64 with the sign bit flipped, so
 // byte order is time order. There is no key every write touches: the entry

@@ -151,7 +151,9 @@ type Ledger struct {
 	ckStop chan struct{}
 	ckDone chan struct{}
 
-	space *spaceWatch // nil in memory (space.go)
+	space         *spaceWatch // nil in memory (space.go)
+	agg           aggregates  // flat.go
+	pendingFormat uint64      // a migration step left for finishUpgrade (version.go)
 
 	gate   sync.RWMutex // held shared by every call, exclusively by Close
 	closed bool
@@ -284,6 +286,10 @@ func Open(opts Options) (*Ledger, error) {
 		l.onCk = opts.OnCheckpoint
 		go l.checkpointer()
 	}
+	if err := l.finishUpgrade(); err != nil { // flat.go: steps after the replay
+		_ = l.Close()
+		return nil, err
+	}
 	if err := l.loadAlertIDs(); err != nil {
 		_ = l.Close()
 		return nil, storage.Wrap(op, storage.Internal, fmt.Errorf("reading the alert queue: %w", err))
@@ -414,6 +420,8 @@ type wtxn struct {
 	acctBuf   [1]acct
 	txns      []cachedTxn // transaction records written, cached once committed
 	txnBuf    [1]cachedTxn
+	aggs      []aggDelta // changes to the aggregate figures (flat.go)
+	aggBuf    [1]aggDelta
 }
 
 func (w *wtxn) set(k, v []byte) error {
@@ -539,6 +547,9 @@ func (l *Ledger) commitJournaled(op string, mu *sync.Mutex, st *stripe, fn chang
 	if err == nil && tx.writes > 0 {
 		err = l.space.admit(op) // space.go
 	}
+	if err == nil {
+		err = tx.flushAgg() // flat.go
+	}
 	if err != nil || tx.writes == 0 {
 		mu.Unlock()
 		if serr := l.settle(op); serr != nil {
@@ -563,6 +574,7 @@ func (l *Ledger) commitJournaled(op string, mu *sync.Mutex, st *stripe, fn chang
 		for i := range tx.txns {
 			l.txns.store(tx.txns[i].id, &tx.txns[i].t)
 		}
+		tx.keepAgg()
 	}
 	mu.Unlock()
 	if jerr != nil {
@@ -618,6 +630,9 @@ func (l *Ledger) commitLocked(op string, st *stripe, mu *sync.Mutex, fn change) 
 		if err == nil && tx.writes > 0 {
 			err = l.space.admit(op) // space.go
 		}
+		if err == nil {
+			err = tx.flushAgg() // flat.go
+		}
 		if err != nil || tx.writes == 0 {
 			tx.Discard()
 			if mu != nil {
@@ -642,6 +657,7 @@ func (l *Ledger) commitLocked(op string, st *stripe, mu *sync.Mutex, fn change) 
 			for i := range tx.txns {
 				l.txns.store(tx.txns[i].id, &tx.txns[i].t)
 			}
+			tx.keepAgg()
 		}
 		if mu != nil {
 			mu.Unlock()

@@ -45,6 +45,9 @@ type acct struct {
 	// the threshold; the alert is disarmed until it is again. Records of
 	// record format 1 have no such field and decode as armed.
 	alertSent bool
+	// figs are the figures of the record as read or last written, for
+	// the aggregates (flat.go: wtxn.aggAccount); zero for a new account.
+	figs acctFigs
 }
 
 func getAccount(txn *badger.Txn, svc storage.ServiceName, tok storage.AccountToken) (a acct, found bool, err error) {
@@ -112,6 +115,7 @@ func putAccountAlerting(tx *wtxn, a *acct, mayQueue bool) error {
 	if err := checkAlert(tx, a, mayQueue); err != nil {
 		return err
 	}
+	tx.aggAccount(a)
 	if err := tx.set(accountKey(a.Service, a.Token), encodeAccount(a)); err != nil {
 		return err
 	}
@@ -201,6 +205,7 @@ func appendEntry(tx *wtxn, a *storage.Account, e storage.Entry, now time.Time) (
 	a.Held += e.DHeld
 	a.Captured += e.DCaptured
 	a.UpdatedAt = now
+	tx.aggEntry(&e)
 	return e, tx.set(entryKey(a.Service, a.Token, e.Seq), encodeEntry(&e))
 }
 
@@ -232,6 +237,9 @@ func createAccount(op string, tx *wtxn, svc storage.ServiceName, tok storage.Acc
 		DBUUID: fs.DBUUID, CreatedAt: now, UpdatedAt: now,
 	}}
 	if err := tx.set(tokenIdxKey(tok, svc), nil); err != nil {
+		return a, err
+	}
+	if err := tx.set(tokenHashKey(tok), nil); err != nil { // flat.go
 		return a, err
 	}
 	if !s.AutoRegister {

@@ -233,7 +233,7 @@ func (v *verifier) run() error {
 	for _, pass := range []func() error{
 		v.format, v.servicesPass, v.keyIndexPass, v.transactionsPass, v.expiryPass,
 		v.accountsPass, v.tokenIndexPass, v.refPass, v.vouchersPass, v.alertsPass,
-		v.recordsPass, v.recordIndexPass, v.unknownPass,
+		v.recordsPass, v.recordIndexPass, v.flatPass, v.unknownPass,
 	} {
 		if err := pass(); err != nil {
 			return err
@@ -686,7 +686,8 @@ func (v *verifier) refPass() error {
 // checkpoint marker (overlay.go).
 var knownPrefixes = [256]bool{pService: true, pKeyHash: true, pAccount: true, pTokenIdx: true,
 	pTxn: true, pExpiry: true, pEntry: true, pRechRef: true, pMeta: true,
-	pVoucher: true, pAlert: true, pRecord: true, pRecExpiry: true, pJournalMark: true}
+	pVoucher: true, pAlert: true, pRecord: true, pRecExpiry: true, pJournalMark: true,
+	pTokenHash: true, pAggregate: true} // flat.go
 
 // unknownPass counts keys of tables this code does not know (a newer iapd's,
 // or damage), seeking once per unknown prefix byte.

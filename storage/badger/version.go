@@ -54,7 +54,10 @@ const pMeta = 'v'
 //     directory, replayed at Open, and the checkpoint marker ('j') says
 //     how far Badger has them. An iapd of format 2 would ignore the
 //     journal: it must refuse the directory.
-const FormatVersion = 3
+//   - 4: the hashed-token index ('h') and the aggregate figures ('g') of
+//     flat.go, written with every change; an iapd of format 3 would let
+//     them drift: it must refuse the directory.
+const FormatVersion = 4
 
 // ErrFutureFormat is the cause (errors.Is) of Open's refusal of a data
 // directory written in a format newer than FormatVersion.
@@ -80,6 +83,9 @@ type migration struct {
 	// apply changes the data; it must be idempotent. nil for a step that
 	// only records the new format.
 	apply func(l *Ledger) error
+	// afterReplay: the step needs the journal replayed first; Open runs
+	// it (and those after it) in finishUpgrade, after the replay.
+	afterReplay bool
 }
 
 // migrations, by from. Format 0 is a directory written before the marker
@@ -89,6 +95,8 @@ var migrations = []migration{
 	{from: 0, what: "record the format version of the data directory"},
 	{from: 1, what: "allow account records with alert state, vouchers, alerts and records (format 1 records stay readable)"},
 	{from: 2, what: "journal the hold operations (journal files beside Badger's, replayed at open)"},
+	{from: 3, what: "index hashed tokens and keep aggregate figures (one walk of every account, hold and entry)",
+		apply: (*Ledger).migrateFlat, afterReplay: true},
 }
 
 // upgrade brings the data directory to FormatVersion, or refuses it. On
@@ -139,6 +147,10 @@ func (l *Ledger) checkFormat(dir string) error {
 		step := migrations[cur]
 		if step.from != cur {
 			return storage.Wrap(op, storage.Internal, fmt.Errorf("no migration from format %d", cur))
+		}
+		if step.afterReplay {
+			l.pendingFormat = cur // finishUpgrade
+			return nil
 		}
 		start := time.Now()
 		if step.apply != nil {

@@ -30,6 +30,39 @@ func testAccountsByToken(t *testing.T, e *env) {
 	}
 }
 
+// testTokenByHash: the hashed form of a token (Odoo 19's credit links,
+// PROTOCOL §4.7) finds the token of an account of any service, created
+// by any route, as soon as the creation returned; not a token without an
+// account, nor an account that was never created because the call failed.
+func testTokenByHash(t *testing.T, e *env) {
+	ctx, l := e.ctx, e.l
+	e.service("sms", true, cr(1))
+	e.service("reveal", false, 0)
+	res(l.Account(ctx, "sms", "shared", storage.FirstSight{})).must(t)
+	res(l.Account(ctx, "reveal", "shared", storage.FirstSight{})).must(t)
+	res(l.Recharge(ctx, storage.RechargeRequest{Service: "reveal", Account: "bought", Amount: cr(5), Kind: storage.EntryRecharge})).must(t)
+	if _, err := l.Authorize(ctx, storage.AuthorizeRequest{Service: "reveal", Account: "refused", Amount: cr(1), TTL: time.Minute}); err == nil {
+		t.Fatal("authorize on an unregistered account succeeded")
+	}
+	for _, tok := range []storage.AccountToken{"shared", "bought", "refused"} {
+		got, err := l.TokenByHash(ctx, storage.HashToken(tok))
+		if err != nil || got != tok {
+			t.Fatalf("TokenByHash(hash of %s) = %q, %v", tok, got, err)
+		}
+	}
+	for _, tok := range []storage.AccountToken{"nobody", "share", "shared2"} {
+		if got, err := l.TokenByHash(ctx, storage.HashToken(tok)); !storage.Is(err, storage.NotFound) {
+			t.Fatalf("TokenByHash(hash of %s) = %q, %v; want NotFound", tok, got, err)
+		}
+	}
+	if _, err := l.Account(ctx, "nope", "ghost", storage.FirstSight{}); err == nil {
+		t.Fatal("account of an unknown service created")
+	}
+	if got, err := l.TokenByHash(ctx, storage.HashToken("ghost")); !storage.Is(err, storage.NotFound) {
+		t.Fatalf("TokenByHash(hash of ghost) = %q, %v; want NotFound", got, err)
+	}
+}
+
 func testAccountsPaging(t *testing.T, e *env) {
 	ctx, l := e.ctx, e.l
 	e.service("aaa", true, 0)

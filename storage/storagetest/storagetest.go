@@ -91,6 +91,7 @@ func Run(t *testing.T, open Opener) {
 		{"TokenValidation", testTokenValidation},
 		{"TokenPrefixes", testTokenPrefixes},
 		{"AccountsByToken", testAccountsByToken},
+		{"TokenByHash", testTokenByHash},
 		{"AccountsPaging", testAccountsPaging},
 		{"UpdateAccount", testUpdateAccount},
 		{"Recharge", testRecharge},
