@@ -337,7 +337,7 @@ func diskScenario(t *testing.T, mnt string) {
 
 	// On the full volume iapd refuses to start, naming the shortfall, and
 	// does not fault.
-	bin := abuseBinary(t)
+	bin := abuseBinary(t, "")
 	out, err := exec.Command(bin, "serve", "-listen", "127.0.0.1:0", "-ops-listen", "127.0.0.1:0", "-data", data, "-log-level", "warn").CombinedOutput()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() <= 0 {

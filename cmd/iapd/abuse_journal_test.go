@@ -187,7 +187,7 @@ func jrnlRun(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, abuseBinary(t), args...)
+	cmd := exec.CommandContext(ctx, abuseBinary(t, ""), args...)
 	cmd.Env = append(os.Environ(), "IAPD_ADMIN_TOKEN="+randHex(16))
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e

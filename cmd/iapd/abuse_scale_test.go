@@ -49,10 +49,6 @@ func TestAbuseScale(t *testing.T) {
 			sizes = append(sizes, n)
 		}
 	}
-	if bin := os.Getenv("IAPD_SCALE_BIN"); bin != "" {
-		abuseBin.once.Do(func() { abuseBin.path = bin })
-	}
-	abuseBinary(t)
 	for _, n := range sizes {
 		t.Run(strconv.Itoa(n), func(t *testing.T) { scaleRun(t, n) })
 	}
@@ -60,8 +56,10 @@ func TestAbuseScale(t *testing.T) {
 
 func scaleRun(t *testing.T, n int) {
 	data := t.TempDir() + "/data"
-	const cfg = "services:\n  sms:\n    auto_register: true\n    trial_credits: 0\n"
-	p := startAbuse(t, abuseOpts{Data: data, Config: cfg})
+	// The account-creation limits are raised: the ledger is grown from one
+	// address on purpose.
+	const cfg = "limits:\n  accounts_per_address: 100000000/1h\n  accounts_total: 100000000/1h\nservices:\n  sms:\n    auto_register: true\n    trial_credits: 0\n"
+	p := startAbuse(t, abuseOpts{Data: data, Config: cfg, Bin: os.Getenv("IAPD_SCALE_BIN")})
 	hc := &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64, MaxConnsPerHost: 64}}
 
 	// Grow: n new sms accounts from 32 callers; keep a sample of tokens.
@@ -87,7 +85,7 @@ func scaleRun(t *testing.T, n int) {
 
 	// Restart on the grown ledger: start to /readyz.
 	start = time.Now()
-	p = startAbuse(t, abuseOpts{Data: data, Config: cfg, NotReady: true})
+	p = startAbuse(t, abuseOpts{Data: data, Config: cfg, NotReady: true, Bin: os.Getenv("IAPD_SCALE_BIN")})
 	for {
 		if code, _ := p.Readyz(); code == 200 {
 			break

@@ -1,18 +1,15 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -32,107 +29,12 @@ import (
 // same uuids (PROTOCOL §6.2) or document (§7) must agree, and nothing is
 // charged twice.
 
-var settleBin struct {
-	once sync.Once
-	path string
-	err  error
-}
-
-// settleBinary builds iapd with the failpoints (rpc/internal/failpoint),
-// once per test binary, without -race.
-func settleBinary(t testing.TB) string {
-	t.Helper()
-	settleBin.once.Do(func() {
-		goBin, err := exec.LookPath("go")
-		if err != nil {
-			settleBin.err = fmt.Errorf("the crash tests build the binary and need the go command: %v", err)
-			return
-		}
-		dir, err := os.MkdirTemp("", "iapd-failpoints-bin-")
-		if err != nil {
-			settleBin.err = err
-			return
-		}
-		bin := filepath.Join(dir, "iapd")
-		out, err := exec.Command(goBin, "build", "-buildvcs=false", "-tags", "iapd_failpoints", "-o", bin, ".").CombinedOutput()
-		if err != nil {
-			settleBin.err = fmt.Errorf("go build -tags iapd_failpoints: %v\n%s", err, out)
-			return
-		}
-		settleBin.path = bin
-		abuseCleanups = append(abuseCleanups, func() { os.RemoveAll(dir) })
-	})
-	if settleBin.err != nil {
-		t.Fatal(settleBin.err)
-	}
-	return settleBin.path
-}
-
-// startSettleProc starts the failpoint binary as startAbuse starts the
-// production one, and waits for /readyz.
+// startSettleProc starts the failpoint binary (rpc/internal/failpoint:
+// built with the tag iapd_failpoints) and waits for /readyz.
 func startSettleProc(t testing.TB, o abuseOpts) *abuseProc {
 	t.Helper()
-	p := &abuseProc{t: t, Data: o.Data, Token: randHex(16), Stderr: &syncBuffer{}}
-	if p.Data == "" {
-		p.Data = filepath.Join(t.TempDir(), "data")
-	}
-	cfg := filepath.Join(t.TempDir(), "iapd.yaml")
-	if err := os.WriteFile(cfg, []byte(o.Config), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(settleBinary(t), "serve", "-listen", "127.0.0.1:0", "-ops-listen", "127.0.0.1:0",
-		"-data", p.Data, "-log-level", "warn", "-config", cfg)
-	cmd.Env = append(append(os.Environ(), "IAPD_ADMIN_TOKEN="+p.Token), o.Env...)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = p.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p.cmd = cmd
-	p.exited = make(chan error, 1)
-	t.Cleanup(func() { _ = cmd.Process.Kill(); <-p.exited })
-	addrs := make(chan [2]string, 1)
-	go func() {
-		var pub, ops string
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if m := addrLine.FindStringSubmatch(sc.Text()); m != nil {
-				if m[1] == "public" {
-					pub = m[2]
-				} else {
-					ops = m[2]
-				}
-				if pub != "" && ops != "" {
-					addrs <- [2]string{pub, ops}
-				}
-			}
-		}
-		_, _ = io.Copy(io.Discard, stdout)
-		p.exited <- cmd.Wait()
-	}()
-	select {
-	case a := <-addrs:
-		p.Public, p.Ops = a[0], a[1]
-		p.Admin = &adminClient{base: p.Ops, token: p.Token, hc: &http.Client{Timeout: 30 * time.Second}}
-	case err := <-p.exited:
-		p.exited <- err
-		t.Fatalf("iapd exited at start: %v\n%s", err, p.Stderr.String())
-	case <-time.After(60 * time.Second):
-		t.Fatalf("iapd did not print its addresses\n%s", p.Stderr.String())
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if code, _ := p.Readyz(); code == 200 {
-			return p
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("iapd never became ready\n%s", p.Stderr.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	o.Tags = "iapd_failpoints"
+	return startAbuse(t, o)
 }
 
 // settleAccount is an account as the admin API shows it.
@@ -259,7 +161,7 @@ func crashAtStart(t *testing.T, config, data, fp string) {
 	if err := os.WriteFile(cfg, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(settleBinary(t), "serve", "-listen", "127.0.0.1:0", "-ops-listen", "127.0.0.1:0",
+	cmd := exec.Command(abuseBinary(t, "iapd_failpoints"), "serve", "-listen", "127.0.0.1:0", "-ops-listen", "127.0.0.1:0",
 		"-data", data, "-log-level", "warn", "-config", cfg)
 	cmd.Env = append(os.Environ(), "IAPD_ADMIN_TOKEN="+randHex(16), "IAPD_FAILPOINT="+fp)
 	var stderr syncBuffer

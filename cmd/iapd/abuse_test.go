@@ -28,40 +28,44 @@ import (
 // IAPD_ABUSE_REPORT names a file the figures are appended to (.ci/run
 // prints it at the end).
 
-var abuseBin struct {
-	once sync.Once
-	path string
-	err  error
+var abuseBins struct {
+	mu   sync.Mutex
+	path map[string]string // by build tags
 }
 
-// abuseBinary builds iapd once per test binary, without -race, into a
-// directory removed when the process exits normally.
-func abuseBinary(t testing.TB) string {
+// abuseBinary builds iapd once per test binary and set of build tags
+// ("" for the production build; "iapd_failpoints" for the crash tests),
+// without -race, into a directory removed when the tests end (TestMain).
+func abuseBinary(t testing.TB, tags string) string {
 	t.Helper()
-	abuseBin.once.Do(func() {
-		goBin, err := exec.LookPath("go")
-		if err != nil {
-			abuseBin.err = fmt.Errorf("the abuse suite builds the binary and needs the go command: %v", err)
-			return
-		}
-		dir, err := os.MkdirTemp("", "iapd-abuse-bin-")
-		if err != nil {
-			abuseBin.err = err
-			return
-		}
-		bin := filepath.Join(dir, "iapd")
-		out, err := exec.Command(goBin, "build", "-buildvcs=false", "-o", bin, ".").CombinedOutput()
-		if err != nil {
-			abuseBin.err = fmt.Errorf("go build: %v\n%s", err, out)
-			return
-		}
-		abuseBin.path = bin
-		abuseCleanups = append(abuseCleanups, func() { os.RemoveAll(dir) })
-	})
-	if abuseBin.err != nil {
-		t.Fatal(abuseBin.err)
+	abuseBins.mu.Lock()
+	defer abuseBins.mu.Unlock()
+	if p, ok := abuseBins.path[tags]; ok {
+		return p
 	}
-	return abuseBin.path
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("the abuse suite builds the binary and needs the go command: %v", err)
+	}
+	dir, err := os.MkdirTemp("", "iapd-abuse-bin-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	abuseCleanups = append(abuseCleanups, func() { os.RemoveAll(dir) })
+	bin := filepath.Join(dir, "iapd")
+	args := []string{"build", "-buildvcs=false", "-o", bin}
+	if tags != "" {
+		args = append(args, "-tags", tags)
+	}
+	out, err := exec.Command(goBin, append(args, ".")...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build (tags %q): %v\n%s", tags, err, out)
+	}
+	if abuseBins.path == nil {
+		abuseBins.path = map[string]string{}
+	}
+	abuseBins.path[tags] = bin
+	return bin
 }
 
 // abuseCleanups run after every test of the package (TestMain).
@@ -89,6 +93,11 @@ type abuseOpts struct {
 	// NotReady: do not wait for /readyz to turn 200 (a server that is
 	// expected to start degraded).
 	NotReady bool
+	// Tags are the build tags of the binary ("" the production build).
+	Tags string
+	// Bin runs this binary instead of building one (another build, to
+	// compare).
+	Bin string
 }
 
 // abuseProc is one running iapd of the abuse suite.
@@ -108,7 +117,10 @@ type abuseProc struct {
 // unless o.NotReady). The process is killed at the end of the test.
 func startAbuse(t testing.TB, o abuseOpts) *abuseProc {
 	t.Helper()
-	bin := abuseBinary(t)
+	bin := o.Bin
+	if bin == "" {
+		bin = abuseBinary(t, o.Tags)
+	}
 	p := &abuseProc{t: t, Data: o.Data, Token: randHex(16), Stderr: &syncBuffer{}}
 	if p.Data == "" {
 		p.Data = filepath.Join(t.TempDir(), "data")
@@ -167,7 +179,7 @@ func startAbuse(t testing.TB, o abuseOpts) *abuseProc {
 		t.Fatalf("iapd did not print its addresses\n%s", p.Stderr.String())
 	}
 	if !o.NotReady {
-		deadline := time.Now().Add(20 * time.Second)
+		deadline := time.Now().Add(30 * time.Second)
 		for {
 			code, _ := p.Readyz()
 			if code == 200 {
