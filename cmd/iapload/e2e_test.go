@@ -24,44 +24,9 @@ func TestAgainstIapd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs iapd")
 	}
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Fatalf("this test builds iapd and needs the go command: %v", err)
-	}
-	bin := filepath.Join(t.TempDir(), "iapd")
-	if out, err := exec.Command(goBin, "build", "-buildvcs=false", "-o", bin, "../iapd").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
 	const token = "iapload-test-admin-token-0123456789"
 	data := t.TempDir()
-	cmd := exec.Command(bin, "serve", "-listen", "127.0.0.1:0", "-ops-listen", "127.0.0.1:0", "-data", data, "-log-level", "warn")
-	cmd.Dir = data // the sandbox outbox's default path is relative
-	cmd.Env = append(os.Environ(), "IAPD_ADMIN_TOKEN="+token)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	addr := regexp.MustCompile(`^iapd: (public|ops) http://(\S+)`)
-	addrs := map[string]string{}
-	sc := bufio.NewScanner(stdout)
-	deadline := time.AfterFunc(60*time.Second, func() { _ = cmd.Process.Kill() })
-	for len(addrs) < 2 && sc.Scan() {
-		if m := addr.FindStringSubmatch(sc.Text()); m != nil {
-			addrs[m[1]] = m[2]
-		}
-	}
-	deadline.Stop()
-	if len(addrs) < 2 {
-		t.Fatalf("iapd did not print its addresses\n%s", stderr.String())
-	}
-	go func() { _, _ = io.Copy(io.Discard, stdout) }() // iapd must never block on a full pipe
-
+	addrs, cmd, stderr := startIapd(t, data, token, "")
 	var out, errOut bytes.Buffer
 	getenv := func(k string) string {
 		if k == "IAPD_ADMIN_TOKEN" {
@@ -108,4 +73,57 @@ func TestAgainstIapd(t *testing.T) {
 	if bytes.Count(outbox, []byte("iapload")) == 0 {
 		t.Errorf("no SMS of iapload in the sandbox outbox under %s", data)
 	}
+}
+
+// startIapd builds this repository's iapd and starts it on data with the
+// admin token and, unless empty, the YAML config; it returns its public
+// and ops addresses (keys "public", "ops"), its process, killed at the end
+// of the test, and its standard error.
+func startIapd(t *testing.T, data, token, config string) (map[string]string, *exec.Cmd, *bytes.Buffer) {
+	t.Helper()
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("this test builds iapd and needs the go command: %v", err)
+	}
+	bin := filepath.Join(t.TempDir(), "iapd")
+	if out, err := exec.Command(goBin, "build", "-buildvcs=false", "-o", bin, "../iapd").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	args := []string{"serve", "-listen", "127.0.0.1:0", "-ops-listen", "127.0.0.1:0", "-data", data, "-log-level", "warn"}
+	if config != "" {
+		cfg := filepath.Join(t.TempDir(), "iapd.yaml")
+		if err := os.WriteFile(cfg, []byte(config), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, "-config", cfg)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = data // the sandbox outbox's default path is relative
+	cmd.Env = append(os.Environ(), "IAPD_ADMIN_TOKEN="+token)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr := new(bytes.Buffer)
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	addr := regexp.MustCompile(`^iapd: (public|ops) http://(\S+)`)
+	addrs := map[string]string{}
+	sc := bufio.NewScanner(stdout)
+	deadline := time.AfterFunc(60*time.Second, func() { _ = cmd.Process.Kill() })
+	for len(addrs) < 2 && sc.Scan() {
+		if m := addr.FindStringSubmatch(sc.Text()); m != nil {
+			addrs[m[1]] = m[2]
+		}
+	}
+	deadline.Stop()
+	if len(addrs) < 2 {
+		t.Fatalf("iapd did not print its addresses\n%s", stderr.String())
+	}
+	go func() { _, _ = io.Copy(io.Discard, stdout) }() // iapd must never block on a full pipe
+
+	return addrs, cmd, stderr
 }

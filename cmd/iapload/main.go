@@ -22,6 +22,12 @@
 // accounts of service sms when the mix sends SMS: they go through the sms
 // service's configured provider, the sandbox outbox by default). It only
 // ever talks to the addresses it is given; use loopback.
+//
+// With -grow N it runs no load: it grows iapd's ledger by N new accounts
+// of -grow-service (sms by default) through /iap/1/balance on fresh tokens,
+// as new Odoo databases do, and exits — to measure a large ledger (issue
+// 21) after restarting iapd on it. Raise iapd's account-creation limits
+// for it (limits: accounts_per_address, accounts_total).
 package main
 
 import (

@@ -31,6 +31,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		credit    = fs.String("credit", "1000000", "credits given to each account at setup")
 		key       = fs.String("key", "", "service key to use (skips service creation); default: create service iapload")
 		pid       = fs.Int("pid", 0, "iapd's process id, to report its RSS")
+		growN     = fs.Int("grow", 0, "instead of a load run: create this many new accounts of -grow-service through /iap/1/balance on fresh tokens (as new Odoo databases do), from -c connections, and exit; iapd's account-creation limits must allow it")
+		growSvc   = fs.String("grow-service", "sms", "service of the accounts -grow creates (it must auto-register)")
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -43,12 +45,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil || u.Host == "" || u.Scheme != "http" {
 		return fmt.Errorf("-url %q: want http://host:port", *targetURL)
 	}
-	if *conns <= 0 || *accounts <= 0 || *dur <= 0 {
-		return errors.New("-c, -accounts and -d must be positive")
+	if *conns <= 0 || *accounts <= 0 || *dur <= 0 || *growN < 0 {
+		return errors.New("-c, -accounts and -d must be positive, -grow not negative")
 	}
 
 	var out bytes.Buffer
 	flush := func() { stdout.Write(out.Bytes()); out.Reset() }
+	if *growN > 0 {
+		fmt.Fprintf(&out, "iapload: growing %d accounts of service %s from %d connections\n", *growN, *growSvc, *conns)
+		flush()
+		return grow(ctx, &out, flush, &target{addr: u.Host}, *growSvc, *growN, *conns)
+	}
 	mode := "keep-alive"
 	if *newConn {
 		mode = "new connection per request"
