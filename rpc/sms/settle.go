@@ -310,7 +310,7 @@ func (s *Service) settleSend(ctx context.Context, id string, rs []storage.Record
 	if txn == "" {
 		// Crashed between the hold and its record: nothing was handed
 		// over; find the hold by its description and release it.
-		holds, err := s.findHolds(ctx, tok, id, time.Unix(hdr.At, 0))
+		holds, err := rpc.SendHolds(ctx, s.ledger, storage.SMS, tok, id, time.Unix(hdr.At, 0))
 		if err != nil {
 			return err
 		}
@@ -415,31 +415,6 @@ func (s *Service) settleSend(ctx context.Context, id string, rs []storage.Record
 	s.log.Warn("sms: settled a send interrupted by a crash", "send", id, "account", rpc.TokenRef(tok),
 		"transaction", txn, "messages", len(msgs))
 	return del()
-}
-
-// findHolds returns the holds of tok whose description names send, from
-// the account's history since a minute before at.
-func (s *Service) findHolds(ctx context.Context, tok storage.AccountToken, send string, at time.Time) ([]string, error) {
-	var out []string
-	q := storage.HistoryQuery{Since: at.Add(-time.Minute), Limit: 500}
-	for {
-		es, err := s.ledger.History(ctx, storage.SMS, tok, q)
-		if storage.Is(err, storage.NotFound) {
-			return nil, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		for _, e := range es {
-			if e.Kind == storage.EntryHold && strings.HasSuffix(e.Description, "send "+send) {
-				out = append(out, e.Transaction)
-			}
-		}
-		if len(es) < q.Limit {
-			return out, nil
-		}
-		q.Before = es[len(es)-1].Seq
-	}
 }
 
 func bool2int(b bool) int {

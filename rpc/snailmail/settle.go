@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"strings"
 	"sync"
 	"time"
 
@@ -150,7 +149,7 @@ func (s *Service) settleLetter(ctx context.Context, r storage.Record, rep *Settl
 		holds := []string{v.Txn}
 		if v.Txn == "" {
 			var err error
-			if holds, err = s.findHolds(ctx, tok, id, time.Unix(v.At, 0)); err != nil {
+			if holds, err = rpc.SendHolds(ctx, s.ledger, storage.Snailmail, tok, id, time.Unix(v.At, 0)); err != nil {
 				return err
 			}
 		}
@@ -224,31 +223,6 @@ func (s *Service) settleLetter(ctx context.Context, r storage.Record, rep *Settl
 	s.log.Warn("snailmail: settled a letter interrupted by a crash", "send", id, "account", rpc.TokenRef(tok),
 		"step", v.Step, "transaction", v.Txn, "charged", charged)
 	return s.rec.DeleteRecord(ctx, nsOpen, id)
-}
-
-// findHolds returns the holds of tok whose description names send, from
-// the account's history since a minute before at.
-func (s *Service) findHolds(ctx context.Context, tok storage.AccountToken, send string, at time.Time) ([]string, error) {
-	var out []string
-	q := storage.HistoryQuery{Since: at.Add(-time.Minute), Limit: 500}
-	for {
-		es, err := s.ledger.History(ctx, storage.Snailmail, tok, q)
-		if storage.Is(err, storage.NotFound) {
-			return nil, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		for _, e := range es {
-			if e.Kind == storage.EntryHold && strings.HasSuffix(e.Description, "send "+send) {
-				out = append(out, e.Transaction)
-			}
-		}
-		if len(es) < q.Limit {
-			return out, nil
-		}
-		q.Before = es[len(es)-1].Seq
-	}
 }
 
 // randomID is a fresh send id (16 hex).
