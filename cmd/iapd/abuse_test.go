@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -135,49 +134,9 @@ func startAbuse(t testing.TB, o abuseOpts) *abuseProc {
 		args = append(args, "-config", cfg)
 	}
 	args = append(args, o.Args...)
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(append(os.Environ(), "IAPD_ADMIN_TOKEN="+p.Token), o.Env...)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = p.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p.cmd = cmd
-	p.exited = make(chan error, 1)
-	t.Cleanup(func() { _ = cmd.Process.Kill(); <-p.exited })
-
-	addrs := make(chan [2]string, 1)
-	go func() {
-		var pub, ops string
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if m := addrLine.FindStringSubmatch(sc.Text()); m != nil {
-				if m[1] == "public" {
-					pub = m[2]
-				} else {
-					ops = m[2]
-				}
-				if pub != "" && ops != "" {
-					addrs <- [2]string{pub, ops}
-				}
-			}
-		}
-		_, _ = io.Copy(io.Discard, stdout)
-		p.exited <- cmd.Wait()
-	}()
-	select {
-	case a := <-addrs:
-		p.Public, p.Ops = a[0], a[1]
-		p.Admin = &adminClient{base: p.Ops, token: p.Token, hc: &http.Client{Timeout: 30 * time.Second}}
-	case err := <-p.exited:
-		p.exited <- err
-		t.Fatalf("iapd exited at start: %v\n%s", err, p.Stderr.String())
-	case <-time.After(60 * time.Second):
-		t.Fatalf("iapd did not print its addresses\n%s", p.Stderr.String())
-	}
+	p.cmd, p.exited, p.Public, p.Ops = launch(t, bin, args, append([]string{"IAPD_ADMIN_TOKEN=" + p.Token}, o.Env...), p.Stderr)
+	t.Cleanup(func() { _ = p.cmd.Process.Kill(); err := <-p.exited; p.exited <- err })
+	p.Admin = &adminClient{base: p.Ops, token: p.Token, hc: &http.Client{Timeout: 30 * time.Second}}
 	if !o.NotReady {
 		deadline := time.Now().Add(30 * time.Second)
 		for {

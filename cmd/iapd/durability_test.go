@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -156,50 +155,12 @@ const drillService = "durable"
 func (d *drill) start() {
 	t := d.t
 	t.Helper()
-	cmd := exec.Command(d.bin, "serve", "-listen", "127.0.0.1:0", "-ops-listen", "127.0.0.1:0",
-		"-data", d.data, "-log-level", "warn")
-	cmd.Env = append(os.Environ(), "IAPD_ADMIN_TOKEN="+d.token)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
 	d.stderr = &syncBuffer{}
-	cmd.Stderr = d.stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	d.cmd = cmd
-	d.exited = make(chan error, 1)
-	t.Cleanup(func() { _ = cmd.Process.Kill() })
-
-	addrs := make(chan [2]string, 1)
-	go func() {
-		var pub, ops string
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if m := addrLine.FindStringSubmatch(sc.Text()); m != nil {
-				if m[1] == "public" {
-					pub = m[2]
-				} else {
-					ops = m[2]
-				}
-				if pub != "" && ops != "" {
-					addrs <- [2]string{pub, ops}
-				}
-			}
-		}
-		d.exited <- cmd.Wait()
-	}()
-	select {
-	case a := <-addrs:
-		d.public = a[0]
-		d.admin = &adminClient{base: a[1], token: d.token, hc: &http.Client{Timeout: 30 * time.Second}}
-		d.hc = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
-	case err := <-d.exited:
-		t.Fatalf("iapd exited at start: %v\n%s", err, d.stderr.String())
-	case <-time.After(60 * time.Second):
-		t.Fatalf("iapd did not print its addresses\n%s", d.stderr.String())
-	}
+	var ops string
+	d.cmd, d.exited, d.public, ops = launch(t, d.bin, []string{"serve", "-listen", "127.0.0.1:0", "-ops-listen", "127.0.0.1:0",
+		"-data", d.data, "-log-level", "warn"}, []string{"IAPD_ADMIN_TOKEN=" + d.token}, d.stderr)
+	d.admin = &adminClient{base: ops, token: d.token, hc: &http.Client{Timeout: 30 * time.Second}}
+	d.hc = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	// readyz must turn 200 (ledger open, listeners up).
 	deadline := time.Now().Add(10 * time.Second)
 	for {

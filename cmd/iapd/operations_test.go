@@ -46,45 +46,11 @@ type opsProc struct {
 
 func startOpsProc(t *testing.T, bin, data, token string, extra ...string) *opsProc {
 	t.Helper()
-	p := &opsProc{t: t, bin: bin, data: data, token: token, stderr: &syncBuffer{}, exited: make(chan error, 1)}
+	p := &opsProc{t: t, bin: bin, data: data, token: token, stderr: &syncBuffer{}}
 	args := append([]string{"serve", "-listen", "127.0.0.1:0", "-ops-listen", "127.0.0.1:0", "-data", data, "-log-level", "warn"}, extra...)
-	p.cmd = exec.Command(bin, args...)
-	p.cmd.Env = append(os.Environ(), "IAPD_ADMIN_TOKEN="+token)
-	p.cmd.Stderr = p.stderr
-	stdout, err := p.cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = p.cmd.Process.Kill() })
-	addrs := make(chan [2]string, 1)
-	go func() {
-		var pub, ops string
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if m := addrLine.FindStringSubmatch(sc.Text()); m != nil {
-				if m[1] == "public" {
-					pub = m[2]
-				} else {
-					ops = m[2]
-				}
-				if pub != "" && ops != "" {
-					addrs <- [2]string{pub, ops}
-				}
-			}
-		}
-		p.exited <- p.cmd.Wait()
-	}()
-	select {
-	case a := <-addrs:
-		p.public, p.ops = a[0], strings.TrimPrefix(a[1], "http://")
-	case err := <-p.exited:
-		t.Fatalf("iapd exited at start: %v\n%s", err, p.stderr.String())
-	case <-time.After(60 * time.Second):
-		t.Fatalf("iapd did not print its addresses\n%s", p.stderr.String())
-	}
+	var ops string
+	p.cmd, p.exited, p.public, ops = launch(t, bin, args, []string{"IAPD_ADMIN_TOKEN=" + token}, p.stderr)
+	p.ops = strings.TrimPrefix(ops, "http://")
 	p.admin = &adminClient{base: "http://" + p.ops, token: token, hc: &http.Client{Timeout: 30 * time.Second}}
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		if resp, err := http.Get("http://" + p.ops + "/readyz"); err == nil {
