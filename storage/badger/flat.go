@@ -579,18 +579,9 @@ func (l *Ledger) migrateFlat() error {
 func (l *Ledger) finishUpgrade() error {
 	const op = "open"
 	for cur := l.pendingFormat; cur != 0 && cur < FormatVersion; cur++ {
-		step := migrations[cur]
-		start := time.Now()
-		if step.apply != nil {
-			if err := step.apply(l); err != nil {
-				return storage.Wrap(op, storage.Internal, fmt.Errorf("migrating from format %d (%s): %w", cur, step.what, err))
-			}
-		}
-		if err := l.writeFormat(cur + 1); err != nil {
+		if err := l.migrate(op, cur); err != nil {
 			return err
 		}
-		l.log.Warn("data directory migrated", "from", cur, "to", cur+1, "step", step.what,
-			"duration", time.Since(start).Round(time.Millisecond))
 	}
 	l.pendingFormat = 0
 	return nil

@@ -152,17 +152,9 @@ func (l *Ledger) checkFormat(dir string) error {
 			l.pendingFormat = cur // finishUpgrade
 			return nil
 		}
-		start := time.Now()
-		if step.apply != nil {
-			if err := step.apply(l); err != nil {
-				return storage.Wrap(op, storage.Internal, fmt.Errorf("migrating from format %d (%s): %w", cur, step.what, err))
-			}
-		}
-		if err := l.writeFormat(cur + 1); err != nil {
+		if err := l.migrate(op, cur); err != nil {
 			return err
 		}
-		l.log.Warn("data directory migrated", "from", cur, "to", cur+1, "step", step.what,
-			"duration", time.Since(start).Round(time.Millisecond))
 	}
 	return nil
 }
@@ -228,4 +220,22 @@ func buildVersion() string {
 		v += " " + rev + dirty
 	}
 	return "iapd " + v
+}
+
+// migrate runs the migration step from format cur, writes the marker of
+// cur+1 and logs the step's cost.
+func (l *Ledger) migrate(op string, cur uint64) error {
+	step := migrations[cur]
+	start := time.Now()
+	if step.apply != nil {
+		if err := step.apply(l); err != nil {
+			return storage.Wrap(op, storage.Internal, fmt.Errorf("migrating from format %d (%s): %w", cur, step.what, err))
+		}
+	}
+	if err := l.writeFormat(cur + 1); err != nil {
+		return err
+	}
+	l.log.Warn("data directory migrated", "from", cur, "to", cur+1, "step", step.what,
+		"duration", time.Since(start).Round(time.Millisecond))
+	return nil
 }
