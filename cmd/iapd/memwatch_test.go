@@ -11,7 +11,9 @@ import (
 )
 
 // TestMemWatchEpisodes: one warning and one count per episode near the
-// limit, whatever the number of samples in it; the ratio follows.
+// limit, whatever the number of samples in it; an episode ends after
+// memClearSamples samples in a row below memClearFraction, so a heap
+// swinging around the warning level is one episode; the ratio follows.
 func TestMemWatchEpisodes(t *testing.T) {
 	var logs bytes.Buffer
 	reg := prometheus.NewRegistry()
@@ -22,12 +24,21 @@ func TestMemWatchEpisodes(t *testing.T) {
 	live := uint64(0)
 	m.limit = func() int64 { return 1000 }
 	m.live = func() uint64 { return live }
-	for _, v := range []uint64{100, 850, 900, 750, 820, 600, 950, 990} {
+	samples := []uint64{100, 850, 900, 750, 820, 550, 650, 810, 600}
+	for range memClearSamples - 1 {
+		samples = append(samples, 500) // not quite long enough
+	}
+	samples = append(samples, 610, 850) // the swing goes on: same episode
+	for range memClearSamples {
+		samples = append(samples, 500) // quiet for long enough: it ends
+	}
+	samples = append(samples, 950, 990)
+	for _, v := range samples {
 		live = v
 		m.check()
 	}
 	if got := testutil.ToFloat64(m.episodes); got != 2 {
-		t.Fatalf("episodes = %v, want 2 (850…820, then 950…)", got)
+		t.Fatalf("episodes = %v, want 2 (850…850, then 950…)", got)
 	}
 	if n := strings.Count(logs.String(), "near the memory limit"); n != 2 {
 		t.Fatalf("%d warnings, want 2:\n%s", n, logs.String())
