@@ -36,7 +36,7 @@ type memWatch struct {
 	limit    func() int64 // the limit in force (math.MaxInt64: none)
 	live     func() uint64
 	near     bool
-	quiet    int // samples in a row below memClearFraction during an episode
+	quiet    int           // samples in a row below memClearFraction during an episode
 	ratio    atomic.Uint64 // math.Float64bits of live/limit (0 without a limit)
 	episodes prometheus.Counter
 }
