@@ -62,7 +62,13 @@ func runBackup(ctx context.Context, args []string, getenv func(string) string, s
 		}()
 		dst = localWriter{tmp}
 	}
-	info, err := badger.CheckBackup(io.TeeReader(body, dst))
+	prog := newProgress(stderr, time.Now)
+	if *out == "-" && writesToTerminal(stdout) {
+		prog = nil
+	}
+	prog.Phase("backup: received", "bytes", 0)
+	info, err := badger.CheckBackup(io.TeeReader(countingReader{body, prog}, dst))
+	prog.Done()
 	if err != nil {
 		var werr *writeError
 		if errors.As(err, &werr) {
@@ -190,8 +196,16 @@ func runRestore(ctx context.Context, args []string, getenv func(string) string, 
 	}
 	defer f.Close()
 
+	var size int64
+	if st, err := f.Stat(); err == nil {
+		size = st.Size()
+	}
+	prog := newProgress(stderr, time.Now)
+
 	// 1. The whole file is checked before anything is written.
-	info, err := badger.CheckBackup(f)
+	prog.Phase("restore: checking", "bytes", size)
+	info, err := badger.CheckBackup(countingReader{f, prog})
+	prog.Done()
 	if err != nil {
 		return fmt.Errorf("restore: %s: %w", pos[0], err)
 	}
@@ -211,7 +225,10 @@ func runRestore(ctx context.Context, args []string, getenv func(string) string, 
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
-	if _, err := badger.Restore(ctx, badger.Options{Dir: *data}, f); err != nil {
+	prog.Phase("restore: loading", "bytes", size)
+	_, err = badger.Restore(ctx, badger.Options{Dir: *data}, countingReader{f, prog})
+	prog.Done()
+	if err != nil {
 		if rerr := removeLedger(*data); rerr != nil {
 			return fmt.Errorf("restore: %w (and cleaning %s failed: %v)", err, *data, rerr)
 		}
@@ -226,7 +243,9 @@ func runRestore(ctx context.Context, args []string, getenv func(string) string, 
 	defer l.Close()
 	// Holds that expired since the backup are released by the sweeper at
 	// the next start: warnings here, whatever their age.
-	r, err := l.Verify(ctx, badger.VerifyOptions{Grace: -1})
+	prog.Phase("restore: verifying", "records walked", 0)
+	r, err := l.Verify(ctx, badger.VerifyOptions{Grace: -1, Progress: prog.Set})
+	prog.Done()
 	if err != nil {
 		return fmt.Errorf("restore: verifying the restored ledger: %w", err)
 	}
