@@ -156,3 +156,15 @@ func TestProgressTicking(t *testing.T) {
 		t.Fatalf("Done did not erase the line: %q", buf.String())
 	}
 }
+
+// BenchmarkProgressAdd is the cost of one count on a terminal's progress
+// (a Read of a backup file or a verify callback), the line written at most
+// every interval.
+func BenchmarkProgressAdd(b *testing.B) {
+	p := &progress{w: io.Discard, now: time.Now, every: progressEvery}
+	p.Phase("restore: loading", "bytes", int64(b.N)*4096)
+	for i := 0; i < b.N; i++ {
+		p.Add(4096)
+	}
+	p.Done()
+}
