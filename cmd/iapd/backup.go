@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -61,7 +62,13 @@ func runBackup(ctx context.Context, args []string, getenv func(string) string, s
 		}()
 		dst = localWriter{tmp}
 	}
-	info, err := badger.CheckBackup(io.TeeReader(body, dst))
+	prog := newProgress(stderr, time.Now)
+	if *out == "-" && writesToTerminal(stdout) {
+		prog = nil
+	}
+	prog.Phase("backup: received", "bytes", 0)
+	info, err := badger.CheckBackup(io.TeeReader(countingReader{body, prog}, dst))
+	prog.Done()
 	if err != nil {
 		var werr *writeError
 		if errors.As(err, &werr) {
@@ -174,7 +181,7 @@ func (c *adminClient) stream(ctx context.Context, path string, query url.Values)
 func runRestore(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("restore", stderr, "iapd restore -data DIR [-force] FILE")
 	data := fs.String("data", "", "data `directory` to restore into: absent or empty (iapd must not be running on it)")
-	force := fs.Bool("force", false, "delete the contents of a non-empty data directory first (it must hold an iapd ledger)")
+	force := fs.Bool("force", false, "delete the ledger of a non-empty data directory first (it must hold an iapd ledger and nothing iapd did not make; portal/ and providers/ are kept)")
 	pos, err := parseArgs(fs, args, 1)
 	if err != nil {
 		return err
@@ -189,8 +196,16 @@ func runRestore(ctx context.Context, args []string, getenv func(string) string, 
 	}
 	defer f.Close()
 
+	var size int64
+	if st, err := f.Stat(); err == nil {
+		size = st.Size()
+	}
+	prog := newProgress(stderr, time.Now)
+
 	// 1. The whole file is checked before anything is written.
-	info, err := badger.CheckBackup(f)
+	prog.Phase("restore: checking", "bytes", size)
+	info, err := badger.CheckBackup(countingReader{f, prog})
+	prog.Done()
 	if err != nil {
 		return fmt.Errorf("restore: %s: %w", pos[0], err)
 	}
@@ -210,11 +225,14 @@ func runRestore(ctx context.Context, args []string, getenv func(string) string, 
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
-	if _, err := badger.Restore(ctx, badger.Options{Dir: *data}, f); err != nil {
-		if rerr := removeContents(*data); rerr != nil {
+	prog.Phase("restore: loading", "bytes", size)
+	_, err = badger.Restore(ctx, badger.Options{Dir: *data}, countingReader{f, prog})
+	prog.Done()
+	if err != nil {
+		if rerr := removeLedger(*data); rerr != nil {
 			return fmt.Errorf("restore: %w (and cleaning %s failed: %v)", err, *data, rerr)
 		}
-		return fmt.Errorf("restore: %w (%s emptied again)", err, *data)
+		return fmt.Errorf("restore: %w (the ledger files written to %s removed again)", err, *data)
 	}
 
 	// 4. Open as iapd serve will (migrating an older format) and verify.
@@ -225,7 +243,9 @@ func runRestore(ctx context.Context, args []string, getenv func(string) string, 
 	defer l.Close()
 	// Holds that expired since the backup are released by the sweeper at
 	// the next start: warnings here, whatever their age.
-	r, err := l.Verify(ctx, badger.VerifyOptions{Grace: -1})
+	prog.Phase("restore: verifying", "records walked", 0)
+	r, err := l.Verify(ctx, badger.VerifyOptions{Grace: -1, Progress: prog.Set})
+	prog.Done()
 	if err != nil {
 		return fmt.Errorf("restore: verifying the restored ledger: %w", err)
 	}
@@ -237,38 +257,50 @@ func runRestore(ctx context.Context, args []string, getenv func(string) string, 
 	rep := verifyReport(r)
 	rep.Redact(false)
 	printVerifyReport(stdout, rep)
-	if !rep.Clean {
-		return fmt.Errorf("restore: the restored ledger has %s (left in %s for inspection)", plural(rep.Errors, "error"), *data)
+	// The restored ledger has no journal: journal problems are about the
+	// journal-corrupt-* folders kept from before (prepareRestoreDir).
+	kept := 0
+	for _, p := range rep.Problems {
+		if p.Check == badger.CheckJournal && p.Severity == string(badger.SeverityError) {
+			kept++
+		}
+	}
+	if rep.Errors > kept {
+		return fmt.Errorf("restore: the restored ledger has %s (left in %s for inspection)", plural(rep.Errors-kept, "error"), *data)
+	}
+	if kept > 0 {
+		fmt.Fprintf(stdout, "the ledger restored is sound; the journal errors are about folders kept from before the restore: reconcile them, then remove them (iapd verify fails until then)\n")
 	}
 	return nil
 }
 
-// prepareRestoreDir makes sure dir is absent or empty, emptying it with
-// force when it holds an iapd ledger that no process has open.
+// prepareRestoreDir makes sure dir holds no ledger, deleting the ledger's
+// files with force when no process has the ledger open. Beside the ledger a
+// data directory holds what iapd serve made there, which restore keeps:
+// portal/ (the secret keying the credit pages' CSRF tokens: not ledger
+// state, and not in a backup) and providers/ (what the providers did, e.g.
+// the outbox's messages and the folder's letters: a restored ledger does
+// not unsend them, and they are the record to reconcile it against), and
+// journal-corrupt-* folders (evidence of acknowledged operations a backup
+// may lack). Anything else in dir makes it refuse: it deletes nothing it
+// does not recognise as iapd's.
 func prepareRestoreDir(dir string, force bool, stdout io.Writer) error {
-	ents, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) || err == nil && len(ents) == 0 {
-		return nil
-	}
+	c, err := readDataDir(dir)
 	if err != nil {
 		return err
 	}
+	if len(c.ledger) == 0 && len(c.foreign) == 0 {
+		return nil
+	}
 	if !force {
-		return fmt.Errorf("%s is not empty (%d entries): restore into an empty directory, or pass -force to delete its contents first", dir, len(ents))
+		return fmt.Errorf("%s is not empty (%d entries): restore into an empty directory, or pass -force to delete its ledger first", dir, len(c.ledger)+len(c.foreign)+len(c.kept))
 	}
 	// Refuse to empty what is not a ledger (a mistyped -data /), or a
 	// ledger in use.
-	looksLikeLedger := false
-	for _, e := range ents {
-		if e.IsDir() {
-			return fmt.Errorf("%s holds a directory (%s): not an iapd data directory; refusing to delete its contents", dir, e.Name())
-		}
-		switch e.Name() {
-		case "MANIFEST", "KEYREGISTRY", "RESTORE-IN-PROGRESS":
-			looksLikeLedger = true
-		}
+	if len(c.foreign) > 0 {
+		return fmt.Errorf("%s holds %s, which iapd did not put there: not an iapd data directory; refusing to delete its contents", dir, c.foreign[0])
 	}
-	if !looksLikeLedger {
+	if !c.hasManifest {
 		return fmt.Errorf("%s does not look like an iapd data directory (no MANIFEST); refusing to delete its contents", dir)
 	}
 	if l, err := badger.Open(badger.Options{Dir: dir}); err == nil {
@@ -276,25 +308,105 @@ func prepareRestoreDir(dir string, force bool, stdout io.Writer) error {
 	} else if strings.Contains(err.Error(), "directory lock") {
 		return fmt.Errorf("%s is in use (is iapd running on it? stop it first): %w", dir, err)
 	}
-	if err := removeContents(dir); err != nil {
+	if err := removeLedger(dir); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "deleted the previous contents of %s (%d files)\n", dir, len(ents))
+	fmt.Fprintf(stdout, "deleted the previous ledger in %s (%d files)\n", dir, len(c.ledger))
+	if len(c.kept) > 0 {
+		fmt.Fprintf(stdout, "kept %s (not the ledger)\n", strings.Join(c.kept, ", "))
+	}
 	return nil
 }
 
-// removeContents removes the files in dir, keeping dir (a systemd
-// StateDirectory stays in place, with its owner and mode).
-func removeContents(dir string) error {
+// dataDir is what readDataDir found in a data directory.
+type dataDir struct {
+	ledger      []string // the ledger's files: Badger's, the journal's, the restore marker
+	kept        []string // directories iapd serve makes, which restore keeps
+	foreign     []string // anything else ("name/" for a directory, "portal/name" inside one)
+	hasManifest bool     // a MANIFEST, KEYREGISTRY or RESTORE-IN-PROGRESS
+}
+
+// ledgerFile matches the names of the files a ledger directory holds:
+// Badger's (tables, value logs, memtable logs, manifest, key registry,
+// discard stats, lock, their rewrite files), the journal's and the
+// restore marker.
+var ledgerFile = regexp.MustCompile(`^([0-9]+\.(sst|vlog|mem)|MANIFEST|MANIFEST-REWRITE|KEYREGISTRY|REWRITE-KEYREGISTRY|DISCARD|LOCK|RESTORE-IN-PROGRESS|journal-[0-9]+\.log)$`)
+
+// readDataDir sorts the entries of dir (absent: none). Inside portal/ only
+// the secret (and its temporary file) is iapd's; providers/ holds one
+// directory per provider instance, whose contents are the provider's.
+func readDataDir(dir string) (dataDir, error) {
+	var c dataDir
 	ents, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil
+		return c, nil
 	}
+	if err != nil {
+		return c, err
+	}
+	for _, e := range ents {
+		name := e.Name()
+		switch {
+		case !e.IsDir() && e.Type().IsRegular() && ledgerFile.MatchString(name):
+			c.ledger = append(c.ledger, name)
+			switch name {
+			case "MANIFEST", "KEYREGISTRY", "RESTORE-IN-PROGRESS":
+				c.hasManifest = true
+			}
+		case e.IsDir() && name == "portal":
+			if bad, err := onlyEntries(filepath.Join(dir, name), func(e os.DirEntry) bool {
+				return e.Type().IsRegular() && (e.Name() == "secret" || e.Name() == "secret.tmp")
+			}); err != nil {
+				return c, err
+			} else if bad != "" {
+				c.foreign = append(c.foreign, name+"/"+bad)
+			} else {
+				c.kept = append(c.kept, name+"/")
+			}
+		case e.IsDir() && name == "providers":
+			if bad, err := onlyEntries(filepath.Join(dir, name), os.DirEntry.IsDir); err != nil {
+				return c, err
+			} else if bad != "" {
+				c.foreign = append(c.foreign, name+"/"+bad)
+			} else {
+				c.kept = append(c.kept, name+"/")
+			}
+		case e.IsDir() && strings.HasPrefix(name, badger.JournalAsideDir):
+			c.kept = append(c.kept, name+"/")
+		case e.IsDir():
+			c.foreign = append(c.foreign, name+"/")
+		default:
+			c.foreign = append(c.foreign, name)
+		}
+	}
+	return c, nil
+}
+
+// onlyEntries returns the name of the first entry of dir that ok refuses,
+// "" when there is none.
+func onlyEntries(dir string, ok func(os.DirEntry) bool) (string, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return "", err
+	}
+	for _, e := range ents {
+		if !ok(e) {
+			return e.Name(), nil
+		}
+	}
+	return "", nil
+}
+
+// removeLedger removes the ledger's files from dir, keeping dir (a systemd
+// StateDirectory stays in place, with its owner and mode) and the
+// directories iapd keeps beside the ledger (prepareRestoreDir).
+func removeLedger(dir string) error {
+	c, err := readDataDir(dir)
 	if err != nil {
 		return err
 	}
-	for _, e := range ents {
-		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+	for _, name := range c.ledger {
+		if err := os.Remove(filepath.Join(dir, name)); err != nil {
 			return err
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/iapd/iapd/rpc/admin"
 )
@@ -56,8 +57,14 @@ func runExport(ctx context.Context, args []string, getenv func(string) string, s
 		return fmt.Errorf("export: %w", err)
 	}
 	defer body.Close()
+	prog := newProgress(stderr, time.Now)
+	if *out == "-" && writesToTerminal(stdout) {
+		prog = nil
+	}
+	prog.Phase("export:", "bytes", 0)
+	defer prog.Done()
 	if *out == "-" {
-		if _, err := io.Copy(stdout, body); err != nil {
+		if _, err := io.Copy(countingWriter{stdout, prog}, body); err != nil {
 			return fmt.Errorf("export: the export was cut short (the output is incomplete): %w", err)
 		}
 		return nil
@@ -72,7 +79,8 @@ func runExport(ctx context.Context, args []string, getenv func(string) string, s
 			os.Remove(tmp.Name())
 		}
 	}()
-	n, err := io.Copy(tmp, body)
+	n, err := io.Copy(countingWriter{tmp, prog}, body)
+	prog.Done()
 	if err != nil {
 		return fmt.Errorf("export: the export was cut short (nothing written to %s): %w", *out, err)
 	}

@@ -671,8 +671,58 @@ func TestRestoreCommand(t *testing.T) {
 	if out, err := restore("-data", dir, file); err == nil || !strings.Contains(err.Error(), "is not empty") {
 		t.Fatalf("restore over a ledger without -force: %v\n%s", err, out)
 	}
-	if out, err := restore("-data", dir, "-force", file); err != nil || !strings.Contains(out, "deleted the previous contents") {
+	if out, err := restore("-data", dir, "-force", file); err != nil || !strings.Contains(out, "deleted the previous ledger") {
 		t.Fatalf("restore -force: %v\n%s", err, out)
+	}
+	// What iapd serve makes beside the ledger is kept (prepareRestoreDir);
+	// anything else makes -force refuse, deleting nothing.
+	served := map[string]string{
+		"portal/secret":                      strings.Repeat("s", 32),
+		"providers/outbox/sms.jsonl":         `{"to":"+32470123456"}` + "\n",
+		"providers/folder/letters/1.pdf":     "%PDF",
+		"journal-corrupt-20250601T020000Z/x": "evidence",
+	}
+	for name, body := range served {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o750); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, stray := range []string{"notes.txt", "portal/notes.txt", "providers/notes.txt", "backups/"} {
+		p := filepath.Join(dir, stray)
+		if strings.HasSuffix(stray, "/") {
+			err = os.Mkdir(p, 0o750)
+		} else {
+			err = os.WriteFile(p, []byte("keep me"), 0o600)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := stray + ", which iapd did not put there"
+		if out, err := restore("-data", dir, "-force", file); err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("restore -force with %s in the directory: %v (want %q)\n%s", stray, err, want, out)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "MANIFEST")); err != nil {
+			t.Fatalf("a refused restore deleted the ledger: %v", err)
+		}
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := restore("-data", dir, "-force", file)
+	if err != nil || !strings.Contains(out, "kept journal-corrupt-20250601T020000Z/, portal/, providers/") ||
+		!strings.Contains(out, "the ledger restored is sound; the journal errors are about folders kept from before the restore") {
+		t.Fatalf("restore -force over a served directory: %v\n%s", err, out)
+	}
+	for name, body := range served {
+		if b, err := os.ReadFile(filepath.Join(dir, name)); err != nil || string(b) != body {
+			t.Errorf("%s after restore -force: %q, %v; want it kept", name, b, err)
+		}
+	}
+	if err := os.RemoveAll(filepath.Join(dir, "journal-corrupt-20250601T020000Z")); err != nil {
+		t.Fatal(err)
 	}
 	// A ledger in use is not emptied.
 	l, err := badger.Open(badger.Options{Dir: dir})
@@ -688,7 +738,7 @@ func TestRestoreCommand(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(other, "notes.txt"), []byte("keep me"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := restore("-data", other, "-force", file); err == nil || !strings.Contains(err.Error(), "does not look like an iapd data directory") {
+	if out, err := restore("-data", other, "-force", file); err == nil || !strings.Contains(err.Error(), "not an iapd data directory") {
 		t.Fatalf("restore -force over another directory: %v\n%s", err, out)
 	}
 	if _, err := os.Stat(filepath.Join(other, "notes.txt")); err != nil {

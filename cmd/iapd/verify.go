@@ -57,7 +57,10 @@ func runVerify(ctx context.Context, args []string, getenv func(string) string, s
 			}
 			return fmt.Errorf("verify: opening %s: %w", *data, err)
 		}
-		r, err := l.Verify(ctx, badger.VerifyOptions{Grace: g})
+		prog := newProgress(stderr, time.Now)
+		prog.Phase("verify:", "records walked", 0)
+		r, err := l.Verify(ctx, badger.VerifyOptions{Grace: g, Progress: prog.Set})
+		prog.Done()
 		cerr := l.Close()
 		if err != nil {
 			return fmt.Errorf("verify: %w", err)
@@ -77,7 +80,13 @@ func runVerify(ctx context.Context, args []string, getenv func(string) string, s
 			q.Set("show_tokens", "true")
 		}
 		c.hc.Timeout = 0 // a big ledger takes a while; ^C stops the wait
-		if err := c.call(ctx, "GET", "/v1/verify", q, nil, &rep); err != nil {
+		prog := newProgress(stderr, time.Now)
+		prog.Phase("verify: iapd is walking the ledger", "", 0)
+		stop := prog.Ticking(ctx)
+		err = c.call(ctx, "GET", "/v1/verify", q, nil, &rep)
+		stop()
+		prog.Done()
+		if err != nil {
 			return fmt.Errorf("verify: %w", err)
 		}
 	}

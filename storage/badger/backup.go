@@ -412,8 +412,9 @@ func CheckBackup(rd io.Reader) (BackupInfo, error) {
 	}
 }
 
-// Restore loads a backup into opts.Dir, which must be empty or absent
-// (Exists otherwise), and returns the backup's header. It refuses a backup
+// Restore loads a backup into opts.Dir, which must be absent or hold no
+// file (Exists otherwise; sub-directories, which are not the ledger's, are
+// left as they are), and returns the backup's header. It refuses a backup
 // of a newer ledger format than this code opens (ErrFutureFormat) before
 // writing anything. While it loads, a file RESTORE-IN-PROGRESS in the
 // directory makes Open refuse it; on any error the directory is left with
@@ -426,10 +427,10 @@ func Restore(ctx context.Context, opts Options, rd io.Reader) (BackupInfo, error
 	if opts.InMemory || opts.Dir == "" {
 		return BackupInfo{}, storage.E(op, storage.Invalid, "restore needs a data directory")
 	}
-	if empty, err := dirEmpty(opts.Dir); err != nil {
+	if name, err := firstFile(opts.Dir); err != nil {
 		return BackupInfo{}, storage.Wrap(op, storage.Unavailable, err)
-	} else if !empty {
-		return BackupInfo{}, storage.Ef(op, storage.Exists, "%s is not empty", opts.Dir)
+	} else if name != "" {
+		return BackupInfo{}, storage.Ef(op, storage.Exists, "%s is not empty (it holds %s)", opts.Dir, name)
 	}
 	r, err := openBackup(rd)
 	if err != nil {
@@ -517,21 +518,22 @@ func Restore(ctx context.Context, opts Options, rd io.Reader) (BackupInfo, error
 	return r.info, nil
 }
 
-// dirEmpty reports whether dir is absent or holds nothing.
-func dirEmpty(dir string) (bool, error) {
-	f, err := os.Open(dir)
+// firstFile returns the name of a file (anything but a directory) in dir,
+// "" when dir is absent or holds none.
+func firstFile(dir string) (string, error) {
+	ents, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
-		return true, nil
+		return "", nil
 	}
 	if err != nil {
-		return false, err
+		return "", err
 	}
-	defer f.Close()
-	names, err := f.Readdirnames(1)
-	if errors.Is(err, io.EOF) {
-		return true, nil
+	for _, e := range ents {
+		if !e.IsDir() {
+			return e.Name(), nil
+		}
 	}
-	return len(names) == 0, err
+	return "", nil
 }
 
 func syncDir(dir string) error {

@@ -151,6 +151,22 @@ func TestRestoreRefuses(t *testing.T) {
 	if _, err := Restore(context.Background(), Options{Dir: full}, bytes.NewReader(file)); !storage.Is(err, storage.Exists) {
 		t.Fatalf("Restore into a non-empty directory: %v", err)
 	}
+	// Sub-directories are not the ledger's: Restore loads beside them and
+	// leaves them as they are.
+	beside := t.TempDir()
+	secret := filepath.Join(beside, "portal", "secret")
+	if err := os.MkdirAll(filepath.Dir(secret), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(secret, []byte("kept"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Restore(context.Background(), Options{Dir: beside}, bytes.NewReader(file)); err != nil {
+		t.Fatalf("Restore into a directory holding only a sub-directory: %v", err)
+	}
+	if b, err := os.ReadFile(secret); err != nil || string(b) != "kept" {
+		t.Fatalf("Restore changed a sub-directory: %q, %v", b, err)
+	}
 
 	// A backup of a newer ledger format is refused before anything is
 	// written.

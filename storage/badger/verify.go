@@ -81,6 +81,10 @@ type VerifyOptions struct {
 	Grace time.Duration
 	// MaxProblems bounds Report.Problems (the counts go on); 0 is 1000.
 	MaxProblems int
+	// Progress, when set, is called every 1024 records walked with the
+	// number walked so far (passes revisit some records; no total is
+	// known in advance), on the walking goroutine: it must be quick.
+	Progress func(walked int64)
 }
 
 // Report is the outcome of Verify: what was walked and what is wrong.
@@ -204,6 +208,9 @@ func (v *verifier) warnf(check string, svc storage.ServiceName, tok storage.Acco
 func (v *verifier) tick() error {
 	v.n++
 	if v.n%1024 == 0 {
+		if v.opts.Progress != nil {
+			v.opts.Progress(int64(v.n))
+		}
 		return v.ctx.Err()
 	}
 	return nil
