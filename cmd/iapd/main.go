@@ -12,6 +12,7 @@
 //	iapd verify [-data DIR]
 //	iapd export [-format csv|jsonl] [-service S] [-account TOKEN] [-since T] [-until T]
 //	iapd version
+//	iapd help [COMMAND]   (also iapd -h; iapd COMMAND -h lists its flags)
 //
 // main only wires the process (signals, environment, standard streams) to
 // run, which the tests drive end to end. Package main may import every
@@ -40,7 +41,7 @@ func main() {
 	switch {
 	case err == nil:
 	case errors.Is(err, flag.ErrHelp):
-		os.Exit(2)
+		// "-h" asked for the usage, which was printed: not a failure.
 	default:
 		fmt.Fprintln(os.Stderr, "iapd:", err)
 		os.Exit(1)
