@@ -67,7 +67,6 @@ func lockHolder(dir string) int {
 	return pid
 }
 
-
 // listenError describes a listener that could not be opened, at start-up,
 // before the data directory is touched.
 func listenError(what, addr string, err error) error {
