@@ -377,7 +377,7 @@ func checkOdooToken(op, tok string, anyToken bool) error {
 		return nil
 	}
 	return fmt.Errorf("%s: the token given is not an account token Odoo generates (%d lowercase hexadecimal characters): %s. "+
-		"Copy the token from the IAP account in Odoo (Settings > Technical > IAP Accounts), or pass -any-token to use a token of another shape",
+		"Copy the token from Odoo (developer mode: Settings > Technical > IAP > IAP Accounts), or pass -any-token to use a token of another shape",
 		op, odooTokenLen, problem)
 }
 
