@@ -109,7 +109,7 @@ func (s *server) createService(w http.ResponseWriter, r *http.Request) {
 	defer s.mu.Unlock()
 	ctx := r.Context()
 	if _, err := s.ledger.Service(ctx, name); err == nil {
-		s.fail(w, r, storage.Ef(op, storage.Exists, "service %q exists already (rotate its key with POST /v1/services/%s/key)", name, name))
+		s.fail(w, r, storage.Ef(op, storage.Exists, "service %q exists already (rotate its key: iapd services rotate-key %s, or POST /v1/services/%s/key)", name, name, name))
 		return
 	} else if !storage.Is(err, storage.NotFound) {
 		s.fail(w, r, err)
