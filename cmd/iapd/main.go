@@ -2,17 +2,7 @@
 // protocol, and the command-line client of its admin API.
 //
 //	iapd [serve] [-config FILE] [-listen ADDR] [-ops-listen ADDR] [-data DIR]
-//	iapd services list|create|rotate-key …
-//	iapd accounts list|show|ban|unban|register …
-//	iapd credit SERVICE TOKEN AMOUNT [-ref REF] [-description D]
-//	iapd history SERVICE TOKEN [-limit N]
-//	iapd transaction TOKEN
-//	iapd backup -o FILE
-//	iapd restore -data DIR [-force] FILE
-//	iapd verify [-data DIR]
-//	iapd export [-format csv|jsonl] [-service S] [-account TOKEN] [-since T] [-until T]
-//	iapd version
-//	iapd help [COMMAND]   (also iapd -h; iapd COMMAND -h lists its flags)
+//	iapd COMMAND …   (iapd help lists them all: the command table in run.go)
 //
 // main only wires the process (signals, environment, standard streams) to
 // run, which the tests drive end to end. Package main may import every
