@@ -36,6 +36,9 @@ func TestHelpListsEveryCommand(t *testing.T) {
 		}
 	}
 	for _, c := range commands() {
+		if len(c.synopses) == 0 || !strings.Contains(want, "\n  iapd "+c.names[0]) && c.names[0] != "serve" {
+			t.Errorf("command %s is not in iapd help", c.names[0])
+		}
 		for _, s := range c.synopses {
 			if !strings.Contains(want, "\n  "+s+"\n") {
 				t.Errorf("iapd help lacks %q", s)
@@ -60,7 +63,7 @@ func TestHelpListsEveryCommand(t *testing.T) {
 // -h") prints its usage on stdout, and every flag its synopsis in iapd
 // help names is among the flags it lists; "iapd help CMD" is the same.
 func TestHelpOfEachCommandListsItsFlags(t *testing.T) {
-	flagRE := regexp.MustCompile(`\[(-[a-z-]+)`)
+	flagRE := regexp.MustCompile(`(?:\[|\s)(-[a-z][a-z-]*)`)
 	for _, c := range commands() {
 		if c.run == nil { // help itself
 			continue
@@ -91,7 +94,9 @@ func TestHelpOfEachCommandListsItsFlags(t *testing.T) {
 			if got := runHelp(t, append([]string{"help"}, inv...)...); got != out {
 				t.Errorf("iapd help %s differs from iapd %s -h", strings.Join(inv, " "), strings.Join(inv, " "))
 			}
-			// The flags the help's synopses of this (sub-)command name.
+			// The flags the help's synopses of this (sub-)command name
+			// are the flags it has (-ops and -json: said once for all).
+			named := map[string]bool{"-ops": true, "-json": true}
 			for _, cc := range commands() {
 				for _, s := range cc.synopses {
 					words := strings.Fields(strings.ReplaceAll(s, "[serve]", "serve"))
@@ -99,10 +104,16 @@ func TestHelpOfEachCommandListsItsFlags(t *testing.T) {
 						continue
 					}
 					for _, m := range flagRE.FindAllStringSubmatch(s, -1) {
+						named[m[1]] = true
 						if !strings.Contains(out, "\n  "+m[1]+" ") && !strings.Contains(out, "\n  "+m[1]+"\n") {
 							t.Errorf("iapd %s -h does not list %s (named in %q):\n%s", strings.Join(inv, " "), m[1], s, out)
 						}
 					}
+				}
+			}
+			for _, m := range regexp.MustCompile(`(?m)^  (-[a-z-]+)`).FindAllStringSubmatch(out, -1) {
+				if !named[m[1]] {
+					t.Errorf("iapd help does not name %s of iapd %s", m[1], strings.Join(inv, " "))
 				}
 			}
 		}
