@@ -60,7 +60,7 @@ func runServices(ctx context.Context, args []string, getenv func(string) string,
 	sub, args := args[0], args[1:]
 	switch sub {
 	case "-h", "-help", "--help", "help":
-		fmt.Fprint(stdout, usage)
+		writeCommandUsage(stdout, "services")
 		return nil
 	case "list", "ls":
 		fs := newFlagSet("services list", stderr, "iapd services list [-ops ADDR] [-json]")
@@ -201,7 +201,7 @@ func runAccounts(ctx context.Context, args []string, getenv func(string) string,
 	sub, args := args[0], args[1:]
 	switch sub {
 	case "-h", "-help", "--help", "help":
-		fmt.Fprint(stdout, usage)
+		writeCommandUsage(stdout, "accounts")
 		return nil
 	case "list", "ls":
 		return accountsList(ctx, args, getenv, stdout, stderr)
@@ -223,11 +223,24 @@ func runAccounts(ctx context.Context, args []string, getenv func(string) string,
 		var a admin.Account
 		return result(stdout, *cf.json, raw, &a, func(w io.Writer) { accountTable(w, a) })
 	case "ban", "unban", "register":
-		fs := newFlagSet("accounts "+sub, stderr, "iapd accounts "+sub+" SERVICE TOKEN [-ops ADDR] [-json]")
+		synopsis := "iapd accounts " + sub + " SERVICE TOKEN [-ops ADDR] [-json]"
+		if sub == "register" {
+			synopsis = "iapd accounts register SERVICE TOKEN [-any-token] [-ops ADDR] [-json]"
+		}
+		fs := newFlagSet("accounts "+sub, stderr, synopsis)
 		cf := addClientFlags(fs, getenv)
+		var anyToken *bool
+		if sub == "register" { // creates the account if absent
+			anyToken = fs.Bool("any-token", false, "accept a TOKEN that is not 32 lowercase hex characters (Odoo generates only those)")
+		}
 		pos, err := parseArgs(fs, args, 2)
 		if err != nil {
 			return err
+		}
+		if anyToken != nil {
+			if err := checkOdooToken("accounts register", pos[1], *anyToken); err != nil {
+				return err
+			}
 		}
 		c, err := cf.client(getenv)
 		if err != nil {
@@ -237,8 +250,12 @@ func runAccounts(ctx context.Context, args []string, getenv func(string) string,
 		if err := c.call(ctx, "POST", "/v1/account/"+sub, nil, map[string]string{"service": pos[0], "token": pos[1]}, &raw); err != nil {
 			return fmt.Errorf("accounts %s: %w", sub, err)
 		}
-		var a admin.Account
+		var a admin.StateChange
 		return result(stdout, *cf.json, raw, &a, func(w io.Writer) {
+			if !a.Changed {
+				fmt.Fprintf(w, "%s/%s: %s already (nothing changed)\n", a.Service, a.Token, a.State)
+				return
+			}
 			fmt.Fprintf(w, "%s/%s: %s\n", a.Service, a.Token, a.State)
 		})
 	}
@@ -328,15 +345,55 @@ func accountTable(w io.Writer, a admin.Account) {
 	row("updated", orDash(a.UpdatedAt))
 }
 
+// ---- account tokens ----
+
+// odooTokenLen is the length of the account tokens Odoo generates:
+// uuid4().hex, 32 lowercase hexadecimal characters, in 16.0 to 19.0
+// (addons/iap/models/iap_account.py, the default of account_token;
+// PROTOCOL §3).
+const odooTokenLen = 32
+
+// checkOdooToken refuses, for the commands that create an account (credit,
+// accounts register), a token Odoo could not have generated: a typo would
+// otherwise get an account, and its credit, that no Odoo ever uses. A
+// "+suffix" (+disabled on a neutralised database) is allowed: the account
+// is the prefix's. anyToken (-any-token) skips the check, for tokens of
+// another shape (one pasted into Odoo by hand, say). The error describes
+// the token without echoing it.
+func checkOdooToken(op, tok string, anyToken bool) error {
+	if anyToken {
+		return nil
+	}
+	prefix, _, _ := strings.Cut(tok, "+")
+	var problem string
+	switch {
+	case len(prefix) != odooTokenLen:
+		problem = fmt.Sprintf("it has %d characters", len(prefix))
+	case strings.ToLower(prefix) != prefix:
+		problem = "it has uppercase letters"
+	case strings.Trim(prefix, "0123456789abcdef") != "":
+		problem = "it has characters other than 0-9 and a-f"
+	default:
+		return nil
+	}
+	return fmt.Errorf("%s: the token given is not an account token Odoo generates (%d lowercase hexadecimal characters): %s. "+
+		"Copy the token from Odoo (developer mode: Settings > Technical > IAP > IAP Accounts), or pass -any-token to use a token of another shape",
+		op, odooTokenLen, problem)
+}
+
 // ---- credit, history, transaction ----
 
 func runCredit(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("credit", stderr, "iapd credit SERVICE TOKEN AMOUNT [-ref REF] [-description D] [-ops ADDR] [-json]")
+	fs := newFlagSet("credit", stderr, "iapd credit SERVICE TOKEN AMOUNT [-ref REF] [-description D] [-any-token] [-ops ADDR] [-json]")
 	cf := addClientFlags(fs, getenv)
-	ref := fs.String("ref", "", "idempotency `reference`: repeating the call with it changes nothing")
+	ref := fs.String("ref", "", "idempotency `reference`: repeating the call with it changes nothing (and says so)")
 	desc := fs.String("description", "", "`text` recorded with the entry")
+	anyToken := fs.Bool("any-token", false, "accept a TOKEN that is not 32 lowercase hex characters (Odoo generates only those)")
 	pos, err := parseArgs(fs, args, 3)
 	if err != nil {
+		return err
+	}
+	if err := checkOdooToken("credit", pos[1], *anyToken); err != nil {
 		return err
 	}
 	if _, err := storage.ParseSignedCredits(pos[2]); err != nil {
@@ -351,8 +408,16 @@ func runCredit(ctx context.Context, args []string, getenv func(string) string, s
 	if err := c.call(ctx, "POST", "/v1/account/credit", nil, body, &raw); err != nil {
 		return fmt.Errorf("credit: %w", err)
 	}
+	// A repeated -ref is a success (exit 0: what the retry wanted holds),
+	// said to be one that applied nothing.
 	var cr admin.Credit
 	return result(stdout, *cf.json, raw, &cr, func(w io.Writer) {
+		if cr.Replayed {
+			fmt.Fprintf(w, "nothing applied: ref %q was already applied as entry %d (%s of %s on %s/%s, %s); available %s, held %s\n",
+				cr.Entry.Ref, cr.Entry.Seq, cr.Entry.Kind, cr.Entry.Amount, cr.Account.Service, cr.Account.Token, cr.Entry.Time,
+				cr.Account.Available, cr.Account.Held)
+			return
+		}
 		fmt.Fprintf(w, "%s of %s on %s/%s (entry %d); available %s, held %s\n",
 			cr.Entry.Kind, cr.Entry.Amount, cr.Account.Service, cr.Account.Token, cr.Entry.Seq, cr.Account.Available, cr.Account.Held)
 	})

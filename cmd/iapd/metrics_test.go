@@ -43,14 +43,14 @@ func TestMetricsEndpoint(t *testing.T) {
 	env := map[string]string{"IAPD_ADMIN_TOKEN": testAdminToken}
 	s := startServer(t, env, "-data", data)
 	s.mustCLI(t, metricsTestKey+"\n", "services", "create", "prov", "-key-stdin", "-trial", "0")
-	s.mustCLI(t, "", "credit", "prov", "acct-1", "100")
-	s.mustCLI(t, "", "credit", "prov", "acct-2", "3")
-	s.mustCLI(t, "", "accounts", "ban", "prov", "acct-2")
+	s.mustCLI(t, "", "credit", "prov", "a0000000000000000000000000000001", "100")
+	s.mustCLI(t, "", "credit", "prov", "a0000000000000000000000000000002", "3")
+	s.mustCLI(t, "", "accounts", "ban", "prov", "a0000000000000000000000000000002")
 
 	authorize := func(credit string, ttl int) string {
 		t.Helper()
 		res, errName := publicCall(t, s.public, "/iap/1/authorize", map[string]any{
-			"account_token": "acct-1", "key": metricsTestKey, "credit": json.Number(credit), "ttl": ttl})
+			"account_token": "a0000000000000000000000000000001", "key": metricsTestKey, "credit": json.Number(credit), "ttl": ttl})
 		var txn string
 		if errName != "" || json.Unmarshal(res, &txn) != nil {
 			t.Fatalf("authorize %s: %s %s", credit, errName, res)
@@ -69,13 +69,13 @@ func TestMetricsEndpoint(t *testing.T) {
 	bySweep := authorize("2", 1)                                                                                                       // expires while stopped
 	byCapture := authorize("1.5", 1)                                                                                                   // expired by a capture
 	authorize("5", 100)                                                                                                                // stays open
-	if _, errName := publicCall(t, s.public, "/iap/1/authorize", map[string]any{"account_token": "acct-1", "key": metricsTestKey, "credit": 1000}); !strings.HasSuffix(errName, "InsufficientCreditError") {
+	if _, errName := publicCall(t, s.public, "/iap/1/authorize", map[string]any{"account_token": "a0000000000000000000000000000001", "key": metricsTestKey, "credit": 1000}); !strings.HasSuffix(errName, "InsufficientCreditError") {
 		t.Fatalf("authorize beyond the balance: %s", errName)
 	}
-	if _, errName := publicCall(t, s.public, "/iap/1/authorize", map[string]any{"account_token": "acct-1", "key": "wrong-key-0123456789", "credit": 1}); errName == "" {
+	if _, errName := publicCall(t, s.public, "/iap/1/authorize", map[string]any{"account_token": "a0000000000000000000000000000001", "key": "wrong-key-0123456789", "credit": 1}); errName == "" {
 		t.Fatal("authorize with a wrong key succeeded")
 	}
-	mustOK("/iap/1/balance", map[string]any{"account_token": "acct-1", "service_name": "prov"})
+	mustOK("/iap/1/balance", map[string]any{"account_token": "a0000000000000000000000000000001", "service_name": "prov"})
 	if _, errName := publicCall(t, s.public, "/iap/1/no-such-route", map[string]any{}); errName == "" {
 		t.Fatal("unknown route answered a result")
 	}

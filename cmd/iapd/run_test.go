@@ -367,29 +367,54 @@ func TestCLI(t *testing.T) {
 	}
 
 	// credit creates registered accounts; -ref makes it idempotent.
-	out = s.mustCLI(t, "", "credit", "sms", "tok-a", "100.5", "-ref", "inv-1", "-description", "invoice 1")
-	if !strings.Contains(out, "recharge of 100.5 on sms/tok-a (entry 1); available 100.5") {
+	out = s.mustCLI(t, "", "credit", "sms", "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1", "100.5", "-ref", "inv-1", "-description", "invoice 1")
+	if !strings.Contains(out, "recharge of 100.5 on sms/a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1 (entry 1); available 100.5") {
 		t.Fatalf("credit:\n%s", out)
 	}
-	if out = s.mustCLI(t, "", "credit", "-ref", "inv-1", "sms", "tok-a", "100.5"); !strings.Contains(out, "(entry 1); available 100.5") {
+	// A repeated ref applies nothing and says so (exit status 0: what a
+	// retrying script wanted holds), in the table and in -json.
+	if out = s.mustCLI(t, "", "credit", "-ref", "inv-1", "sms", "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1", "100.5"); !strings.HasPrefix(out, `nothing applied: ref "inv-1" was already applied as entry 1 (recharge of 100.5 on sms/a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1`) ||
+		!strings.Contains(out, "available 100.5") {
 		t.Fatalf("repeated credit:\n%s", out)
 	}
-	if _, err := s.cli(t, "", "credit", "sms", "tok-a", "7", "-ref", "inv-1"); err == nil || !strings.Contains(err.Error(), "conflict") {
+	if out = s.mustCLI(t, "", "credit", "-ref", "inv-1", "sms", "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1", "100.5", "-json"); !strings.Contains(out, `"replayed": true`) {
+		t.Fatalf("repeated credit -json:\n%s", out)
+	}
+	// A token Odoo could not have generated creates nothing; the error
+	// does not echo it. -any-token accepts it.
+	for _, bad := range []string{"shorttoken", "A1A1A1A1A1A1A1A1A1A1A1A1A1A1A1A1", "g1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1", "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a10"} {
+		for _, args := range [][]string{{"credit", "sms", bad, "10"}, {"accounts", "register", "sms", bad}} {
+			_, err := s.cli(t, "", args...)
+			if err == nil || !strings.Contains(err.Error(), "not an account token Odoo generates") || !strings.Contains(err.Error(), "-any-token") || strings.Contains(err.Error(), bad) {
+				t.Fatalf("%v: %v", args, err)
+			}
+		}
+		if _, err := s.cli(t, "", "accounts", "show", "sms", bad); err == nil || !strings.Contains(err.Error(), "not found") {
+			t.Fatalf("refused token %q created an account: %v", bad, err)
+		}
+	}
+	if out = s.mustCLI(t, "", "credit", "imp", "legacy-token-1", "2", "-any-token"); !strings.Contains(out, "recharge of 2 on imp/legacy-token-1") {
+		t.Fatalf("credit -any-token:\n%s", out)
+	}
+	if out = s.mustCLI(t, "", "credit", "sms", "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1+disabled", "100.5", "-ref", "inv-1"); !strings.HasPrefix(out, "nothing applied") {
+		t.Fatalf("token with +disabled suffix:\n%s", out)
+	}
+	if _, err := s.cli(t, "", "credit", "sms", "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1", "7", "-ref", "inv-1"); err == nil || !strings.Contains(err.Error(), "conflict") {
 		t.Fatalf("ref reused: %v", err)
 	}
-	if out = s.mustCLI(t, "", "credit", "sms", "tok-a", "-0.5"); !strings.Contains(out, "adjustment of -0.5") || !strings.Contains(out, "available 100") {
+	if out = s.mustCLI(t, "", "credit", "sms", "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1", "-0.5"); !strings.Contains(out, "adjustment of -0.5") || !strings.Contains(out, "available 100") {
 		t.Fatalf("negative credit:\n%s", out)
 	}
-	if _, err := s.cli(t, "", "credit", "sms", "tok-a", "-1000"); err == nil || !strings.Contains(err.Error(), "insufficient credit") {
+	if _, err := s.cli(t, "", "credit", "sms", "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1", "-1000"); err == nil || !strings.Contains(err.Error(), "insufficient credit") {
 		t.Fatalf("adjustment below zero: %v", err)
 	}
-	if _, err := s.cli(t, "", "credit", "sms", "tok-a", "0.00001"); err == nil || !strings.Contains(err.Error(), "decimals") {
+	if _, err := s.cli(t, "", "credit", "sms", "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1", "0.00001"); err == nil || !strings.Contains(err.Error(), "decimals") {
 		t.Fatalf("dust: %v", err)
 	}
-	if _, err := s.cli(t, "", "credit", "sms", "tok-a"); err == nil || !strings.Contains(err.Error(), "missing arguments") {
+	if _, err := s.cli(t, "", "credit", "sms", "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1"); err == nil || !strings.Contains(err.Error(), "missing arguments") {
 		t.Fatalf("missing amount: %v", err)
 	}
-	out = s.mustCLI(t, "", "credit", "sms", "tok-b", "3", "-json")
+	out = s.mustCLI(t, "", "credit", "sms", "b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2", "3", "-json")
 	var cr struct {
 		Entry   struct{ Kind string }
 		Account struct{ Available json.Number }
@@ -397,11 +422,11 @@ func TestCLI(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &cr); err != nil || cr.Entry.Kind != "recharge" || cr.Account.Available != "3" {
 		t.Fatalf("credit -json: %v\n%s", err, out)
 	}
-	s.mustCLI(t, "", "credit", "geo", "tok-c", "1")
+	s.mustCLI(t, "", "credit", "geo", "c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3", "1")
 
 	// accounts
 	out = s.mustCLI(t, "", "accounts", "list")
-	for _, want := range []string{"SERVICE", "sms  tok-a", "sms  tok-b", "geo  tok-c", "100"} {
+	for _, want := range []string{"SERVICE", "sms  a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1", "sms  b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2", "geo  c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3", "100"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("accounts list lacks %q:\n%s", want, out)
 		}
@@ -414,27 +439,30 @@ func TestCLI(t *testing.T) {
 	if out = s.mustCLI(t, "", "accounts", "list", "-limit", "1"); strings.Count(out, "\n") != 2 {
 		t.Fatalf("accounts list -limit 1:\n%s", out)
 	}
-	out = s.mustCLI(t, "", "accounts", "show", "sms", "tok-a")
+	out = s.mustCLI(t, "", "accounts", "show", "sms", "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1")
 	for _, want := range []string{"state", "registered", "available  100\n", "recharged  100\n", "entries    2\n", "alerts"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("accounts show lacks %q:\n%s", want, out)
 		}
 	}
-	if out = s.mustCLI(t, "", "accounts", "ban", "sms", "tok-a"); !strings.Contains(out, "sms/tok-a: banned") {
+	if out = s.mustCLI(t, "", "accounts", "ban", "sms", "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1"); !strings.Contains(out, "sms/a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1: banned") {
 		t.Fatalf("ban:\n%s", out)
 	}
-	if out = s.mustCLI(t, "", "accounts", "list", "-state", "banned"); !strings.Contains(out, "tok-a") || strings.Contains(out, "tok-b") {
+	if out = s.mustCLI(t, "", "accounts", "ban", "sms", "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1"); !strings.Contains(out, "sms/a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1: banned already (nothing changed)") {
+		t.Fatalf("ban again:\n%s", out)
+	}
+	if out = s.mustCLI(t, "", "accounts", "list", "-state", "banned"); !strings.Contains(out, "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1") || strings.Contains(out, "b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2") {
 		t.Fatalf("list -state banned:\n%s", out)
 	}
-	if _, err := s.cli(t, "", "accounts", "register", "sms", "tok-a"); err == nil || !strings.Contains(err.Error(), "banned") {
+	if _, err := s.cli(t, "", "accounts", "register", "sms", "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1"); err == nil || !strings.Contains(err.Error(), "banned") {
 		t.Fatalf("register a banned account: %v", err)
 	}
-	if out = s.mustCLI(t, "", "accounts", "unban", "sms", "tok-a"); !strings.Contains(out, "sms/tok-a: registered") {
+	if out = s.mustCLI(t, "", "accounts", "unban", "sms", "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1"); !strings.Contains(out, "sms/a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1: registered") {
 		t.Fatalf("unban:\n%s", out)
 	}
 	// geo does not auto-register: a first-seen account is unregistered
 	// until registered.
-	if out = s.mustCLI(t, "", "accounts", "register", "geo", "tok-new"); !strings.Contains(out, "geo/tok-new: registered") {
+	if out = s.mustCLI(t, "", "accounts", "register", "geo", "d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4"); !strings.Contains(out, "geo/d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4: registered") {
 		t.Fatalf("register:\n%s", out)
 	}
 	if _, err := s.cli(t, "", "accounts", "show", "sms", "nobody"); err == nil || !strings.Contains(err.Error(), "not found") {
@@ -445,11 +473,11 @@ func TestCLI(t *testing.T) {
 	}
 
 	// history
-	out = s.mustCLI(t, "", "history", "sms", "tok-a")
+	out = s.mustCLI(t, "", "history", "sms", "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1")
 	if !strings.Contains(out, "SEQ") || !strings.Contains(out, "adjustment") || !strings.Contains(out, "inv-1") || !strings.Contains(out, "invoice 1") {
 		t.Fatalf("history:\n%s", out)
 	}
-	out = s.mustCLI(t, "", "history", "sms", "tok-a", "-limit", "1", "-json")
+	out = s.mustCLI(t, "", "history", "sms", "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1", "-limit", "1", "-json")
 	var h struct {
 		Entries []struct{ Seq int }
 		Next    int
@@ -457,14 +485,14 @@ func TestCLI(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &h); err != nil || len(h.Entries) != 1 || h.Entries[0].Seq != 2 || h.Next != 2 {
 		t.Fatalf("history -limit 1 -json: %v\n%s", err, out)
 	}
-	if out = s.mustCLI(t, "", "history", "sms", "tok-a", "-before", "2"); !strings.Contains(out, "inv-1") || strings.Contains(out, "adjustment") {
+	if out = s.mustCLI(t, "", "history", "sms", "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1", "-before", "2"); !strings.Contains(out, "inv-1") || strings.Contains(out, "adjustment") {
 		t.Fatalf("history -before:\n%s", out)
 	}
 
 	// A hold made the way an Odoo module makes it, with the key of "geo"
 	// (rotated above), then looked up with "iapd transaction".
-	s.mustCLI(t, "", "accounts", "register", "geo", "tok-c")
-	body := `{"jsonrpc":"2.0","method":"call","id":"0123456789abcdef0123456789abcdef","params":{"account_token":"tok-c","key":"` +
+	s.mustCLI(t, "", "accounts", "register", "geo", "c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3")
+	body := `{"jsonrpc":"2.0","method":"call","id":"0123456789abcdef0123456789abcdef","params":{"account_token":"c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3","key":"` +
 		key2[1] + `","credit":0.25,"description":"one lookup","ttl":1}}`
 	resp, err := http.Post(s.public+"/iap/1/authorize", "application/json", strings.NewReader(body))
 	if err != nil {
@@ -480,15 +508,15 @@ func TestCLI(t *testing.T) {
 		t.Fatalf("authorize: %v %+v", err, ans)
 	}
 	out = s.mustCLI(t, "", "transaction", ans.Result)
-	for _, want := range []string{"state        held", "amount       0.25", "account      tok-c", "description  one lookup"} {
+	for _, want := range []string{"state        held", "amount       0.25", "account      c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3", "description  one lookup"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("transaction lacks %q:\n%s", want, out)
 		}
 	}
-	if out = s.mustCLI(t, "", "history", "geo", "tok-c"); !strings.Contains(out, "hold") || !strings.Contains(out, ans.Result) {
+	if out = s.mustCLI(t, "", "history", "geo", "c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3"); !strings.Contains(out, "hold") || !strings.Contains(out, ans.Result) {
 		t.Fatalf("history with a hold:\n%s", out)
 	}
-	if out = s.mustCLI(t, "", "accounts", "show", "geo", "tok-c"); !strings.Contains(out, "available  0.75") || !strings.Contains(out, "held       0.25") {
+	if out = s.mustCLI(t, "", "accounts", "show", "geo", "c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3"); !strings.Contains(out, "available  0.75") || !strings.Contains(out, "held       0.25") {
 		t.Fatalf("account with a hold:\n%s", out)
 	}
 

@@ -130,6 +130,33 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 	if err != nil {
 		return err
 	}
+
+	// The listeners first, then the data directory: an address in use
+	// (or a bad certificate) stops the start before a data directory is
+	// created or opened. No TCP keep-alive probes on the public listener:
+	// Odoo opens a connection per call (PROTOCOL §1) and the server's idle
+	// timeout closes what lingers; net.Listen would set four socket
+	// options on every accepted connection for nothing.
+	pubLn, err := (&net.ListenConfig{KeepAlive: -1}).Listen(ctx, "tcp", cfg.Listen)
+	if err != nil {
+		return listenError("public listener (-listen, listen:)", cfg.Listen, err) // datadir.go
+	}
+	defer pubLn.Close()
+	pubLn, scheme, err := wrapPublicTLS(ctx, cfg, pubLn, log) // tls.go: HTTPS when tls_cert_file is set
+	if err != nil {
+		return err
+	}
+	opsLn, err := net.Listen("tcp", cfg.OpsListen)
+	if err != nil {
+		return listenError("ops listener (-ops-listen, ops_listen:)", cfg.OpsListen, err)
+	}
+	defer opsLn.Close()
+
+	// A data directory another iapd has open is refused before anything
+	// in it is touched (datadir.go).
+	if err := dataDirInUse(cfg.Data); err != nil {
+		return err
+	}
 	ledger, err := badger.Open(badger.Options{
 		Dir:            cfg.Data,
 		Logger:         log.With("component", "badger"),
@@ -146,6 +173,9 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 			return fmt.Errorf("opening the ledger in %s: %w\nNothing was changed. Keep a copy of the data directory; then either restore a backup, "+
 				"or start once with -journal-corrupt=move-aside to start from the records before the damage (the journal files are moved aside, "+
 				"and iapd verify reports them until the folder is removed)", cfg.Data, err)
+		}
+		if inUse := explainOpenError(cfg.Data, err); inUse != err {
+			return inUse
 		}
 		return fmt.Errorf("opening the ledger in %s: %w", cfg.Data, err)
 	}
@@ -171,25 +201,6 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 			return fmt.Errorf("service %s: %w", s.Name, err)
 		}
 	}
-
-	// No TCP keep-alive probes on the public listener: Odoo opens a
-	// connection per call (PROTOCOL §1) and the server's idle timeout
-	// closes what lingers; net.Listen would set four socket options on
-	// every accepted connection for nothing.
-	pubLn, err := (&net.ListenConfig{KeepAlive: -1}).Listen(ctx, "tcp", cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("public listener: %w", err)
-	}
-	defer pubLn.Close()
-	pubLn, scheme, err := wrapPublicTLS(ctx, cfg, pubLn, log) // tls.go: HTTPS when tls_cert_file is set
-	if err != nil {
-		return err
-	}
-	opsLn, err := net.Listen("tcp", cfg.OpsListen)
-	if err != nil {
-		return fmt.Errorf("ops listener: %w", err)
-	}
-	defer opsLn.Close()
 
 	publicURL := cfg.PublicURL
 	if publicURL == "" {

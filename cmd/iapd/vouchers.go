@@ -36,7 +36,7 @@ func runVouchers(ctx context.Context, args []string, getenv func(string) string,
 	case "list", "ls":
 		return runVouchersList(ctx, args, getenv, stdout, stderr)
 	case "-h", "-help", "--help", "help":
-		fmt.Fprint(stdout, usage)
+		writeCommandUsage(stdout, "vouchers")
 		return nil
 	}
 	return fmt.Errorf("vouchers: unknown sub-command %q: want create or list", sub)

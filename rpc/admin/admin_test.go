@@ -401,11 +401,11 @@ func TestCreditAndHistory(t *testing.T) {
 		return got, c
 	}
 	got, c := credit(json.Number("100.25"), "r1")
-	if got != 200 || c.Entry.Kind != storage.EntryRecharge || c.Entry.Amount != 1002500 || c.Account.Available != 1002500 || c.Account.Recharged != 1002500 {
+	if got != 200 || c.Replayed || c.Entry.Kind != storage.EntryRecharge || c.Entry.Amount != 1002500 || c.Account.Available != 1002500 || c.Account.Recharged != 1002500 {
 		t.Fatalf("credit: %d %+v", got, c)
 	}
 	// Same ref, same amount: nothing changes.
-	if got, c2 := credit(json.Number("100.25"), "r1"); got != 200 || c2.Entry.Seq != c.Entry.Seq || c2.Account.Available != 1002500 {
+	if got, c2 := credit(json.Number("100.25"), "r1"); got != 200 || !c2.Replayed || c2.Entry.Seq != c.Entry.Seq || c2.Account.Available != 1002500 {
 		t.Fatalf("idempotent credit: %d %+v", got, c2)
 	}
 	f.wantError("POST", "/v1/account/credit", map[string]any{"service": "sms", "token": "acct", "amount": 5, "ref": "r1"}, 409, "conflict")
@@ -460,6 +460,88 @@ func TestCreditAndHistory(t *testing.T) {
 	}
 	f.wantError("GET", "/v1/transaction"+q("token", "nope"), nil, 404, "not_found")
 	f.wantError("GET", "/v1/transaction", nil, 400, "invalid")
+}
+
+// TestCreditReplayed: "replayed" says whether a credit with a ref wrote
+// its entry, also when other entries came after the first one, and when
+// retries of the same ref race: exactly one of them applies.
+func TestCreditReplayed(t *testing.T) {
+	f := newFixture(t, adminToken, nil)
+	ctx := context.Background()
+	credit := func(tok, ref string) admin.Credit {
+		var c admin.Credit
+		if got := f.do("POST", "/v1/account/credit", map[string]any{"service": "sms", "token": tok, "amount": 5, "ref": ref}, &c); got != 200 {
+			t.Errorf("credit %s %s: %d", tok, ref, got)
+		}
+		return c
+	}
+	if c := credit("acct", "r1"); c.Replayed {
+		t.Fatalf("first credit replayed: %+v", c)
+	}
+	if _, err := f.ledger.Authorize(ctx, storage.AuthorizeRequest{Service: "sms", Account: "acct", Amount: 10000, TTL: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	if c := credit("acct", "r2"); c.Replayed || c.Entry.Seq != 3 {
+		t.Fatalf("second ref after a hold: %+v", c)
+	}
+	if c := credit("acct", "r1"); !c.Replayed || c.Entry.Seq != 1 || c.Account.Available != 90000 {
+		t.Fatalf("r1 again: %+v", c)
+	}
+	// Without a ref every call applies.
+	if c := credit("acct", ""); c.Replayed {
+		t.Fatalf("credit without ref replayed: %+v", c)
+	}
+	const retries = 8
+	applied := make(chan bool, retries)
+	var wg sync.WaitGroup
+	for range retries {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			applied <- !credit("racer", "order-7").Replayed
+		}()
+	}
+	wg.Wait()
+	close(applied)
+	n := 0
+	for a := range applied {
+		if a {
+			n++
+		}
+	}
+	a, err := f.ledger.LookupAccount(ctx, "sms", "racer")
+	if n != 1 || err != nil || a.Available != 50000 {
+		t.Fatalf("%d concurrent retries: %d said applied; account %+v, %v", retries, n, a, err)
+	}
+}
+
+// TestStateChangeChanged: ban, unban and register say whether they
+// changed the account; register of an unseen token creates it (changed,
+// even where the service would have registered it anyway).
+func TestStateChangeChanged(t *testing.T) {
+	f := newFixture(t, adminToken, nil)
+	ctx := context.Background()
+	if _, err := f.ledger.Account(ctx, "sms", "acct", storage.FirstSight{}); err != nil {
+		t.Fatal(err)
+	}
+	for i, step := range []struct {
+		path, token string
+		state       storage.AccountState
+		changed     bool
+	}{
+		{"/v1/account/ban", "acct", storage.Banned, true},
+		{"/v1/account/ban", "acct", storage.Banned, false},
+		{"/v1/account/unban", "acct", storage.Registered, true},
+		{"/v1/account/unban", "acct", storage.Registered, false},
+		{"/v1/account/register", "acct", storage.Registered, false},
+		{"/v1/account/register", "fresh", storage.Registered, true},
+		{"/v1/account/register", "fresh", storage.Registered, false},
+	} {
+		var sc admin.StateChange
+		if got := f.do("POST", step.path, map[string]any{"service": "sms", "token": step.token}, &sc); got != 200 || sc.State != step.state || sc.Changed != step.changed || sc.Token != storage.AccountToken(step.token) {
+			t.Fatalf("step %d %s %s: %d %+v", i, step.path, step.token, got, sc)
+		}
+	}
 }
 
 func jsonString(v any) string {

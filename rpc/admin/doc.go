@@ -65,8 +65,10 @@
 // most four decimals; a positive amount is a recharge, a negative one an
 // adjustment (which may not take the available credit below zero). "ref"
 // makes the call idempotent: the same ref with the same amount returns the
-// first entry and changes nothing; the same ref with another amount is a
-// conflict.
+// first entry and changes nothing, with "replayed": true (false when this
+// call wrote the entry); the same ref with another amount is a conflict.
+// ban, unban and register answer the account with "changed": false when it
+// was in that state already.
 //
 // Lists are paged: when more items exist the answer carries "next", to pass
 // back as "after" (accounts) or "before" (history).

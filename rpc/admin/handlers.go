@@ -109,7 +109,7 @@ func (s *server) createService(w http.ResponseWriter, r *http.Request) {
 	defer s.mu.Unlock()
 	ctx := r.Context()
 	if _, err := s.ledger.Service(ctx, name); err == nil {
-		s.fail(w, r, storage.Ef(op, storage.Exists, "service %q exists already (rotate its key with POST /v1/services/%s/key)", name, name))
+		s.fail(w, r, storage.Ef(op, storage.Exists, "service %q exists already (rotate its key: iapd services rotate-key %s, or POST /v1/services/%s/key)", name, name, name))
 		return
 	} else if !storage.Is(err, storage.NotFound) {
 		s.fail(w, r, err)
@@ -384,11 +384,11 @@ func (s *server) changeState(w http.ResponseWriter, r *http.Request, op string,
 	ctx := r.Context()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var a storage.Account
-	if create {
+	a, err := s.ledger.LookupAccount(ctx, svc, tok)
+	created := false
+	if create && storage.Is(err, storage.NotFound) {
 		a, err = s.ledger.Account(ctx, svc, tok, storage.FirstSight{})
-	} else {
-		a, err = s.ledger.LookupAccount(ctx, svc, tok)
+		created = true
 	}
 	if err != nil {
 		s.fail(w, r, err)
@@ -399,6 +399,7 @@ func (s *server) changeState(w http.ResponseWriter, r *http.Request, op string,
 		s.fail(w, r, err)
 		return
 	}
+	changed := created || want != a.State
 	if want != a.State {
 		if a, err = s.ledger.UpdateAccount(ctx, svc, tok, storage.AccountUpdate{State: &want}); err != nil {
 			s.fail(w, r, err)
@@ -406,7 +407,7 @@ func (s *server) changeState(w http.ResponseWriter, r *http.Request, op string,
 		}
 		s.log.Info("admin: account state changed", "service", svc, "state", want)
 	}
-	s.reply(w, http.StatusOK, accountView(a))
+	s.reply(w, http.StatusOK, StateChange{Account: accountView(a), Changed: changed})
 }
 
 // creditRequest is the body of POST /v1/account/credit.
@@ -452,6 +453,22 @@ func (s *server) credit(w http.ResponseWriter, r *http.Request) {
 		kind = storage.EntryAdjustment
 	}
 	ctx := r.Context()
+	// A repeated ref returns the entry it wrote first: older than the
+	// account's last entry before this call. Only this handler writes
+	// entries with a ref, and mu keeps two credits from interleaving, so
+	// the comparison cannot be fooled by a concurrent retry.
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var before uint64
+	if req.Ref != "" {
+		switch a, err := s.ledger.LookupAccount(ctx, svc, tok); {
+		case err == nil:
+			before = a.Seq
+		case !storage.Is(err, storage.NotFound):
+			s.fail(w, r, err)
+			return
+		}
+	}
 	e, err := s.ledger.Recharge(ctx, storage.RechargeRequest{
 		Service: svc, Account: tok, Amount: amount, Kind: kind, Ref: req.Ref, Description: req.Description,
 	})
@@ -464,8 +481,9 @@ func (s *server) credit(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	s.log.Info("admin: credit", "service", svc, "kind", kind, "amount", amount.String(), "seq", e.Seq)
-	s.reply(w, http.StatusOK, Credit{Entry: entryView(e), Account: accountView(a)})
+	replayed := req.Ref != "" && e.Seq <= before
+	s.log.Info("admin: credit", "service", svc, "kind", kind, "amount", amount.String(), "seq", e.Seq, "replayed", replayed)
+	s.reply(w, http.StatusOK, Credit{Entry: entryView(e), Account: accountView(a), Replayed: replayed})
 }
 
 func (s *server) history(w http.ResponseWriter, r *http.Request) {

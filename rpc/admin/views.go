@@ -88,10 +88,20 @@ type History struct {
 }
 
 // Credit is the answer of POST /v1/account/credit: the entry written (or
-// found, for a repeated ref) and the account after it.
+// found, for a repeated ref: Replayed, and nothing was changed) and the
+// account after it.
 type Credit struct {
-	Entry   Entry   `json:"entry"`
-	Account Account `json:"account"`
+	Entry    Entry   `json:"entry"`
+	Account  Account `json:"account"`
+	Replayed bool    `json:"replayed"`
+}
+
+// StateChange is the answer of POST /v1/account/{ban,unban,register}: the
+// account, and whether this call changed its state (false: it was in that
+// state already).
+type StateChange struct {
+	Account
+	Changed bool `json:"changed"`
 }
 
 // Transaction is a hold and its outcome.
