@@ -228,7 +228,9 @@ func smsCheckMessageSend(t *testing.T, params map[string]any, env map[string]jso
 	t.Helper()
 	numbers := params["numbers"].([]any)
 	if !credit {
-		var e struct{ Data struct{ Name, Message string } }
+		var e struct {
+			Data struct{ Name, Message string }
+		}
 		if err := json.Unmarshal(env["error"], &e); err != nil || e.Data.Name != "odoo.addons.iap.tools.iap_tools.InsufficientCreditError" {
 			t.Fatalf("out of credit: %s %s, want InsufficientCreditError", env["error"], env["result"])
 		}
