@@ -328,7 +328,7 @@ func TestBadInputTransactions(t *testing.T) {
 	p["credit"] = json.RawMessage(a.Available.String())
 	authorizeOne(t, addr) // 1 more held
 	env := call(t, addr, "/iap/1/authorize", p)
-	checkInsufficientCredit(t, env, map[string]any{"credit": json.Number(a.Available.String())})
+	checkInsufficientCredit(t, env, map[string]any{"credit": json.Number(a.Available.String())}, stubService)
 	stillServing(t, addr)
 }
 

@@ -17,8 +17,8 @@ import (
 	"github.com/iapd/iapd/storage"
 )
 
-// The compatibility test: every request a real Odoo 17.0, 18.0 and 19.0
-// sent to one of this package's routes (fixtures odoo{17,18,19}/requests,
+// The compatibility test: every request a real Odoo 16.0, 17.0, 18.0 and
+// 19.0 sent to one of this package's routes (fixtures odoo{16,…,19}/requests,
 // nocredit_* included) is replayed byte for byte — the exact bytes
 // json.dumps produced, with the captured headers — against a real fasthttp
 // server on 127.0.0.1:0 backed by a ledger, and each answer is checked
@@ -27,8 +27,11 @@ import (
 //   - the envelope of PROTOCOL §1.2/§1.3 (HTTP 200, result xor error, id
 //     echoed, error.data.name a non-empty string);
 //   - the exact key sets and types of §4.1–§4.5 and §5;
-//   - the shape of the captured answer in responses/ (18.0, 19.0), which
-//     the Odoo under capture accepted: same keys and JSON types;
+//   - the shape of the captured answer (16.0: in the request file; 18.0,
+//     19.0: responses/), which the Odoo under capture accepted: same keys
+//     and JSON types; where that answer was a refusal of authorize
+//     (16.0 023 wrong key: AccessError; 024 over the balance:
+//     InsufficientCreditError), the same refusal;
 //   - the no-credit rules: every account route answers normally (balance
 //     0, never InsufficientCreditError: §4.1), authorize answers the
 //     InsufficientCreditError envelope whose data.message is a JSON object
@@ -47,6 +50,10 @@ import (
 // names the token, and the test checks the capture/cancel fixture uses
 // exactly that one; 17.0 has no responses/, so the token of the
 // immediately preceding authorize is used.
+//
+// 16.0's provider calls used the key of a service "o16charge" of the
+// iapd under capture (one key per phase: two iapds); the replay creates
+// that service with that key (fixtureProviders).
 func TestOdooFixturesReplay(t *testing.T) {
 	total := 0
 	for _, v := range rpctest.Versions {
@@ -91,6 +98,34 @@ type replayState struct {
 	issued     map[string]string // fixture transaction token → iapd's
 	last       string            // last transaction token iapd issued
 	thresholds map[string]string // token prefix → warning_threshold pushed (18.0+)
+	version    string
+}
+
+// fixtureProvider is a provider service of the iapd under capture whose
+// key the captured authorize/capture/cancel requests carry.
+type fixtureProvider struct {
+	svc                    storage.ServiceName
+	creditKey, nocreditKey string
+}
+
+// fixtureProviders: 16.0's iap_charge calls (fixtures odoo16 019–024,
+// nocredit_010; the service name is in 024's captured answer).
+var fixtureProviders = map[string]fixtureProvider{
+	"odoo16": {svc: "o16charge",
+		creditKey:   "5f10f6bfdffa62cc92331510d0bb59943f810176680b2bdf848fb4d0abfe85b5",
+		nocreditKey: "7be84b7db12898456650ac57ba89d963581e9ef435e97e8fd4a126ebb008fd84"},
+}
+
+// providerService is the service whose key p carries (stub, or the
+// version's fixture provider), "" for any other key.
+func providerService(version string, p map[string]any) storage.ServiceName {
+	if p["key"] == stubKey {
+		return stubService
+	}
+	if fp, ok := fixtureProviders[version]; ok && (p["key"] == fp.creditKey || p["key"] == fp.nocreditKey) {
+		return fp.svc
+	}
+	return ""
 }
 
 func replay(t *testing.T, version string, reqs []*rpctest.Request, withCredit bool) {
@@ -99,13 +134,26 @@ func replay(t *testing.T, version string, reqs []*rpctest.Request, withCredit bo
 	}
 	l := testLedger(t)
 	setupServices(t, l)
+	if fp, ok := fixtureProviders[version]; ok {
+		key := fp.nocreditKey
+		if withCredit {
+			key = fp.creditKey
+		}
+		ctx := context.Background()
+		if _, err := l.EnsureService(ctx, storage.Service{Name: fp.svc, AutoRegister: true, Description: "fixture provider"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.SetServiceKey(ctx, fp.svc, storage.HashKey(key)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if withCredit {
-		for _, a := range fixtureAccounts(t, reqs) {
+		for _, a := range fixtureAccounts(t, version, reqs) {
 			recharge(t, l, a.svc, a.tok, fixtureCredit)
 		}
 	}
 	addr := startServer(t, newTestServer(t, l))
-	st := &replayState{withCredit: withCredit, issued: map[string]string{}, thresholds: map[string]string{}}
+	st := &replayState{withCredit: withCredit, issued: map[string]string{}, thresholds: map[string]string{}, version: version}
 
 	for _, r := range reqs {
 		t.Run(r.Name, func(t *testing.T) {
@@ -132,7 +180,7 @@ type fixtureAccount struct {
 }
 
 // fixtureAccounts lists the (service, token) pairs the requests name.
-func fixtureAccounts(t *testing.T, reqs []*rpctest.Request) []fixtureAccount {
+func fixtureAccounts(t *testing.T, version string, reqs []*rpctest.Request) []fixtureAccount {
 	seen := map[fixtureAccount]bool{}
 	var out []fixtureAccount
 	add := func(svc, raw any) {
@@ -157,8 +205,8 @@ func fixtureAccounts(t *testing.T, reqs []*rpctest.Request) []fixtureAccount {
 				add(m["service"], m["token"])
 			}
 		case "/iap/1/authorize":
-			if p["key"] == stubKey {
-				add(string(stubService), p["account_token"])
+			if svc := providerService(version, p); svc != "" {
+				add(string(svc), p["account_token"])
 			}
 		}
 	}
@@ -212,7 +260,18 @@ func checkAnswer(t *testing.T, r *rpctest.Request, path string, env map[string]a
 	t.Helper()
 	p := r.Params(t)
 	if path == "/iap/1/authorize" && !st.withCredit {
-		checkInsufficientCredit(t, env, p)
+		checkInsufficientCredit(t, env, p, providerService(st.version, p))
+		return
+	}
+	if want := capturedRefusal(t, r); path == "/iap/1/authorize" && want != "" {
+		// The capture's refusal of this authorize, which Odoo raised as
+		// such (wrong key: AccessError; over the balance:
+		// InsufficientCreditError).
+		if want == "InsufficientCreditError" {
+			checkInsufficientCredit(t, env, p, providerService(st.version, p))
+		} else if got := errorName(env); !strings.HasSuffix(got, "."+want) {
+			t.Fatalf("error %q, want the captured %s", got, want)
+		}
 		return
 	}
 	if _, ok := env["error"]; ok {
@@ -349,8 +408,24 @@ func checkAnswer(t *testing.T, r *rpctest.Request, path string, env map[string]a
 	}
 }
 
-// checkInsufficientCredit: the envelope of §1.3 with the payload of §1.5.
-func checkInsufficientCredit(t *testing.T, env map[string]any, params map[string]any) {
+// capturedRefusal is the last segment of the error name of r's captured
+// answer ("" if none or not an error).
+func capturedRefusal(t *testing.T, r *rpctest.Request) string {
+	want, ok := r.Response(t)
+	if !ok {
+		return ""
+	}
+	w, err := decodeJSON(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := errorName(w.(map[string]any))
+	return name[strings.LastIndex(name, ".")+1:]
+}
+
+// checkInsufficientCredit: the envelope of §1.3 with the payload of §1.5
+// for the provider service svc.
+func checkInsufficientCredit(t *testing.T, env map[string]any, params map[string]any, svc storage.ServiceName) {
 	t.Helper()
 	if errorName(env) != "odoo.addons.iap.tools.iap_tools.InsufficientCreditError" {
 		t.Fatalf("error name %q, want InsufficientCreditError; answer %v", errorName(env), env)
@@ -369,7 +444,7 @@ func checkInsufficientCredit(t *testing.T, env map[string]any, params map[string
 	if payload["credit"].(json.Number).String() != params["credit"].(json.Number).String() {
 		t.Errorf("credit %v, want the amount asked %v", payload["credit"], params["credit"])
 	}
-	if payload["service_name"] != string(stubService) || payload["base_url"] != testPublicURL+"/iap/1/credit" {
+	if payload["service_name"] != string(svc) || payload["base_url"] != testPublicURL+"/iap/1/credit" {
 		t.Errorf("payload %v", payload)
 	}
 	// What iap_authorize(credit_template=…) does with it (§1.5).
@@ -443,7 +518,7 @@ func compareWithCapture(t *testing.T, r *rpctest.Request, path string, want []by
 		t.Errorf("shape differs from the captured answer: %s", diff)
 	}
 	if path == "/iap/1/authorize" {
-		if _, isErr := wenv["error"]; isErr {
+		if _, isErr := wenv["error"]; isErr && errorName(wenv) == nameInsufficientCredit {
 			if errorName(wenv) != errorName(env) {
 				t.Errorf("error name %q, captured %q", errorName(env), errorName(wenv))
 			}
@@ -521,6 +596,12 @@ func checkLedgerAfterReplay(t *testing.T, version string, l storage.Ledger, with
 		return a
 	}
 	switch version {
+	case "odoo16":
+		// 019 authorize 1, 020 capture 1, 021 authorize 1, 022 cancel;
+		// 023 (wrong key) and 024 (over the balance) refused.
+		if a := get("o16charge", "6b7717daa8cd43e8aa788e696c2e83e3"); a.Captured.String() != "1" || a.Available.String() != "4241.1234" {
+			t.Errorf("o16charge account: captured %s available %s", a.Captured, a.Available)
+		}
 	case "odoo17":
 		// 011 authorize 1, 012 capture 1 (§5); 003 warn_me/threshold 10/email (§4.3).
 		if a := get(stubService, "84b071e7d48f4e1592471d501ab8594d"); a.Captured.String() != "1" || a.Available.String() != "4241.1234" {

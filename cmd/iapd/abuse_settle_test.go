@@ -427,3 +427,56 @@ services:
 	})
 	return row
 }
+
+// TestAbuseSettleMessageSendAfterCrash: 16.0's /iap/message_send goes
+// through the same send, trace and start-up settlement as every SMS.
+// Killed (-9) at a step of it, the next start settles its hold exactly
+// once: nothing left held, charged exactly when the trace says the
+// provider was handed the messages, and the provider got them at most
+// once.
+func TestAbuseSettleMessageSendAfterCrash(t *testing.T) {
+	one := storage.Credits(storage.Scale)
+	n := 0
+	for _, st := range settleSteps {
+		switch st.name {
+		case "after hold", "handed, before the call", "provider answered", "after capture":
+		default:
+			continue
+		}
+		n++
+		t.Run(st.name, func(t *testing.T) {
+			tw := newSMSFakeTwilio(t, "ok")
+			config := fmt.Sprintf(`services:
+  sms:
+    settings:
+      providers: [tw]
+providers:
+  tw: {type: twilio, account_sid: %s, auth_token: %s, from: "+15005550006", base_url: %q, timeout: 60s}
+`, smsTwilioSID, smsTwilioToken, tw.URL)
+			p := startSettleProc(t, abuseOpts{Config: config, Env: []string{"IAPD_FAILPOINT=" + st.sms}})
+			tok := randHex(16)
+			settleCredit(t, p, "sms", tok, "10")
+			// The params odoo@16.0:addons/sms/models/sms_api.py _send_sms builds.
+			params := map[string]any{"numbers": []any{"+32470123456", "+32470123457"}, "message": "Your order is ready", "account_token": tok}
+			killedCall(t, p, "/iap/message_send", params)
+			received := len(tw.messages())
+
+			p = startSettleProc(t, abuseOpts{Config: config, Data: p.Data})
+			got := settleShow(t, p, "sms", tok)
+			want := settleAccount{Available: 10 * one}
+			if st.charged {
+				want = settleAccount{Available: 8 * one, Captured: 2 * one}
+			}
+			if got != want {
+				t.Errorf("after restart: %s, want %s\n%s", got, want, p.Stderr.String())
+			}
+			if received > 2 || (!st.charged && received != 0) {
+				t.Errorf("provider received %d messages before the crash (charged: %v)", received, st.charged)
+			}
+			abuseFigure(t, "message_send killed at %-26s received %d, after restart %s", st.name, received, got)
+		})
+	}
+	if n != 4 {
+		t.Fatalf("%d steps run, want 4", n)
+	}
+}

@@ -172,6 +172,16 @@ func companyCovers(ours, theirs any, path string) []string {
 // companyMustFind are substrings the answers to these captured requests must
 // hold: the embedded sample directory knows their companies.
 var companyMustFind = map[string]string{
+	"odoo16/006_iap_partner_autocomplete_search.json":            `"name":"Stub Company SA"`,
+	"odoo16/007_iap_partner_autocomplete_enrich.json":            `"company_data":{"name":"Stub Company SA"`,
+	"odoo16/008_iap_partner_autocomplete_search_vat.json":        `"vat":"BE0000000097"`,
+	"odoo16/013_iap_clearbit_1_lead_enrichment_email.json":       `"1":{"name":"Stub Company SA"`,
+	"odoo16/014_iap_clearbit_1_lead_enrichment_email.json":       `"clearbit_id":"371230010"`,
+	"odoo16/015_iap_clearbit_1_lead_mining_request.json":         `"clearbit_id":"371234567"`,
+	"odoo16/025_iap_clearbit_1_reveal.json":                      `"ip":"198.51.100.9","rule_id":2,"clearbit_id":"371230011"`,
+	"odoo16/027_iap_partner_autocomplete_search.json":            `"name":"Example Widgets SA"`,
+	"odoo16/nocredit_005_iap_partner_autocomplete_enrich.json":   `{"credit_error":true}`,
+	"odoo16/nocredit_009_iap_clearbit_1_reveal.json":             `{"reveal_data":[],"credit_error":true}`,
 	"odoo17/006_iap_partner_autocomplete_search.json":            `"name":"Stub Company SA"`,
 	"odoo17/007_iap_partner_autocomplete_enrich.json":            `"company_data":{"name":"Stub Company SA"`,
 	"odoo17/010_iap_clearbit_1_lead_enrichment_email.json":       `"1":{"name":"Stub Company SA"`,
@@ -196,7 +206,7 @@ var companyMustFind = map[string]string{
 var companyBrokeOdoo = map[string]bool{"nocredit_018_inband_api_dnb_1_search_by_name.json": true}
 
 // TestCompanyFixturesThroughRun replays every captured partner
-// autocomplete, enrichment, mining and reveal request (odoo17, odoo18,
+// autocomplete, enrichment, mining and reveal request (odoo16, odoo17, odoo18,
 // odoo19), byte for byte, to iapd started by run() with its embedded
 // default (the sample directory): the normal captures against accounts
 // holding credit, the nocredit_* captures against accounts without any.

@@ -78,6 +78,10 @@ type Config struct {
 	DiskReserve ByteSize `yaml:"disk_reserve"`
 	// Services sets the policy of built-in and custom services.
 	Services map[string]ServiceConfig `yaml:"services"`
+	// TrialCredits is the trial credit of every service (built-in or
+	// named under services) that does not set its own
+	// services.<name>.trial_credits; default 0.
+	TrialCredits CreditsValue `yaml:"trial_credits"`
 
 	// Providers are the named provider instances ("twilio-eu": {type:
 	// twilio, …}); services name them in their settings. Unset, every
@@ -193,6 +197,7 @@ type ServiceConfig struct {
 // rounds it.
 type CreditsValue struct {
 	Credits storage.Credits
+	Set     bool // given in the file (0 included)
 }
 
 // UnmarshalYAML implements yaml.Unmarshaler.
@@ -204,7 +209,7 @@ func (c *CreditsValue) UnmarshalYAML(n *yaml.Node) error {
 	if err != nil {
 		return fmt.Errorf("line %d: %q: %w", n.Line, n.Value, err)
 	}
-	c.Credits = v
+	c.Credits, c.Set = v, true
 	return nil
 }
 
@@ -551,7 +556,11 @@ func (c *Config) ServicePolicies() []storage.Service {
 	out := make([]storage.Service, 0, len(names))
 	for n := range names {
 		sc := c.Services[string(n)]
-		s := storage.Service{Name: n, AutoRegister: true, UnitName: "Credits", TrialCredits: sc.TrialCredits.Credits}
+		trial := c.TrialCredits.Credits
+		if sc.TrialCredits.Set {
+			trial = sc.TrialCredits.Credits
+		}
+		s := storage.Service{Name: n, AutoRegister: true, UnitName: "Credits", TrialCredits: trial}
 		if d, ok := builtinDefaults[n]; ok {
 			s.UnitName, s.Description = d.unit, d.description
 		}

@@ -292,3 +292,52 @@ func TestParseArgs(t *testing.T) {
 		t.Fatal("unknown flag accepted")
 	}
 }
+
+// The top-level trial_credits is the trial of every service, built-in or
+// named, that does not set its own; a service's own value, 0 included,
+// wins (issue 14: trial credit for every service took four blocks).
+func TestParseConfigTrialCreditsDefault(t *testing.T) {
+	src := `
+trial_credits: 1000
+services:
+  snailmail:
+    trial_credits: 0
+  reveal:
+    trial_credits: 2.5
+  geo:
+    unit_name: Lookups
+`
+	c, err := ParseConfig([]byte(src), envMap())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[storage.ServiceName]string{}
+	for _, s := range c.ServicePolicies() {
+		got[s.Name] = s.TrialCredits.String()
+	}
+	want := map[storage.ServiceName]string{"sms": "1000", "partner_autocomplete": "1000", "geo": "1000", "snailmail": "0", "reveal": "2.5"}
+	if len(got) != len(want) {
+		t.Fatalf("policies %v, want %v", got, want)
+	}
+	for n, w := range want {
+		if got[n] != w {
+			t.Errorf("%s: trial %s, want %s", n, got[n], w)
+		}
+	}
+	// Absent: 0 everywhere, as before.
+	c, err = ParseConfig([]byte("services:\n  sms:\n    unit_name: SMS\n"), envMap())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range c.ServicePolicies() {
+		if s.TrialCredits != 0 {
+			t.Errorf("%s: trial %s without any trial_credits", s.Name, s.TrialCredits)
+		}
+	}
+	// Checked like a service's: exact, not negative, a number.
+	for src, msg := range map[string]string{"trial_credits: -1\n": "negative", "trial_credits: 0.00001\n": "more than 4 decimals", "trial_credits: lots\n": "not a number"} {
+		if _, err := ParseConfig([]byte(src), envMap()); err == nil || !strings.Contains(err.Error(), msg) {
+			t.Errorf("%q: %v, want %q", src, err, msg)
+		}
+	}
+}

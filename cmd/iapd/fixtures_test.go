@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -18,16 +20,36 @@ import (
 // Odoo client needs (PROTOCOL §1.2–1.3): HTTP 200, JSON, the id echoed, a
 // result or an error with a string data.name, never "error": null. It
 // checks the wiring (listener, body limits, ledger) end to end; what each
-// route answers is package rpc's tests' business.
+// route answers is package rpc's tests' business. A request whose captured
+// answer was werkzeug's NotFound (odoo16 004, /iap/message_send: Odoo
+// raised it as AccessError, README) must be served now and never answered
+// NotFound again.
 func TestOdooFixturesThroughRun(t *testing.T) {
+	// Every path "iapd routes" lists: the core routes and the services'.
 	served := map[string]bool{}
+	cfg := filepath.Join(t.TempDir(), "iapd.yaml")
+	if err := os.WriteFile(cfg, []byte("log_level: info\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range routesJSON(t, cfg) {
+		served[l.Path] = true
+	}
 	for _, r := range rpc.Routes() {
-		served[r.Path] = true
+		if !served[r.Path] {
+			t.Fatalf("iapd routes does not list %s", r.Path)
+		}
 	}
 	s := startServer(t, map[string]string{"IAPD_ADMIN_TOKEN": testAdminToken})
 	replayed := 0
 	for _, version := range rpctest.Versions {
 		for _, req := range rpctest.Load(t, version, nil) {
+			brokeOdoo := false
+			if a, ok := req.Response(t); ok && bytes.Contains(a, []byte(`"werkzeug.exceptions.NotFound"`)) {
+				brokeOdoo = true
+				if !served[req.Path] {
+					t.Errorf("%s/%s: %s is not served; its NotFound answer broke Odoo", version, req.Name, req.Path)
+				}
+			}
 			if !served[req.Path] || req.Method != "POST" {
 				continue
 			}
@@ -61,6 +83,9 @@ func TestOdooFixturesThroughRun(t *testing.T) {
 					t.Errorf("id %s, want %s", env["id"], req.ID(t))
 				}
 				errRaw, hasErr := env["error"]
+				if brokeOdoo && bytes.Contains(errRaw, []byte("NotFound")) {
+					t.Fatalf("answered NotFound again, which broke Odoo (fixtures README): %s", body)
+				}
 				_, hasResult := env["result"]
 				switch {
 				case hasErr && hasResult, !hasErr && !hasResult:

@@ -244,7 +244,7 @@ upstream:
 	}
 
 	s := startServer(t, nil, "-config", cfgPath)
-	forwarded, accountsForwarded := 0, 0
+	forwarded, accountsForwarded, balanceForwarded := 0, 0, 0
 	for _, r := range reqs {
 		what := r.Version + "/" + r.Name
 		wire := r.Wire(t)
@@ -275,6 +275,26 @@ upstream:
 				t.Errorf("%s: answer changed on the way:\n got %s\nwant %s", what, got, want)
 			}
 		case "":
+			if r.Path == "/iap/1/balance" {
+				// By service_name (§4.1; 16.0 012 asks snailmail's, 018
+				// reveal's): upstream passed through, refused 0, else local.
+				switch r.Params(t)["service_name"] {
+				case "snailmail":
+					balanceForwarded++
+					if want, _ := r.Response(t); len(after) != before+1 || !bytes.Equal(got, want) {
+						t.Errorf("%s: snailmail balance not passed through (upstream saw %v): %s", what, after[before:], got)
+					}
+				case "reveal":
+					if len(after) != before || string(res) != "0" {
+						t.Errorf("%s: reveal balance %s (upstream saw %v), want 0 here", what, got, after[before:])
+					}
+				default:
+					if len(after) != before {
+						t.Fatalf("%s: reached the upstream: %v", what, after[before:])
+					}
+				}
+				continue
+			}
 			if r.Path != "/iap/1/get-accounts-information" {
 				if len(after) != before {
 					t.Fatalf("%s: reached the upstream: %v", what, after[before:])
@@ -358,6 +378,9 @@ upstream:
 	if forwarded < 5 {
 		t.Fatalf("only %d snailmail requests replayed", forwarded)
 	}
+	if balanceForwarded == 0 {
+		t.Error("no snailmail balance replayed (fixtures odoo16 012)")
+	}
 
 	// Nothing reached the ledger for the services not served locally.
 	for _, svc := range []string{"snailmail", "reveal"} {
@@ -379,15 +402,16 @@ upstream:
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	if len(lines) != forwarded+accountsForwarded || accountsForwarded == 0 {
-		t.Fatalf("audit log: %d lines, want %d + %d", len(lines), forwarded, accountsForwarded)
+	if len(lines) != forwarded+accountsForwarded+balanceForwarded || accountsForwarded == 0 {
+		t.Fatalf("audit log: %d lines, want %d + %d + %d", len(lines), forwarded, accountsForwarded, balanceForwarded)
 	}
 	for _, l := range lines {
 		var rec proxy.AuditRecord
 		err := json.Unmarshal([]byte(l), &rec)
 		letter := rec.Service == "snailmail" && rec.Route == "/iap/snailmail/1/print" && len(rec.Account) == 40
 		account := rec.Service == "-" && rec.Route == "/iap/1/get-accounts-information"
-		if err != nil || !(letter || account) || rec.Outcome != proxy.OutcomeOK || rec.Upstream != up.URL {
+		balance := rec.Service == "-" && rec.Route == "/iap/1/balance" // an account route, as the account form
+		if err != nil || !(letter || account || balance) || rec.Outcome != proxy.OutcomeOK || rec.Upstream != up.URL {
 			t.Errorf("audit line %s (%v)", l, err)
 		}
 	}

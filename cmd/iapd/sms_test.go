@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -96,14 +97,20 @@ var smsRegistrationStates = map[string]bool{"success": true, "format_error": tru
 	"existing_sender": true, "invalid_phone_number": true, "verification_sms_delivery": true, "closed_feature": true,
 	"banned_account": true, "invalid_code": true, "no_sms_account": true, "too_many_attempts": true, "unknown_error": true}
 
-// TestSMSFixturesThroughRun replays every SMS request a real Odoo 17, 18
-// and 19 sent (fixtures requests/*sms*, nocredit_*sms*; the /inband
+// TestSMSFixturesThroughRun replays every SMS request a real Odoo 16, 17,
+// 18 and 19 sent (fixtures requests/*sms*, nocredit_*sms*, 16.0's
+// *message_send*; the /inband
 // variants on their real path) to the sandbox iapd, once with the accounts
 // in credit and once out of credit, and checks each answer has the shape
 // and the values the fixtures READMEs show Odoo handling: per uuid
 // exactly {uuid, state, credit} "success" when in credit, {uuid, state}
-// "insufficient_credit" when not; {"state": …} with a state the wizard
-// knows for registration. The ledger invariant is checked after each.
+// "insufficient_credit" when not; 16.0 per res_id exactly {res_id, state,
+// credit} (wrong_number_format for 031's "12", unregistered for 033's
+// +disabled token); 16.0's /iap/message_send a result per number in
+// credit and InsufficientCreditError out of it (never the NotFound iapd
+// answered under capture, which Odoo raised as AccessError: odoo16
+// README, 004); {"state": …} with a state the wizard knows for
+// registration. The ledger invariant is checked after each.
 func TestSMSFixturesThroughRun(t *testing.T) {
 	for _, credit := range []bool{true, false} {
 		name := "in_credit"
@@ -115,10 +122,13 @@ func TestSMSFixturesThroughRun(t *testing.T) {
 			recharged := map[string]bool{}
 			replayed := 0
 			for _, version := range rpctest.Versions {
-				for _, req := range rpctest.Load(t, version, func(r *rpctest.Request) bool { return strings.Contains(r.Name, "sms") }) {
+				for _, req := range rpctest.Load(t, version, func(r *rpctest.Request) bool {
+					return strings.Contains(r.Name, "sms") || strings.Contains(r.Name, "message_send")
+				}) {
 					path := strings.TrimPrefix(req.Path, "/inband")
 					params := req.Params(t)
-					tok, _ := params["account_token"].(string)
+					full, _ := params["account_token"].(string)
+					tok, _, _ := strings.Cut(full, "+") // the account of a +disabled token
 					if credit && !recharged[tok] {
 						s.mustCLI(t, "", "credit", "sms", tok, "100")
 						recharged[tok] = true
@@ -129,11 +139,17 @@ func TestSMSFixturesThroughRun(t *testing.T) {
 						if string(env["id"]) != string(req.ID(t)) {
 							t.Errorf("id %s, want %s", env["id"], req.ID(t))
 						}
+						if path == "/iap/message_send" {
+							smsCheckMessageSend(t, params, env, credit)
+							return
+						}
 						res, ok := env["result"]
 						if !ok {
 							t.Fatalf("an error where Odoo expects a result: %s", env["error"])
 						}
 						switch {
+						case path == "/iap/sms/2/send":
+							smsCheckSend2(t, params, res, credit)
 						case strings.HasSuffix(path, "/send"):
 							smsCheckSend(t, params, res, credit)
 						default:
@@ -153,7 +169,7 @@ func TestSMSFixturesThroughRun(t *testing.T) {
 					replayed++
 				}
 			}
-			if replayed < 30 {
+			if replayed < 37 {
 				t.Fatalf("only %d SMS fixtures replayed", replayed)
 			}
 		})
@@ -173,6 +189,69 @@ func smsRegistrationWant(path, name string) string {
 		return "existing_sender"
 	}
 	return "success"
+}
+
+// smsCheckSend2 checks a 16.0 /iap/sms/2/send answer against its request
+// (PROTOCOL §6.1; fixtures odoo16 README): per res_id, in order, exactly
+// {res_id, state, credit}.
+func smsCheckSend2(t *testing.T, params map[string]any, res json.RawMessage, credit bool) {
+	t.Helper()
+	msgs := params["messages"].([]any)
+	var rs []map[string]json.RawMessage
+	if err := json.Unmarshal(res, &rs); err != nil || len(rs) != len(msgs) {
+		t.Fatalf("want one result per message (%d): %s", len(msgs), res)
+	}
+	disabled := strings.HasSuffix(params["account_token"].(string), "+disabled")
+	for i, m := range msgs {
+		m := m.(map[string]any)
+		want := `"insufficient_credit"/0`
+		switch {
+		case m["number"] == "12": // 031
+			want = `"wrong_number_format"/0`
+		case disabled: // 033
+			want = `"unregistered"/0`
+		case credit:
+			want = `"success"/1`
+		}
+		r := rs[i]
+		if len(r) != 3 || string(r["res_id"]) != fmt.Sprint(m["res_id"]) || string(r["state"])+"/"+string(r["credit"]) != want {
+			t.Errorf("message %d: %v, want res_id %v and %s", i, r, m["res_id"], want)
+		}
+	}
+}
+
+// smsCheckMessageSend checks the answer to 16.0's sms.api._send_sms
+// (/iap/message_send): in credit a result per number, each success;
+// out of credit the InsufficientCreditError _send_sms raises, with the
+// JSON payload of §1.5.
+func smsCheckMessageSend(t *testing.T, params map[string]any, env map[string]json.RawMessage, credit bool) {
+	t.Helper()
+	numbers := params["numbers"].([]any)
+	if !credit {
+		var e struct {
+			Data struct{ Name, Message string }
+		}
+		if err := json.Unmarshal(env["error"], &e); err != nil || e.Data.Name != "odoo.addons.iap.tools.iap_tools.InsufficientCreditError" {
+			t.Fatalf("out of credit: %s %s, want InsufficientCreditError", env["error"], env["result"])
+		}
+		var p map[string]any
+		if err := json.Unmarshal([]byte(e.Data.Message), &p); err != nil || p["service_name"] != "sms" || p["credit"] != float64(len(numbers)) {
+			t.Errorf("payload %q", e.Data.Message)
+		}
+		return
+	}
+	var rs []struct {
+		Number, State string
+		Credit        json.Number
+	}
+	if err := json.Unmarshal(env["result"], &rs); err != nil || len(rs) != len(numbers) {
+		t.Fatalf("want one result per number (%d): %s %s", len(numbers), env["result"], env["error"])
+	}
+	for i, r := range rs {
+		if r.Number != numbers[i] || r.State != "success" || r.Credit != "1" {
+			t.Errorf("number %d: %+v, want %v success 1", i, r, numbers[i])
+		}
+	}
 }
 
 // smsCheckSend checks a /api/sms/3/send answer against its request.

@@ -81,7 +81,7 @@ func snailAccount(t *testing.T, s *testServer, tok string) (available, held, cap
 }
 
 // TestSnailmailFixturesThroughRun replays every snailmail request real
-// Odoo 17, 18 and 19 databases sent to an iapd started by run() with the
+// Odoo 16, 17, 18 and 19 databases sent to an iapd started by run() with the
 // embedded defaults (provider "folder"): out of credit first (in-band
 // CREDIT_ERROR, nothing written or charged, PROTOCOL §7), then with one
 // stamp (sent: the PDF and its address sheet in the letters directory,

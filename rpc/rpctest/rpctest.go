@@ -39,11 +39,11 @@ const EnvFixtures = "IAPD_FIXTURES"
 
 // Versions are the Odoo versions whose captures are in the fixtures, in
 // the order the directories are named.
-var Versions = []string{"odoo17", "odoo18", "odoo19"}
+var Versions = []string{"odoo16", "odoo17", "odoo18", "odoo19"}
 
 // Request is one captured HTTP request.
 type Request struct {
-	Version string // "odoo17", "odoo18", "odoo19"
+	Version string // "odoo16", "odoo17", "odoo18", "odoo19"
 	Name    string // file name without directory, e.g. "001_iap_1_balance.json"
 	File    string // full path of the file
 
@@ -51,6 +51,13 @@ type Request struct {
 	Method  string            `json:"method"`
 	Headers map[string]string `json:"headers"`
 	Body    json.RawMessage   `json:"body"` // as stored in the file (indented); see Wire
+
+	// Answer is the answer captured with the request, when the file holds
+	// it (16.0: "response": {status, body}); see Response.
+	Answer *struct {
+		Status int             `json:"status"`
+		Body   json.RawMessage `json:"body"`
+	} `json:"response"`
 }
 
 // NoCredit reports whether the request was captured while the capture
@@ -104,10 +111,19 @@ func (r *Request) ID(t testing.TB) json.RawMessage {
 	return env.ID
 }
 
-// Response returns the captured answer to r (the file of the same name in
-// responses/), and false if there is none (17.0 has no responses/).
+// Response returns the captured answer to r: the body of the request
+// file's "response" (16.0), else the file of the same name in responses/
+// (18.0, 19.0); false if there is none (17.0). The answer is the one the
+// capture's iapd or server gave: the fixtures README says what Odoo did
+// with it, and one that broke Odoo is not a shape to copy.
 func (r *Request) Response(t testing.TB) (json.RawMessage, bool) {
 	t.Helper()
+	if r.Answer != nil {
+		if r.Answer.Status != 200 || !json.Valid(r.Answer.Body) {
+			t.Fatalf("rpctest: %s/%s: captured answer is HTTP %d or not JSON", r.Version, r.Name, r.Answer.Status)
+		}
+		return r.Answer.Body, true
+	}
 	f := filepath.Join(filepath.Dir(filepath.Dir(r.File)), "responses", r.Name)
 	b, err := os.ReadFile(f) // #nosec G304 -- a fixture file, in tests
 	if errors.Is(err, os.ErrNotExist) {

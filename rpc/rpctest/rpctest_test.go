@@ -1,6 +1,7 @@
 package rpctest
 
 import (
+	"strings"
 	"testing"
 )
 
@@ -38,5 +39,29 @@ func TestPythonJSON(t *testing.T) {
 	}
 	if _, err := PythonJSON([]byte(`{"a":1} x`)); err == nil {
 		t.Error("trailing data accepted")
+	}
+}
+
+// 16.0's files hold the answer with the request ("response"); 18.0's are
+// in responses/; 17.0 has none.
+func TestResponseLayouts(t *testing.T) {
+	for _, c := range []struct {
+		version, name, want string
+	}{
+		{"odoo16", "004_iap_message_send.json", `"werkzeug.exceptions.NotFound"`},
+		{"odoo16", "nocredit_002_iap_sms_2_send.json", `"insufficient_credit"`},
+		{"odoo18", "001_iap_1_balance.json", `"result": 4242.0`},
+	} {
+		rs := Load(t, c.version, func(r *Request) bool { return r.Name == c.name })
+		if len(rs) != 1 {
+			t.Fatalf("%s/%s: %d files", c.version, c.name, len(rs))
+		}
+		got, ok := rs[0].Response(t)
+		if !ok || !strings.Contains(string(got), c.want) {
+			t.Errorf("%s/%s: answer %q (%v), want it to hold %s", c.version, c.name, got, ok, c.want)
+		}
+	}
+	if _, ok := Load(t, "odoo17", nil)[0].Response(t); ok {
+		t.Error("odoo17 has no captured answer")
 	}
 }

@@ -3,6 +3,8 @@
 // carried out by the provider instances the operator configured.
 //
 //   - /iap/sms/2/send (16.0: flat messages, results by res_id, §6.1),
+//     /iap/message_send (16.0's sms.api._send_sms: one text, several
+//     numbers; all or nothing, InsufficientCreditError when short),
 //     /iap/sms/3/send and /api/sms/3/send (17.0–19.0: messages grouped by
 //     body, results by uuid, §6.2);
 //   - the 18.0+ registration routes /api/sms/1/account/create,

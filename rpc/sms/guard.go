@@ -9,13 +9,17 @@ import (
 	"github.com/iapd/iapd/proxy"
 )
 
+// allowCIDRsKey is the setting that lets delivery reports reach
+// non-public networks, named by the refusal.
+const allowCIDRsKey = "services.sms.settings.webhooks.allow_cidrs"
+
 // webhookGuard is the relay's policy for the webhook_url a database
 // sends: a caller-chosen URL, so dialled only through proxy.CallerURL's
 // guard (public addresses, plus what the settings allow).
 func webhookGuard(w WebhookSettings) (*proxy.CallerURL, error) {
 	g := &proxy.CallerURL{
 		AllowPrivate:          w.AllowPrivate,
-		Hint:                  "services.sms.settings.webhooks",
+		Hint:                  allowCIDRsKey,
 		DialTimeout:           5 * time.Second,
 		ResponseHeaderTimeout: 10 * time.Second,
 		MaxIdleConns:          16,

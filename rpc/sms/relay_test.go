@@ -1,8 +1,10 @@
 package sms
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -201,5 +203,26 @@ func TestWebhookGuard(t *testing.T) {
 	t.Cleanup(func() { redir.Close() })
 	if err := e2.svc.relay.send(context.Background(), newPost("http://"+ln.Addr().String()+"/sms/status", []queued{{UUID: uuidN(2), Status: "delivered"}})); err == nil {
 		t.Fatal("a redirect was followed")
+	}
+}
+
+// A report refused by the guard (an Odoo on this host, the default
+// policy) is logged with the setting that allows it, and kept for retry.
+func TestRelayRefusalNamesTheSetting(t *testing.T) {
+	odoo := newOdooStatusEndpoint(t)
+	e := newEnv(t, Settings{}, &fakeSender{name: "fake"})
+	var buf bytes.Buffer
+	e.svc.log = slog.New(slog.NewTextHandler(&buf, nil))
+	p := newPost(odoo.URL+"/sms/status", []queued{{UUID: uuidN(1), Status: "delivered"}})
+	err := e.svc.relay.send(context.Background(), p)
+	if !errors.Is(err, proxy.ErrNonPublicAddress) || !strings.Contains(err.Error(), "services.sms.settings.webhooks.allow_cidrs") {
+		t.Fatalf("send: %v, want the guard's refusal naming the setting", err)
+	}
+	e.svc.relay.done(context.Background(), p, err)
+	line := buf.String()
+	for _, want := range []string{"level=WARN", "setting=services.sms.settings.webhooks.allow_cidrs", `127.0.0.1/32`, "will retry"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("log line lacks %q:\n%s", want, line)
+		}
 	}
 }

@@ -55,6 +55,22 @@ type Result2 struct {
 	Credit storage.Credits `json:"credit"`
 }
 
+// MessageSendArgs are the params of /iap/message_send (16.0's
+// sms.api._send_sms: one text to several numbers, §6.1).
+type MessageSendArgs struct {
+	AccountToken string     `json:"account_token"`
+	Numbers      []rpc.Text `json:"numbers"`
+	Message      rpc.Text   `json:"message"`
+}
+
+// NumberResult is the result of /iap/message_send for one number: the
+// number as sent, its state (those of §6.1) and the credit it cost.
+type NumberResult struct {
+	Number string          `json:"number"`
+	State  string          `json:"state"`
+	Credit storage.Credits `json:"credit"`
+}
+
 // Send3Args are the params of /iap/sms/3/send and /api/sms/3/send (§6.2).
 type Send3Args struct {
 	AccountToken string           `json:"account_token"`
@@ -109,6 +125,51 @@ func (s *Service) Send2(r *http.Request, args *Send2Args, reply *[]Result2) erro
 		if st := m.answer(true); st != "" {
 			out = append(out, Result2{ResID: m.resID, State: st, Credit: m.credit})
 		}
+	}
+	*reply = out
+	return nil
+}
+
+// MessageSend serves /iap/message_send: the text to every number, through
+// the same send as Send2 (price, hold, providers, settlement), but whole:
+// when the credit does not cover every number, nothing is sent and the
+// answer is InsufficientCreditError (credit: the price of the call), which
+// 16.0's _send_sms raises to its caller as every IAP client does (§1.4,
+// §1.5). Otherwise one result per number, in order; a number not sent for
+// another reason says why in its state (wrong_number_format,
+// unregistered, server_error), as on /iap/sms/2/send.
+func (s *Service) MessageSend(r *http.Request, args *MessageSendArgs, reply *[]NumberResult) error {
+	const op = "sms.message_send"
+	if len(args.Numbers) > s.cfg.MaxBatch {
+		return storage.Ef(op, storage.Invalid, "Too many numbers in one call (at most %d).", s.cfg.MaxBatch)
+	}
+	tok, disabled, err := rpc.ParseAccountToken(op, "account_token", args.AccountToken)
+	if err != nil {
+		return err
+	}
+	ms := make([]*message, 0, len(args.Numbers))
+	for _, n := range args.Numbers {
+		// res_id 0: no dedupe record (16.0's call carries no id to
+		// recognise a retry by, like the composer's res_id 0).
+		ms = append(ms, &message{resID: json.RawMessage("0"), raw: n.S, content: args.Message.S})
+	}
+	if err := s.send(r.Context(), batch{v16: true, whole: true, tok: tok, disabled: disabled}, ms); err != nil {
+		return err
+	}
+	var short storage.Credits
+	out := make([]NumberResult, 0, len(ms))
+	for _, m := range ms {
+		st := m.answer(true)
+		switch st {
+		case stateNoCredit:
+			short += m.price
+		case "": // not attempted in time: not sent, not charged
+			st = stateServerError
+		}
+		out = append(out, NumberResult{Number: m.raw, State: st, Credit: m.credit})
+	}
+	if short > 0 {
+		return &storage.Error{Op: op, Kind: storage.InsufficientCredit, Service: storage.SMS, Credit: short}
 	}
 	*reply = out
 	return nil
@@ -179,6 +240,7 @@ func validWebhook(u string) bool {
 // batch is what one send request says besides its messages.
 type batch struct {
 	v16      bool
+	whole    bool // all messages or none: no partial hold (MessageSend)
 	tok      storage.AccountToken
 	disabled bool
 	dbuuid   string
@@ -506,7 +568,8 @@ func (s *Service) release(ctx context.Context, ms []*message) {
 }
 
 // hold authorizes the price of the messages, or of the longest prefix of
-// them the available credit covers; the rest are insufficient_credit. It
+// them the available credit covers (none for a whole batch); the rest are
+// insufficient_credit. It
 // returns the hold (nil when nothing is to be sent) and the messages to
 // send.
 func (s *Service) hold(ctx context.Context, b batch, acct storage.Account, todo []*message, send string) (*storage.Transaction, []*message, error) {
@@ -521,7 +584,7 @@ func (s *Service) hold(ctx context.Context, b batch, acct storage.Account, todo 
 		}
 		var fit storage.Credits
 		n := 0
-		for n < len(todo) && fit+todo[n].price <= acct.Available {
+		for n < len(todo) && !b.whole && fit+todo[n].price <= acct.Available {
 			fit += todo[n].price
 			n++
 		}

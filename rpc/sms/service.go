@@ -38,7 +38,7 @@ type Deps struct {
 	Now        func() time.Time
 }
 
-// Service is the SMS service: a gorilla/rpc receiver (Send2, Send3,
+// Service is the SMS service: a gorilla/rpc receiver (Send2, MessageSend, Send3,
 // AccountCreate, AccountVerify, AccountUpdateSender) plus the relay of
 // delivery reports (Run) and the sink providers report to (Sink).
 type Service struct {
@@ -114,8 +114,9 @@ func New(cfg Settings, deps Deps) (*Service, error) {
 }
 
 // Routes returns the service's JSON-RPC routes for rpc.Server.Register
-// (PROTOCOL §6; Odoo waits 15 s for each, §13). None answers
-// InsufficientCreditError: credit problems are reported per number.
+// (PROTOCOL §6; Odoo waits 15 s for each, §13). Only /iap/message_send
+// answers InsufficientCreditError (16.0's _send_sms has no per-number
+// credit state to read); the others report credit problems per number.
 func (s *Service) Routes() []rpc.Route {
 	const ep = "sms.endpoint"
 	r := func(path, method string, maxBody int, doc string) rpc.Route {
@@ -129,8 +130,11 @@ func (s *Service) Routes() []rpc.Route {
 		}
 	}
 	const sendBody = 4 << 20
+	msgSend := r("/iap/message_send", "MessageSend", sendBody, "send one text to several numbers: 16.0's sms.api._send_sms (§6.1)")
+	msgSend.CreditErrors = true
 	return []rpc.Route{
 		r("/iap/sms/2/send", "Send2", sendBody, "send SMS, flat messages, results by res_id (PROTOCOL §6.1; 16.0)"),
+		msgSend,
 		r("/iap/sms/3/send", "Send3", sendBody, "send SMS grouped by body, results by uuid (§6.2; early 17.0)"),
 		r("/api/sms/3/send", "Send3", sendBody, "send SMS grouped by body, results by uuid (§6.2; 17.0–19.0)"),
 		r("/api/sms/1/account/create", "AccountCreate", 64<<10, "SMS account registration: send a verification code (§6.3; 18.0+)"),

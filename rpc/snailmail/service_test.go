@@ -260,7 +260,7 @@ func (e *env) want(tok string, available, held, captured string) {
 	}
 }
 
-// TestFixtures replays every snailmail request a real Odoo 17, 18 and 19
+// TestFixtures replays every snailmail request a real Odoo 16, 17, 18 and 19
 // sent, byte for byte, once with credit and once without, and checks the
 // answers the fixtures READMEs show Odoo accepting: the letter sent with a
 // send_id and charged; without credit, CREDIT_ERROR in-band and nothing
