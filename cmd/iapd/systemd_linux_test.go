@@ -16,6 +16,7 @@ import (
 	"regexp"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -631,4 +632,80 @@ func dialInNetns(ctx context.Context, pid int, network, addr string) (net.Conn, 
 	}()
 	r := <-res
 	return r.c, r.err
+}
+
+// analyzeSecurity runs `systemd-analyze security --offline=yes` on the
+// unit (with the drop-ins given, copied beside it in iapd.service.d) and
+// returns the overall exposure and the names of the failed checks.
+func analyzeSecurity(t *testing.T, dropIns ...string) (exposure float64, failed []string) {
+	t.Helper()
+	if _, err := exec.LookPath("systemd-analyze"); err != nil {
+		t.Fatalf("systemd-analyze is needed to check the unit's hardening (apt-get install systemd; .ci/run does): %v", err)
+	}
+	dir := t.TempDir()
+	copyFile := func(src, dst string) {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(dst, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	copyFile(unitPath, filepath.Join(dir, "iapd.service"))
+	for _, d := range dropIns {
+		copyFile(d, filepath.Join(dir, "iapd.service.d", filepath.Base(d)))
+	}
+	out, err := exec.Command("systemd-analyze", "security", "--offline=yes", "--no-pager", filepath.Join(dir, "iapd.service")).Output()
+	if err != nil {
+		t.Fatalf("systemd-analyze security: %v\n%s", err, out)
+	}
+	m := regexp.MustCompile(`Overall exposure level for iapd.service: ([0-9.]+)`).FindSubmatch(out)
+	if m == nil {
+		t.Fatalf("no overall exposure in:\n%s", out)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if rest, ok := strings.CutPrefix(line, "✗ "); ok {
+			failed = append(failed, strings.Fields(rest)[0])
+		}
+	}
+	exposure, err = strconv.ParseFloat(string(m[1]), 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return exposure, failed
+}
+
+// TestSystemdAnalyzeSecurity keeps the unit as strict as before socket
+// activation and Type=notify (exposure 1.4), and the drop-in's cost to
+// exactly what it grants: the capability and PrivateUsers=no (1.7).
+func TestSystemdAnalyzeSecurity(t *testing.T) {
+	exposure, base := analyzeSecurity(t)
+	if exposure > 1.4 {
+		t.Errorf("unit: exposure %.1f, want at most 1.4; failed checks %q", exposure, base)
+	}
+	for _, f := range base {
+		if strings.HasPrefix(f, "CapabilityBoundingSet") || strings.HasPrefix(f, "AmbientCapabilities") ||
+			strings.HasPrefix(f, "PrivateUsers") || strings.HasPrefix(f, "ProtectSystem") {
+			t.Errorf("unit: %s fails", f)
+		}
+	}
+	exposure, withDropIn := analyzeSecurity(t, dropInPath)
+	if exposure > 1.7 {
+		t.Errorf("unit with %s: exposure %.1f, want at most 1.7", filepath.Base(dropInPath), exposure)
+	}
+	var added []string
+	for _, f := range withDropIn {
+		if !slices.Contains(base, f) {
+			added = append(added, f)
+		}
+	}
+	slices.Sort(added)
+	want := []string{"AmbientCapabilities=", "CapabilityBoundingSet=~CAP_NET_(BIND_SERVICE|BROADCAST|RAW)", "PrivateUsers="}
+	if !slices.Equal(added, want) {
+		t.Errorf("the drop-in fails %q more checks, want exactly %q", added, want)
+	}
 }
