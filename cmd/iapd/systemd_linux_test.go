@@ -489,6 +489,48 @@ func TestSystemdSocketActivation(t *testing.T) {
 			t.Errorf("no log line says the listener came from systemd:\n%s", stderr.String())
 		}
 		stopUnitProc(t, cmd, exited, stderr)
+
+		// A restart: the socket stays open in systemd (here, the test), so
+		// a call made while no iapd runs is not refused: it waits in the
+		// backlog and the next iapd answers it.
+		conn, err := net.DialTimeout("tcp", ln.Addr().String(), 10*time.Second)
+		if err != nil {
+			t.Fatalf("a call between two iapd processes: %v", err)
+		}
+		defer conn.Close()
+		type answer struct {
+			code int
+			body []byte
+			err  error
+		}
+		answered := make(chan answer, 1)
+		go func() {
+			tc := tls.Client(conn, &tls.Config{RootCAs: pool, ServerName: "iap.odoo.com"})
+			req, _ := http.NewRequest("POST", "https://iap.odoo.com/iap/1/balance",
+				strings.NewReader(`{"jsonrpc":"2.0","method":"call","params":{"service_name":"sms"},"id":2}`))
+			req.Header.Set("Content-Type", "application/json")
+			if err := req.Write(tc); err != nil {
+				answered <- answer{err: err}
+				return
+			}
+			resp, err := http.ReadResponse(bufio.NewReader(tc), req)
+			if err != nil {
+				answered <- answer{err: err}
+				return
+			}
+			body, err := io.ReadAll(resp.Body)
+			answered <- answer{resp.StatusCode, body, err}
+		}()
+		cmd, exited, _, _, stderr = startUnitProc(t, withPID, []string{"LISTEN_FDS=1", "LISTEN_FDNAMES=" + name}, []*os.File{f})
+		select {
+		case a := <-answered:
+			if a.err != nil || a.code != 200 || !bytes.Contains(a.body, []byte("account_token")) {
+				t.Fatalf("the call made during the restart: HTTP %d %s %v\n%s", a.code, a.body, a.err, stderr.String())
+			}
+		case <-time.After(startupWait):
+			t.Fatalf("the call made during the restart was not answered\n%s", stderr.String())
+		}
+		stopUnitProc(t, cmd, exited, stderr)
 	})
 
 	// Another process's variables (LISTEN_PID not iapd's) are ignored:
