@@ -183,6 +183,8 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer, 
 		return err
 	}
 	defer sdLns.close()
+	// A listener from systemd keeps Go's default keep-alive probes on the
+	// connections it accepts (ListenConfig applies only to what iapd binds).
 	pubLn, fromSystemd := sdLns.take("public")
 	if fromSystemd {
 		log.Info("public listener from systemd (socket activation); listen is not bound", "addr", pubLn.Addr().String(), "listen", cfg.Listen)

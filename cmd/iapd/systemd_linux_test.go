@@ -751,3 +751,71 @@ func TestSystemdAnalyzeSecurity(t *testing.T) {
 		t.Errorf("the drop-in fails %q more checks, want exactly %q", added, want)
 	}
 }
+
+// TestSystemdSocketActivate443 runs the socket unit's port through
+// systemd's own socket activation code: systemd-socket-activate (as root,
+// in a network namespace of its own) binds 127.0.0.1:443 and, on the first
+// connection, execs the unit's exec line as nobody without any
+// capability, with the variables systemd sets (LISTEN_FDS, LISTEN_PID,
+// LISTEN_FDNAMES from FileDescriptorName). That first call is answered
+// over TLS.
+func TestSystemdSocketActivate443(t *testing.T) {
+	needNetns(t)
+	if os.Getuid() != 0 {
+		t.Skip("binding 443 for the socket needs root; this test runs as uid", os.Getuid())
+	}
+	if _, err := exec.LookPath("systemd-socket-activate"); err != nil {
+		t.Fatalf("systemd-socket-activate (package systemd; .ci/run installs it): %v", err)
+	}
+	s := readUnit(t, socketPath)
+	_, bin, config, pool := serviceDir(t, "listen: 0.0.0.0:443\nops_listen: 127.0.0.1:9070\ndata: DIR/data\n"+
+		"tls_cert_file: DIR/iapd.crt\ntls_key_file: DIR/iapd.key\npublic_url: https://iap.odoo.com\n")
+	port := s.last("Socket", "ListenStream")
+	argv := inNetns(append([]string{"systemd-socket-activate", "-l", "127.0.0.1:" + port,
+		"--fdname=" + s.last("Socket", "FileDescriptorName"), "--"}, append(asNobody(""), unitExec(t, bin, config)...)...))
+	stdout, stderr := &syncBuffer{}, &syncBuffer{}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	deadline := time.Now().Add(startupWait)
+	for !strings.Contains(stderr.String(), "Listening on 127.0.0.1:"+port) {
+		if time.Now().After(deadline) {
+			t.Fatalf("systemd-socket-activate is not listening:\n%s", stderr.String())
+		}
+		select {
+		case err := <-exited:
+			t.Fatalf("systemd-socket-activate exited: %v\n%s", err, stderr.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if strings.Contains(stdout.String(), "iapd:") {
+		t.Fatalf("iapd started before the first connection:\n%s", stdout.String())
+	}
+	pid := cmd.Process.Pid
+	// The first call starts iapd and is answered by it.
+	checkBalance(t, httpsClient(pool, func(ctx context.Context, network, _ string) (net.Conn, error) {
+		return dialInNetns(ctx, pid, network, "127.0.0.1:"+port)
+	}))
+	if want := "iapd: public https://127.0.0.1:" + port; !strings.Contains(stdout.String(), want) {
+		t.Errorf("stdout lacks %q:\n%s", want, stdout.String())
+	}
+	if uid, eff, bnd := procCaps(t, pid); uid != fmt.Sprint(nobodyUID) || eff != 0 || bnd != 0 {
+		t.Fatalf("iapd runs as uid %s with capabilities eff %#x bnd %#x, want nobody with none", uid, eff, bnd)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v\n%s", err, stderr.String())
+		}
+	case <-time.After(startupWait):
+		t.Fatalf("no exit after SIGTERM\n%s", stderr.String())
+	}
+}
