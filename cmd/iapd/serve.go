@@ -109,14 +109,16 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
-	return serve(ctx, cfg, newLogger(cfg, stderr), stdout)
+	return serve(ctx, cfg, newLogger(cfg, stderr), stdout, getenv)
 }
 
 // serve runs iapd until ctx is done, then shuts down cleanly: listeners
 // closed, in-flight requests finished (within ShutdownTimeout: after two
 // thirds of it, at most 5 s before its end, the requests still running
-// are cancelled and answer), sweeper stopped, ledger closed.
-func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) (err error) {
+// are cancelled and answer), sweeper stopped, ledger closed. Under
+// systemd (getenv: $NOTIFY_SOCKET, $LISTEN_FDS; systemd.go) it takes the
+// listeners passed by socket activation and reports readiness.
+func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer, getenv func(string) string) (err error) {
 	// The metrics of this run, on a registry of its own: served at
 	// /metrics on the ops listener only.
 	reg := prometheus.NewRegistry()
@@ -133,12 +135,23 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 
 	// The listeners first, then the data directory: an address in use
 	// (or a bad certificate) stops the start before a data directory is
-	// created or opened. No TCP keep-alive probes on the public listener:
-	// Odoo opens a connection per call (PROTOCOL §1) and the server's idle
-	// timeout closes what lingers; net.Listen would set four socket
-	// options on every accepted connection for nothing.
-	pubLn, err := (&net.ListenConfig{KeepAlive: -1}).Listen(ctx, "tcp", cfg.Listen)
+	// created or opened. Under socket activation (systemd.go) the
+	// listeners passed by systemd are taken instead of bound; they keep
+	// Go's default keep-alive probes on the connections they accept
+	// (ListenConfig applies only to what iapd binds). No TCP keep-alive
+	// probes on the public listener iapd binds: Odoo opens a connection
+	// per call (PROTOCOL §1) and the server's idle timeout closes what
+	// lingers; net.Listen would set four socket options on every accepted
+	// connection for nothing.
+	sdLns, err := listenersFromSystemd(getenv, os.Getpid())
 	if err != nil {
+		return err
+	}
+	defer sdLns.close()
+	pubLn, fromSystemd := sdLns.take("public")
+	if fromSystemd {
+		log.Info("public listener from systemd (socket activation); listen is not bound", "addr", pubLn.Addr().String(), "listen", cfg.Listen)
+	} else if pubLn, err = (&net.ListenConfig{KeepAlive: -1}).Listen(ctx, "tcp", cfg.Listen); err != nil {
 		return listenError("public listener (-listen, listen:)", cfg.Listen, err) // datadir.go
 	}
 	defer pubLn.Close()
@@ -146,8 +159,10 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 	if err != nil {
 		return err
 	}
-	opsLn, err := net.Listen("tcp", cfg.OpsListen)
-	if err != nil {
+	opsLn, fromSystemd := sdLns.take("ops")
+	if fromSystemd {
+		log.Info("ops listener from systemd (socket activation); ops_listen is not bound", "addr", opsLn.Addr().String(), "ops_listen", cfg.OpsListen)
+	} else if opsLn, err = net.Listen("tcp", cfg.OpsListen); err != nil {
 		return listenError("ops listener (-ops-listen, ops_listen:)", cfg.OpsListen, err)
 	}
 	defer opsLn.Close()
@@ -307,6 +322,13 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 	fmt.Fprintf(stdout, "iapd: ops http://%s\n", opsLn.Addr())
 	log.Info("iapd serving", "public", pubLn.Addr().String(), "ops", opsLn.Addr().String(),
 		"public_url", publicURL, "data", cfg.Data, "admin_api", cfg.AdminToken != "")
+	// Type=notify: ready once /readyz would say so (systemd.go).
+	sd := newSDNotifier(getenv)
+	if err := ready(); err != nil {
+		log.Error("not ready after start-up; systemd is not told READY=1", "err", err)
+	} else if err := sd.notify("READY=1\nSTATUS=serving"); err != nil {
+		log.Warn("telling systemd iapd is ready", "err", err)
+	}
 
 	var serveErr error
 	select {
@@ -316,6 +338,9 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		log.Error("listener failed; shutting down", "err", serveErr)
 	}
 	serving.Store(false)
+	if err := sd.notify("STOPPING=1\nSTATUS=shutting down"); err != nil {
+		log.Warn("telling systemd iapd is stopping", "err", err)
+	}
 
 	// Stop accepting and finish in-flight requests, both listeners at once.
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
