@@ -95,15 +95,6 @@ func journalCorruptAction(v string) (badger.JournalCorruptAction, error) {
 	return 0, fmt.Errorf("-journal-corrupt: %q is neither refuse nor move-aside", v)
 }
 
-func newLogger(cfg Config, w io.Writer) *slog.Logger {
-	lvl, _ := parseLevel(cfg.LogLevel) // validated
-	opts := &slog.HandlerOptions{Level: lvl}
-	if cfg.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
-}
-
 func runServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cfg, err := loadServeConfig(args, getenv, stderr)
 	if err != nil {
@@ -133,6 +124,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 	ledger, err := badger.Open(badger.Options{
 		Dir:            cfg.Data,
 		Logger:         log.With("component", "badger"),
+		EngineLogger:   storageLogger(cfg, log), // logs.go: log_storage
 		Now:            time.Now,
 		OnSync:         mtr.ObserveSync,
 		OnCheckpoint:   mtr.ObserveCheckpoint,
@@ -214,6 +206,8 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		Observer:           mtr,
 		MaxAlertRecipients: limits.cfg.AlertRecipients,
 		Refusals:           limits.report,
+		AccessLog:          accessLogger(cfg, log), // logs.go: log_access
+		ClientIPHeader:     limits.header,
 	})
 	if err != nil {
 		return fmt.Errorf("rpc: %w", err)
