@@ -222,10 +222,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 	if err := w.wireAll(); err != nil {
 		return err
 	}
-	for _, line := range w.report {
-		log.Info("wiring: " + line)
-	}
-	log.Info("wiring: " + limits.reportLine())
+	w.logReport(log) // wiring.go: a few structured lines
 	// Front reads request bodies within their path's limit before any
 	// handler (the proxy included) sees them; tag gives each request its
 	// client key for the abuse limits first.
