@@ -137,15 +137,15 @@ func TestAccessLog(t *testing.T) {
 // upstream's (spaces, key order), and nothing else.
 func TestAnswerError(t *testing.T) {
 	for in, want := range map[string]string{
-		string(appendErrorEnvelope(nil, []byte("1"), 200, nameInsufficientCredit, "m")): "InsufficientCreditError",
-		string(appendNotFound(nil, nil)): "NotFound",
+		string(appendErrorEnvelope(nil, []byte("1"), 200, nameInsufficientCredit, "m")):                                        "InsufficientCreditError",
+		string(appendNotFound(nil, nil)):                                                                                       "NotFound",
 		`{"id": 1, "error": {"data": {"message": "x", "name": "odoo.exceptions.AccessError"}, "code": 200}, "jsonrpc": "2.0"}`: "AccessError",
 		`{"jsonrpc":"2.0","id":1,"result":{"error":{"data":{"name":"a.B"}}}}`:                                                  "",
 		`{"jsonrpc":"2.0","id":1,"result":"error"}`:                                                                            "",
 		`{"error": {"data": {"name": 3}}}`:                                                                                     "",
 		`{"error": {"data": {"name": "x`:                                                                                       "",
 		`not json "error"`:                                                                                                     "",
-		"": "",
+		"":                                                                                                                     "",
 	} {
 		if got := answerError([]byte(in)); got != want {
 			t.Errorf("answerError(%s) = %q, want %q", in, got, want)

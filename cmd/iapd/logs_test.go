@@ -191,3 +191,56 @@ func TestShortDuration(t *testing.T) {
 		t.Errorf("JSON durations: %s", b.String())
 	}
 }
+
+// logReport turns every form of report entry into attributes of a few
+// lines: routes counted by mode (their paths when not local), providers,
+// the air-gapped hosts, and an entry of a form it does not know kept
+// under its area.
+func TestLogReport(t *testing.T) {
+	var b bytes.Buffer
+	w := &wiring{cfg: DefaultConfig(), report: []string{
+		"provider twilio-eu: type twilio",
+		"sms: providers twilio-eu",
+		"lead enrichment, mining, reveal: providers directory (directory)",
+		"alerts: disabled (low-credit alerts stay queued in the ledger)",
+		"air-gapped: nothing is forwarded to Odoo; outbound connections only to:",
+		"  api.twilio.com:443",
+		"  smtp.example.org:587",
+		"route /iap/1/balance [-, iap.endpoint]: by service_name → per service",
+		"route /iap/sms/2/send [sms, sms.endpoint]: local → iapd",
+		"route /iap/clearbit/* (other paths) [reveal, reveal.endpoint]: refuse → refused: JSON-RPC AccessError",
+		"route /iap/snailmail/1/print [snailmail, snailmail.endpoint]: refuse (upstream, air-gapped) → refused",
+		"sandbox: sms sends nothing",
+		"upstream audit log: /var/log/iapd/upstream.jsonl",
+	}}
+	w.logReport(newLogger(Config{LogLevel: "info", LogFormat: "json"}, &b))
+	got := map[string]map[string]any{}
+	for _, l := range strings.Split(strings.TrimSpace(b.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatal(err)
+		}
+		got[m["msg"].(string)] = m
+	}
+	want := map[string]map[string]any{
+		"wiring: services": {"provider.twilio-eu": "twilio", "sms": "providers twilio-eu", "reveal": "providers directory (directory)",
+			"sandbox": "sms sends nothing"},
+		"wiring: alerts": {"notifier": "disabled (low-credit alerts stay queued in the ledger)"},
+		"wiring: routes": {"local": 1.0, "upstream": 0.0, "refuse": 1.0, "by_service_name": 1.0, "refuse_upstream_air_gapped": 1.0,
+			"by_service_name_paths": "/iap/1/balance", "refuse_paths": "/iap/clearbit/* (other paths)",
+			"refuse_upstream_air_gapped_paths": "/iap/snailmail/1/print"},
+		"wiring: upstream": {"air_gapped": "nothing is forwarded to Odoo; outbound connections only to:",
+			"outbound_allowed": "api.twilio.com:443, smtp.example.org:587", "audit_log": "/var/log/iapd/upstream.jsonl"},
+		"wiring: storage": {"sweep_interval": "1m", "log_storage": "warn"},
+	}
+	for msg, attrs := range want {
+		for k, v := range attrs {
+			if got[msg][k] != v {
+				t.Errorf("%s %s = %v, want %v", msg, k, got[msg][k], v)
+			}
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("%d lines, want %d:\n%s", len(got), len(want), b.String())
+	}
+}

@@ -219,8 +219,9 @@ func reloadProvidersOnHUP(ctx context.Context, w *wiring) {
 // logReport writes the start-up report as a few structured lines, one per
 // area, instead of a line per report entry: "wiring: storage", "wiring:
 // services" (one attribute per service, portal and provider), "wiring:
-// alerts", "wiring: routes" (routes counted by mode; one "wiring: route"
-// line each at debug, and "iapd routes" lists them), "wiring: upstream"
+// alerts", "wiring: routes" (routes counted by mode, the paths of those
+// not served locally; one "wiring: route" line each at debug, and "iapd
+// routes" lists them), "wiring: upstream"
 // (air-gapped, allowed hosts, audit log) when there is any, and "wiring:
 // limits". A report entry of a form it does not know is kept as an
 // attribute of "wiring: services" named after its area.
@@ -229,10 +230,14 @@ func (w *wiring) logReport(log *slog.Logger) {
 		"sweep_interval", w.cfg.SweepInterval, "log_storage", w.cfg.LogStorage)
 	var services, alerts, upstream, routes []any
 	modes := map[string]int{}
+	paths := map[string][]string{} // of the routes not served locally
 	var hosts []string
 	for _, line := range w.report {
 		if m := reportRouteRE.FindStringSubmatch(line); m != nil {
 			modes[m[4]]++
+			if m[4] != "local" {
+				paths[m[4]] = append(paths[m[4]], m[1])
+			}
 			log.Debug("wiring: route", "path", m[1], "service", m[2], "endpoint", m[3], "mode", m[4], "destination", m[5])
 			continue
 		}
@@ -263,15 +268,21 @@ func (w *wiring) logReport(log *slog.Logger) {
 	}
 	for _, m := range []string{"local", "upstream", "refuse"} {
 		routes = append(routes, slog.Int(m, modes[m]))
-		delete(modes, m)
 	}
-	extra := make([]string, 0, len(modes))
+	all := make([]string, 0, len(modes))
 	for m := range modes { // "by service_name", "refuse (upstream, air-gapped)", …
-		extra = append(extra, m)
+		all = append(all, m)
 	}
-	sort.Strings(extra)
-	for _, m := range extra {
-		routes = append(routes, slog.Int(reportKey(m), modes[m]))
+	sort.Strings(all)
+	for _, m := range all {
+		if m != "local" && m != "upstream" && m != "refuse" {
+			routes = append(routes, slog.Int(reportKey(m), modes[m]))
+		}
+	}
+	for _, m := range all {
+		if len(paths[m]) > 0 {
+			routes = append(routes, slog.String(reportKey(m)+"_paths", strings.Join(paths[m], ", ")))
+		}
 	}
 	log.Info("wiring: routes", routes...)
 	if len(hosts) > 0 {
@@ -287,7 +298,7 @@ func (w *wiring) logReport(log *slog.Logger) {
 
 // reportRouteRE reads a route entry of the report (wireProxy):
 // path, service, endpoint, mode, destination.
-var reportRouteRE = regexp.MustCompile(`^route (\S+) \[([^,]*), ([^\]]*)\]: (.+?) → (.*)$`)
+var reportRouteRE = regexp.MustCompile(`^route (.+?) \[([^,\]]*), ([^\]]*)\]: (.+?) → (.*)$`)
 
 // reportKey names a report area as an attribute key: the service name
 // where the area is a service's description, else the area in
