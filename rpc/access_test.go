@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/valyala/fasthttp"
@@ -187,6 +188,45 @@ func BenchmarkAccessLog(b *testing.B) {
 			if ctx.Response.StatusCode() != 200 || bytes.Contains(ctx.Response.Body(), []byte(`"error"`)) {
 				b.Fatalf("answer: %s", ctx.Response.Body())
 			}
+		})
+	}
+}
+
+// BenchmarkAccessLogAuthorizeCapture: authorize and capture through the
+// whole stack over a connection (in-memory listener) on the on-disk
+// Badger ledger, 16×GOMAXPROCS clients, with the access log off and on.
+func BenchmarkAccessLogAuthorizeCapture(b *testing.B) {
+	for _, on := range []bool{false, true} {
+		b.Run(fmt.Sprintf("access=%v", on), func(b *testing.B) {
+			l := testLedger(b)
+			setupServices(b, l)
+			for i := range 64 {
+				recharge(b, l, stubService, storage.AccountToken(fmt.Sprintf("%032x", i)), "1000000000")
+			}
+			cfg := Config{Ledger: l, PublicURL: testPublicURL}
+			if on {
+				cfg.AccessLog = slog.New(slog.NewJSONHandler(discard{}, nil))
+			}
+			s, err := New(cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			c := inMemoryServer(b, s.Front(s.Handler()))
+			var next atomic.Int64
+			b.SetParallelism(16)
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				tok := fmt.Sprintf("%032x", next.Add(1)%64)
+				authorize := rpcBody("a", map[string]any{"account_token": tok, "key": stubKey, "credit": 1, "ttl": 1})
+				for pb.Next() {
+					var env struct{ Result string }
+					if json.Unmarshal(postVia(b, c, "/iap/1/authorize", authorize), &env) != nil || len(env.Result) != 32 {
+						b.Fatal("authorize failed")
+					}
+					postVia(b, c, "/iap/1/capture", rpcBody("c", map[string]any{"token": env.Result, "key": stubKey, "credit_to_capture": 1}))
+				}
+			})
 		})
 	}
 }
