@@ -66,7 +66,12 @@ func (s *Server) logAccess(ctx *fasthttp.RequestCtx, body []byte, rt *routeEntry
 	if p.AccountToken != "" {
 		attrs = append(attrs, slog.String("account", tokenID(p.AccountToken)))
 	}
-	answer := ctx.Response.Body()
+	var answer []byte
+	answerBytes := ctx.Response.Header.ContentLength()
+	if !ctx.Response.IsBodyStream() { // Body would read a stream whole
+		answer = ctx.Response.Body()
+		answerBytes = len(answer)
+	}
 	outcome, _ := ctx.UserValue(accessOutcomeKey{}).(string)
 	errName := answerError(answer)
 	if outcome == "" { // the router did not answer (the proxy did)
@@ -87,7 +92,7 @@ func (s *Server) logAccess(ctx *fasthttp.RequestCtx, body []byte, rt *routeEntry
 		slog.Int("status", ctx.Response.StatusCode()),
 		slog.Duration("duration", time.Since(ctx.Time()).Round(time.Microsecond)),
 		slog.Int("request_bytes", requestBytes(ctx, body)),
-		slog.Int("response_bytes", len(answer)),
+		slog.Int("response_bytes", max(answerBytes, 0)),
 		slog.String("client", limit.ClientIP(ctx, s.clientHeader).String()),
 	)
 	if p.DBVersion != "" {
