@@ -51,6 +51,9 @@ const (
 // the client went away). Memory held for a body is at most about twice
 // what has arrived.
 //
+// With Config.AccessLog, Front writes each request's access line once it
+// is answered (access.go).
+//
 // Every handler of the public listener (the proxy included) must be
 // behind Front when the server streams bodies: ctx.PostBody() on an
 // unread stream would read it whole, without limit.
@@ -61,9 +64,11 @@ func (s *Server) Front(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 			// its MaxRequestBodySize): only the limit to check.
 			if limit, rt := s.bodyLimit(ctx); len(ctx.PostBody()) > limit {
 				s.refuseBody(ctx, rt)
+				s.accessLine(ctx, nil)
 				return
 			}
 			next(ctx)
+			s.accessLine(ctx, ctx.PostBody())
 			return
 		}
 		limit, rt := s.bodyLimit(ctx)
@@ -71,6 +76,7 @@ func (s *Server) Front(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 		stream := ctx.RequestBodyStream()
 		if cl > limit {
 			s.refuseBody(ctx, rt)
+			s.accessLine(ctx, nil) // the body: not read, or not whole
 			drainAfter(ctx, stream, cl, 0)
 			return
 		}
@@ -79,6 +85,7 @@ func (s *Server) Front(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 		switch {
 		case errors.Is(err, errOverLimit):
 			s.refuseBody(ctx, rt)
+			s.accessLine(ctx, nil) // the body: not read, or not whole
 			drainAfter(ctx, stream, -1, len(b))
 		case err != nil || (cl >= 0 && len(b) != cl):
 			// The client went away, or was too slow (the server's
@@ -90,9 +97,11 @@ func (s *Server) Front(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 			} else {
 				ctx.Error("400 Bad Request", fasthttp.StatusBadRequest)
 			}
+			s.accessLine(ctx, nil) // the body: not read, or not whole
 		default:
 			ctx.Request.SetBodyRaw(b)
 			next(ctx)
+			s.accessLine(ctx, b)        // before the body goes
 			ctx.Request.SetBodyRaw(nil) // the buffer goes back to the pool
 		}
 		if cap(b) <= keptBody {
@@ -210,6 +219,7 @@ func (s *Server) refuseBody(ctx *fasthttp.RequestCtx, rt *routeEntry) {
 	if s.observer != nil {
 		s.observer.ObserveRequest(route, kindOutcomes[storage.Invalid], time.Since(ctx.Time()))
 	}
+	s.noteAccessOutcome(ctx, kindOutcomes[storage.Invalid])
 	if !ctx.IsPost() || (isPage && rt == nil) {
 		ctx.Error("413 Request Entity Too Large", fasthttp.StatusRequestEntityTooLarge)
 		return

@@ -15,6 +15,10 @@
 //     and writes Odoo's success or error envelope; every error is turned
 //     into Odoo's error.data.name by the one table in errors.go.
 //
+// In front of the router, Front (body.go) reads each body within its
+// path's limit and, with Config.AccessLog, writes one access line per
+// request, whoever answered it (access.go).
+//
 // The handlers are gorilla service methods grouped per service area:
 // Account (balance and the account-management routes of PROTOCOL §4) and
 // Transaction (authorize, capture, cancel: §5).

@@ -47,12 +47,13 @@ func budgetOf(timeout time.Duration) time.Duration {
 //   - anything else → 404.
 //
 // With a Config.Observer, every request is then reported to it (see
-// observation), a panic included.
+// observation), a panic included; with a Config.AccessLog, its outcome
+// is left for Front's access line.
 func (s *Server) serve(ctx *fasthttp.RequestCtx) {
 	o := observation{route: RouteUnknown, outcome: outcomeInternal} // what a panic leaves
-	if s.observer != nil {
+	if s.observer != nil || s.access != nil {
 		o.start = time.Now()
-		defer s.observe(&o)
+		defer s.observe(ctx, &o)
 	}
 	defer s.recoverPanic(ctx)
 	s.route(ctx, &o)
@@ -72,7 +73,7 @@ func (s *Server) route(ctx *fasthttp.RequestCtx, o *observation) {
 			return
 		}
 		s.seam.serve(ctx, rt)
-		if s.observer != nil {
+		if s.observer != nil || s.access != nil {
 			o.outcome = callOutcome(ctx, rt)
 		}
 		return
@@ -169,10 +170,13 @@ type observation struct {
 	outcome string
 }
 
-// observe reports o to the Observer; deferred by serve, it runs after
-// recoverPanic.
-func (s *Server) observe(o *observation) {
-	s.observer.ObserveRequest(o.route, o.outcome, time.Since(o.start))
+// observe reports o to the Observer and leaves its outcome for the
+// access log; deferred by serve, it runs after recoverPanic.
+func (s *Server) observe(ctx *fasthttp.RequestCtx, o *observation) {
+	if s.observer != nil {
+		s.observer.ObserveRequest(o.route, o.outcome, time.Since(o.start))
+	}
+	s.noteAccessOutcome(ctx, o.outcome)
 }
 
 // callResult is how a call that reached its gorilla method ended, kept

@@ -52,6 +52,15 @@ type Config struct {
 	// front's "body_too_large" (Front) and "too_many_items" (a list over
 	// its route's MaxItems), and "alert_recipients". Nil counts none.
 	Refusals *limit.Reporter
+	// AccessLog, if set, receives one line at Info per public request
+	// once answered (Front): method, path, service, account (TokenRef,
+	// never the token), outcome, error (the name Odoo got), status,
+	// duration, request and response bytes, client, odoo_version. Nil
+	// writes none.
+	AccessLog *slog.Logger
+	// ClientIPHeader is the header the access log reads the client
+	// address from, as limit.ClientIP does; empty: the peer's.
+	ClientIPHeader string
 }
 
 // Observer is told about the requests the public handler answers. Its
@@ -79,6 +88,8 @@ type Server struct {
 	// maxRecipients bounds an account's alert recipients.
 	maxRecipients int
 	refusals      *limit.Reporter
+	access        *slog.Logger // Config.AccessLog; nil: no access log
+	clientHeader  string
 	bodies        *sync.Pool // of *bodyBuffer (Front)
 
 	routes  map[string]*routeEntry
@@ -117,6 +128,8 @@ func New(cfg Config) (*Server, error) {
 
 		maxRecipients: cfg.MaxAlertRecipients,
 		refusals:      cfg.Refusals,
+		access:        cfg.AccessLog,
+		clientHeader:  cfg.ClientIPHeader,
 	}
 	if s.maxRecipients <= 0 {
 		s.maxRecipients = limit.DefaultAlertRecipients
@@ -131,7 +144,7 @@ func New(cfg Config) (*Server, error) {
 
 	s.gorilla = gorilla.NewServer()
 	s.gorilla.RegisterCodec(&codec{s: s}, "application/json")
-	if s.observer != nil {
+	if s.observer != nil || s.access != nil {
 		// Tells the router how a call that reached its method ended
 		// (noteOutcome); one small allocation per call, so only when
 		// someone listens.

@@ -28,6 +28,7 @@ const (
 	DefaultData            = "./iapd-data"
 	DefaultLogLevel        = "info"
 	DefaultLogFormat       = "text"
+	DefaultLogStorage      = "warn"
 	DefaultShutdownTimeout = 15 * time.Second
 	DefaultSweepInterval   = time.Minute
 	DefaultMemoryLimit     = 48 << 20
@@ -58,6 +59,12 @@ type Config struct {
 	// LogLevel is debug, info, warn or error; LogFormat text or json.
 	LogLevel  string `yaml:"log_level"`
 	LogFormat string `yaml:"log_format"`
+	// LogAccess writes one line per public request (the access log), at
+	// info whatever LogLevel; off by default.
+	LogAccess bool `yaml:"log_access"`
+	// LogStorage is the level of the storage engine's (Badger's) own
+	// lines: debug, info, warn (the default) or error.
+	LogStorage string `yaml:"log_storage"`
 	// MaxBodyBytes bounds a JSON-RPC request body; 0 leaves the rpc
 	// package's default.
 	MaxBodyBytes int `yaml:"max_body_bytes"`
@@ -268,6 +275,7 @@ func DefaultConfig() Config {
 		Data:            DefaultData,
 		LogLevel:        DefaultLogLevel,
 		LogFormat:       DefaultLogFormat,
+		LogStorage:      DefaultLogStorage,
 		ShutdownTimeout: DefaultShutdownTimeout,
 		SweepInterval:   DefaultSweepInterval,
 		MemoryLimit:     DefaultMemoryLimit,
@@ -505,6 +513,9 @@ func (c *Config) Validate() error {
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		return err
 	}
+	if _, err := parseLevel(c.LogStorage); err != nil {
+		return fmt.Errorf("log_storage: %w", err)
+	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		return fmt.Errorf("log_format %q: want text or json", c.LogFormat)
 	}
@@ -583,6 +594,7 @@ func (c *Config) ServicePolicies() []storage.Service {
 func (c *Config) normalise() {
 	c.PublicURL = strings.TrimRight(strings.TrimSpace(c.PublicURL), "/")
 	c.LogLevel = strings.ToLower(c.LogLevel)
+	c.LogStorage = strings.ToLower(c.LogStorage)
 }
 
 func validAddr(a string) error {

@@ -95,15 +95,6 @@ func journalCorruptAction(v string) (badger.JournalCorruptAction, error) {
 	return 0, fmt.Errorf("-journal-corrupt: %q is neither refuse nor move-aside", v)
 }
 
-func newLogger(cfg Config, w io.Writer) *slog.Logger {
-	lvl, _ := parseLevel(cfg.LogLevel) // validated
-	opts := &slog.HandlerOptions{Level: lvl}
-	if cfg.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
-}
-
 func runServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cfg, err := loadServeConfig(args, getenv, stderr)
 	if err != nil {
@@ -175,6 +166,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer, 
 	ledger, err := badger.Open(badger.Options{
 		Dir:            cfg.Data,
 		Logger:         log.With("component", "badger"),
+		EngineLogger:   storageLogger(cfg, log), // logs.go: log_storage
 		Now:            time.Now,
 		OnSync:         mtr.ObserveSync,
 		OnCheckpoint:   mtr.ObserveCheckpoint,
@@ -240,6 +232,8 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer, 
 		Observer:           mtr,
 		MaxAlertRecipients: limits.cfg.AlertRecipients,
 		Refusals:           limits.report,
+		AccessLog:          accessLogger(cfg, log), // logs.go: log_access
+		ClientIPHeader:     limits.header,
 	})
 	if err != nil {
 		return fmt.Errorf("rpc: %w", err)
@@ -254,10 +248,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer, 
 	if err := w.wireAll(); err != nil {
 		return err
 	}
-	for _, line := range w.report {
-		log.Info("wiring: " + line)
-	}
-	log.Info("wiring: " + limits.reportLine())
+	w.logReport(log) // wiring.go: a few structured lines
 	// Front reads request bodies within their path's limit before any
 	// handler (the proxy included) sees them; tag gives each request its
 	// client key for the abuse limits first.

@@ -8,7 +8,10 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"sort"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -19,6 +22,7 @@ import (
 	"github.com/iapd/iapd/providers"
 	_ "github.com/iapd/iapd/providers/all" // registers the built-in adapters
 	"github.com/iapd/iapd/rpc"
+	"github.com/iapd/iapd/rpc/limit"
 	"github.com/iapd/iapd/storage"
 	"github.com/iapd/iapd/storage/badger"
 )
@@ -210,4 +214,126 @@ func reloadProvidersOnHUP(ctx context.Context, w *wiring) {
 			}
 		}
 	}
+}
+
+// logReport writes the start-up report as a few structured lines, one per
+// area, instead of a line per report entry: "wiring: storage", "wiring:
+// services" (one attribute per service, portal and provider), "wiring:
+// alerts", "wiring: routes" (routes counted by mode, the paths of those
+// not served locally; one "wiring: route" line each at debug, and "iapd
+// routes" lists them), "wiring: upstream"
+// (air-gapped, allowed hosts, audit log) when there is any, and "wiring:
+// limits". A report entry of a form it does not know is kept as an
+// attribute of "wiring: services" named after its area.
+func (w *wiring) logReport(log *slog.Logger) {
+	log.Info("wiring: storage", "data", w.cfg.Data, "disk_reserve", int64(w.cfg.DiskReserve),
+		"sweep_interval", w.cfg.SweepInterval, "log_storage", w.cfg.LogStorage)
+	var services, alerts, upstream, routes []any
+	modes := map[string]int{}
+	paths := map[string][]string{} // of the routes not served locally
+	var hosts []string
+	for _, line := range w.report {
+		if m := reportRouteRE.FindStringSubmatch(line); m != nil {
+			modes[m[4]]++
+			if m[4] != "local" {
+				paths[m[4]] = append(paths[m[4]], m[1])
+			}
+			log.Debug("wiring: route", "path", m[1], "service", m[2], "endpoint", m[3], "mode", m[4], "destination", m[5])
+			continue
+		}
+		if h, ok := strings.CutPrefix(line, "  "); ok { // an allowed host, under "air-gapped:"
+			hosts = append(hosts, strings.TrimSpace(h))
+			continue
+		}
+		area, text, ok := strings.Cut(line, ": ")
+		if !ok {
+			area, text = "note", line
+		}
+		switch {
+		case strings.HasPrefix(area, "provider "):
+			services = append(services, slog.String("provider."+strings.TrimPrefix(area, "provider "), strings.TrimPrefix(text, "type ")))
+		case area == "alerts":
+			alerts = append(alerts, slog.String("notifier", text))
+		case area == "air-gapped":
+			upstream = append(upstream, slog.String("air_gapped", text))
+		case area == "upstream audit log":
+			upstream = append(upstream, slog.String("audit_log", text))
+		default:
+			services = append(services, slog.String(reportKey(area), text))
+		}
+	}
+	log.Info("wiring: services", services...)
+	if len(alerts) > 0 {
+		log.Info("wiring: alerts", alerts...)
+	}
+	for _, m := range []string{"local", "upstream", "refuse"} {
+		routes = append(routes, slog.Int(m, modes[m]))
+	}
+	all := make([]string, 0, len(modes))
+	for m := range modes { // "by service_name", "refuse (upstream, air-gapped)", …
+		all = append(all, m)
+	}
+	sort.Strings(all)
+	for _, m := range all {
+		if m != "local" && m != "upstream" && m != "refuse" {
+			routes = append(routes, slog.Int(reportKey(m), modes[m]))
+		}
+	}
+	for _, m := range all {
+		if len(paths[m]) > 0 {
+			routes = append(routes, slog.String(reportKey(m)+"_paths", strings.Join(paths[m], ", ")))
+		}
+	}
+	log.Info("wiring: routes", routes...)
+	if len(hosts) > 0 {
+		upstream = append(upstream, slog.String("outbound_allowed", strings.Join(hosts, ", ")))
+	}
+	if len(upstream) > 0 {
+		log.Info("wiring: upstream", upstream...)
+	}
+	if w.limits != nil {
+		log.Info("wiring: limits", w.limits.reportAttrs()...)
+	}
+}
+
+// reportRouteRE reads a route entry of the report (wireProxy):
+// path, service, endpoint, mode, destination.
+var reportRouteRE = regexp.MustCompile(`^route (.+?) \[([^,\]]*), ([^\]]*)\]: (.+?) → (.*)$`)
+
+// reportKey names a report area as an attribute key: the service name
+// where the area is a service's description, else the area in
+// snake_case.
+func reportKey(area string) string {
+	switch area {
+	case "partner autocomplete":
+		return "partner_autocomplete"
+	case "lead enrichment, mining, reveal":
+		return "reveal"
+	}
+	var b strings.Builder
+	for _, r := range strings.ToLower(area) {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
+			b.WriteRune(r)
+		case b.Len() > 0 && !strings.HasSuffix(b.String(), "_"):
+			b.WriteByte('_')
+		}
+	}
+	return strings.TrimSuffix(b.String(), "_")
+}
+
+// reportAttrs are the limits for the start-up report, rates as
+// "N/duration" ("1000/1h").
+func (a *abuseLimits) reportAttrs() []any {
+	client := "peer"
+	if a.header != "" {
+		client = "header " + a.header
+	}
+	rate := func(r limit.Rate) string { return strconv.Itoa(r.Burst) + "/" + shortDuration(r.Per) }
+	c := a.cfg
+	return []any{"client_address", client,
+		"accounts_per_address", rate(c.AccountsPerAddress), "accounts_per_database", rate(c.AccountsPerDatabase),
+		"accounts_total", rate(c.AccountsTotal), "trials_per_address", rate(c.TrialsPerAddress),
+		"trials_total", rate(c.TrialsTotal), "alert_recipients", c.AlertRecipients,
+		"alert_emails_per_account", rate(c.AlertEmailsPerAccount), "alert_emails_per_recipient", rate(c.AlertEmailsPerRecipient)}
 }

@@ -15,6 +15,20 @@ import (
 // addresses cut to their /64 (one host owns a whole /64). The key is
 // binary, not for display.
 func ClientKey(ctx *fasthttp.RequestCtx, header string) string {
+	ip := ClientIP(ctx, header)
+	if v4 := ip.To4(); v4 != nil {
+		return string(v4)
+	}
+	if len(ip) == net.IPv6len {
+		return string(ip[:8])
+	}
+	return ip.String()
+}
+
+// ClientIP is the client address of a request as ClientKey resolves it
+// (header when set and valid, for X-Forwarded-For its last address; else
+// the peer's), whole: for logs.
+func ClientIP(ctx *fasthttp.RequestCtx, header string) net.IP {
 	ip := ctx.RemoteIP()
 	if header != "" {
 		if v := string(ctx.Request.Header.Peek(header)); v != "" {
@@ -26,13 +40,7 @@ func ClientKey(ctx *fasthttp.RequestCtx, header string) string {
 			}
 		}
 	}
-	if v4 := ip.To4(); v4 != nil {
-		return string(v4)
-	}
-	if len(ip) == net.IPv6len {
-		return string(ip[:8])
-	}
-	return ip.String()
+	return ip
 }
 
 // clientCtxKey is the fasthttp user-value key of the client key.

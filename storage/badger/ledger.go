@@ -73,6 +73,10 @@ type Options struct {
 	// Logger receives the ledger's and Badger's logs; nil discards them.
 	// Account tokens, service keys and transaction tokens are never logged.
 	Logger *slog.Logger
+	// EngineLogger receives Badger's own logs (compactions, flushes,
+	// value-log replays), at the levels Badger gives them; nil sends only
+	// its warnings and errors, to Logger.
+	EngineLogger *slog.Logger
 	// Now is the clock for every time the ledger records; nil is time.Now.
 	Now func() time.Time
 	// InMemory keeps everything in memory, for tests: nothing is durable.
@@ -206,7 +210,7 @@ func Open(opts Options) (*Ledger, error) {
 	}
 	bo := badger.DefaultOptions(dir).
 		WithInMemory(opts.InMemory).
-		WithLogger(badgerLogger{log}).
+		WithLogger(engineLogger(log, opts.EngineLogger)).
 		WithSyncWrites(false). // the group syncer makes commits durable
 		WithDetectConflicts(true).
 		WithMetricsEnabled(false). // Badger's metrics are process-global expvars
@@ -751,18 +755,30 @@ func (l *Ledger) wrap(op string, err error) error {
 	return storage.Wrap(op, storage.Internal, err)
 }
 
-// badgerLogger sends Badger's logs to slog; Badger's Info is chatty and
-// goes to Debug.
-type badgerLogger struct{ log *slog.Logger }
+// badgerLogger sends Badger's logs to slog, each at the level Badger
+// gives it, and none below min.
+type badgerLogger struct {
+	log *slog.Logger
+	min slog.Level
+}
+
+// engineLogger is the Badger logger of Open: engine at Badger's levels,
+// or, when nil, log for warnings and errors only.
+func engineLogger(log, engine *slog.Logger) badgerLogger {
+	if engine == nil {
+		return badgerLogger{log: log, min: slog.LevelWarn}
+	}
+	return badgerLogger{log: engine, min: slog.LevelDebug}
+}
 
 func (b badgerLogger) Errorf(f string, a ...any)   { b.logf(slog.LevelError, f, a) }
 func (b badgerLogger) Warningf(f string, a ...any) { b.logf(slog.LevelWarn, f, a) }
-func (b badgerLogger) Infof(f string, a ...any)    { b.logf(slog.LevelDebug, f, a) }
+func (b badgerLogger) Infof(f string, a ...any)    { b.logf(slog.LevelInfo, f, a) }
 func (b badgerLogger) Debugf(f string, a ...any)   { b.logf(slog.LevelDebug, f, a) }
 
 func (b badgerLogger) logf(level slog.Level, f string, a []any) {
 	ctx := context.Background()
-	if !b.log.Enabled(ctx, level) {
+	if level < b.min || !b.log.Enabled(ctx, level) {
 		return
 	}
 	b.log.Log(ctx, level, strings.TrimSpace(fmt.Sprintf(f, a...)), "engine", "badger")
