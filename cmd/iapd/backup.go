@@ -303,10 +303,13 @@ func prepareRestoreDir(dir string, force bool, stdout io.Writer) error {
 	if !c.hasManifest {
 		return fmt.Errorf("%s does not look like an iapd data directory (no MANIFEST); refusing to delete its contents", dir)
 	}
+	if err := dataDirInUse(dir); err != nil { // datadir.go: names the pid
+		return err
+	}
 	if l, err := badger.Open(badger.Options{Dir: dir}); err == nil {
 		l.Close()
-	} else if strings.Contains(err.Error(), "directory lock") {
-		return fmt.Errorf("%s is in use (is iapd running on it? stop it first): %w", dir, err)
+	} else if inUse := explainOpenError(dir, err); inUse != err {
+		return inUse
 	}
 	if err := removeLedger(dir); err != nil {
 		return err

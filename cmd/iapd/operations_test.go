@@ -729,8 +729,14 @@ func TestRestoreCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if out, err := restore("-data", dir, "-force", file); err == nil || !strings.Contains(err.Error(), "in use") {
+	if out, err := restore("-data", dir, "-force", file); err == nil || !strings.Contains(err.Error(), "data directory "+dir+" is in use") {
 		t.Fatalf("restore -force over an open ledger: %v\n%s", err, out)
+	}
+	// Nor verified offline: the message says to verify online.
+	var vout, verr bytes.Buffer
+	if err := run(context.Background(), []string{"verify", "-data", dir}, func(string) string { return "" }, strings.NewReader(""), &vout, &verr); err == nil ||
+		!strings.Contains(err.Error(), "data directory "+dir+" is in use") || !strings.Contains(err.Error(), "without -data") {
+		t.Fatalf("verify -data on an open ledger: %v\n%s%s", err, vout.String(), verr.String())
 	}
 	l.Close()
 	// Nor is a directory that is not a ledger.

@@ -32,6 +32,9 @@ func runVerify(ctx context.Context, args []string, getenv func(string) string, s
 	}
 	var rep admin.VerifyReport
 	if *data != "" {
+		if err := dataDirInUse(*data); err != nil { // datadir.go: names the pid
+			return fmt.Errorf("verify: %w; or run iapd verify without -data to verify it online", err)
+		}
 		l, err := badger.Open(badger.Options{Dir: *data, Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 		var ce *badger.JournalCorruptError
 		if errors.As(err, &ce) {
@@ -52,8 +55,8 @@ func runVerify(ctx context.Context, args []string, getenv func(string) string, s
 			return fmt.Errorf("verify: %s: %w", *data, ce)
 		}
 		if err != nil {
-			if strings.Contains(err.Error(), "directory lock") {
-				return fmt.Errorf("verify: %s is in use: iapd is running on it; run iapd verify without -data to verify it online: %w", *data, err)
+			if inUse := explainOpenError(*data, err); inUse != err {
+				return fmt.Errorf("verify: %w; or run iapd verify without -data to verify it online", inUse)
 			}
 			return fmt.Errorf("verify: opening %s: %w", *data, err)
 		}
