@@ -25,12 +25,14 @@ durability:
 
 # Release artefacts in dist/: static binaries for linux/amd64 and
 # linux/arm64 stamped with the git tag or commit, a .deb per architecture
-# and SHA256SUMS (packaging/dist.sh). dist-check inspects them as CI does.
+# and SHA256SUMS (packaging/dist.sh). dist-check inspects them as CI does,
+# and installs, reinstalls, removes and purges the .deb in a throwaway root.
 dist:
 	bash packaging/dist.sh
 
 dist-check: dist
 	bash .ci/check-dist
+	bash .ci/deb-install-test
 
 clean:
 	rm -rf bin dist
