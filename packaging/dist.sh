@@ -80,6 +80,9 @@ mkdir -p "$common/units" "$common/dropins" "$common/doc" "$common/scripts"
 # /usr/bin/iapd); a drop-in directory (iapd.service.d/…) is opt-in, shipped
 # under /usr/share/iapd/systemd/ for the operator to copy or link. A file
 # neither rule covers stops the build.
+# A packaged unit says so first: it is changed with a drop-in, not edited.
+unit_header="# Installed by the iapd package: change it with 'systemctl edit UNIT' (a drop-in
+# in /etc/systemd/system), not here. The install steps below are for the manual install."
 units=
 while IFS= read -r f; do
 	rel=${f#docs/systemd/}
@@ -92,7 +95,10 @@ while IFS= read -r f; do
 	*) die "docs/systemd/$rel: no packaging rule (units go to /lib/systemd/system, drop-in directories to /usr/share/iapd/systemd): add one in packaging/dist.sh" ;;
 	esac
 	mkdir -p "$(dirname "$dst")"
-	sed 's#/usr/local/bin/iapd#/usr/bin/iapd#g' "$src/$f" >"$dst"
+	{
+		case $rel in */*) ;; *) echo "$unit_header" ;; esac
+		sed 's#/usr/local/bin/iapd#/usr/bin/iapd#g' "$src/$f"
+	} >"$dst"
 done < <(cd "$src" && find docs/systemd -type f | LC_ALL=C sort)
 [ -n "$units" ] || die "docs/systemd holds no unit"
 # Sockets first: stopping a socket before its service keeps it from starting it again.
