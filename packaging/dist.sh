@@ -70,7 +70,8 @@ case $debver in *-*) pre=${debver#*-} debver="${debver%%-*}~${pre//-/.}" ;; esac
 echo "$goversion" >"$out/VERSION"
 
 commitdate=$(git -C "$src" log -1 --format=%cD "$revision")
-export SOURCE_DATE_EPOCH=$(git -C "$src" log -1 --format=%ct "$revision")
+SOURCE_DATE_EPOCH=$(git -C "$src" log -1 --format=%ct "$revision")
+export SOURCE_DATE_EPOCH
 
 # Files common to every architecture, staged under $work/common.
 common=$work/common
