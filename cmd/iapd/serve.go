@@ -261,7 +261,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 	// the admin API; /metrics beside it (no token: it shows no account).
 	opsMux := http.NewServeMux()
 	opsMux.Handle("/", adminHandler)
-	opsMux.Handle("GET /readyz", readyzWithSpace(adminHandler, ledger.Space, ready)) // disk.go
+	opsMux.Handle("GET /readyz", readyzWithSandbox(readyzWithSpace(adminHandler, ledger.Space, ready), w.sandbox)) // disk.go, sandbox.go
 	opsMux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		// A failing collector (the ledger closed) costs its own series,
 		// not the scrape: the rest is served and the error logged.
