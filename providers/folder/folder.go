@@ -60,8 +60,8 @@ type Folder struct {
 	name    string
 	dir     string
 	sandbox bool // no dir configured: letters land in the data directory
-	log  *slog.Logger
-	now  func() time.Time
+	log     *slog.Logger
+	now     func() time.Time
 }
 
 // New builds an instance (the registry's factory).
