@@ -161,6 +161,9 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 	if err := reg.Register(metrics.NewDiskCollector(diskGauges(ledger.Space))); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
+	if err := reg.Register(metrics.NewLedgerSizeCollector(ledgerFiles(ledger.DiskUse))); err != nil { // ledgersize.go
+		return fmt.Errorf("metrics: %w", err)
+	}
 	mw, err := newMemWatch(reg, log) // memwatch.go: the heap near the memory limit
 	if err != nil {
 		return fmt.Errorf("metrics: %w", err)
