@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -155,4 +157,35 @@ func sandboxConfigFile(t *testing.T, name, src string) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// readyzWithSandbox adds its list to a 200 JSON answer only: a 503 (not
+// ready) passes unchanged, status, headers and body.
+func TestReadyzWithSandbox(t *testing.T) {
+	answer := func(code int, body string) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Cache-Control", "no-store")
+			w.WriteHeader(code)
+			_, _ = w.Write([]byte(body))
+		})
+	}
+	serve := func(h http.Handler) *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
+		return rec
+	}
+	rec := serve(readyzWithSandbox(answer(200, `{"status":"degraded","reason":"disk space low"}`+"\n"), []string{"sms", "alerts"}))
+	var got map[string]any
+	if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil || rec.Code != 200 || got["status"] != "degraded" || got["reason"] != "disk space low" ||
+		got["detail"] != "sandbox providers: sms, alerts" || rec.Header().Get("Cache-Control") != "no-store" {
+		t.Errorf("200: %d %v %s", rec.Code, rec.Header(), rec.Body)
+	}
+	notReady := `{"error":{"kind":"unavailable","message":"not ready: listeners are not serving"}}` + "\n"
+	if rec := serve(readyzWithSandbox(answer(503, notReady), []string{"sms"})); rec.Code != 503 || rec.Body.String() != notReady {
+		t.Errorf("503: %d %s", rec.Code, rec.Body)
+	}
+	if rec := serve(readyzWithSandbox(answer(200, `{"status":"ready"}`), nil)); rec.Body.String() != `{"status":"ready"}` {
+		t.Errorf("no sandbox: %s", rec.Body)
+	}
 }
