@@ -68,7 +68,7 @@ func wireSandbox(w *wiring) error {
 		return nil
 	}
 	if w.cfg.Sandbox == SandboxRefuse {
-		return fmt.Errorf("sandbox is refuse, and these services would send nothing for real: %s; "+
+		return fmt.Errorf("refusing to start (sandbox: refuse): these services would send nothing for real: %s; "+
 			"configure real providers (README \"Configure providers\"), set their mode to upstream or refuse, "+
 			"or set sandbox: warn for a deliberate sandbox", strings.Join(which, "; "))
 	}
