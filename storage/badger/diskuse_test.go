@@ -64,3 +64,17 @@ func TestDiskUse(t *testing.T) {
 		t.Errorf("in memory: %+v %v", d, err)
 	}
 }
+
+// BenchmarkDiskUse: the cost of one scrape's listing of a data directory.
+func BenchmarkDiskUse(b *testing.B) {
+	l, err := Open(Options{Dir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	for b.Loop() {
+		if _, err := l.DiskUse(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
