@@ -95,6 +95,11 @@ type Config struct {
 	// service uses its sandbox provider (outbox, folder, the sample
 	// directory).
 	Providers map[string]ProviderConfig `yaml:"providers"`
+	// Sandbox is what serve does when a service runs on a sandbox
+	// provider, which sends nothing for real (sandbox.go): "warn" (the
+	// default, also ""): a WARN line, /readyz detail and the
+	// iap_provider_sandbox gauge; "refuse": exit at start-up.
+	Sandbox string `yaml:"sandbox"`
 
 	// Upstream configures the forwarding of routes to Odoo's IAP hosts
 	// (proxy package, issue 6): hosts per role, timeouts, audit log.
@@ -518,6 +523,9 @@ func (c *Config) Validate() error {
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		return fmt.Errorf("log_format %q: want text or json", c.LogFormat)
+	}
+	if c.Sandbox != "" && c.Sandbox != SandboxWarn && c.Sandbox != SandboxRefuse {
+		return fmt.Errorf("sandbox %q: want warn or refuse", c.Sandbox)
 	}
 	if c.MaxBodyBytes < 0 {
 		return errors.New("max_body_bytes must not be negative")

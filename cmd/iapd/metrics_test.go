@@ -207,6 +207,12 @@ func TestMetricsEndpoint(t *testing.T) {
 	checkPromlint(t, s.ops)
 
 	t.Run("docs use only exported series", func(t *testing.T) {
+		// Families created on first use by traffic this test does not make
+		// (SMS, letters, upstream forwarding) count as exported when the
+		// sources define them (metricsdoc_test.go).
+		for name := range definedFamilies(t) {
+			seen[name] = true
+		}
 		checkMonitoringDocs(t, seen)
 	})
 }
@@ -535,11 +541,11 @@ func promqlMetrics(t *testing.T, expr string) []string {
 		id := e[loc[0]:loc[1]]
 		call := strings.HasPrefix(strings.TrimLeft(e[loc[1]:], " \t\n"), "(")
 		switch {
+		case promqlKeywords[strings.ToLower(id)]: // "or (" is an operator, not a call
 		case call:
 			if !promqlFunctions[id] {
 				t.Errorf("%q: unknown function %s", expr, id)
 			}
-		case promqlKeywords[strings.ToLower(id)]:
 		default:
 			if !slices.Contains(out, id) {
 				out = append(out, id)
@@ -560,6 +566,7 @@ func TestPromqlMetrics(t *testing.T) {
 		`histogram_quantile(0.99, sum by (le) (rate(iap_ledger_sync_duration_seconds_bucket{job=~"$job"}[$__rate_interval])))`:                     "iap_ledger_sync_duration_seconds_bucket",
 		`sum by (route, outcome) (rate(a_total[1m])) / ignoring (outcome) group_left sum by (route) (rate(b_total{x="sum(c)"}[1m]))`:               "a_total b_total",
 		`process_resident_memory_bytes > 512 * 1024 * 1e3 and on (instance) go_goroutines offset 5m`:                                               "process_resident_memory_bytes go_goroutines",
+		"(a_total > 1)\nor\n(b_total > 2) unless (c_total)":                                                                                        "a_total b_total c_total",
 	} {
 		if got := strings.Join(promqlMetrics(t, expr), " "); got != want {
 			t.Errorf("%s\n got %s\nwant %s", expr, got, want)

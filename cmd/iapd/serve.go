@@ -198,6 +198,9 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer, 
 	if err := reg.Register(metrics.NewDiskCollector(diskGauges(ledger.Space))); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
+	if err := reg.Register(metrics.NewLedgerSizeCollector(ledgerFiles(ledger.DiskUse))); err != nil { // ledgersize.go
+		return fmt.Errorf("metrics: %w", err)
+	}
 	mw, err := newMemWatch(reg, log) // memwatch.go: the heap near the memory limit
 	if err != nil {
 		return fmt.Errorf("metrics: %w", err)
@@ -278,7 +281,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer, 
 	// the admin API; /metrics beside it (no token: it shows no account).
 	opsMux := http.NewServeMux()
 	opsMux.Handle("/", adminHandler)
-	opsMux.Handle("GET /readyz", readyzWithSpace(adminHandler, ledger.Space, ready)) // disk.go
+	opsMux.Handle("GET /readyz", readyzWithSandbox(readyzWithSpace(adminHandler, ledger.Space, ready), w.sandbox)) // disk.go, sandbox.go
 	opsMux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		// A failing collector (the ledger closed) costs its own series,
 		// not the scrape: the rest is served and the error logged.

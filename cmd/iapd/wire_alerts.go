@@ -49,6 +49,7 @@ func wireAlerts(w *wiring) error {
 	if !ok {
 		return fmt.Errorf("notifier: provider %s (type %s) cannot send e-mail", p.Name(), p.Type())
 	}
+	w.serves("alerts", p)
 	d, err := notify.New(cfg, notify.Deps{
 		Outbox:    w.ledger,
 		Sender:    sender,

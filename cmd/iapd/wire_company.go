@@ -45,6 +45,8 @@ func wireCompany(w *wiring) error {
 	if err != nil {
 		return fmt.Errorf("services.reveal.settings: %w", err)
 	}
+	w.serves(string(storage.PartnerAutocomplete), aps...)
+	w.serves(string(storage.Reveal), lps...)
 	if err := company.Register(w.rpc, a, l); err != nil {
 		return err
 	}

@@ -40,6 +40,7 @@ func wireSMS(w *wiring) error {
 			return fmt.Errorf("services.sms.settings: provider %s (type %s) cannot send SMS", name, p.Type())
 		}
 		senders[name] = s
+		w.serves(string(storage.SMS), p)
 	}
 	var records storage.Records = w.ledger
 	svc, err := sms.New(settings, sms.Deps{

@@ -41,6 +41,7 @@ func wireSnailmail(w *wiring) error {
 			return fmt.Errorf("services.snailmail.settings: provider %s (type %s) cannot send letters", name, p.Type())
 		}
 		senders[name] = s
+		w.serves(string(storage.Snailmail), p)
 	}
 	var records storage.Records = w.ledger
 	deps := snailmail.Deps{

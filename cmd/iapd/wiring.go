@@ -67,6 +67,11 @@ type wiring struct {
 	closers []func() error
 	// report lines for the startup report (what goes where).
 	report []string
+
+	// served are the provider instances of each service (wire*: serves);
+	// sandbox the services on a sandbox provider (wireSandbox, sandbox.go).
+	served  map[string][]providers.Provider
+	sandbox []string
 }
 
 // wirers run in this order: the outbound client first (providers use
@@ -84,6 +89,7 @@ var wirers = []struct {
 	{"portal", wirePortal},
 	{"alerts", wireAlerts},
 	{"proxy", wireProxy},
+	{"sandbox", wireSandbox}, // sandbox.go: after every service
 }
 
 func (w *wiring) wireAll() error {

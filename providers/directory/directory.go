@@ -266,6 +266,10 @@ func (d *Directory) Type() string { return Type }
 // Close implements providers.Provider; there is nothing to release.
 func (d *Directory) Close() error { return nil }
 
+// Sandbox implements providers.Sandboxed: the embedded sample's companies
+// are fictitious, so an instance that serves it answers nothing real.
+func (d *Directory) Sandbox() bool { return d.cfg.useSample() }
+
 // Len returns the number of companies.
 func (d *Directory) Len() int { return len(d.cur.Load().companies) }
 
@@ -554,4 +558,5 @@ var (
 	_ providers.CompanyByID     = (*Directory)(nil)
 	_ providers.CompanyByIP     = (*Directory)(nil)
 	_ providers.CompanySearch   = (*Directory)(nil)
+	_ providers.Sandboxed       = (*Directory)(nil)
 )

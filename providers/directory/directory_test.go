@@ -272,3 +272,26 @@ func TestReload(t *testing.T) {
 		t.Fatalf("after a failed reload: %+v, %d companies", got, d.Len())
 	}
 }
+
+// The fictitious sample makes an instance a sandbox; the operator's own
+// files do not, unless the sample is added to them.
+func TestSandbox(t *testing.T) {
+	f := write(t, "c.csv", "id,name,country\n1,Real Company,BE\n")
+	yes := true
+	for _, c := range []struct {
+		cfg  Config
+		want bool
+	}{
+		{Config{}, true},
+		{Config{Files: []string{f}}, false},
+		{Config{Files: []string{f}, Sample: &yes}, true},
+	} {
+		d, err := c.cfg.New("d", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Sandbox() != c.want {
+			t.Errorf("%+v: Sandbox() = %v, want %v", c.cfg, d.Sandbox(), c.want)
+		}
+	}
+}

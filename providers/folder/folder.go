@@ -57,10 +57,11 @@ func (c Config) Validate() error {
 
 // Folder is a folder instance.
 type Folder struct {
-	name string
-	dir  string
-	log  *slog.Logger
-	now  func() time.Time
+	name    string
+	dir     string
+	sandbox bool // no dir configured: letters land in the data directory
+	log     *slog.Logger
+	now     func() time.Time
 }
 
 // New builds an instance (the registry's factory).
@@ -82,7 +83,7 @@ func New(cfg providers.Config, deps providers.Deps) (providers.Provider, error) 
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("letters directory: %w", err)
 	}
-	f := &Folder{name: cfg.Name, dir: dir, log: deps.Logger, now: deps.Now}
+	f := &Folder{name: cfg.Name, dir: dir, sandbox: c.Dir == "", log: deps.Logger, now: deps.Now}
 	if f.log == nil {
 		f.log = slog.New(slog.DiscardHandler)
 	}
@@ -103,6 +104,11 @@ func (f *Folder) Close() error { return nil }
 
 // Dir is the directory letters are written to.
 func (f *Folder) Dir() string { return f.dir }
+
+// Sandbox implements providers.Sandboxed: without a configured dir the
+// letters go to the instance's data directory, where no print room looks;
+// a configured dir is a print room's spool, real.
+func (f *Folder) Sandbox() bool { return f.sandbox }
 
 // Sheet is the address sheet written beside each PDF.
 type Sheet struct {
@@ -202,5 +208,6 @@ func writeAtomic(dir, path string, data []byte) (err error) {
 
 var (
 	_ providers.LetterSender = (*Folder)(nil)
+	_ providers.Sandboxed    = (*Folder)(nil)
 	_ providers.Factory      = New
 )

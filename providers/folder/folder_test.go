@@ -106,3 +106,14 @@ func TestConfig(t *testing.T) {
 		t.Error("an unknown key was accepted")
 	}
 }
+
+// A folder without dir writes into the data directory, where no print
+// room looks: the sandbox; a configured dir is a print room's spool.
+func TestSandbox(t *testing.T) {
+	if !newFolder(t, "").Sandbox() {
+		t.Error("the default folder is not reported as a sandbox")
+	}
+	if newFolder(t, t.TempDir()).Sandbox() {
+		t.Error("a folder with a configured dir is reported as a sandbox")
+	}
+}

@@ -121,6 +121,9 @@ func (o *Outbox) Name() string { return o.name }
 // Type implements providers.Provider.
 func (o *Outbox) Type() string { return Type }
 
+// Sandbox implements providers.Sandboxed: the outbox never sends.
+func (o *Outbox) Sandbox() bool { return true }
+
 // Close stops the delivery reports not yet given to the sink and waits
 // for those under way.
 func (o *Outbox) Close() error {
@@ -261,4 +264,5 @@ var (
 	_ providers.SMSSender        = (*Outbox)(nil)
 	_ providers.DeliveryReporter = (*Outbox)(nil)
 	_ providers.EmailSender      = (*Outbox)(nil)
+	_ providers.Sandboxed        = (*Outbox)(nil)
 )

@@ -203,3 +203,10 @@ func TestConfigStrict(t *testing.T) {
 		t.Error("no data dir accepted")
 	}
 }
+
+// The outbox never sends: always a sandbox, whatever its settings.
+func TestSandbox(t *testing.T) {
+	if !newOutbox(t, t.TempDir(), "report_status: none\n").Sandbox() {
+		t.Error("the outbox is not reported as a sandbox")
+	}
+}
