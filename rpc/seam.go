@@ -96,7 +96,11 @@ func (s *seam) newExchange() *exchange {
 }
 
 // serve hands ctx to the handler; rt is the route the router found.
-func (s *seam) serve(ctx *fasthttp.RequestCtx, rt *routeEntry) {
+func (s *seam) serve(ctx *fasthttp.RequestCtx, rt *routeEntry) { s.run(ctx, rt, nil) }
+
+// run is serve, calling fn with the request's context instead of the
+// handler when fn is not nil (RunRequest).
+func (s *seam) run(ctx *fasthttp.RequestCtx, rt *routeEntry, fn func(context.Context)) {
 	e := s.pool.Get().(*exchange)
 	b := ctx.PostBody()
 	e.ctx.rc = ctx
@@ -131,9 +135,13 @@ func (s *seam) serve(ctx *fasthttp.RequestCtx, rt *routeEntry) {
 			e.endWatch(ctx)
 		}
 	}()
-	s.h.ServeHTTP(&e.w, e.req)
-	if !e.w.wrote {
-		e.w.WriteHeader(http.StatusOK)
+	if fn != nil {
+		fn(&e.ctx)
+	} else {
+		s.h.ServeHTTP(&e.w, e.req)
+		if !e.w.wrote {
+			e.w.WriteHeader(http.StatusOK)
+		}
 	}
 	panicked = false
 
