@@ -4,6 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -278,5 +282,60 @@ upstream:
 	}
 	if balances < 5 || strings.Contains(string(raw), sms18) {
 		t.Errorf("audit: %d balance records; raw token present: %v", balances, strings.Contains(string(raw), sms18))
+	}
+}
+
+// TestUpstreamCancelledWhenClientGoes: a forwarded request runs in the
+// request's context (rpc.Server.RunRequest), so when the Odoo client
+// closes its connection the upstream call is cancelled (the upstream sees
+// its request end) and audited "canceled", long before the route's
+// deadline would have ended it ("timeout").
+func TestUpstreamCancelledWhenClientGoes(t *testing.T) {
+	got, gone := make(chan struct{}, 1), make(chan struct{}, 1)
+	release := make(chan struct{})
+	defer close(release)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body) // net/http notices a closed connection once the body is read
+		got <- struct{}{}
+		select {
+		case <-r.Context().Done():
+			gone <- struct{}{}
+		case <-release:
+		}
+	}))
+	defer up.Close()
+	dir := t.TempDir()
+	audit := filepath.Join(dir, "audit.jsonl")
+	cfg := filepath.Join(dir, "iapd.yaml")
+	if err := os.WriteFile(cfg, []byte("services:\n  sms:\n    mode: upstream\nupstream:\n"+hostsYAML(up.URL)+"  audit_log: "+audit+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := startServer(t, nil, "-config", cfg)
+	sms := rpctest.Load(t, "odoo18", func(r *rpctest.Request) bool { return r.Name == "008_api_sms_3_send.json" })[0]
+	body := sms.Wire(t)
+	c, err := net.Dial("tcp", strings.TrimPrefix(s.public, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: iap\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", sms.Path, len(body), body)
+	select {
+	case <-got:
+	case <-time.After(60 * time.Second):
+		t.Fatal("the upstream never got the SMS")
+	}
+	c.Close() // the client goes
+	select {
+	case <-gone:
+	case <-time.After(60 * time.Second):
+		t.Fatal("the upstream call was not cancelled")
+	}
+	s.stop(t)
+	raw, err := os.ReadFile(audit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec proxy.AuditRecord
+	if err := json.Unmarshal(raw, &rec); err != nil || rec.Outcome != proxy.OutcomeCanceled || rec.Service != "sms" {
+		t.Errorf("audit: %s (%v), want one sms record, outcome canceled", raw, err)
 	}
 }
