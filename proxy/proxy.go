@@ -511,8 +511,8 @@ func (p *Proxy) exchange(ctx *fasthttp.RequestCtx, e *entry, path string, env en
 	// The client waits e.timeout; the upstream gets a little less, so
 	// that our answer reaches the client before it gives up (§13).
 	wait := e.timeout - min(time.Second, e.timeout/10)
-	call := func(rctx context.Context) {
-		rctx, cancel := context.WithTimeout(rctx, wait)
+	call := func(reqCtx context.Context) {
+		rctx, cancel := upstreamContext(reqCtx, wait)
 		defer cancel()
 		status, ctype, body, outcome, err = p.roundTrip(rctx, ctx, e, path, reqBody)
 	}
@@ -534,6 +534,31 @@ func (p *Proxy) exchange(ctx *fasthttp.RequestCtx, e *entry, path string, env en
 		}
 	}
 	return status, ctype, body, outcome, err
+}
+
+// upstreamContext returns the context of one upstream call: its own (the
+// HTTP transport may keep it in a background dial after the call, while
+// the request's context is valid only until the call returns), ending at
+// reqCtx's deadline or after wait if sooner, and cancelled when reqCtx is
+// cancelled otherwise (client gone, shutdown). cancel must be called when
+// the call is over.
+func upstreamContext(reqCtx context.Context, wait time.Duration) (context.Context, context.CancelFunc) {
+	dl := time.Now().Add(wait)
+	if d, ok := reqCtx.Deadline(); ok && d.Before(dl) {
+		dl = d
+	}
+	rctx, cancelDeadline := context.WithDeadline(context.Background(), dl)
+	reqDone, over := reqCtx.Done(), make(chan struct{})
+	go func() {
+		select {
+		case <-reqDone:
+			if !errors.Is(reqCtx.Err(), context.DeadlineExceeded) {
+				cancelDeadline() // the client went away or iapd is stopping
+			}
+		case <-over:
+		}
+	}()
+	return rctx, func() { close(over); cancelDeadline() }
 }
 
 // roundTrip forwards the request within rctx (the route's deadline,
@@ -571,7 +596,7 @@ func (p *Proxy) roundTrip(rctx context.Context, ctx *fasthttp.RequestCtx, e *ent
 	}
 	defer resp.Body.Close()
 	status = resp.StatusCode
-	limit := p.cfg.maxBody()
+	limit := p.cfg.maxAnswer()
 	body, err = io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	switch {
 	case err != nil:

@@ -339,3 +339,56 @@ func TestUpstreamCancelledWhenClientGoes(t *testing.T) {
 		t.Errorf("audit: %s (%v), want one sms record, outcome canceled", raw, err)
 	}
 }
+
+// TestUpstreamEndlessAnswer: an upstream answering an endless body to 50
+// SMS sent at once costs A a bounded read per request
+// (upstream.max_answer_bytes): every SMS is answered server_error, A
+// keeps serving, and its resident memory (peak included) is reported.
+func TestUpstreamEndlessAnswer(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		chunk := []byte(strings.Repeat(`{"result": [`, 1<<12))
+		for range 1 << 14 { // up to 800 MB, unless the reader stops
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+	}))
+	defer up.Close()
+	a := startAbuse(t, abuseOpts{Config: "services:\n  sms:\n    mode: upstream\nupstream:\n" + hostsYAML(up.URL)})
+	sms := rpctest.Load(t, "odoo18", func(r *rpctest.Request) bool { return r.Name == "008_api_sms_3_send.json" })[0]
+	body := sms.Wire(t)
+	before := a.Memory()
+	const n = 50
+	errs := make(chan string, n)
+	for range n {
+		go func() {
+			res, rerr, err := a.Post(sms.Path, body, 120*time.Second)
+			switch {
+			case err != nil:
+				errs <- err.Error()
+			case rerr != nil || !strings.Contains(string(res), `"state":"server_error"`):
+				errs <- fmt.Sprintf("%v %s", rerr, res)
+			default:
+				errs <- ""
+			}
+		}()
+	}
+	for range n {
+		if e := <-errs; e != "" {
+			t.Errorf("sms against an endless upstream: %s", e)
+		}
+	}
+	after := a.Memory()
+	if code, _ := a.Readyz(); code != 200 {
+		t.Errorf("A not ready after the endless answers: %d", code)
+	}
+	st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", a.Pid()))
+	peak := ""
+	for _, l := range strings.Split(string(st), "\n") {
+		if strings.HasPrefix(l, "VmHWM:") {
+			peak = strings.Join(strings.Fields(l)[1:], " ")
+		}
+	}
+	abuseFigure(t, "%d SMS at once against an endless upstream answer (upstream.max_answer_bytes 4 MiB each): all server_error; A's memory %s before, %s after, peak RSS %s", n, before, after, peak)
+}
