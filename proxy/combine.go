@@ -60,7 +60,7 @@ func (p *Proxy) servicesToken(ctx *fasthttp.RequestCtx, e *entry, path string, n
 			Tokens []string `json:"iap_accounts"`
 		} `json:"params"`
 	}
-	if json.Unmarshal(body, &req) != nil || req.Params.Tokens == nil {
+	if json.Unmarshal(body, &req) != nil || req.Params.Tokens == nil || (e.route.MaxItems > 0 && len(req.Params.Tokens) > e.route.MaxItems) {
 		next(ctx) // the local handler says what is wrong with it
 		return
 	}

@@ -413,3 +413,31 @@ func checkOutageAnswer(t *testing.T, what string, req *rpctest.Request, got []by
 		}
 	}
 }
+
+// TestCombinedRoutesBounded: a combined or split account route over its
+// body limit or list limit is refused by the local router (the
+// route's own answer) and never forwarded.
+func TestCombinedRoutesBounded(t *testing.T) {
+	h := newHarness(t, mixed, Config{}, false, func(w http.ResponseWriter, r *http.Request) {
+		t.Errorf("upstream reached: %s", r.URL.Path)
+	})
+	big := []byte(`{"jsonrpc":"2.0","id":1,"params":{"dbuuid":"d","iap_accounts":["` + strings.Repeat("a", 2<<20) + `"]}}`)
+	toks := make([]string, 501)
+	for i := range toks {
+		toks[i] = tok(i)
+	}
+	many, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 1, "params": map[string]any{"dbuuid": "d", "iap_accounts": toks}})
+	for _, c := range []struct {
+		path string
+		body []byte
+		want string
+	}{
+		{servicesTokenPath, big, "larger"}, {servicesTokenPath, many, "at most 500"},
+		{accountsInfoPath, big, "larger"}, {warningOdooPath, big, "larger"},
+	} {
+		got := h.post(c.path, c.body)
+		if _, name := checkEnvelope(t, c.path, got); name == "" || !strings.Contains(string(got), c.want) {
+			t.Errorf("%s (%d bytes): %s", c.path, len(c.body), truncate(string(got), 300))
+		}
+	}
+}

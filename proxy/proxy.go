@@ -279,6 +279,9 @@ func (p *Proxy) Wrap(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 			}
 		}
 		switch {
+		case (e.split || e.combine != combineNone) && e.route.MaxBody > 0 && len(ctx.PostBody()) > e.route.MaxBody:
+			next(ctx) // the router refuses it before decoding anything
+			return
 		case e.split:
 			defer p.recoverPanic(ctx)
 			p.accountsInformation(ctx, e, string(path), next)
@@ -597,6 +600,9 @@ func (p *Proxy) roundTrip(rctx context.Context, ctx *fasthttp.RequestCtx, e *ent
 	defer resp.Body.Close()
 	status = resp.StatusCode
 	limit := p.cfg.maxAnswer()
+	if resp.ContentLength > limit {
+		return status, "", nil, OutcomeTooLarge, fmt.Errorf("answer of %d bytes, over %d", resp.ContentLength, limit)
+	}
 	body, err = io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	switch {
 	case err != nil:
