@@ -438,7 +438,10 @@ func (p *Proxy) refuse(ctx *fasthttp.RequestCtx, e *entry, env envelope) {
 }
 
 // fail answers a request that could not be forwarded or whose answer
-// cannot be passed on.
+// cannot be passed on: the outage answer of the route's class — in-band
+// per item where the client expects states (answers.go), else the error
+// envelope of kind Unavailable, which rpc's table names AccessError on
+// the account routes (an unreachable IAP, §4) and UserError elsewhere.
 func (p *Proxy) fail(ctx *fasthttp.RequestCtx, e *entry, env envelope, outcome string, cause error) {
 	if res, ok := inband(e.answer, env.params, false, "The IAP service could not be reached. Please try again later."); ok {
 		writeJSON(ctx, rpc.AppendResultEnvelope(nil, env.id, res))
