@@ -38,8 +38,9 @@ var combines = map[string]combineKind{
 }
 
 // accountInfoKeys are the keys Odoo 17's iap.account.info accepts, with
-// the JSON type each must have (§4.2): any other key makes the 17.0 list
-// view fail, so an upstream item is kept only with these.
+// the JSON type each must have (§4.2; false and null also pass): any
+// other key makes the 17.0 list view fail, so an upstream item is kept
+// only with these.
 var accountInfoKeys = map[string]byte{
 	"account_token": '"', "balance": '0', "account_uuid_hashed": '"', "service_name": '"',
 	"description": '"', "warn_me": 'b', "warning_threshold": '0', "warning_email": '"', "unit_name": '"',
@@ -141,13 +142,15 @@ func accountInfoOf(it json.RawMessage, check bool) (token, service string, ok bo
 			if !known || len(v) == 0 {
 				return "", "", false
 			}
+			// false and null are Odoo's empty value for any field type
+			// (create() stores them as empty, 0.0 or False).
 			switch c := v[0]; want {
 			case '"':
-				ok = c == '"'
+				ok = c == '"' || c == 'f' || c == 'n'
 			case '0':
-				ok = c == '-' || (c >= '0' && c <= '9')
+				ok = c == '-' || (c >= '0' && c <= '9') || c == 'f' || c == 'n'
 			case 'b':
-				ok = c == 't' || c == 'f'
+				ok = c == 't' || c == 'f' || c == 'n'
 			}
 			if !ok {
 				return "", "", false
