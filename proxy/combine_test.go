@@ -90,6 +90,7 @@ func TestServicesTokenCombined(t *testing.T) {
 		item(tok(1), "reveal", 5, ""),                // dropped: refused
 		`{"account_token": "` + tok(2) + `"}`,        // dropped: no service
 		`["` + tok(1) + `"]`,                         // dropped: not an object
+		`{"account_token": "` + tok(3) + `", "service_name": "sms", "balance": 2, "warning_email": false, "warn_me": null}`, // kept: false and null are Odoo's empty values
 	}
 	rec.setAnswer(func(string) string {
 		return `{"jsonrpc": "2.0", "id": "x", "result": [` + strings.Join(upItems, ", ") + `]}`
@@ -111,7 +112,7 @@ func TestServicesTokenCombined(t *testing.T) {
 		return l
 	}
 	got := list(h.post(servicesTokenPath, body))
-	want := []info{{tok(1), "partner_autocomplete", 0}, {tok(2), "sms", 12.5}, {tok(3), "snailmail", 7}}
+	want := []info{{tok(1), "partner_autocomplete", 0}, {tok(2), "sms", 12.5}, {tok(3), "sms", 2}, {tok(3), "snailmail", 7}}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("services-token:\n got %v\nwant %v", got, want)
 	}
