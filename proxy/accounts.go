@@ -24,8 +24,9 @@ var refusedAccount = json.RawMessage(`{"balance":0,"warning_threshold":0,"regist
 // "unregistered, 0" without touching the ledger, the others are asked of
 // the local handler; the answers are merged into one object keyed by the
 // tokens sent. When every account is forwarded, the request and answer
-// pass through unchanged. An upstream error envelope is passed on as is
-// (what Odoo's own server would have answered); an upstream failure
+// pass through unchanged. An upstream AccessError is passed on as is
+// (what Odoo's own server would have answered), another error name
+// becomes the route's outage answer (passError); an upstream failure
 // leaves its accounts out of the answer (the form then shows its local
 // data, as on any failure of this route).
 func (p *Proxy) accountsInformation(ctx *fasthttp.RequestCtx, e *entry, path string, next fasthttp.RequestHandler) {
@@ -88,14 +89,14 @@ func (p *Proxy) accountsInformation(ctx *fasthttp.RequestCtx, e *entry, path str
 		ue := p.accountsEntry(e)
 		body := rebuild(env.ID, env.Params, up)
 		denv := decodeEnvelope(body)
-		_, _, ans, outcome, _ := p.exchange(ctx, ue, path, denv, body)
+		status, ctype, ans, outcome, _ := p.exchange(ctx, ue, path, denv, body)
 		switch outcome {
 		case OutcomeOK:
 			for k, v := range ans2map(ans) {
 				merged[k] = v
 			}
 		case OutcomeRPCError:
-			writeJSON(ctx, ans)
+			p.passError(ctx, ue, denv, status, ctype, ans)
 			return
 		}
 	}

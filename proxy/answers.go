@@ -28,8 +28,9 @@ const (
 
 // answers maps route paths to how their clients take an answer made here.
 // Paths not listed get the error envelope: lead mining (§10.3: the wizard
-// shows "Your request could not be executed"), the account routes
-// (§4: the client logs it or returns -1), the provider routes (§5).
+// shows "Your request could not be executed"), the provider routes (§5),
+// the account routes (§4), where rpc's error table names it AccessError
+// (Route.Account): the client returns -1 or logs it, never UserError.
 var answers = map[string]answerKind{
 	"/iap/sms/2/send":                       answerSMS2,
 	"/iap/sms/3/send":                       answerSMS3,

@@ -154,6 +154,7 @@ func RoleOf(r rpc.Route) Role {
 // Defaults of Config.
 const (
 	DefaultMaxBodyBytes        = 16 << 20
+	DefaultMaxAnswerBytes      = 4 << 20
 	DefaultMaxIdleConnsPerHost = 16
 )
 
@@ -173,6 +174,13 @@ type Config struct {
 	// MaxBodyBytes bounds a forwarded request and an upstream answer;
 	// 0 is DefaultMaxBodyBytes.
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// MaxAnswerBytes bounds an upstream answer (read no further; the
+	// request fails as too_large), within MaxBodyBytes; 0 is
+	// DefaultMaxAnswerBytes. Odoo's IAP answers are small (a lead-mining
+	// answer is about 1 KB a lead) while a request may carry a letter's
+	// PDF; a lower bound keeps what concurrent answers can cost iapd's
+	// memory low.
+	MaxAnswerBytes int64 `yaml:"max_answer_bytes"`
 	// MaxIdleConnsPerHost bounds the pooled connections kept per upstream
 	// host; 0 is DefaultMaxIdleConnsPerHost.
 	MaxIdleConnsPerHost int `yaml:"max_idle_conns_per_host"`
@@ -217,6 +225,9 @@ func (c *Config) Validate() error {
 	if c.MaxBodyBytes < 0 {
 		return errors.New("upstream.max_body_bytes must not be negative")
 	}
+	if c.MaxAnswerBytes < 0 {
+		return errors.New("upstream.max_answer_bytes must not be negative")
+	}
 	if c.MaxIdleConnsPerHost < 0 {
 		return errors.New("upstream.max_idle_conns_per_host must not be negative")
 	}
@@ -234,6 +245,15 @@ func (c *Config) BaseURL(r Role) string {
 		return strings.TrimRight(u, "/")
 	}
 	return DefaultHosts[r]
+}
+
+// maxAnswer is the most bytes of an upstream answer iapd reads.
+func (c *Config) maxAnswer() int64 {
+	n := c.MaxAnswerBytes
+	if n == 0 {
+		n = DefaultMaxAnswerBytes
+	}
+	return min(n, c.maxBody())
 }
 
 func (c *Config) maxBody() int64 {

@@ -5,13 +5,18 @@
 //
 // The decision is by service (PROTOCOL §3: sms, snailmail,
 // partner_autocomplete, reveal, …); the account route /iap/1/balance
-// follows the service it names. Forwarding passes the request body and the
+// follows the service it names, /iap/1/get-accounts-information each
+// account's, and the account routes that name none (services-token, the
+// alert settings) combine iapd's answer with one upstream call's.
+// Forwarding passes the request body and the
 // upstream answer through byte for byte, errors included, within the
 // calling Odoo's own timeout (§13), over pooled connections, with a body
 // size limit; an upstream that is down, slow or answers something Odoo
 // could not read (§1.2–§1.3) becomes a well-formed answer the route's
-// client handles (in-band states for SMS and snailmail, else Odoo's error
-// envelope). Forwarded traffic is counted (iap_upstream_requests_total,
+// client handles: on the account routes the unreachable-IAP answer
+// (AccessError, rpc's error table), on the service routes their in-band
+// "server error" states (answers.go) or Odoo's error envelope. An upstream
+// call runs in the request's context (deadline, client gone, shutdown). Forwarded traffic is counted (iap_upstream_requests_total,
 // iap_upstream_request_duration_seconds) and written to an audit log
 // (JSON lines, account tokens hashed, no bodies).
 //

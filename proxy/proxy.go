@@ -32,6 +32,7 @@ const (
 	OutcomeInvalid     = "invalid_answer" // an answer Odoo could not read (§1.2, §1.3)
 	OutcomeTooLarge    = "too_large"      // the request or the answer is over MaxBodyBytes
 	OutcomeLoop        = "loop"           // the request came from an iapd already (upstream.hosts point back at iapd)
+	OutcomeCanceled    = "canceled"       // the client went away, or iapd stopped, before the answer
 )
 
 // viaToken marks the requests iapd forwards (header Via), so that one
@@ -41,7 +42,7 @@ const viaToken = "iapd"
 
 // Outcomes lists every outcome of a forwarded request.
 func Outcomes() []string {
-	return []string{OutcomeOK, OutcomeRPCError, OutcomeTimeout, OutcomeUnavailable, OutcomeHTTPError, OutcomeInvalid, OutcomeTooLarge, OutcomeLoop}
+	return []string{OutcomeOK, OutcomeRPCError, OutcomeTimeout, OutcomeUnavailable, OutcomeHTTPError, OutcomeInvalid, OutcomeTooLarge, OutcomeLoop, OutcomeCanceled}
 }
 
 // RouteUnknown is the route label of a forwarded path no route serves.
@@ -53,6 +54,15 @@ type ErrorWriter interface {
 	// AppendErrorEnvelope appends the envelope for err, a *storage.Error
 	// whose kind picks error.data.name; id is the raw JSON id to echo.
 	AppendErrorEnvelope(b, id []byte, route string, err error) []byte
+}
+
+// RequestRunner gives an upstream call the request's context
+// (*rpc.Server implements it).
+type RequestRunner interface {
+	// RunRequest calls fn with a context whose deadline is budget after
+	// the request's start, cancelled at that deadline, when the client is
+	// gone, or at shutdown.
+	RunRequest(ctx *fasthttp.RequestCtx, budget time.Duration, fn func(context.Context))
 }
 
 // Options configure a Proxy.
@@ -76,6 +86,9 @@ type Options struct {
 	Transport http.RoundTripper
 	// Errors writes the error envelopes. Required.
 	Errors ErrorWriter
+	// Requests gives each upstream call its request's context (deadline,
+	// client gone, shutdown); nil: a timeout alone bounds it.
+	Requests RequestRunner
 	// Registerer receives the proxy's metrics; nil registers nothing.
 	Registerer prometheus.Registerer
 	// Audit receives one record per forwarded request; nil: none.
@@ -97,6 +110,7 @@ type Proxy struct {
 	rt        http.RoundTripper
 	pages     func([]byte) bool
 	errs      ErrorWriter
+	runner    RequestRunner
 	audit     *Audit
 	log       *slog.Logger
 	now       func() time.Time
@@ -115,6 +129,7 @@ type entry struct {
 	mode       Mode // effective: air-gapped turns Upstream into Refuse
 	byService  bool // /iap/1/balance: the mode of params.service_name
 	split      bool // /iap/1/get-accounts-information: each account by its service
+	combine    combineKind
 	role       Role
 	base       string
 	timeout    time.Duration
@@ -141,6 +156,7 @@ func New(o Options) (*Proxy, error) {
 		rt:        o.Transport,
 		pages:     o.Pages,
 		errs:      o.Errors,
+		runner:    o.Requests,
 		audit:     o.Audit,
 		log:       o.Logger,
 		now:       o.Now,
@@ -183,6 +199,8 @@ func New(o Options) (*Proxy, error) {
 			e.byService = true
 		case path == accountsInfoPath && p.anyOff:
 			e.split = true
+		case combines[path] == combineList && p.anyOff, combines[path] == combineWrite && p.anyUp:
+			e.combine = combines[path]
 		}
 		if e.service == "" {
 			e.service = "-"
@@ -220,7 +238,7 @@ func (p *Proxy) effective(m Mode) Mode {
 func (p *Proxy) register(reg prometheus.Registerer) error {
 	p.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "iap_upstream_requests_total",
-		Help: "Requests forwarded to Odoo's IAP hosts, by service, route and outcome (ok, rpc_error, timeout, unavailable, http_error, invalid_answer, too_large, loop).",
+		Help: "Requests forwarded to Odoo's IAP hosts, by service, route and outcome (ok, rpc_error, timeout, unavailable, http_error, invalid_answer, too_large, loop, canceled).",
 	}, []string{"service", "route", "outcome"})
 	p.durations = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "iap_upstream_request_duration_seconds",
@@ -260,14 +278,31 @@ func (p *Proxy) Wrap(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 				return
 			}
 		}
-		if e.split {
+		switch {
+		case (e.split || e.combine != combineNone) && e.route.MaxBody > 0 && len(ctx.PostBody()) > e.route.MaxBody:
+			next(ctx) // the router refuses it before decoding anything
+			return
+		case e.split:
 			defer p.recoverPanic(ctx)
 			p.accountsInformation(ctx, e, string(path), next)
+			return
+		case e.combine == combineList:
+			defer p.recoverPanic(ctx)
+			p.servicesToken(ctx, e, string(path), next)
+			return
+		case e.combine == combineWrite:
+			defer p.recoverPanic(ctx)
+			p.alertSettings(ctx, e, string(path), next)
 			return
 		}
 		mode := e.mode
 		if e.byService {
-			mode = p.balanceMode(ctx.PostBody())
+			var svc storage.ServiceName
+			if mode, svc = p.balanceMode(ctx.PostBody()); mode != Local {
+				be := *e // the audit record and metrics name the service
+				be.service = string(svc)
+				e = &be
+			}
 		}
 		if mode == Local {
 			next(ctx)
@@ -333,19 +368,21 @@ func (p *Proxy) unknown(path []byte) *entry {
 	return e
 }
 
-// balanceMode is the mode of the service a balance request names; Local
-// when it names none or one served locally. A refused service's balance
-// is 0, answered here (never an error on this route, §4.1).
-func (p *Proxy) balanceMode(body []byte) Mode {
+// balanceMode is the mode of the service a balance request names, and
+// that service; Local when it names none or one served locally. A refused
+// service's balance is 0, answered here (never an error on this route,
+// §4.1).
+func (p *Proxy) balanceMode(body []byte) (Mode, storage.ServiceName) {
 	var env struct {
 		Params struct {
 			ServiceName string `json:"service_name"`
 		} `json:"params"`
 	}
 	if json.Unmarshal(body, &env) != nil {
-		return Local
+		return Local, ""
 	}
-	return p.effective(p.modeOf(storage.ServiceName(env.Params.ServiceName)))
+	svc := storage.ServiceName(env.Params.ServiceName)
+	return p.effective(p.modeOf(svc)), svc
 }
 
 // envelope is what the proxy reads of a request.
@@ -401,7 +438,10 @@ func (p *Proxy) refuse(ctx *fasthttp.RequestCtx, e *entry, env envelope) {
 }
 
 // fail answers a request that could not be forwarded or whose answer
-// cannot be passed on.
+// cannot be passed on: the outage answer of the route's class — in-band
+// per item where the client expects states (answers.go), else the error
+// envelope of kind Unavailable, which rpc's table names AccessError on
+// the account routes (an unreachable IAP, §4) and UserError elsewhere.
 func (p *Proxy) fail(ctx *fasthttp.RequestCtx, e *entry, env envelope, outcome string, cause error) {
 	if res, ok := inband(e.answer, env.params, false, "The IAP service could not be reached. Please try again later."); ok {
 		writeJSON(ctx, rpc.AppendResultEnvelope(nil, env.id, res))
@@ -420,13 +460,49 @@ var errRequestTooLarge = errors.New("request over upstream.max_body_bytes")
 
 func (p *Proxy) forward(ctx *fasthttp.RequestCtx, e *entry, path string, env envelope) {
 	status, ctype, body, outcome, err := p.exchange(ctx, e, path, env, ctx.PostBody())
-	if outcome == OutcomeOK || outcome == OutcomeRPCError {
+	switch outcome {
+	case OutcomeOK:
 		ctx.SetStatusCode(status)
 		ctx.SetContentType(ctype)
 		ctx.SetBody(body) // byte for byte
+	case OutcomeRPCError:
+		p.passError(ctx, e, env, status, ctype, body)
+	default:
+		p.fail(ctx, e, env, outcome, err)
+	}
+}
+
+// passError answers an upstream error envelope: byte for byte on a
+// service route (what Odoo's own server answered); on an account route
+// only if it is an AccessError, any other name being answered as that
+// route's outage (AccessError): 17.0–19.0 catch only AccessError there,
+// an InsufficientCreditError or a UserError would break Settings, the
+// account form or the alert write (§4.1, fixtures odoo18 nocredit 001–004).
+func (p *Proxy) passError(ctx *fasthttp.RequestCtx, e *entry, env envelope, status int, ctype string, body []byte) {
+	name := errorName(body)
+	if !e.route.Account || name == "AccessError" {
+		ctx.SetStatusCode(status)
+		ctx.SetContentType(ctype)
+		ctx.SetBody(body)
 		return
 	}
-	p.fail(ctx, e, env, outcome, err)
+	writeJSON(ctx, p.errs.AppendErrorEnvelope(nil, env.id, e.label,
+		storage.Wrap("proxy "+string(e.role), storage.Unavailable, fmt.Errorf("the upstream answered %q on an account route", truncate(name, 100)))))
+}
+
+// errorName is the last dotted segment of an error envelope's
+// error.data.name (all Odoo reads, §1.3).
+func errorName(body []byte) string {
+	var env struct {
+		Error struct {
+			Data struct {
+				Name string `json:"name"`
+			} `json:"data"`
+		} `json:"error"`
+	}
+	_ = json.Unmarshal(body, &env)
+	n := env.Error.Data.Name
+	return n[strings.LastIndexByte(n, '.')+1:]
 }
 
 // exchange forwards reqBody, counts it and writes its audit record.
@@ -438,7 +514,19 @@ func (p *Proxy) exchange(ctx *fasthttp.RequestCtx, e *entry, path string, env en
 		rec.Route = e.label
 	}
 
-	status, ctype, body, outcome, err = p.roundTrip(ctx, e, path, reqBody)
+	// The client waits e.timeout; the upstream gets a little less, so
+	// that our answer reaches the client before it gives up (§13).
+	wait := e.timeout - min(time.Second, e.timeout/10)
+	call := func(reqCtx context.Context) {
+		rctx, cancel := upstreamContext(reqCtx, wait)
+		defer cancel()
+		status, ctype, body, outcome, err = p.roundTrip(rctx, ctx, e, path, reqBody)
+	}
+	if p.runner != nil {
+		p.runner.RunRequest(ctx, wait, call)
+	} else {
+		call(context.Background())
+	}
 	d := p.now().Sub(start)
 	rec.Status, rec.Outcome, rec.DurationMS, rec.ResponseBytes = status, outcome, float64(d.Microseconds())/1000, len(body)
 	p.requests.WithLabelValues(e.service, e.label, outcome).Inc()
@@ -454,9 +542,34 @@ func (p *Proxy) exchange(ctx *fasthttp.RequestCtx, e *entry, path string, env en
 	return status, ctype, body, outcome, err
 }
 
-// roundTrip forwards the request within the route's timeout and
-// classifies the answer.
-func (p *Proxy) roundTrip(ctx *fasthttp.RequestCtx, e *entry, path string, reqBody []byte) (status int, ctype string, body []byte, outcome string, err error) {
+// upstreamContext returns the context of one upstream call: its own (the
+// HTTP transport may keep it in a background dial after the call, while
+// the request's context is valid only until the call returns), ending at
+// reqCtx's deadline or after wait if sooner, and cancelled when reqCtx is
+// cancelled otherwise (client gone, shutdown). cancel must be called when
+// the call is over.
+func upstreamContext(reqCtx context.Context, wait time.Duration) (context.Context, context.CancelFunc) {
+	dl := time.Now().Add(wait)
+	if d, ok := reqCtx.Deadline(); ok && d.Before(dl) {
+		dl = d
+	}
+	rctx, cancelDeadline := context.WithDeadline(context.Background(), dl)
+	reqDone, over := reqCtx.Done(), make(chan struct{})
+	go func() {
+		select {
+		case <-reqDone:
+			if !errors.Is(reqCtx.Err(), context.DeadlineExceeded) {
+				cancelDeadline() // the client went away or iapd is stopping
+			}
+		case <-over:
+		}
+	}()
+	return rctx, func() { close(over); cancelDeadline() }
+}
+
+// roundTrip forwards the request within rctx (the route's deadline,
+// cancelled when the client goes) and classifies the answer.
+func (p *Proxy) roundTrip(rctx context.Context, ctx *fasthttp.RequestCtx, e *entry, path string, reqBody []byte) (status int, ctype string, body []byte, outcome string, err error) {
 	if int64(len(reqBody)) > p.cfg.maxBody() {
 		return 0, "", nil, OutcomeTooLarge, errRequestTooLarge
 	}
@@ -467,11 +580,6 @@ func (p *Proxy) roundTrip(ctx *fasthttp.RequestCtx, e *entry, path string, reqBo
 	if q := ctx.URI().QueryString(); len(q) > 0 {
 		u += "?" + string(q)
 	}
-	// The client waits e.timeout; the upstream gets a little less, so
-	// that our answer reaches the client before it gives up (§13).
-	wait := e.timeout - min(time.Second, e.timeout/10)
-	rctx, cancel := context.WithTimeout(context.Background(), wait)
-	defer cancel()
 	// A copy: the transport may still be writing the body when the
 	// answer came, and fasthttp reuses its buffer after the handler.
 	req, err := http.NewRequestWithContext(rctx, http.MethodPost, u, bytes.NewReader(bytes.Clone(reqBody)))
@@ -494,7 +602,10 @@ func (p *Proxy) roundTrip(ctx *fasthttp.RequestCtx, e *entry, path string, reqBo
 	}
 	defer resp.Body.Close()
 	status = resp.StatusCode
-	limit := p.cfg.maxBody()
+	limit := p.cfg.maxAnswer()
+	if resp.ContentLength > limit {
+		return status, "", nil, OutcomeTooLarge, fmt.Errorf("answer of %d bytes, over %d", resp.ContentLength, limit)
+	}
 	body, err = io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	switch {
 	case err != nil:
@@ -519,7 +630,10 @@ func (p *Proxy) roundTrip(ctx *fasthttp.RequestCtx, e *entry, path string, reqBo
 }
 
 func classify(ctx context.Context, err error) string {
-	if errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
+	switch {
+	case errors.Is(ctx.Err(), context.Canceled):
+		return OutcomeCanceled
+	case errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil:
 		return OutcomeTimeout
 	}
 	return OutcomeUnavailable
@@ -629,6 +743,9 @@ func (p *Proxy) Plan() []PlanLine {
 				parts = append(parts, fmt.Sprintf("%s for %s", what, strings.Join(refs, ", ")))
 			}
 			l.Destination = strings.Join(append(parts, "iapd otherwise"), "; ")
+		case e.combine != combineNone:
+			l.Mode = "combined"
+			l.Destination = p.combinedDestination(e, path)
 		case e.mode == Local:
 			l.Destination = "iapd"
 		case e.mode == Upstream:
@@ -661,4 +778,30 @@ func (p *Proxy) Plan() []PlanLine {
 		out = append(out, l)
 	}
 	return out
+}
+
+// combinedDestination says where a combined route's answer comes from.
+func (p *Proxy) combinedDestination(e *entry, path string) string {
+	var ups, refs []string
+	for s, m := range p.modes {
+		switch p.effective(m) {
+		case Upstream:
+			ups = append(ups, string(s))
+		case Refuse:
+			refs = append(refs, string(s))
+		}
+	}
+	sort.Strings(ups)
+	sort.Strings(refs)
+	if e.combine == combineWrite {
+		return fmt.Sprintf("iapd and %s%s (accounts of %s); true only if both took it", e.base, path, strings.Join(ups, ", "))
+	}
+	d := "iapd's accounts of the local services"
+	if len(ups) > 0 {
+		d += fmt.Sprintf(" + %s%s's accounts of %s", e.base, path, strings.Join(ups, ", "))
+	}
+	if len(refs) > 0 {
+		d += "; " + strings.Join(refs, ", ") + " left out"
+	}
+	return d
 }

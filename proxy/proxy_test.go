@@ -122,7 +122,7 @@ func newHarness(t *testing.T, modes map[storage.ServiceName]Mode, cfg Config, ai
 	ob := NewOutbound(h.guard, 0)
 	t.Cleanup(ob.CloseIdleConnections)
 	h.px, err = New(Options{Config: cfg, Routes: srv.Routes(), Modes: modes, AirGapped: airGapped, Transport: ob,
-		Pages: srv.HasPage, Errors: srv, Registerer: h.reg, Audit: NewAudit(h.audit)})
+		Pages: srv.HasPage, Errors: srv, Requests: srv, Registerer: h.reg, Audit: NewAudit(h.audit)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +204,27 @@ func TestUpstreamPassesFixturesThrough(t *testing.T) {
 			mu.Unlock()
 			local0, hits0 := h.local.Load(), h.upHits.Load()
 			got := h.post(req.Path, wire)
-			isLocal := h.px.routes[req.Path].mode == Local && req.Path != balancePath && req.Path != accountsInfoPath
+			e := h.px.routes[req.Path]
+			isLocal := e.mode == Local && req.Path != balancePath && req.Path != accountsInfoPath && e.combine == combineNone
+			if e.combine == combineWrite {
+				// The alert settings: applied here and forwarded, true
+				// only if both took it; an upstream error other than
+				// AccessError becomes AccessError (§4.5: 18.0+ catch
+				// only that).
+				forwarded++
+				if h.local.Load() != local0+1 || h.upHits.Load() != hits0+1 {
+					t.Errorf("%s/%s: local %d→%d, upstream %d→%d; want both once", v, req.Name, local0, h.local.Load(), hits0, h.upHits.Load())
+				}
+				res, name := checkEnvelope(t, req.Name, got)
+				if _, wantName := checkEnvelope(t, req.Name, resp); wantName != "" {
+					if name != "odoo.exceptions.AccessError" {
+						t.Errorf("%s/%s: upstream %s answered %s", v, req.Name, wantName, got)
+					}
+				} else if string(res) != "true" {
+					t.Errorf("%s/%s: %s, want true", v, req.Name, got)
+				}
+				continue
+			}
 			if isLocal {
 				if h.local.Load() != local0+1 || h.upHits.Load() != hits0 {
 					t.Errorf("%s/%s: account route %s was not served locally", v, req.Name, req.Path)
@@ -220,7 +240,13 @@ func TestUpstreamPassesFixturesThrough(t *testing.T) {
 				t.Errorf("%s/%s: upstream got %s %q (UA %q), want %s and Odoo's exact body", v, req.Name, gotPath, truncate(string(gotBody), 80), gotUA, req.Path)
 			}
 			mu.Unlock()
-			if !bytes.Equal(got, resp) {
+			if _, name := checkEnvelope(t, req.Name, resp); e.route.Account && name != "" && !strings.HasSuffix(name, ".AccessError") {
+				// §4.1, §4.4: 17.0–19.0 catch only AccessError on the
+				// account routes (fixtures odoo18 nocredit 001–004).
+				if _, gotName := checkEnvelope(t, req.Name, got); gotName != "odoo.exceptions.AccessError" {
+					t.Errorf("%s/%s: upstream %s on an account route answered %s", v, req.Name, name, got)
+				}
+			} else if !bytes.Equal(got, resp) {
 				t.Errorf("%s/%s: answer changed on the way:\n got %s\nwant %s", v, req.Name, got, resp)
 			}
 		}
@@ -419,7 +445,11 @@ func TestUpstreamFailures(t *testing.T) {
 			// The others: the error envelope, id echoed.
 			for _, r := range []*rpctest.Request{search, reveal, balance} {
 				got := h.post(r.Path, r.Wire(t))
-				if _, name := checkEnvelope(t, r.Name, got); name != "odoo.exceptions.UserError" {
+				want := "odoo.exceptions.UserError" // the services' "server error" (§1.4)
+				if r == balance {
+					want = "odoo.exceptions.AccessError" // get_credits catches it: -1 (§4.1)
+				}
+				if _, name := checkEnvelope(t, r.Name, got); name != want {
 					t.Errorf("%s: %s", r.Name, got)
 				}
 				if !bytes.Contains(got, r.ID(t)) {

@@ -1,5 +1,12 @@
 package rpc
 
+import (
+	"context"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
 // Helpers for the proxy (package proxy), which answers some requests in
 // front of the router: refusals and upstream failures go through the same
 // error table and envelope writer as every local answer, and paths are
@@ -36,4 +43,14 @@ func AppendResultEnvelope(b, id, result []byte) []byte {
 func (s *Server) HasPage(path []byte) bool {
 	_, ok := (*s.gets.Load())[string(normalizePathBytes(path))]
 	return ok
+}
+
+// RunRequest calls fn with a request context as a local handler gets
+// one: its deadline is budget after the request's start, and it is
+// cancelled at that deadline, when the client is seen gone, or by
+// CancelRequests at shutdown (after the grace period, as local requests).
+// fn must not keep the context. For the proxy's upstream calls; not to be
+// called from within a handler of the same ctx.
+func (s *Server) RunRequest(ctx *fasthttp.RequestCtx, budget time.Duration, fn func(context.Context)) {
+	s.seam.run(ctx, &routeEntry{budget: budget}, fn)
 }

@@ -45,12 +45,17 @@ type wireError struct {
 	code    int    // error.code
 	generic string // if set, shown instead of the error's message, and the cause logged as an error
 	dflt    string // message when the error carries none
+	// account, if set, is error.data.name on an account route (Route.Account)
+	// instead of name: the unreachable-IAP answer Odoo 16–19 handle there
+	// (AccessError: get_credits returns -1, lists and forms show local
+	// data, alert writes are logged; PROTOCOL §1.4, §4).
+	account string
 }
 
 // errorTable is the one mapping from error kinds to Odoo's errors. Every
 // error a handler or the codec returns goes through it (Server.appendError).
 var errorTable = [...]wireError{
-	storage.Other:              {name: nameUserError, code: codeServerError, generic: msgInternal},
+	storage.Other:              {name: nameUserError, code: codeServerError, generic: msgInternal, account: nameAccessError},
 	storage.Invalid:            {name: nameUserError, code: codeServerError, dflt: "Invalid request."},
 	storage.NotFound:           {name: nameAccessError, code: codeServerError, dflt: "Not found."},
 	storage.Exists:             {name: nameUserError, code: codeServerError, dflt: "It exists already."},
@@ -58,8 +63,8 @@ var errorTable = [...]wireError{
 	storage.InsufficientCredit: {name: nameInsufficientCredit, code: codeServerError}, // message: insufficientCreditMessage
 	storage.Forbidden:          {name: nameAccessError, code: codeServerError, dflt: "This account may not use this service."},
 	storage.Unauthorized:       {name: nameAccessError, code: codeServerError, dflt: "Access denied."},
-	storage.Unavailable:        {name: nameUserError, code: codeServerError, generic: msgUnavailable},
-	storage.Internal:           {name: nameUserError, code: codeServerError, generic: msgInternal},
+	storage.Unavailable:        {name: nameUserError, code: codeServerError, generic: msgUnavailable, account: nameAccessError},
+	storage.Internal:           {name: nameUserError, code: codeServerError, generic: msgInternal, account: nameAccessError},
 }
 
 // wireFor returns the table entry of err's kind.
@@ -73,9 +78,13 @@ func wireFor(err error) (storage.Kind, wireError) {
 
 // appendError appends Odoo's error envelope for err (answer to a request
 // with the given raw id, nil meaning null, from client) and logs what
-// needs logging.
+// needs logging. method is the route's gorilla method or its path.
 func (s *Server) appendError(b, id []byte, method, client string, err error) []byte {
 	kind, w := wireFor(err)
+	name := w.name
+	if w.account != "" && s.accountRoutes[method] {
+		name = w.account
+	}
 	var msg string
 	var se *storage.Error
 	errors.As(err, &se)
@@ -105,7 +114,7 @@ func (s *Server) appendError(b, id []byte, method, client string, err error) []b
 		}
 		s.log.Debug("request refused", "method", method, "client", client, "kind", kind.String(), "err", err)
 	}
-	return appendErrorEnvelope(b, id, w.code, w.name, msg)
+	return appendErrorEnvelope(b, id, w.code, name, msg)
 }
 
 // appendErrorEnvelope appends the error envelope Odoo's own server sends

@@ -11,17 +11,17 @@ import (
 // the only place a path is bound to a handler; the router, the codec and
 // the documentation all read it.
 var routes = []Route{
-	{Path: "/iap/1/balance", Method: "Account.Balance", MaxBody: 64 << 10,
+	{Path: "/iap/1/balance", Method: "Account.Balance", Account: true, MaxBody: 64 << 10,
 		Doc: "available credit of one account (PROTOCOL §4.1; 16.0–19.0)"},
-	{Path: "/iap/services-token", Method: "Account.ServicesToken", MaxBody: 1 << 20, MaxItems: maxAccountsPerCall,
+	{Path: "/iap/services-token", Method: "Account.ServicesToken", Account: true, MaxBody: 1 << 20, MaxItems: maxAccountsPerCall,
 		TooMany: msgTooManyAccounts,
 		Doc:     "account list of the 17.0 IAP accounts view (§4.2)"},
-	{Path: "/iap/update-warning-odoo", Method: "Account.UpdateWarningOdoo", MaxBody: 64 << 10,
+	{Path: "/iap/update-warning-odoo", Method: "Account.UpdateWarningOdoo", Account: true, MaxBody: 64 << 10,
 		Doc: "low-credit alert settings pushed by 17.0 (§4.3)"},
-	{Path: "/iap/1/get-accounts-information", Method: "Account.GetAccountsInformation", MaxBody: 1 << 20, MaxItems: maxAccountsPerCall,
+	{Path: "/iap/1/get-accounts-information", Method: "Account.GetAccountsInformation", Account: true, MaxBody: 1 << 20, MaxItems: maxAccountsPerCall,
 		TooMany: msgTooManyAccounts,
 		Doc:     "account details read by the 18.0+ account form (§4.4)"},
-	{Path: "/iap/1/update-warning-email-alerts", Method: "Account.UpdateWarningEmailAlerts", MaxBody: 256 << 10, MaxItems: maxRecipientsPerCall,
+	{Path: "/iap/1/update-warning-email-alerts", Method: "Account.UpdateWarningEmailAlerts", Account: true, MaxBody: 256 << 10, MaxItems: maxRecipientsPerCall,
 		TooMany: "Too many alert recipients in one call.",
 		Doc:     "low-credit threshold and recipients pushed by 18.0+ (§4.5)"},
 	{Path: "/iap/1/authorize", Method: "Transaction.Authorize", MaxBody: 64 << 10, CreditErrors: true,
@@ -56,6 +56,11 @@ type Route struct {
 	// client catches it there). Otherwise such an error is our bug and
 	// is answered as an internal error.
 	CreditErrors bool
+	// Account marks the account routes of iap.endpoint (§4): their
+	// clients catch only AccessError (what an unreachable IAP becomes in
+	// iap_jsonrpc), so an outage is answered AccessError there (the
+	// account column of errorTable), never UserError.
+	Account bool
 	// MaxItems bounds every list (JSON array) in the request: the decoder
 	// refuses the request as soon as one list has more elements, while
 	// reading it. Zero means DefaultMaxItems.

@@ -96,10 +96,13 @@ func (s *seam) newExchange() *exchange {
 }
 
 // serve hands ctx to the handler; rt is the route the router found.
-func (s *seam) serve(ctx *fasthttp.RequestCtx, rt *routeEntry) {
+func (s *seam) serve(ctx *fasthttp.RequestCtx, rt *routeEntry) { s.run(ctx, rt, nil) }
+
+// run is serve, calling fn with the request's context instead of the
+// handler when fn is not nil (RunRequest).
+func (s *seam) run(ctx *fasthttp.RequestCtx, rt *routeEntry, fn func(context.Context)) {
 	e := s.pool.Get().(*exchange)
 	b := ctx.PostBody()
-	e.ctx.rc = ctx
 	e.url.Path = rt.Path
 	e.req.RequestURI = rt.Path
 	e.req.ContentLength = int64(len(b))
@@ -117,6 +120,7 @@ func (s *seam) serve(ctx *fasthttp.RequestCtx, rt *routeEntry) {
 		budget = budgetOf(DefaultTimeout)
 	}
 	e.ctx.mu.Lock() // for the watch's goroutine too
+	e.ctx.rc = ctx
 	e.ctx.deadline = start.Add(budget)
 	e.ctx.active = true
 	e.ctx.mu.Unlock()
@@ -131,9 +135,13 @@ func (s *seam) serve(ctx *fasthttp.RequestCtx, rt *routeEntry) {
 			e.endWatch(ctx)
 		}
 	}()
-	s.h.ServeHTTP(&e.w, e.req)
-	if !e.w.wrote {
-		e.w.WriteHeader(http.StatusOK)
+	if fn != nil {
+		fn(&e.ctx)
+	} else {
+		s.h.ServeHTTP(&e.w, e.req)
+		if !e.w.wrote {
+			e.w.WriteHeader(http.StatusOK)
+		}
 	}
 	panicked = false
 
@@ -143,8 +151,8 @@ func (s *seam) serve(ctx *fasthttp.RequestCtx, rt *routeEntry) {
 	if e.ctx.err != nil {
 		e.ctx.err, e.ctx.done = nil, make(chan struct{})
 	}
-	e.ctx.mu.Unlock()
 	e.ctx.rc = nil
+	e.ctx.mu.Unlock()
 	e.body.data, e.body.route = nil, nil
 	e.body.codec = codecRequest{buf: e.body.codec.buf} // keep only the output buffer
 	e.w.ctx = nil
@@ -312,10 +320,18 @@ func (c *requestContext) Err() error {
 	return c.err
 }
 func (c *requestContext) Value(key any) any {
-	if key == (fasthttpCtxKey{}) {
-		return c.rc
+	c.mu.Lock()
+	rc := c.rc
+	c.mu.Unlock()
+	if rc == nil {
+		// Kept past its request (an HTTP transport's background dial
+		// keeps its request's context): no values, no crash.
+		return nil
 	}
-	return c.rc.Value(key)
+	if key == (fasthttpCtxKey{}) {
+		return rc
+	}
+	return rc.Value(key)
 }
 
 // cancel ends the request's context with err, once, if a request is being

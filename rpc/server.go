@@ -92,10 +92,13 @@ type Server struct {
 	clientHeader  string
 	bodies        *sync.Pool // of *bodyBuffer (Front)
 
-	routes  map[string]*routeEntry
-	order   []string // route paths in registration order
-	gorilla *gorilla.Server
-	seam    *seam
+	routes map[string]*routeEntry
+	order  []string // route paths in registration order
+	// accountRoutes holds the paths and methods of the Account routes
+	// (their outage answer, errorTable's account column).
+	accountRoutes map[string]bool
+	gorilla       *gorilla.Server
+	seam          *seam
 
 	serviceInfo atomic.Pointer[ServiceInfoFunc] // SetServiceInfo (serviceinfo.go)
 
@@ -125,6 +128,8 @@ func New(cfg Config) (*Server, error) {
 		observer:  cfg.Observer,
 		bodies:    newBodyPool(),
 		routes:    make(map[string]*routeEntry, len(routes)),
+
+		accountRoutes: map[string]bool{},
 
 		maxRecipients: cfg.MaxAlertRecipients,
 		refusals:      cfg.Refusals,
@@ -180,6 +185,9 @@ func (s *Server) addRoutes(rs []Route) error {
 		}
 		s.routes[r.Path] = &routeEntry{Route: r, maxBody: min(r.MaxBody, s.maxBody), creditErrors: r.CreditErrors, budget: budgetOf(r.Timeout)}
 		s.order = append(s.order, r.Path)
+		if r.Account {
+			s.accountRoutes[r.Path], s.accountRoutes[r.Method] = true, true
+		}
 	}
 	return nil
 }

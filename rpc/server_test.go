@@ -186,9 +186,17 @@ func TestLedgerUnavailable(t *testing.T) {
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	for _, path := range []string{"/iap/1/balance", "/iap/1/authorize", "/iap/services-token", "/iap/1/get-accounts-information"} {
+	// An account route answers AccessError, what its clients catch (an
+	// unreachable IAP: PROTOCOL §4.1, balance -1); a UserError would
+	// escape Odoo 17's get_credits and break Settings.
+	for _, path := range []string{"/iap/1/balance", "/iap/1/authorize", "/iap/services-token", "/iap/1/get-accounts-information",
+		"/iap/update-warning-odoo", "/iap/1/update-warning-email-alerts"} {
 		env := call(t, addr, path, validParams(path))
-		expectError(t, env, nameUserError, "temporarily unavailable")
+		want := nameAccessError
+		if path == "/iap/1/authorize" {
+			want = nameUserError
+		}
+		expectError(t, env, want, "temporarily unavailable")
 	}
 }
 
@@ -263,6 +271,6 @@ func TestAccountRoutesNeverInsufficientCredit(t *testing.T) {
 		if errorName(env) == nameInsufficientCredit {
 			t.Errorf("%s answered InsufficientCreditError", path)
 		}
-		expectError(t, env, nameUserError, "internal error")
+		expectError(t, env, nameAccessError, "internal error") // what get_credits and web_read catch
 	}
 }

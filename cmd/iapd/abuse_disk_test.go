@@ -195,6 +195,13 @@ func isDiskRefusal(e *rpcError) bool {
 	return e != nil && strings.HasSuffix(e.Name, ".UserError") && strings.Contains(e.Message, "temporarily unavailable")
 }
 
+// isBalanceDiskRefusal is that refusal on an account route (a balance
+// creating an account): AccessError, which get_credits catches (-1),
+// never UserError, which Odoo 17–19 let escape there (PROTOCOL §4.1).
+func isBalanceDiskRefusal(e *rpcError) bool {
+	return e != nil && strings.HasSuffix(e.Name, ".AccessError") && strings.Contains(e.Message, "temporarily unavailable")
+}
+
 func diskScenario(t *testing.T, mnt string) {
 	data := filepath.Join(mnt, "data")
 	p := startAbuse(t, abuseOpts{Config: diskConfig, Data: data})
@@ -254,7 +261,7 @@ func diskScenario(t *testing.T, mnt string) {
 					other.CompareAndSwap(nil, err.Error())
 				case rerr == nil:
 					accepted.Add(1)
-				case isDiskRefusal(rerr):
+				case isBalanceDiskRefusal(rerr):
 					if refused.Add(1) == 1 {
 						var st syscall.Statfs_t
 						if syscall.Statfs(mnt, &st) == nil {
@@ -356,7 +363,7 @@ func diskScenario(t *testing.T, mnt string) {
 	// reads.
 	p = startAbuse(t, abuseOpts{Config: diskConfig, Data: data})
 	checkDegraded(t, p)
-	if _, rerr, err := p.Call("/iap/1/balance", map[string]any{"account_token": randHex(16), "service_name": "geo"}, 30*time.Second); err != nil || !isDiskRefusal(rerr) {
+	if _, rerr, err := p.Call("/iap/1/balance", map[string]any{"account_token": randHex(16), "service_name": "geo"}, 30*time.Second); err != nil || !isBalanceDiskRefusal(rerr) {
 		t.Fatalf("new account after a restart below the reserve: %v %v", rerr, err)
 	}
 	if res, rerr, err := p.Call("/iap/1/balance", map[string]any{"account_token": holder, "service_name": "geo"}, 30*time.Second); err != nil || rerr != nil || !balanceIs(res, 97) {
@@ -373,7 +380,7 @@ func diskScenario(t *testing.T, mnt string) {
 		if err == nil && rerr == nil {
 			break
 		}
-		if err != nil || !isDiskRefusal(rerr) {
+		if err != nil || !isBalanceDiskRefusal(rerr) {
 			t.Fatalf("after space returned: %v %v", rerr, err)
 		}
 		if time.Since(start) > time.Minute {

@@ -70,8 +70,15 @@ func newFakeUpstream(t *testing.T) *fakeUpstream {
 		if !ok {
 			a = f.fallback
 		}
-		if r.URL.Path == "/iap/1/get-accounts-information" && !ok {
-			a = accountsAnswer(b) // a request the proxy rebuilt
+		switch r.URL.Path {
+		case "/iap/1/get-accounts-information":
+			if !ok {
+				a = accountsAnswer(b) // a request the proxy rebuilt
+			}
+		case "/iap/services-token":
+			a = []byte(`{"jsonrpc": "2.0", "id": 1, "result": []}`) // no account upstream
+		case "/iap/update-warning-odoo", "/iap/1/update-warning-email-alerts":
+			a = []byte(`{"jsonrpc": "2.0", "id": 1, "result": true}`)
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.Write(a)
@@ -275,7 +282,16 @@ upstream:
 				t.Errorf("%s: answer changed on the way:\n got %s\nwant %s", what, got, want)
 			}
 		case "":
-			if r.Path == "/iap/1/balance" {
+			switch r.Path {
+			case "/iap/services-token", "/iap/update-warning-odoo", "/iap/1/update-warning-email-alerts":
+				// Combined: answered here and asked upstream once
+				// (snailmail accounts may live there).
+				accountsForwarded++
+				if len(after) != before+1 || after[before] != r.Path || errName != "" {
+					t.Errorf("%s: upstream saw %v, answer %s", what, after[before:], got)
+				}
+				continue
+			case "/iap/1/balance":
 				// By service_name (§4.1; 16.0 012 asks snailmail's, 018
 				// reveal's): upstream passed through, refused 0, else local.
 				switch r.Params(t)["service_name"] {
@@ -409,8 +425,9 @@ upstream:
 		var rec proxy.AuditRecord
 		err := json.Unmarshal([]byte(l), &rec)
 		letter := rec.Service == "snailmail" && rec.Route == "/iap/snailmail/1/print" && len(rec.Account) == 40
-		account := rec.Service == "-" && rec.Route == "/iap/1/get-accounts-information"
-		balance := rec.Service == "-" && rec.Route == "/iap/1/balance" // an account route, as the account form
+		account := rec.Service == "-" && (rec.Route == "/iap/1/get-accounts-information" || rec.Route == "/iap/services-token" ||
+			rec.Route == "/iap/update-warning-odoo" || rec.Route == "/iap/1/update-warning-email-alerts")
+		balance := rec.Service == "snailmail" && rec.Route == "/iap/1/balance" // a forwarded balance names its service
 		if err != nil || !(letter || account || balance) || rec.Outcome != proxy.OutcomeOK || rec.Upstream != up.URL {
 			t.Errorf("audit line %s (%v)", l, err)
 		}

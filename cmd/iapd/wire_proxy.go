@@ -109,6 +109,7 @@ func newProxy(w *wiring, ucfg proxy.Config, up *proxy.Outbound, audit *proxy.Aud
 		Pages:      w.rpc.HasPage,
 		Transport:  up,
 		Errors:     w.rpc,
+		Requests:   w.rpc,
 		Registerer: reg,
 		Audit:      audit,
 		Logger:     w.log.With("component", "proxy"),
