@@ -583,12 +583,7 @@ func TestProductionExamples(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(creds, "admin-token"), []byte("example-admin-token-0123456789\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	getenv := func(k string) string {
-		if k == "CREDENTIALS_DIRECTORY" {
-			return creds
-		}
-		return ""
-	}
+	getenv := exampleEnv(creds) // sandbox_test.go
 	cfg, err := loadConfigFile(filepath.Join("..", "..", "docs", "iapd.example.yaml"), getenv)
 	if err != nil {
 		t.Fatal(err)

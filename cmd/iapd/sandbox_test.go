@@ -104,19 +104,7 @@ func TestExampleConfigHasNoSandbox(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "companies.csv"), []byte("id,name,country,vat\n1,Real Company,BE,BE0477472701\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	env := map[string]string{
-		"CREDENTIALS_DIRECTORY":        dir,
-		"CONFIGURATION_DIRECTORY":      dir,
-		"TWILIO_ACCOUNT_SID":           "AC" + strings.Repeat("0a", 16),
-		"TWILIO_AUTH_TOKEN":            "twilio-auth-token",
-		"TWILIO_MESSAGING_SERVICE_SID": "MG" + strings.Repeat("1b", 16),
-		"PINGEN_CLIENT_ID":             "pingen-client",
-		"PINGEN_CLIENT_SECRET":         "pingen-secret",
-		"PINGEN_ORGANISATION_ID":       "6a7c2c1e-0000-0000-0000-000000000000",
-		"PINGEN_WEBHOOK_SECRET":        "pingen-webhook-secret",
-		"SMTP_PASSWORD":                "smtp-password",
-	}
-	getenv := func(k string) string { return env[k] }
+	getenv := exampleEnv(dir)
 	cfg, err := loadConfigFile(filepath.Join("..", "..", "docs", "iapd.example.yaml"), getenv)
 	if err != nil {
 		t.Fatal(err)
@@ -188,4 +176,23 @@ func TestReadyzWithSandbox(t *testing.T) {
 	if rec := serve(readyzWithSandbox(answer(200, `{"status":"ready"}`), nil)); rec.Body.String() != `{"status":"ready"}` {
 		t.Errorf("no sandbox: %s", rec.Body)
 	}
+}
+
+// exampleEnv is the environment docs/iapd.example.yaml asks for, as the
+// unit gives it: $CREDENTIALS_DIRECTORY and $CONFIGURATION_DIRECTORY at
+// dir, the provider secrets from /etc/iapd/secrets.env (placeholders).
+func exampleEnv(dir string) func(string) string {
+	env := map[string]string{
+		"CREDENTIALS_DIRECTORY":        dir,
+		"CONFIGURATION_DIRECTORY":      dir,
+		"TWILIO_ACCOUNT_SID":           "AC" + strings.Repeat("0a", 16),
+		"TWILIO_AUTH_TOKEN":            "twilio-auth-token",
+		"TWILIO_MESSAGING_SERVICE_SID": "MG" + strings.Repeat("1b", 16),
+		"PINGEN_CLIENT_ID":             "pingen-client",
+		"PINGEN_CLIENT_SECRET":         "pingen-secret",
+		"PINGEN_ORGANISATION_ID":       "6a7c2c1e-0000-0000-0000-000000000000",
+		"PINGEN_WEBHOOK_SECRET":        "pingen-webhook-secret",
+		"SMTP_PASSWORD":                "smtp-password",
+	}
+	return func(k string) string { return env[k] }
 }
