@@ -2,14 +2,21 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
+
+	"github.com/iapd/iapd/rpc/rpctest"
 )
 
 // readReadme returns the repository's README.md.
@@ -181,5 +188,94 @@ func TestReadmeLinksResolve(t *testing.T) {
 				t.Errorf("README links to %s#%s, which is no heading of %s", path, anchor, path)
 			}
 		}
+	}
+}
+
+// TestReadmeSandboxTour runs the ```sh blocks of README "Try every Odoo
+// flow in the sandbox" as written, in a temporary directory, with bash,
+// curl and python3, and checks what the README says they print: every
+// "# → …" answer (up to its first "…"), the recharge line, the geocoding
+// account's figures and the letter's files. Only what would clash with the
+// machine is replaced: the built binary for `go build`, free ports for
+// 8070 and 9070, the fixtures directory for ../shared/fixtures.
+func TestReadmeSandboxTour(t *testing.T) {
+	for _, tool := range []string{"bash", "curl", "python3"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("the README's sandbox tour needs %s (.ci/run installs it): %v", tool, err)
+		}
+	}
+	section := readmeSection(t, readReadme(t), "Try every Odoo flow in the sandbox")
+	blocks := regexp.MustCompile("(?s)```sh\n(.*?)```").FindAllStringSubmatch(section, -1)
+	if len(blocks) < 3 {
+		t.Fatalf("the sandbox tour has %d sh blocks, want 3", len(blocks))
+	}
+	var script strings.Builder
+	var want []string
+	for _, b := range blocks {
+		script.WriteString(b[1])
+		for _, line := range strings.Split(b[1], "\n") {
+			if _, answer, ok := strings.Cut(line, "# → "); ok {
+				answer, _, _ = strings.Cut(answer, "…")
+				want = append(want, strings.TrimSpace(answer))
+			}
+		}
+	}
+	if len(want) < 4 {
+		t.Fatalf("the sandbox tour states %d answers (# → …), want at least 4", len(want))
+	}
+	want = append(want,
+		"recharge of 100 on sms/0123456789abcdef0123456789abcdef (entry 2); available 110, held 0",
+		"FOLDER-", ".pdf")
+
+	bin := buildIapd(t)
+	freePort := func() string {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	}
+	pub, ops := freePort(), freePort()
+	text := strings.NewReplacer(
+		"go build -o iapd ./cmd/iapd", "ln -s "+bin+" iapd",
+		"./iapd serve -config sandbox.yaml", "./iapd serve -config sandbox.yaml -listen 127.0.0.1:"+pub+" -ops-listen 127.0.0.1:"+ops,
+		"localhost:8070", "127.0.0.1:"+pub,
+		"localhost:9070", "127.0.0.1:"+ops,
+		"../shared/fixtures", rpctest.Dir(t),
+	).Replace(script.String())
+	if strings.Contains(text, "8070") || strings.Contains(text, "9070") || strings.Contains(text, "go build") {
+		t.Fatalf("the tour names a port or a build this test does not replace:\n%s", text)
+	}
+	// A failing line stops the script, and the EXIT trap stops the iapd it
+	// started, so the test never waits on a server left behind.
+	text = "set -e\ntrap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n" + text + "\nkill %1\nwait\n"
+
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "bash", "-c", text)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "IAPD_OPS=127.0.0.1:"+ops, "IAPD_ADMIN_TOKEN=")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 10 * time.Second
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		log, _ := os.ReadFile(filepath.Join(dir, "iapd.log"))
+		t.Fatalf("the sandbox tour failed: %v\n%s\niapd.log:\n%s", err, out, log)
+	}
+	for _, w := range want {
+		if !strings.Contains(string(out), w) {
+			t.Errorf("the sandbox tour's output lacks %q", w)
+		}
+	}
+	for _, re := range []string{`(?m)^available +4$`, `(?m)^captured +1$`} {
+		if !regexp.MustCompile(re).Match(out) {
+			t.Errorf("the sandbox tour's `iapd accounts show geocoding` lacks %s", re)
+		}
+	}
+	if t.Failed() {
+		t.Logf("output:\n%s", out)
 	}
 }
