@@ -242,6 +242,20 @@ func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
+// String writes b as the configuration would: with the largest unit that
+// divides it exactly ("256MiB"), else in bytes; ParseByteSize reads it back.
+func (b ByteSize) String() string {
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if b != 0 && int64(b)%u.mult == 0 {
+			return strconv.FormatInt(int64(b)/u.mult, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(int64(b), 10)
+}
+
 // ParseByteSize parses a size: a whole number of bytes with an optional
 // unit B, KiB, MiB, GiB or TiB ("64MiB", "67108864").
 func ParseByteSize(s string) (ByteSize, error) {

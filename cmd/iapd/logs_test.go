@@ -192,6 +192,17 @@ func TestShortDuration(t *testing.T) {
 	}
 }
 
+// ByteSize prints as the configuration writes it, and reads back.
+func TestByteSizeString(t *testing.T) {
+	for b, want := range map[ByteSize]string{0: "0", 1: "1", 256 << 20: "256MiB", 1536 << 10: "1536KiB", 3 << 40: "3TiB", 1<<30 + 1: "1073741825"} {
+		got := b.String()
+		back, err := ParseByteSize(got)
+		if got != want || err != nil || back != b {
+			t.Errorf("ByteSize(%d).String() = %q (read back %d, %v), want %q", int64(b), got, int64(back), err, want)
+		}
+	}
+}
+
 // logReport turns every form of report entry into attributes of a few
 // lines: routes counted by mode (their paths when not local), providers,
 // the air-gapped hosts, and an entry of a form it does not know kept

@@ -232,7 +232,7 @@ func reloadProvidersOnHUP(ctx context.Context, w *wiring) {
 // limits". A report entry of a form it does not know is kept as an
 // attribute of "wiring: services" named after its area.
 func (w *wiring) logReport(log *slog.Logger) {
-	log.Info("wiring: storage", "data", w.cfg.Data, "disk_reserve", int64(w.cfg.DiskReserve),
+	log.Info("wiring: storage", "data", w.cfg.Data, "disk_reserve", w.cfg.DiskReserve.String(),
 		"sweep_interval", w.cfg.SweepInterval, "log_storage", w.cfg.LogStorage)
 	var services, alerts, upstream, routes []any
 	modes := map[string]int{}
