@@ -3,6 +3,7 @@
 package badger
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -13,6 +14,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -48,7 +50,9 @@ import (
 // name (for builds with another key layout); IAPD_BENCH_WARM=n, n pairs
 // run before the measured ones (a ledger with history too);
 // IAPD_BENCH_LEVELS=1, the levels logged after the run;
-// IAPD_BENCH_ENGINELOG=file, Badger's own log appended to file.
+// IAPD_BENCH_ENGINELOG=file, Badger's own log appended to file;
+// IAPD_BENCH_HEAPPROFILE=file, a heap profile taken after the run, the
+// ledger still open (live-heap-MiB is the live heap then).
 func BenchmarkAuthorizeCaptureAccounts(b *testing.B) {
 	for _, n := range []int{0, 100_000, 1_000_000} {
 		b.Run("accounts="+strconv.Itoa(n), func(b *testing.B) {
@@ -145,6 +149,20 @@ func benchAuthorizeCaptureIn(b *testing.B, dir string) {
 	for _, li := range l.db.Levels() {
 		tables += li.NumTables
 		size += li.Size
+	}
+	runtime.GC()
+	live := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(live)
+	b.ReportMetric(float64(live[0].Value.Uint64())/(1<<20), "live-heap-MiB")
+	if p := os.Getenv("IAPD_BENCH_HEAPPROFILE"); p != "" {
+		f, err := os.Create(p)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := pprof.WriteHeapProfile(f); err != nil {
+			b.Fatal(err)
+		}
+		f.Close()
 	}
 	b.ReportMetric(float64(tables), "tables")
 	b.ReportMetric(float64(size)/(1<<20), "tree-MiB")
@@ -267,6 +285,15 @@ func watchTables(b *testing.B, l *Ledger) func() []int64 {
 		seen[t.ID] = true
 	}
 	var written []int64
+	var ranges map[string]int64
+	if os.Getenv("IAPD_BENCH_LEVELS") != "" {
+		ranges = make(map[string]int64)
+		b.Cleanup(func() {
+			for r, n := range ranges {
+				fmt.Fprintf(os.Stderr, "new tables %s: %.1f MiB\n", r, float64(n)/(1<<20))
+			}
+		})
+	}
 	stop, done := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
@@ -282,6 +309,9 @@ func watchTables(b *testing.B, l *Ledger) func() []int64 {
 					written = append(written, 0)
 				}
 				written[t.Level] += int64(t.OnDiskSize)
+				if ranges != nil && len(t.Left) > 0 && len(t.Right) > 0 {
+					ranges[fmt.Sprintf("L%d %s..%s", t.Level, keyHead(t.Left), keyHead(t.Right))] += int64(t.OnDiskSize)
+				}
 			}
 			select {
 			case <-stop:
@@ -305,4 +335,16 @@ func tryAuthorizeCaptureIn(l *Ledger, svc storage.ServiceName, tok storage.Accou
 	}
 	_, err = l.Capture(ctx, storage.CaptureRequest{Service: svc, Transaction: tx.Token})
 	return err
+}
+
+// keyHead is a key's table byte, and its service for the tables keyed by
+// one, for the log of IAPD_BENCH_LEVELS.
+func keyHead(k []byte) string {
+	switch k[0] {
+	case pAccount, pEntry, pAggregate, pRechRef:
+		if i := bytes.IndexByte(k, 0); i > 0 {
+			return string(k[:i])
+		}
+	}
+	return string(k[:1])
 }
