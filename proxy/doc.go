@@ -27,5 +27,6 @@
 // client, package storage (service names, error kinds), package rpc
 // (the routes table, the error envelope, token hashing) and
 // providers/outbound (the air-gap guard's host syntax). It must not import
-// a storage backend (storage/...), the providers SPI or an adapter, or cmd/....
+// a ledger backend (storage/badger), the providers SPI (providers) or an
+// adapter, nor cmd.
 package proxy

@@ -23,7 +23,9 @@
 // E-mails and webhooks carry the hashed account token (Odoo 19's links,
 // PROTOCOL §4.7), never the token.
 //
-// It imports storage, providers and prometheus; cmd/iapd wires it.
+// It imports storage, providers, providers/outbound (the webhook's
+// CallerURL), providers/internal/vendorhttp and prometheus; cmd/iapd wires
+// it.
 package notify
 
 import (
