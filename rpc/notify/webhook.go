@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/iapd/iapd/providers"
-	"github.com/iapd/iapd/providers/internal/vendorhttp"
 	"github.com/iapd/iapd/providers/outbound"
+	"github.com/iapd/iapd/providers/vendorhttp"
 	"github.com/iapd/iapd/storage"
 )
 
