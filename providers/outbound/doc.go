@@ -8,6 +8,6 @@
 //
 // It sits under providers because providers are its first users (their
 // Deps.HTTP is an Outbound client); rpc/sms, proxy and cmd/iapd use it too,
-// so it must stay a leaf. It imports only the standard library, nothing of
-// iapd (no providers, rpc, proxy, storage, metrics or cmd/...).
+// so it must stay a leaf: it imports only the standard library. It must
+// not import providers, rpc/..., proxy, storage/..., metrics or cmd.
 package outbound
