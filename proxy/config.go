@@ -3,12 +3,12 @@ package proxy
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/iapd/iapd/providers/outbound"
 	"github.com/iapd/iapd/rpc"
 )
 
@@ -232,7 +232,7 @@ func (c *Config) Validate() error {
 		return errors.New("upstream.max_idle_conns_per_host must not be negative")
 	}
 	for _, h := range c.OutboundAllow {
-		if _, err := normHostPort(h); err != nil {
+		if _, err := outbound.NormHost(h); err != nil {
 			return fmt.Errorf("upstream.outbound_allow: %w", err)
 		}
 	}
@@ -285,20 +285,4 @@ func validBaseURL(s string) error {
 		return fmt.Errorf("%q: no query, fragment or credentials", s)
 	}
 	return nil
-}
-
-// normHostPort lower-cases a host or host:port (IPv6 in brackets) and
-// checks it.
-func normHostPort(s string) (string, error) {
-	s = strings.ToLower(strings.TrimSpace(s))
-	if s == "" || strings.ContainsAny(s, "/@ ") {
-		return "", fmt.Errorf("%q: want a host name or host:port", s)
-	}
-	if h, p, err := net.SplitHostPort(s); err == nil {
-		if h == "" || p == "" {
-			return "", fmt.Errorf("%q: want a host name or host:port", s)
-		}
-		return net.JoinHostPort(h, p), nil
-	}
-	return strings.Trim(s, "[]"), nil
 }

@@ -20,15 +20,13 @@
 // iap_upstream_request_duration_seconds) and written to an audit log
 // (JSON lines, account tokens hashed, no bodies).
 //
-// The package also holds the outbound dial guard: in air-gapped mode every
-// connection iapd opens (provider APIs, upstream) is refused unless its
-// host was allowed (a configured provider's), before any name is resolved;
-// and CallerURL, the client for URLs a caller chose (SMS delivery-report
-// webhooks, alert webhooks), which dials public addresses only unless the
-// operator allows more (SSRF).
+// Its transport to Odoo's hosts is an outbound.Outbound
+// (providers/outbound, the air-gap guard) that cmd/iapd passes in.
 //
 // Package proxy may import the standard library, fasthttp, prometheus's
-// client, package storage (service names, error kinds) and package rpc
-// (the routes table, the error envelope, token hashing). It must not import
-// storage backends, providers or cmd.
+// client, package storage (service names, error kinds), package rpc
+// (the routes table, the error envelope, token hashing) and
+// providers/outbound (the air-gap guard's host syntax). It must not import
+// a ledger backend (storage/badger), the providers SPI (providers) or an
+// adapter, nor cmd.
 package proxy

@@ -81,7 +81,7 @@ type Options struct {
 	// (rpc.Server.HasPage): such a path is never forwarded as unknown.
 	// Nil: none.
 	Pages func(path []byte) bool
-	// Transport carries the requests to Odoo's hosts (NewOutbound);
+	// Transport carries the requests to Odoo's hosts (outbound.NewOutbound);
 	// required unless nothing is forwarded.
 	Transport http.RoundTripper
 	// Errors writes the error envelopes. Required.

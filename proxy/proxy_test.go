@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/valyala/fasthttp"
 
+	"github.com/iapd/iapd/providers/outbound"
 	"github.com/iapd/iapd/rpc"
 	"github.com/iapd/iapd/rpc/rpctest"
 	"github.com/iapd/iapd/storage"
@@ -79,7 +80,7 @@ type harness struct {
 	upHits atomic.Int64
 	reg    *prometheus.Registry
 	audit  *syncBuf
-	guard  *Guard
+	guard  *outbound.Guard
 }
 
 func newHarness(t *testing.T, modes map[storage.ServiceName]Mode, cfg Config, airGapped bool, upstream http.HandlerFunc) *harness {
@@ -118,8 +119,8 @@ func newHarness(t *testing.T, modes map[storage.ServiceName]Mode, cfg Config, ai
 			cfg.Hosts[r] = h.up.URL
 		}
 	}
-	h.guard = NewGuard(airGapped, nil)
-	ob := NewOutbound(h.guard, 0)
+	h.guard = outbound.NewGuard(airGapped, nil)
+	ob := outbound.NewOutbound(h.guard, 0)
 	t.Cleanup(ob.CloseIdleConnections)
 	h.px, err = New(Options{Config: cfg, Routes: srv.Routes(), Modes: modes, AirGapped: airGapped, Transport: ob,
 		Pages: srv.HasPage, Errors: srv, Requests: srv, Registerer: h.reg, Audit: NewAudit(h.audit)})
@@ -612,11 +613,11 @@ func TestAirGapped(t *testing.T) {
 	// without a lookup (the name below does not resolve anywhere).
 	allowed := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") }))
 	defer allowed.Close()
-	g := NewGuard(true, nil)
+	g := outbound.NewGuard(true, nil)
 	if err := g.Allow("provider test", strings.TrimPrefix(allowed.URL, "http://")); err != nil {
 		t.Fatal(err)
 	}
-	ob := NewOutbound(g, 0)
+	ob := outbound.NewOutbound(g, 0)
 	defer ob.CloseIdleConnections()
 	c := ob.Client(5 * time.Second)
 	resp, err := c.Get(allowed.URL)
@@ -626,7 +627,7 @@ func TestAirGapped(t *testing.T) {
 	resp.Body.Close()
 	for _, u := range []string{h.up.URL, "https://iap.odoo.com/iap/1/balance", "http://unresolvable.invalid/"} {
 		_, err := c.Get(u)
-		if err == nil || !strings.Contains(err.Error(), ErrRefused.Error()) {
+		if err == nil || !strings.Contains(err.Error(), outbound.ErrRefused.Error()) {
 			t.Errorf("GET %s: %v, want refused by the guard", u, err)
 		}
 	}

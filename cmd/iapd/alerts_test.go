@@ -21,8 +21,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/iapd/iapd/providers/notify"
 	"github.com/iapd/iapd/providers/smtp/smtptest"
+	"github.com/iapd/iapd/rpc/notify"
 	"github.com/iapd/iapd/storage"
 	"github.com/iapd/iapd/storage/badger"
 )

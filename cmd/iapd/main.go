@@ -7,7 +7,9 @@
 // main only wires the process (signals, environment, standard streams) to
 // run, which the tests drive end to end. Package main may import every
 // package of iapd: it is where the ledger backend, the JSON-RPC front and
-// the admin API are put together; nothing imports it.
+// the admin API are put together; nothing imports it. As the one place
+// that wires, it may import every package of iapd: rpc/..., proxy/...,
+// providers/..., storage/... and metrics/....
 package main
 
 import (

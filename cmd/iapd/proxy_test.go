@@ -20,6 +20,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/iapd/iapd/providers"
+	"github.com/iapd/iapd/providers/outbound"
 	"github.com/iapd/iapd/proxy"
 	"github.com/iapd/iapd/rpc/rpctest"
 )
@@ -464,7 +465,7 @@ func (p *testHTTPProvider) Name() string { return p.name }
 func (p *testHTTPProvider) Type() string { return "iapd-test-http" }
 func (p *testHTTPProvider) Close() error { return nil }
 func (p *testHTTPProvider) Hosts() []string {
-	return proxy.HostsOfURLs([]string{p.endpoint})
+	return outbound.HostsOfURLs([]string{p.endpoint})
 }
 
 func init() {
@@ -587,7 +588,7 @@ upstream:
 	}
 	resp.Body.Close()
 	for _, u := range []string{forbiddenURL + "/", "https://iap.odoo.com/", "https://sms.api.odoo.com/api/sms/3/send"} {
-		if resp, err := w.outbound.Get(u); err == nil || !strings.Contains(err.Error(), proxy.ErrRefused.Error()) {
+		if resp, err := w.outbound.Get(u); err == nil || !strings.Contains(err.Error(), outbound.ErrRefused.Error()) {
 			if err == nil {
 				resp.Body.Close()
 			}
@@ -597,7 +598,7 @@ upstream:
 	// Raw connections (an SMTP relay) through providers.DialerOf obey the
 	// same rule.
 	dial := providers.DialerOf(w.outbound)
-	if c, err := dial(context.Background(), "tcp", forbidden.Addr().String()); err == nil || !strings.Contains(err.Error(), proxy.ErrRefused.Error()) {
+	if c, err := dial(context.Background(), "tcp", forbidden.Addr().String()); err == nil || !strings.Contains(err.Error(), outbound.ErrRefused.Error()) {
 		if err == nil {
 			c.Close()
 		}

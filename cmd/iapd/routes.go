@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/iapd/iapd/providers/outbound"
 	"github.com/iapd/iapd/proxy"
 	"github.com/iapd/iapd/rpc"
 	"github.com/iapd/iapd/storage/badger"
@@ -87,7 +88,7 @@ func routePlan(ctx context.Context, cfg Config, log *slog.Logger) ([]proxy.PlanL
 	if err != nil {
 		return nil, nil, err
 	}
-	ob, _ := w.outbound.Transport.(*proxy.Outbound) // wireAll checked it
+	ob, _ := w.outbound.Transport.(*outbound.Outbound) // wireAll checked it
 	px, err := newProxy(w, ucfg, ob, nil, nil)
 	if err != nil {
 		return nil, nil, err

@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"github.com/iapd/iapd/providers"
-	"github.com/iapd/iapd/providers/notify"
 	"github.com/iapd/iapd/rpc/limit"
+	"github.com/iapd/iapd/rpc/notify"
 	"github.com/iapd/iapd/storage"
 	"github.com/iapd/iapd/storage/badger"
 )

@@ -9,6 +9,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/iapd/iapd/providers/outbound"
 	"github.com/iapd/iapd/proxy"
 )
 
@@ -35,7 +36,7 @@ func wireOutbound(w *wiring) error {
 	if err != nil {
 		return err
 	}
-	g := proxy.NewGuard(w.cfg.AirGapped, w.log.With("component", "outbound"))
+	g := outbound.NewGuard(w.cfg.AirGapped, w.log.With("component", "outbound"))
 	if err := g.Allow("upstream.outbound_allow", ucfg.OutboundAllow...); err != nil {
 		return fmt.Errorf("upstream.outbound_allow: %w", err)
 	}
@@ -50,7 +51,7 @@ func wireOutbound(w *wiring) error {
 			return fmt.Errorf("providers.%s: %w", n, err)
 		}
 	}
-	ob := proxy.NewOutbound(g, 0)
+	ob := outbound.NewOutbound(g, 0)
 	w.outbound = ob.Client(outboundTimeout)
 	w.closers = append(w.closers, func() error { ob.CloseIdleConnections(); return nil })
 	return nil
@@ -104,5 +105,5 @@ func settingsHosts(n *yaml.Node) []string {
 		}
 	}
 	walk(n)
-	return append(hosts, proxy.HostsOfURLs(urls)...)
+	return append(hosts, outbound.HostsOfURLs(urls)...)
 }

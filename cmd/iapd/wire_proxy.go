@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/iapd/iapd/providers"
+	"github.com/iapd/iapd/providers/outbound"
 	"github.com/iapd/iapd/proxy"
 	"github.com/iapd/iapd/storage"
 )
@@ -24,7 +25,7 @@ import (
 // opens the audit log (reopened on SIGHUP) and writes the startup report
 // of what goes where.
 func wireProxy(w *wiring) error {
-	ob, ok := w.outbound.Transport.(*proxy.Outbound)
+	ob, ok := w.outbound.Transport.(*outbound.Outbound)
 	if !ok {
 		return errors.New("the outbound client was not built by wireOutbound")
 	}
@@ -59,7 +60,7 @@ func wireProxy(w *wiring) error {
 		w.closers = append(w.closers, audit.Close)
 		w.loops = append(w.loops, func(ctx context.Context) { reopenOnHUP(ctx, w, audit) })
 	}
-	up := proxy.NewOutbound(ob.Guard, ucfg.MaxIdleConnsPerHost)
+	up := outbound.NewOutbound(ob.Guard, ucfg.MaxIdleConnsPerHost)
 	w.closers = append(w.closers, func() error { up.CloseIdleConnections(); return nil })
 	px, err := newProxy(w, ucfg, up, audit, w.reg)
 	if err != nil {
@@ -96,7 +97,7 @@ func serviceModes(cfg Config) (map[storage.ServiceName]proxy.Mode, error) {
 }
 
 // newProxy builds the proxy over the routes w.rpc serves now.
-func newProxy(w *wiring, ucfg proxy.Config, up *proxy.Outbound, audit *proxy.Audit, reg prometheus.Registerer) (*proxy.Proxy, error) {
+func newProxy(w *wiring, ucfg proxy.Config, up *outbound.Outbound, audit *proxy.Audit, reg prometheus.Registerer) (*proxy.Proxy, error) {
 	modes, err := serviceModes(w.cfg)
 	if err != nil {
 		return nil, err

@@ -1,5 +1,5 @@
-// Package all imports every built-in provider adapter, so that their
-// types are registered in providers.Builtin. cmd/iapd imports it.
+// Package all imports every built-in provider adapter (providers/...), so
+// that their types are registered in providers.Builtin. cmd/iapd imports it.
 package all
 
 import (

@@ -7,7 +7,7 @@ import (
 	"net/url"
 
 	"github.com/iapd/iapd/providers"
-	"github.com/iapd/iapd/providers/internal/vendorhttp"
+	"github.com/iapd/iapd/providers/vendorhttp"
 )
 
 // SetSink implements providers.DeliveryReporter.

@@ -7,7 +7,7 @@
 // (compared in constant time). The "kannel" preset fills everything for
 // Kannel's sendsms interface and its DLR URL escapes (%d, %A).
 //
-// It imports providers, providers/internal/vendorhttp and the standard
+// It imports providers, providers/vendorhttp and the standard
 // library.
 package httpsms
 
@@ -27,7 +27,7 @@ import (
 	"time"
 
 	"github.com/iapd/iapd/providers"
-	"github.com/iapd/iapd/providers/internal/vendorhttp"
+	"github.com/iapd/iapd/providers/vendorhttp"
 )
 
 // Type is the adapter type in the configuration.

@@ -45,7 +45,7 @@
 //	timeout: 20s
 //
 // Package pingen imports the standard library, providers and
-// providers/internal/vendorhttp.
+// providers/vendorhttp.
 package pingen
 
 import (
@@ -66,7 +66,7 @@ import (
 	"time"
 
 	"github.com/iapd/iapd/providers"
-	"github.com/iapd/iapd/providers/internal/vendorhttp"
+	"github.com/iapd/iapd/providers/vendorhttp"
 )
 
 // Type is the adapter's type name.

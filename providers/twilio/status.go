@@ -11,7 +11,7 @@ import (
 	"sort"
 
 	"github.com/iapd/iapd/providers"
-	"github.com/iapd/iapd/providers/internal/vendorhttp"
+	"github.com/iapd/iapd/providers/vendorhttp"
 )
 
 // SetSink implements providers.DeliveryReporter.

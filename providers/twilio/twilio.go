@@ -6,7 +6,7 @@
 // (HMAC-SHA1 of the full URL and the sorted POST parameters, keyed with
 // the Auth Token).
 //
-// It imports providers, providers/internal/vendorhttp and the standard
+// It imports providers, providers/vendorhttp and the standard
 // library.
 package twilio
 
@@ -24,7 +24,7 @@ import (
 	"time"
 
 	"github.com/iapd/iapd/providers"
-	"github.com/iapd/iapd/providers/internal/vendorhttp"
+	"github.com/iapd/iapd/providers/vendorhttp"
 )
 
 // Type is the adapter type in the configuration.

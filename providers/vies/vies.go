@@ -11,7 +11,7 @@
 // are a refused connection and a 5xx; a request sent whose answer never
 // came (timeout after sending) or cannot be read is Indeterminate.
 //
-// It imports the standard library, providers and providers/internal/vendorhttp.
+// It imports the standard library, providers and providers/vendorhttp.
 package vies
 
 import (
@@ -27,7 +27,7 @@ import (
 	"time"
 
 	"github.com/iapd/iapd/providers"
-	"github.com/iapd/iapd/providers/internal/vendorhttp"
+	"github.com/iapd/iapd/providers/vendorhttp"
 )
 
 // Type is the adapter type name in the configuration.

@@ -7,7 +7,7 @@
 // signature secret is configured, and otherwise with a token derived from
 // the API secret that only the callback URL given to Vonage carries.
 //
-// It imports providers, providers/internal/vendorhttp and the standard
+// It imports providers, providers/vendorhttp and the standard
 // library.
 package vonage
 
@@ -26,7 +26,7 @@ import (
 	"time"
 
 	"github.com/iapd/iapd/providers"
-	"github.com/iapd/iapd/providers/internal/vendorhttp"
+	"github.com/iapd/iapd/providers/vendorhttp"
 )
 
 // Type is the adapter type in the configuration.

@@ -6,7 +6,7 @@
 //
 // It is a net/http handler (the ops listener reaches it through
 // fasthttpadaptor; this is not the hot path). It imports only the standard
-// library and package storage.
+// library, package storage and rpc/portal/voucher (voucher codes).
 //
 // # Authentication
 //

@@ -20,6 +20,6 @@
 // answer carries a strict Content-Security-Policy. The pages need no
 // JavaScript.
 //
-// It imports storage, rpc (to register its pages) and its voucher
-// subpackage; cmd/iapd wires it.
+// It imports storage, rpc (to register its pages), rpc/limit and
+// rpc/portal/voucher; cmd/iapd wires it.
 package portal

@@ -26,6 +26,7 @@
 // and answered, so that Settle, run at start-up before any request, settles
 // exactly once the sends a crash interrupted.
 //
-// Package sms imports rpc (routes, params), storage (ledger, records) and
-// providers (the SMS SPI); cmd/iapd wires it (wire_sms.go).
+// Package sms imports rpc (routes, params), storage (ledger, records),
+// providers (the SMS SPI), providers/outbound (the webhook's CallerURL) and
+// rpc/internal/failpoint (crash tests); cmd/iapd wires it (wire_sms.go).
 package sms

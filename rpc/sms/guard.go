@@ -6,7 +6,7 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/iapd/iapd/proxy"
+	"github.com/iapd/iapd/providers/outbound"
 )
 
 // allowCIDRsKey is the setting that lets delivery reports reach
@@ -14,10 +14,10 @@ import (
 const allowCIDRsKey = "services.sms.settings.webhooks.allow_cidrs"
 
 // webhookGuard is the relay's policy for the webhook_url a database
-// sends: a caller-chosen URL, so dialled only through proxy.CallerURL's
+// sends: a caller-chosen URL, so dialled only through outbound.CallerURL's
 // guard (public addresses, plus what the settings allow).
-func webhookGuard(w WebhookSettings) (*proxy.CallerURL, error) {
-	g := &proxy.CallerURL{
+func webhookGuard(w WebhookSettings) (*outbound.CallerURL, error) {
+	g := &outbound.CallerURL{
 		AllowPrivate:          w.AllowPrivate,
 		Hint:                  allowCIDRsKey,
 		DialTimeout:           5 * time.Second,

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/iapd/iapd/providers"
-	"github.com/iapd/iapd/proxy"
+	"github.com/iapd/iapd/providers/outbound"
 	"github.com/iapd/iapd/storage"
 )
 
@@ -524,7 +524,7 @@ func (r *relay) done(ctx context.Context, p post, err error) {
 		}
 		h.next = r.s.now().Add(d)
 		r.s.m.relayed.WithLabelValues("retried").Add(float64(len(p.seqs)))
-		if errors.Is(err, proxy.ErrNonPublicAddress) {
+		if errors.Is(err, outbound.ErrNonPublicAddress) {
 			// Right in production; an Odoo on this host or LAN needs its
 			// address allowed (the reports wait in the queue meanwhile).
 			r.s.log.Warn("sms: delivery reports not sent: the database's webhook_url is a non-public address, refused by the outbound guard; to allow it set "+allowCIDRsKey+` (e.g. ["127.0.0.1/32"] for an Odoo on this host) and restart; will retry`,

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/iapd/iapd/providers"
-	"github.com/iapd/iapd/proxy"
+	"github.com/iapd/iapd/providers/outbound"
 )
 
 var allowLocal = WebhookSettings{AllowPrivate: true, RetryMin: 5 * time.Millisecond, RetryMax: 20 * time.Millisecond}
@@ -182,7 +182,7 @@ func TestWebhookGuard(t *testing.T) {
 	for _, target := range []string{odoo.URL, "http://localhost:" + port} {
 		p := newPost(target+"/sms/status", []queued{{UUID: uuidN(1), Status: "delivered"}})
 		err := e.svc.relay.send(context.Background(), p)
-		if err == nil || !errors.Is(err, proxy.ErrNonPublicAddress) {
+		if err == nil || !errors.Is(err, outbound.ErrNonPublicAddress) {
 			t.Errorf("%s: %v, want the guard's refusal", target, err)
 		}
 	}
@@ -215,7 +215,7 @@ func TestRelayRefusalNamesTheSetting(t *testing.T) {
 	e.svc.log = slog.New(slog.NewTextHandler(&buf, nil))
 	p := newPost(odoo.URL+"/sms/status", []queued{{UUID: uuidN(1), Status: "delivered"}})
 	err := e.svc.relay.send(context.Background(), p)
-	if !errors.Is(err, proxy.ErrNonPublicAddress) || !strings.Contains(err.Error(), "services.sms.settings.webhooks.allow_cidrs") {
+	if !errors.Is(err, outbound.ErrNonPublicAddress) || !strings.Contains(err.Error(), "services.sms.settings.webhooks.allow_cidrs") {
 		t.Fatalf("send: %v, want the guard's refusal naming the setting", err)
 	}
 	e.svc.relay.done(context.Background(), p, err)

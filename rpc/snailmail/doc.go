@@ -29,6 +29,7 @@
 // crash interrupted.
 //
 // Package snailmail imports rpc (routes, params), storage (ledger,
-// records), providers (the letter SPI) and its pdf sub-package; cmd/iapd
+// records), providers (the letter SPI), rpc/snailmail/pdf and
+// rpc/internal/failpoint (crash tests); cmd/iapd
 // wires it (wire_snailmail.go).
 package snailmail

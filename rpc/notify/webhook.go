@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/iapd/iapd/providers"
-	"github.com/iapd/iapd/providers/internal/vendorhttp"
-	"github.com/iapd/iapd/proxy"
+	"github.com/iapd/iapd/providers/outbound"
+	"github.com/iapd/iapd/providers/vendorhttp"
 	"github.com/iapd/iapd/storage"
 )
 
@@ -219,10 +219,10 @@ func (w *webhook) post(ctx context.Context, t WebhookTarget, p WebhookPayload) e
 }
 
 // webhookClient is the client for the configured webhook URLs, through
-// proxy.CallerURL's guard: no proxy, no redirects, non-public addresses
+// outbound.CallerURL's guard: no proxy, no redirects, non-public addresses
 // refused unless allowPrivate.
 func webhookClient(allowPrivate bool, timeout time.Duration) *http.Client {
-	g := &proxy.CallerURL{AllowPrivate: allowPrivate, Hint: "alerts.webhook.allow_private_networks",
+	g := &outbound.CallerURL{AllowPrivate: allowPrivate, Hint: "alerts.webhook.allow_private_networks",
 		DialTimeout: timeout, Timeout: timeout, ResponseHeaderTimeout: timeout}
 	return g.Client()
 }

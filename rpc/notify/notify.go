@@ -23,7 +23,10 @@
 // E-mails and webhooks carry the hashed account token (Odoo 19's links,
 // PROTOCOL §4.7), never the token.
 //
-// It imports storage, providers and prometheus; cmd/iapd wires it.
+// It lives in rpc, the layer that may combine the ledger and providers (no
+// provider imports storage). It imports storage, providers (the
+// EmailSender SPI), providers/outbound (the webhook's CallerURL),
+// providers/vendorhttp and prometheus; cmd/iapd wires it.
 package notify
 
 import (

@@ -1,5 +1,6 @@
 // Package vendorhttp holds what the HTTP-speaking provider adapters
-// (providers/twilio, providers/vonage, providers/httpsms) share: one call
+// (providers/twilio, providers/vonage, providers/httpsms, …) and the alert
+// dispatcher's webhook (rpc/notify) share: one call
 // to a vendor API with its failure classified by what became of the
 // request (providers.Unavailable when it was never sent, Indeterminate when
 // it was sent and the answer was lost), phone-number checks and redaction,

@@ -18,7 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/iapd/iapd/providers"
-	"github.com/iapd/iapd/proxy"
+	"github.com/iapd/iapd/providers/outbound"
 	"github.com/iapd/iapd/storage"
 )
 
@@ -491,12 +491,12 @@ func TestWebhookSSRFGuard(t *testing.T) {
 		}
 	}
 	for _, a := range []string{"127.0.0.1", "10.1.2.3", "192.168.1.1", "172.16.0.1", "169.254.169.254", "100.64.0.1", "::1", "fd00::1", "fe80::1", "::ffff:127.0.0.1", "0.0.0.0", "64:ff9b::a00:1"} {
-		if proxy.PublicAddr(mustAddr(t, a)) {
+		if outbound.PublicAddr(mustAddr(t, a)) {
 			t.Errorf("%s taken as public", a)
 		}
 	}
 	for _, a := range []string{"93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946"} {
-		if !proxy.PublicAddr(mustAddr(t, a)) {
+		if !outbound.PublicAddr(mustAddr(t, a)) {
 			t.Errorf("%s taken as non-public", a)
 		}
 	}

@@ -1,4 +1,4 @@
-package proxy
+package outbound
 
 import (
 	"context"
@@ -14,6 +14,10 @@ import (
 	"sync/atomic"
 	"time"
 )
+
+// DefaultMaxIdleConnsPerHost is NewOutbound's default idle connections
+// per host.
+const DefaultMaxIdleConnsPerHost = 16
 
 // ErrRefused is wrapped by the error of a dial the Guard refused.
 var ErrRefused = errors.New("outbound connection refused: iapd runs air-gapped and this host is not a configured provider's")
@@ -56,7 +60,7 @@ func (g *Guard) Allow(why string, hosts ...string) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	for _, h := range hosts {
-		n, err := normHostPort(h)
+		n, err := NormHost(h)
 		if err != nil {
 			return err
 		}
@@ -84,7 +88,7 @@ func (g *Guard) Permits(addr string) bool {
 	if !g.enforce {
 		return true
 	}
-	n, err := normHostPort(addr)
+	n, err := NormHost(addr)
 	if err != nil {
 		return false
 	}
@@ -115,7 +119,8 @@ func (g *Guard) DialContext(ctx context.Context, network, addr string) (net.Conn
 
 // Outbound is the transport of iapd's outbound HTTP: pooled connections
 // through the Guard. It is what the providers' *http.Client uses, and
-// the proxy's transport to Odoo's hosts is built the same way.
+// the proxy's transport to Odoo's hosts is another Outbound on the same
+// Guard.
 type Outbound struct {
 	*http.Transport
 	Guard *Guard
@@ -188,4 +193,20 @@ func HostsOfURLs(urls []string) []string {
 		}
 	}
 	return out
+}
+
+// NormHost lower-cases a host or host:port (IPv6 in brackets) as Guard.Allow
+// keeps it, or fails on a malformed one (a URL, a user, an empty port).
+func NormHost(s string) (string, error) {
+	s = strings.ToLower(strings.TrimSpace(s))
+	if s == "" || strings.ContainsAny(s, "/@ ") {
+		return "", fmt.Errorf("%q: want a host name or host:port", s)
+	}
+	if h, p, err := net.SplitHostPort(s); err == nil {
+		if h == "" || p == "" {
+			return "", fmt.Errorf("%q: want a host name or host:port", s)
+		}
+		return net.JoinHostPort(h, p), nil
+	}
+	return strings.Trim(s, "[]"), nil
 }
