@@ -106,6 +106,7 @@ func newProxy(w *wiring, ucfg proxy.Config, up *proxy.Outbound, audit *proxy.Aud
 		Routes:     w.rpc.Routes(),
 		Modes:      modes,
 		AirGapped:  w.cfg.AirGapped,
+		Lookup:     w.rpc.Lookup,
 		Pages:      w.rpc.HasPage,
 		Transport:  up,
 		Errors:     w.rpc,
