@@ -29,6 +29,7 @@
 //
 // Package proxy may import the standard library, fasthttp, prometheus's
 // client, package storage (service names, error kinds) and package rpc
-// (the routes table, the error envelope, token hashing). It must not import
+// (the routes table, the error envelope, token hashing) with rpc/fallback
+// (the answer type the routes declare). It must not import
 // storage backends, providers or cmd.
 package proxy

@@ -24,7 +24,8 @@
 // Transaction (authorize, capture, cancel: §5).
 //
 // Package rpc may import the standard library, package storage (the ledger
-// vocabulary and contract, never a backend), fasthttp and gorilla/rpc v2.
+// vocabulary and contract, never a backend), rpc/fallback (the routes'
+// refusal and outage answers), fasthttp and gorilla/rpc v2.
 // It must not import storage backends, providers or cmd; cmd wires a
 // storage.Ledger in through Config.
 package rpc
