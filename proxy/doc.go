@@ -15,7 +15,7 @@
 // could not read (§1.2–§1.3) becomes a well-formed answer the route's
 // client handles: on the account routes the unreachable-IAP answer
 // (AccessError, rpc's error table), on the service routes their in-band
-// "server error" states (answers.go) or Odoo's error envelope. An upstream
+// "server error" states (the route's Answer, rpc/fallback) or Odoo's error envelope. An upstream
 // call runs in the request's context (deadline, client gone, shutdown). Forwarded traffic is counted (iap_upstream_requests_total,
 // iap_upstream_request_duration_seconds) and written to an audit log
 // (JSON lines, account tokens hashed, no bodies).
@@ -25,8 +25,8 @@
 //
 // Package proxy may import the standard library, fasthttp, prometheus's
 // client, package storage (service names, error kinds), package rpc
-// (the routes table, the error envelope, token hashing) and
-// providers/outbound (the air-gap guard's host syntax). It must not import
-// a ledger backend (storage/badger), the providers SPI (providers) or an
-// adapter, nor cmd.
+// (the routes table, the error envelope, token hashing) with rpc/fallback
+// (the answer type the routes declare), and providers/outbound (the
+// air-gap guard's host syntax). It must not import a ledger backend
+// (storage/badger), the providers SPI (providers) or an adapter, nor cmd.
 package proxy

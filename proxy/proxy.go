@@ -18,6 +18,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/iapd/iapd/rpc"
+	"github.com/iapd/iapd/rpc/fallback"
 	"github.com/iapd/iapd/storage"
 )
 
@@ -77,6 +78,11 @@ type Options struct {
 	// AirGapped turns every Upstream mode into Refuse and forwards
 	// nothing.
 	AirGapped bool
+	// Lookup finds a request's route in the routes table of the server
+	// Routes come from (rpc.Server.Lookup), which notes it on the request
+	// for Front and the router: the path is looked up once. Nil: the
+	// proxy looks the path up in its own copy.
+	Lookup func(*fasthttp.RequestCtx) *rpc.Served
 	// Pages reports whether a local page or callback answers a path
 	// (rpc.Server.HasPage): such a path is never forwarded as unknown.
 	// Nil: none.
@@ -103,6 +109,8 @@ type Proxy struct {
 	cfg       Config
 	airGapped bool
 	routes    map[string]*entry
+	byIndex   []*entry // by position in Options.Routes (rpc.Served.Index)
+	lookup    func(*fasthttp.RequestCtx) *rpc.Served
 	order     []string
 	anyUp     bool // some service is forwarded
 	anyOff    bool // some service is forwarded or refused (the account routes then read their params)
@@ -133,7 +141,7 @@ type entry struct {
 	role       Role
 	base       string
 	timeout    time.Duration
-	answer     answerKind
+	answer     fallback.Answer // the route's own (Route.Answer); zero for unknown paths
 }
 
 // balancePath is the account route whose mode follows the service it
@@ -154,6 +162,7 @@ func New(o Options) (*Proxy, error) {
 		routes:    map[string]*entry{},
 		modes:     map[storage.ServiceName]Mode{},
 		rt:        o.Transport,
+		lookup:    o.Lookup,
 		pages:     o.Pages,
 		errs:      o.Errors,
 		runner:    o.Requests,
@@ -181,7 +190,8 @@ func New(o Options) (*Proxy, error) {
 	}
 	for _, r := range o.Routes {
 		path := string(rpc.NormalizePath([]byte(r.Path)))
-		e := &entry{route: r, label: path, service: string(r.Service), role: RoleOf(r), configured: Local, answer: answers[path]}
+		e := &entry{route: r, label: path, service: string(r.Service), role: RoleOf(r), configured: Local, answer: r.Answer}
+		p.byIndex = append(p.byIndex, e)
 		e.base = p.cfg.BaseURL(e.role)
 		e.timeout = r.Timeout
 		if e.timeout == 0 {
@@ -263,20 +273,18 @@ func (p *Proxy) register(reg prometheus.Registerer) error {
 // Wrap returns next with the proxy in front: a POST to a route whose
 // service is forwarded or refused is answered here; everything else (local
 // routes, pages, unknown paths not forwarded) goes to next. A local route
-// costs a path normalisation and a map lookup.
+// costs a path normalisation and a map lookup, which the router then
+// reuses (Options.Lookup).
 func (p *Proxy) Wrap(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
 		if !ctx.IsPost() {
 			next(ctx)
 			return
 		}
-		path := rpc.NormalizePath(ctx.Path())
-		e := p.routes[string(path)]
+		e, path := p.find(ctx)
 		if e == nil {
-			if e = p.unknown(path); e == nil {
-				next(ctx)
-				return
-			}
+			next(ctx)
+			return
 		}
 		switch {
 		case (e.split || e.combine != combineNone) && e.route.MaxBody > 0 && len(ctx.PostBody()) > e.route.MaxBody:
@@ -284,15 +292,15 @@ func (p *Proxy) Wrap(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 			return
 		case e.split:
 			defer p.recoverPanic(ctx)
-			p.accountsInformation(ctx, e, string(path), next)
+			p.accountsInformation(ctx, e, path, next)
 			return
 		case e.combine == combineList:
 			defer p.recoverPanic(ctx)
-			p.servicesToken(ctx, e, string(path), next)
+			p.servicesToken(ctx, e, path, next)
 			return
 		case e.combine == combineWrite:
 			defer p.recoverPanic(ctx)
-			p.alertSettings(ctx, e, string(path), next)
+			p.alertSettings(ctx, e, path, next)
 			return
 		}
 		mode := e.mode
@@ -314,8 +322,26 @@ func (p *Proxy) Wrap(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 			p.refuse(ctx, e, env)
 			return
 		}
-		p.forward(ctx, e, string(path), env)
+		p.forward(ctx, e, path, env)
 	}
+}
+
+// find returns the entry of ctx's route and its normalised path; nil
+// when the request is to be answered locally as an unknown path (not
+// forwarded or refused, or a local page).
+func (p *Proxy) find(ctx *fasthttp.RequestCtx) (*entry, string) {
+	if p.lookup != nil {
+		if sv := p.lookup(ctx); sv != nil {
+			if i := sv.Index(); i < len(p.byIndex) && p.byIndex[i].label == sv.Path {
+				return p.byIndex[i], sv.Path
+			}
+		}
+	}
+	path := rpc.NormalizePath(ctx.Path())
+	if e := p.routes[string(path)]; e != nil {
+		return e, e.label
+	}
+	return p.unknown(path), string(path)
 }
 
 // roleServices are the services whose unknown paths a role serves.
@@ -361,7 +387,7 @@ func (p *Proxy) unknown(path []byte) *entry {
 		svc = string(s)
 	}
 	e := &entry{label: RouteUnknown, service: svc, configured: configured, mode: mode, role: role,
-		base: p.cfg.BaseURL(role), timeout: timeout, answer: answers[string(path)]}
+		base: p.cfg.BaseURL(role), timeout: timeout}
 	if t, ok := p.cfg.Timeouts[string(path)]; ok {
 		e.timeout = t
 	}
@@ -430,7 +456,7 @@ func (p *Proxy) refusalText(e *entry) string {
 func (p *Proxy) refuse(ctx *fasthttp.RequestCtx, e *entry, env envelope) {
 	p.refusals.WithLabelValues(e.service, e.label).Inc()
 	msg := p.refusalText(e)
-	if res, ok := inband(e.answer, env.params, true, msg); ok {
+	if res, ok := e.answer.InBand(env.params, true, msg); ok {
 		writeJSON(ctx, rpc.AppendResultEnvelope(nil, env.id, res))
 		return
 	}
@@ -439,11 +465,11 @@ func (p *Proxy) refuse(ctx *fasthttp.RequestCtx, e *entry, env envelope) {
 
 // fail answers a request that could not be forwarded or whose answer
 // cannot be passed on: the outage answer of the route's class — in-band
-// per item where the client expects states (answers.go), else the error
+// per item where the client expects states (the route's Answer), else the error
 // envelope of kind Unavailable, which rpc's table names AccessError on
 // the account routes (an unreachable IAP, §4) and UserError elsewhere.
 func (p *Proxy) fail(ctx *fasthttp.RequestCtx, e *entry, env envelope, outcome string, cause error) {
-	if res, ok := inband(e.answer, env.params, false, "The IAP service could not be reached. Please try again later."); ok {
+	if res, ok := e.answer.InBand(env.params, false, "The IAP service could not be reached. Please try again later."); ok {
 		writeJSON(ctx, rpc.AppendResultEnvelope(nil, env.id, res))
 		return
 	}
@@ -751,7 +777,7 @@ func (p *Proxy) Plan() []PlanLine {
 		case e.mode == Upstream:
 			l.Destination = fmt.Sprintf("%s%s (timeout %s)", e.base, path, e.timeout)
 		default:
-			l.Destination = "refused: " + e.answer.describe()
+			l.Destination = "refused: " + e.answer.Describe()
 			if p.airGapped && e.configured == Upstream {
 				l.Mode = "refuse (upstream, air-gapped)"
 			}
@@ -770,7 +796,7 @@ func (p *Proxy) Plan() []PlanLine {
 		l := PlanLine{Path: pr.prefix + "… (other paths)", Endpoint: roleParams[pr.role], Service: svc, Mode: string(mode),
 			Destination: fmt.Sprintf("%s (timeout %s)", p.cfg.BaseURL(pr.role), pr.timeout)}
 		if mode == Refuse {
-			l.Destination = "refused: " + answerError.describe()
+			l.Destination = "refused: " + fallback.ErrorDoc
 			if configured == Upstream {
 				l.Mode = "refuse (upstream, air-gapped)"
 			}

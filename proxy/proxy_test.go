@@ -22,6 +22,7 @@ import (
 
 	"github.com/iapd/iapd/providers/outbound"
 	"github.com/iapd/iapd/rpc"
+	"github.com/iapd/iapd/rpc/fallback"
 	"github.com/iapd/iapd/rpc/rpctest"
 	"github.com/iapd/iapd/storage"
 	"github.com/iapd/iapd/storage/badger"
@@ -29,28 +30,29 @@ import (
 
 // fixtureRoutes are the service routes the fixtures call, registered on a
 // test service with the Service, Endpoint and Timeout the service packages
-// give them (PROTOCOL §2, §13).
+// give them, and the refusal and outage answers they declare (PROTOCOL §2,
+// §13).
 var fixtureRoutes = []rpc.Route{
-	{Path: "/iap/sms/2/send", Endpoint: "sms.endpoint", Service: storage.SMS},
-	{Path: "/iap/sms/3/send", Endpoint: "sms.endpoint", Service: storage.SMS},
-	{Path: "/api/sms/3/send", Endpoint: "sms.endpoint", Service: storage.SMS},
-	{Path: "/api/sms/1/account/create", Endpoint: "sms.endpoint", Service: storage.SMS},
-	{Path: "/api/sms/2/account/verify", Endpoint: "sms.endpoint", Service: storage.SMS},
-	{Path: "/api/sms/1/account/update_sender", Endpoint: "sms.endpoint", Service: storage.SMS},
-	{Path: "/iap/snailmail/1/print", Endpoint: "snailmail.endpoint", Service: storage.Snailmail, Timeout: 30 * time.Second},
-	{Path: "/iap/partner_autocomplete/search", Endpoint: "iap.partner_autocomplete.endpoint", Service: storage.PartnerAutocomplete},
-	{Path: "/iap/partner_autocomplete/enrich", Endpoint: "iap.partner_autocomplete.endpoint", Service: storage.PartnerAutocomplete},
-	{Path: "/iap/partner_autocomplete/search_vat", Endpoint: "iap.partner_autocomplete.endpoint", Service: storage.PartnerAutocomplete},
-	{Path: "/api/dnb/1/search_by_name", Endpoint: "iap.partner_autocomplete.endpoint", Service: storage.PartnerAutocomplete},
-	{Path: "/api/dnb/1/search_by_vat", Endpoint: "iap.partner_autocomplete.endpoint", Service: storage.PartnerAutocomplete},
-	{Path: "/api/dnb/1/enrich_by_duns", Endpoint: "iap.partner_autocomplete.endpoint", Service: storage.PartnerAutocomplete},
-	{Path: "/api/dnb/1/enrich_by_gst", Endpoint: "iap.partner_autocomplete.endpoint", Service: storage.PartnerAutocomplete},
-	{Path: "/api/dnb/1/enrich_by_domain", Endpoint: "iap.partner_autocomplete.endpoint", Service: storage.PartnerAutocomplete},
+	{Path: "/iap/sms/2/send", Endpoint: "sms.endpoint", Service: storage.SMS, Answer: fallback.SMSByResID},
+	{Path: "/iap/sms/3/send", Endpoint: "sms.endpoint", Service: storage.SMS, Answer: fallback.SMSByUUID},
+	{Path: "/api/sms/3/send", Endpoint: "sms.endpoint", Service: storage.SMS, Answer: fallback.SMSByUUID},
+	{Path: "/api/sms/1/account/create", Endpoint: "sms.endpoint", Service: storage.SMS, Answer: fallback.SMSAccount},
+	{Path: "/api/sms/2/account/verify", Endpoint: "sms.endpoint", Service: storage.SMS, Answer: fallback.SMSAccount},
+	{Path: "/api/sms/1/account/update_sender", Endpoint: "sms.endpoint", Service: storage.SMS, Answer: fallback.SMSAccount},
+	{Path: "/iap/snailmail/1/print", Endpoint: "snailmail.endpoint", Service: storage.Snailmail, Timeout: 30 * time.Second, Answer: fallback.Snailmail},
+	{Path: "/iap/partner_autocomplete/search", Endpoint: "iap.partner_autocomplete.endpoint", Service: storage.PartnerAutocomplete, Answer: fallback.PASearch},
+	{Path: "/iap/partner_autocomplete/enrich", Endpoint: "iap.partner_autocomplete.endpoint", Service: storage.PartnerAutocomplete, Answer: fallback.PAEnrich},
+	{Path: "/iap/partner_autocomplete/search_vat", Endpoint: "iap.partner_autocomplete.endpoint", Service: storage.PartnerAutocomplete, Answer: fallback.PASearchVAT},
+	{Path: "/api/dnb/1/search_by_name", Endpoint: "iap.partner_autocomplete.endpoint", Service: storage.PartnerAutocomplete, Answer: fallback.DnBSearch},
+	{Path: "/api/dnb/1/search_by_vat", Endpoint: "iap.partner_autocomplete.endpoint", Service: storage.PartnerAutocomplete, Answer: fallback.DnBSearch},
+	{Path: "/api/dnb/1/enrich_by_duns", Endpoint: "iap.partner_autocomplete.endpoint", Service: storage.PartnerAutocomplete, Answer: fallback.DnBEnrich},
+	{Path: "/api/dnb/1/enrich_by_gst", Endpoint: "iap.partner_autocomplete.endpoint", Service: storage.PartnerAutocomplete, Answer: fallback.DnBEnrich},
+	{Path: "/api/dnb/1/enrich_by_domain", Endpoint: "iap.partner_autocomplete.endpoint", Service: storage.PartnerAutocomplete, Answer: fallback.DnBEnrich},
 	{Path: "/api/dnb/1/search_by_criteria", Endpoint: "reveal.endpoint", Service: storage.Reveal, Timeout: 300 * time.Second},
-	{Path: "/iap/clearbit/1/lead_enrichment_email", Endpoint: "enrich.endpoint", Service: storage.Reveal, Timeout: 300 * time.Second},
+	{Path: "/iap/clearbit/1/lead_enrichment_email", Endpoint: "enrich.endpoint", Service: storage.Reveal, Timeout: 300 * time.Second, Answer: fallback.Enrich},
 	{Path: "/iap/clearbit/1/lead_mining_request", Endpoint: "reveal.endpoint", Service: storage.Reveal, Timeout: 300 * time.Second},
 	{Path: "/iap/clearbit/2/lead_mining_request", Endpoint: "reveal.endpoint", Service: storage.Reveal, Timeout: 300 * time.Second},
-	{Path: "/iap/clearbit/1/reveal", Endpoint: "reveal.endpoint", Service: storage.Reveal, Timeout: 300 * time.Second},
+	{Path: "/iap/clearbit/1/reveal", Endpoint: "reveal.endpoint", Service: storage.Reveal, Timeout: 300 * time.Second, Answer: fallback.Reveal},
 }
 
 // Fix is the local handler of the fixture routes; the harness counts the
@@ -123,7 +125,7 @@ func newHarness(t *testing.T, modes map[storage.ServiceName]Mode, cfg Config, ai
 	ob := outbound.NewOutbound(h.guard, 0)
 	t.Cleanup(ob.CloseIdleConnections)
 	h.px, err = New(Options{Config: cfg, Routes: srv.Routes(), Modes: modes, AirGapped: airGapped, Transport: ob,
-		Pages: srv.HasPage, Errors: srv, Requests: srv, Registerer: h.reg, Audit: NewAudit(h.audit)})
+		Lookup: srv.Lookup, Pages: srv.HasPage, Errors: srv, Requests: srv, Registerer: h.reg, Audit: NewAudit(h.audit)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -40,7 +40,7 @@ func (s *Server) accessLine(ctx *fasthttp.RequestCtx, body []byte) {
 // logAccess writes the access line of the request ctx answered; body is
 // its body (see accessLine), rt its route (nil for a path outside the
 // routes table).
-func (s *Server) logAccess(ctx *fasthttp.RequestCtx, body []byte, rt *routeEntry) {
+func (s *Server) logAccess(ctx *fasthttp.RequestCtx, body []byte, rt *Served) {
 	path := normalizePathBytes(ctx.Path())
 	attrs := make([]slog.Attr, 0, 12)
 	attrs = append(attrs,

@@ -214,7 +214,7 @@ func BenchmarkSeam(b *testing.B) {
 		_, _ = w.Write(benchAnswer)
 	})
 	seamed := newSeam(netHTTP)
-	rt := &routeEntry{Route: routes[0], maxBody: routes[0].MaxBody, budget: budgetOf(DefaultTimeout)}
+	rt := &Served{Route: routes[0], maxBody: routes[0].MaxBody, budget: budgetOf(DefaultTimeout)}
 	// As in production, every handler is behind Front (which reads the
 	// streamed body).
 	front := newTestServer(b, newMemLedger()).Front
@@ -348,7 +348,7 @@ func BenchmarkSeamInProcess(b *testing.B) {
 		_, _ = w.Write(benchAnswer)
 	})
 	seamed := newSeam(netHTTP)
-	rt := &routeEntry{Route: routes[0], maxBody: routes[0].MaxBody, budget: budgetOf(DefaultTimeout)}
+	rt := &Served{Route: routes[0], maxBody: routes[0].MaxBody, budget: budgetOf(DefaultTimeout)}
 	for _, h := range []struct {
 		name string
 		h    fasthttp.RequestHandler

@@ -121,12 +121,11 @@ func newBodyPool() *sync.Pool {
 
 // bodyLimit returns the body limit of ctx's path, and its route (nil for
 // a path outside the routes table).
-func (s *Server) bodyLimit(ctx *fasthttp.RequestCtx) (int, *routeEntry) {
-	path := normalizePathBytes(ctx.Path())
-	if rt := s.routes[string(path)]; rt != nil {
+func (s *Server) bodyLimit(ctx *fasthttp.RequestCtx) (int, *Served) {
+	if rt := s.Lookup(ctx); rt != nil {
 		return rt.maxBody, rt
 	}
-	if _, ok := (*s.gets.Load())[string(path)]; ok {
+	if _, ok := (*s.gets.Load())[string(normalizePathBytes(ctx.Path()))]; ok {
 		return min(pageMaxBody, s.maxBody), nil
 	}
 	return s.maxBody, nil
@@ -208,7 +207,7 @@ const drainTimeout = 30 * time.Second
 // refuseBody answers a body over its limit: a JSON-RPC error to a POST
 // to a route or an unknown path (HTTP 200, what every Odoo reads; the
 // route's TooLarge message), 413 to a page or another method.
-func (s *Server) refuseBody(ctx *fasthttp.RequestCtx, rt *routeEntry) {
+func (s *Server) refuseBody(ctx *fasthttp.RequestCtx, rt *Served) {
 	s.refused("body_too_large")
 	route, isPage := RouteUnknown, false
 	if rt != nil {

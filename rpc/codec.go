@@ -51,7 +51,7 @@ func (c *codec) NewRequest(r *http.Request) gorilla.CodecRequest {
 type codecRequest struct {
 	s       *Server
 	r       *http.Request
-	route   *routeEntry
+	route   *Served
 	body    []byte
 	id      []byte // raw JSON id; nil means null
 	decoded bool   // ReadRequest ran (id is known)
@@ -155,7 +155,7 @@ func errBodyTooLarge(limit int64) error {
 
 // errTooLarge is the answer to a body over the route's limit: its
 // TooLarge message, or a generic one.
-func errTooLarge(rt *routeEntry) error {
+func errTooLarge(rt *Served) error {
 	if rt.TooLarge != "" {
 		return storage.E(opDecode, storage.Invalid, rt.TooLarge)
 	}
@@ -164,7 +164,7 @@ func errTooLarge(rt *routeEntry) error {
 
 // errTooMany is the answer to a list over the route's MaxItems: its
 // TooMany message, or a generic one.
-func errTooMany(rt *routeEntry) error {
+func errTooMany(rt *Served) error {
 	if rt == nil || rt.TooMany == "" {
 		n := DefaultMaxItems
 		if rt != nil {

@@ -25,7 +25,8 @@
 //
 // Package rpc may import the standard library, package storage (the ledger
 // vocabulary and contract, never a backend), providers (the SPI's vendor
-// callback types, never an adapter), rpc/limit, fasthttp and gorilla/rpc v2.
+// callback types, never an adapter), rpc/limit, rpc/fallback (the routes'
+// refusal and outage answers), fasthttp and gorilla/rpc v2.
 // It must not import a ledger backend (storage/badger), proxy or cmd; cmd
 // wires a storage.Ledger in through Config.
 package rpc

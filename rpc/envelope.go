@@ -52,5 +52,5 @@ func (s *Server) HasPage(path []byte) bool {
 // fn must not keep the context. For the proxy's upstream calls; not to be
 // called from within a handler of the same ctx.
 func (s *Server) RunRequest(ctx *fasthttp.RequestCtx, budget time.Duration, fn func(context.Context)) {
-	s.seam.run(ctx, &routeEntry{budget: budget}, fn)
+	s.seam.run(ctx, &Served{budget: budget}, fn)
 }

@@ -149,8 +149,8 @@ func TestObserverLedgerKinds(t *testing.T) {
 // it into an internal error); the outcome says what was answered.
 func TestCallOutcomeMapsLikeTheCodec(t *testing.T) {
 	var ctx fasthttp.RequestCtx
-	account := &routeEntry{Route: routes[0]}
-	transaction := &routeEntry{Route: Route{Path: "/iap/1/authorize"}, creditErrors: true}
+	account := &Served{Route: routes[0]}
+	transaction := &Served{Route: Route{Path: "/iap/1/authorize"}, creditErrors: true}
 	if got := callOutcome(&ctx, transaction); got != "invalid" {
 		t.Errorf("no method ran: %q", got)
 	}

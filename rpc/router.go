@@ -14,12 +14,39 @@ import (
 	"github.com/iapd/iapd/storage"
 )
 
-// routeEntry is a Route as the server uses it.
-type routeEntry struct {
+// Served is a Route as one Server serves it (Server.Lookup).
+type Served struct {
 	Route
 	maxBody      int           // MaxBody capped by Config.MaxBodyBytes
 	creditErrors bool          // the route may answer InsufficientCreditError
 	budget       time.Duration // the request's deadline, from its start (budgetOf)
+	srv          *Server       // the server whose table holds it
+	index        int           // its position in srv.Routes()
+}
+
+// Index is the route's position in the Routes() of its Server: a front
+// that keeps its own per-route state (the proxy) finds it by Index
+// without a second lookup of the path.
+func (r *Served) Index() int { return r.index }
+
+// servedKey is the user-value key under which Lookup notes a request's
+// route.
+type servedKey struct{}
+
+// Lookup returns the route of ctx's path (normalised, PROTOCOL §1.1), nil
+// for a path outside the routes table. A route found is noted on ctx, so
+// that Front, a front such as the proxy and the router look a clean path
+// up once per request; a noted route is reused only while ctx's path is
+// still its path. It does not allocate.
+func (s *Server) Lookup(ctx *fasthttp.RequestCtx) *Served {
+	if v, ok := ctx.UserValue(servedKey{}).(*Served); ok && v.srv == s && string(ctx.Path()) == v.Path {
+		return v
+	}
+	rt := s.routes[string(normalizePathBytes(ctx.Path()))]
+	if rt != nil {
+		ctx.SetUserValue(servedKey{}, rt)
+	}
+	return rt
 }
 
 // budgetOf is the time a request of a route whose client waits timeout
@@ -61,8 +88,7 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx) {
 
 // route answers ctx and notes in o the route label and the outcome.
 func (s *Server) route(ctx *fasthttp.RequestCtx, o *observation) {
-	path := normalizePathBytes(ctx.Path())
-	rt := s.routes[string(path)]
+	rt := s.Lookup(ctx)
 	post := ctx.IsPost()
 	if rt != nil && post {
 		o.route = rt.Path
@@ -78,6 +104,7 @@ func (s *Server) route(ctx *fasthttp.RequestCtx, o *observation) {
 		}
 		return
 	}
+	path := normalizePathBytes(ctx.Path())
 	gets := *s.gets.Load()
 	page, isPage := gets[string(path)]
 	if rt != nil {
@@ -206,7 +233,7 @@ func noteOutcome(info *gorilla.RequestInfo) {
 // callOutcome is the outcome of a request the seam served: the kind of
 // the error the method returned, mapped as the codec maps it; "invalid"
 // when no method ran (the codec refused the envelope or the params).
-func callOutcome(ctx *fasthttp.RequestCtx, rt *routeEntry) string {
+func callOutcome(ctx *fasthttp.RequestCtx, rt *Served) string {
 	res, ran := ctx.UserValue(callResultKey{}).(callResult)
 	switch {
 	case !ran:

@@ -3,6 +3,7 @@ package rpc
 import (
 	"time"
 
+	"github.com/iapd/iapd/rpc/fallback"
 	"github.com/iapd/iapd/storage"
 )
 
@@ -12,7 +13,8 @@ import (
 // the documentation all read it.
 var routes = []Route{
 	{Path: "/iap/1/balance", Method: "Account.Balance", Account: true, MaxBody: 64 << 10,
-		Doc: "available credit of one account (PROTOCOL §4.1; 16.0–19.0)"},
+		Answer: fallback.Balance,
+		Doc:    "available credit of one account (PROTOCOL §4.1; 16.0–19.0)"},
 	{Path: "/iap/services-token", Method: "Account.ServicesToken", Account: true, MaxBody: 1 << 20, MaxItems: maxAccountsPerCall,
 		TooMany: msgTooManyAccounts,
 		Doc:     "account list of the 17.0 IAP accounts view (§4.2)"},
@@ -70,6 +72,11 @@ type Route struct {
 	// for the user who reads it (PROTOCOL §1.4: Odoo builds of
 	// generation A/B show it). Empty means a generic sentence.
 	TooLarge, TooMany string
+	// Answer is how the route's client takes a refusal or an outage
+	// iapd answers itself (its service refused, its upstream down); the
+	// zero Answer is the error envelope (errorTable's kind Forbidden or
+	// Unavailable, AccessError on Account routes).
+	Answer fallback.Answer
 }
 
 // DefaultMaxItems is the most elements a list of a request may hold when

@@ -96,11 +96,11 @@ func (s *seam) newExchange() *exchange {
 }
 
 // serve hands ctx to the handler; rt is the route the router found.
-func (s *seam) serve(ctx *fasthttp.RequestCtx, rt *routeEntry) { s.run(ctx, rt, nil) }
+func (s *seam) serve(ctx *fasthttp.RequestCtx, rt *Served) { s.run(ctx, rt, nil) }
 
 // run is serve, calling fn with the request's context instead of the
 // handler when fn is not nil (RunRequest).
-func (s *seam) run(ctx *fasthttp.RequestCtx, rt *routeEntry, fn func(context.Context)) {
+func (s *seam) run(ctx *fasthttp.RequestCtx, rt *Served, fn func(context.Context)) {
 	e := s.pool.Get().(*exchange)
 	b := ctx.PostBody()
 	e.url.Path = rt.Path
@@ -245,7 +245,7 @@ func (s *seam) cancelAll() {
 type body struct {
 	data  []byte
 	off   int
-	route *routeEntry
+	route *Served
 	codec codecRequest // the codec's state for this request, reused with the exchange
 }
 

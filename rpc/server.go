@@ -92,7 +92,7 @@ type Server struct {
 	clientHeader  string
 	bodies        *sync.Pool // of *bodyBuffer (Front)
 
-	routes map[string]*routeEntry
+	routes map[string]*Served
 	order  []string // route paths in registration order
 	// accountRoutes holds the paths and methods of the Account routes
 	// (their outage answer, errorTable's account column).
@@ -127,7 +127,7 @@ func New(cfg Config) (*Server, error) {
 		maxBody:   cfg.MaxBodyBytes,
 		observer:  cfg.Observer,
 		bodies:    newBodyPool(),
-		routes:    make(map[string]*routeEntry, len(routes)),
+		routes:    make(map[string]*Served, len(routes)),
 
 		accountRoutes: map[string]bool{},
 
@@ -183,7 +183,8 @@ func (s *Server) addRoutes(rs []Route) error {
 		if r.MaxItems <= 0 {
 			r.MaxItems = DefaultMaxItems
 		}
-		s.routes[r.Path] = &routeEntry{Route: r, maxBody: min(r.MaxBody, s.maxBody), creditErrors: r.CreditErrors, budget: budgetOf(r.Timeout)}
+		s.routes[r.Path] = &Served{Route: r, maxBody: min(r.MaxBody, s.maxBody), creditErrors: r.CreditErrors, budget: budgetOf(r.Timeout),
+			srv: s, index: len(s.order)}
 		s.order = append(s.order, r.Path)
 		if r.Account {
 			s.accountRoutes[r.Path], s.accountRoutes[r.Method] = true, true

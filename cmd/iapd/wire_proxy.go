@@ -107,6 +107,7 @@ func newProxy(w *wiring, ucfg proxy.Config, up *outbound.Outbound, audit *proxy.
 		Routes:     w.rpc.Routes(),
 		Modes:      modes,
 		AirGapped:  w.cfg.AirGapped,
+		Lookup:     w.rpc.Lookup,
 		Pages:      w.rpc.HasPage,
 		Transport:  up,
 		Errors:     w.rpc,

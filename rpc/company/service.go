@@ -9,8 +9,9 @@
 // a hold kept when a provider's answer is indeterminate.
 //
 // Package company may import the standard library, storage (the ledger
-// contract), providers (the SPI, never an adapter) and rpc (registration
-// and param helpers). cmd/iapd wires it: Register adds its routes to an
+// contract), providers (the SPI, never an adapter), rpc (registration
+// and param helpers) and rpc/fallback (its routes' refusal answers).
+// cmd/iapd wires it: Register adds its routes to an
 // rpc.Server.
 package company
 
@@ -21,6 +22,7 @@ import (
 
 	"github.com/iapd/iapd/providers"
 	"github.com/iapd/iapd/rpc"
+	"github.com/iapd/iapd/rpc/fallback"
 	"github.com/iapd/iapd/storage"
 )
 
@@ -107,20 +109,20 @@ const (
 // §8), on iap.partner_autocomplete.endpoint, billing partner_autocomplete.
 func AutocompleteRoutes() []rpc.Route {
 	const ep, svc = "iap.partner_autocomplete.endpoint", storage.PartnerAutocomplete
-	r := func(path, method string, timeout time.Duration, credit bool, doc string) rpc.Route {
+	r := func(path, method string, timeout time.Duration, credit bool, a fallback.Answer, doc string) rpc.Route {
 		return rpc.Route{Path: path, Method: autocompleteService + "." + method, MaxBody: 64 << 10, Doc: doc,
-			Endpoint: ep, Service: svc, Timeout: timeout, CreditErrors: credit}
+			Endpoint: ep, Service: svc, Timeout: timeout, CreditErrors: credit, Answer: a}
 	}
 	return []rpc.Route{
-		r("/iap/partner_autocomplete/search", "Search", autocompleteTimeout, true, "company suggestions by name, old API (§8.1)"),
-		r("/iap/partner_autocomplete/enrich", "Enrich", autocompleteTimeout, true, "company data by partner_gid, domain or VAT, old API (§8.1)"),
-		r("/iap/partner_autocomplete/search_vat", "SearchVAT", autocompleteTimeout, true, "company of a VAT number, old API (§8.1)"),
-		r("/iap/partner_autocomplete/update", "Update", autocompleteTimeout, false, "VAT numbers sync, acknowledged (§8.1)"),
-		r("/api/dnb/1/search_by_name", "SearchByName", autocompleteTimeout, true, "company suggestions by name, D&B API (§8.2)"),
-		r("/api/dnb/1/search_by_vat", "SearchByVAT", autocompleteTimeout, true, "company suggestions by VAT, D&B API (§8.2)"),
-		r("/api/dnb/1/enrich_by_duns", "EnrichByDUNS", autocompleteTimeout, true, "company data by DUNS, D&B API (§8.2)"),
-		r("/api/dnb/1/enrich_by_gst", "EnrichByGST", autocompleteTimeout, true, "company data by GSTIN, D&B API (§8.2)"),
-		r("/api/dnb/1/enrich_by_domain", "EnrichByDomain", autoEnrichTimeout, true, "automatic enrichment of a new company, D&B API (§8.2)"),
+		r("/iap/partner_autocomplete/search", "Search", autocompleteTimeout, true, fallback.PASearch, "company suggestions by name, old API (§8.1)"),
+		r("/iap/partner_autocomplete/enrich", "Enrich", autocompleteTimeout, true, fallback.PAEnrich, "company data by partner_gid, domain or VAT, old API (§8.1)"),
+		r("/iap/partner_autocomplete/search_vat", "SearchVAT", autocompleteTimeout, true, fallback.PASearchVAT, "company of a VAT number, old API (§8.1)"),
+		r("/iap/partner_autocomplete/update", "Update", autocompleteTimeout, false, fallback.PAUpdate, "VAT numbers sync, acknowledged (§8.1)"),
+		r("/api/dnb/1/search_by_name", "SearchByName", autocompleteTimeout, true, fallback.DnBSearch, "company suggestions by name, D&B API (§8.2)"),
+		r("/api/dnb/1/search_by_vat", "SearchByVAT", autocompleteTimeout, true, fallback.DnBSearch, "company suggestions by VAT, D&B API (§8.2)"),
+		r("/api/dnb/1/enrich_by_duns", "EnrichByDUNS", autocompleteTimeout, true, fallback.DnBEnrich, "company data by DUNS, D&B API (§8.2)"),
+		r("/api/dnb/1/enrich_by_gst", "EnrichByGST", autocompleteTimeout, true, fallback.DnBEnrich, "company data by GSTIN, D&B API (§8.2)"),
+		r("/api/dnb/1/enrich_by_domain", "EnrichByDomain", autoEnrichTimeout, true, fallback.DnBEnrich, "automatic enrichment of a new company, D&B API (§8.2)"),
 	}
 }
 
@@ -131,12 +133,16 @@ func LeadsRoutes() []rpc.Route {
 		return rpc.Route{Path: path, Method: leadsService + "." + method, MaxBody: maxBody, Doc: doc,
 			Endpoint: ep, Service: storage.Reveal, Timeout: leadsTimeout, CreditErrors: credit}
 	}
+	enrich := r("/iap/clearbit/1/lead_enrichment_email", "LeadEnrichment", "enrich.endpoint", 256<<10, true, "company data of leads by e-mail domain (§9)")
+	enrich.Answer = fallback.Enrich
+	reveal := r("/iap/clearbit/1/reveal", "Reveal", "reveal.endpoint", 256<<10, false, "website visitor reveal, in-band credit_error (§11)")
+	reveal.Answer = fallback.Reveal
 	return []rpc.Route{
-		r("/iap/clearbit/1/lead_enrichment_email", "LeadEnrichment", "enrich.endpoint", 256<<10, true, "company data of leads by e-mail domain (§9)"),
+		enrich,
 		r("/iap/clearbit/1/lead_mining_request", "MiningV1", "reveal.endpoint", 64<<10, true, "lead mining, 16.0 (§10)"),
 		r("/iap/clearbit/2/lead_mining_request", "MiningV2", "reveal.endpoint", 64<<10, true, "lead mining, 17.0–18.0 (§10)"),
 		r("/api/dnb/1/search_by_criteria", "MiningDnB", "reveal.endpoint", 1<<20, true, "lead mining, D&B, late 18.0 and 19.0 (§10)"),
-		r("/iap/clearbit/1/reveal", "Reveal", "reveal.endpoint", 256<<10, false, "website visitor reveal, in-band credit_error (§11)"),
+		reveal,
 	}
 }
 

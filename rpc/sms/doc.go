@@ -27,6 +27,7 @@
 // exactly once the sends a crash interrupted.
 //
 // Package sms imports rpc (routes, params), storage (ledger, records),
-// providers (the SMS SPI), providers/outbound (the webhook's CallerURL) and
-// rpc/internal/failpoint (crash tests); cmd/iapd wires it (wire_sms.go).
+// providers (the SMS SPI), providers/outbound (the webhook's CallerURL),
+// rpc/fallback (its routes' refusal answers) and rpc/internal/failpoint
+// (crash tests); cmd/iapd wires it (wire_sms.go).
 package sms

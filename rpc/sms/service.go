@@ -11,6 +11,7 @@ import (
 
 	"github.com/iapd/iapd/providers"
 	"github.com/iapd/iapd/rpc"
+	"github.com/iapd/iapd/rpc/fallback"
 	"github.com/iapd/iapd/storage"
 )
 
@@ -132,14 +133,26 @@ func (s *Service) Routes() []rpc.Route {
 	const sendBody = 4 << 20
 	msgSend := r("/iap/message_send", "MessageSend", sendBody, "send one text to several numbers: 16.0's sms.api._send_sms (§6.1)")
 	msgSend.CreditErrors = true
+	send2 := r("/iap/sms/2/send", "Send2", sendBody, "send SMS, flat messages, results by res_id (PROTOCOL §6.1; 16.0)")
+	send2.Answer = fallback.SMSByResID
+	send3 := func(path, doc string) rpc.Route {
+		rt := r(path, "Send3", sendBody, doc)
+		rt.Answer = fallback.SMSByUUID
+		return rt
+	}
+	wizard := func(path, method, doc string) rpc.Route {
+		rt := r(path, method, 64<<10, doc)
+		rt.Answer = fallback.SMSAccount
+		return rt
+	}
 	return []rpc.Route{
-		r("/iap/sms/2/send", "Send2", sendBody, "send SMS, flat messages, results by res_id (PROTOCOL §6.1; 16.0)"),
+		send2,
 		msgSend,
-		r("/iap/sms/3/send", "Send3", sendBody, "send SMS grouped by body, results by uuid (§6.2; early 17.0)"),
-		r("/api/sms/3/send", "Send3", sendBody, "send SMS grouped by body, results by uuid (§6.2; 17.0–19.0)"),
-		r("/api/sms/1/account/create", "AccountCreate", 64<<10, "SMS account registration: send a verification code (§6.3; 18.0+)"),
-		r("/api/sms/2/account/verify", "AccountVerify", 64<<10, "SMS account registration: check the code (§6.3; 18.0+)"),
-		r("/api/sms/1/account/update_sender", "AccountUpdateSender", 64<<10, "SMS sender name (§6.3; 18.0+)"),
+		send3("/iap/sms/3/send", "send SMS grouped by body, results by uuid (§6.2; early 17.0)"),
+		send3("/api/sms/3/send", "send SMS grouped by body, results by uuid (§6.2; 17.0–19.0)"),
+		wizard("/api/sms/1/account/create", "AccountCreate", "SMS account registration: send a verification code (§6.3; 18.0+)"),
+		wizard("/api/sms/2/account/verify", "AccountVerify", "SMS account registration: check the code (§6.3; 18.0+)"),
+		wizard("/api/sms/1/account/update_sender", "AccountUpdateSender", "SMS sender name (§6.3; 18.0+)"),
 	}
 }
 

@@ -29,7 +29,7 @@
 // crash interrupted.
 //
 // Package snailmail imports rpc (routes, params), storage (ledger,
-// records), providers (the letter SPI), rpc/snailmail/pdf and
-// rpc/internal/failpoint (crash tests); cmd/iapd
+// records), providers (the letter SPI), rpc/snailmail/pdf, rpc/fallback
+// (its route's refusal answer) and rpc/internal/failpoint (crash tests); cmd/iapd
 // wires it (wire_snailmail.go).
 package snailmail

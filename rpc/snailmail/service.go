@@ -12,6 +12,7 @@ import (
 
 	"github.com/iapd/iapd/providers"
 	"github.com/iapd/iapd/rpc"
+	"github.com/iapd/iapd/rpc/fallback"
 	"github.com/iapd/iapd/storage"
 )
 
@@ -107,6 +108,7 @@ func (s *Service) Routes() []rpc.Route {
 		Service:      storage.Snailmail,
 		Timeout:      30 * time.Second,
 		CreditErrors: true,
+		Answer:       fallback.Snailmail,
 		// The decoder stops at the first document over the limit.
 		MaxItems: s.cfg.MaxDocuments,
 		TooMany:  fmt.Sprintf("Too many documents in one call (at most %d).", s.cfg.MaxDocuments),
