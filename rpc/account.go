@@ -194,6 +194,23 @@ type UpdateWarningOdooArgs struct {
 	WarningEmail     Text   `json:"warning_email"` // false: the field was cleared
 }
 
+// warningThreshold reads Odoo's warning_threshold: nil when absent (left
+// alone), zero for false (cleared), else the amount (Invalid if it is not
+// one).
+func warningThreshold(op string, n Number) (*storage.Credits, error) {
+	switch {
+	case n.Set():
+		c, err := credits(op, "warning_threshold", n)
+		if err != nil {
+			return nil, err
+		}
+		return &c, nil
+	case n.False:
+		return new(storage.Credits), nil
+	}
+	return nil, nil
+}
+
 // UpdateWarningOdoo stores the alert settings on every account having the
 // token, and answers true (the client ignores the result).
 func (a *Account) UpdateWarningOdoo(r *http.Request, args *UpdateWarningOdooArgs, reply *bool) error {
@@ -202,16 +219,9 @@ func (a *Account) UpdateWarningOdoo(r *http.Request, args *UpdateWarningOdooArgs
 	if err != nil {
 		return err
 	}
-	var threshold *storage.Credits
-	switch {
-	case args.WarningThreshold.Set():
-		c, err := credits(op, "warning_threshold", args.WarningThreshold)
-		if err != nil {
-			return err
-		}
-		threshold = &c
-	case args.WarningThreshold.False:
-		threshold = new(storage.Credits)
+	threshold, err := warningThreshold(op, args.WarningThreshold)
+	if err != nil {
+		return err
 	}
 	var recipients []storage.Recipient
 	for _, e := range strings.Split(args.WarningEmail.S, ",") {
@@ -369,16 +379,9 @@ func (a *Account) UpdateWarningEmailAlerts(r *http.Request, args *UpdateWarningE
 	if err != nil {
 		return err
 	}
-	var threshold *storage.Credits
-	switch {
-	case args.WarningThreshold.Set():
-		c, err := credits(op, "warning_threshold", args.WarningThreshold)
-		if err != nil {
-			return err
-		}
-		threshold = &c
-	case args.WarningThreshold.False:
-		threshold = new(storage.Credits)
+	threshold, err := warningThreshold(op, args.WarningThreshold)
+	if err != nil {
+		return err
 	}
 	var recipients []storage.Recipient
 	for _, e := range args.WarningEmails {

@@ -1,6 +1,7 @@
 package rpc
 
 import (
+	"context"
 	"net/http"
 	"time"
 
@@ -53,14 +54,10 @@ func (t *Transaction) Authorize(r *http.Request, args *AuthorizeArgs, reply *Aut
 	if err != nil {
 		return err
 	}
-	keyHash, err := serviceKey(op, args.Key)
+	ctx := r.Context()
+	svc, err := t.service(ctx, op, args.Key)
 	if err != nil {
 		return err
-	}
-	ctx := r.Context()
-	svc, err := t.s.ledger.ServiceByKey(ctx, keyHash)
-	if err != nil {
-		return refuseKey(op, err)
 	}
 	txn, err := t.s.ledger.Authorize(ctx, storage.AuthorizeRequest{
 		Service:     svc.Name,
@@ -104,14 +101,10 @@ func (t *Transaction) Capture(r *http.Request, args *CaptureArgs, reply *bool) e
 		}
 		amount = &c
 	}
-	keyHash, err := serviceKey(op, args.Key)
+	ctx := r.Context()
+	svc, err := t.service(ctx, op, args.Key)
 	if err != nil {
 		return err
-	}
-	ctx := r.Context()
-	svc, err := t.s.ledger.ServiceByKey(ctx, keyHash)
-	if err != nil {
-		return refuseKey(op, err)
 	}
 	_, err = t.s.ledger.Capture(ctx, storage.CaptureRequest{Service: svc.Name, Transaction: txn, Amount: amount})
 	if err != nil {
@@ -139,20 +132,30 @@ func (t *Transaction) Cancel(r *http.Request, args *CancelArgs, reply *bool) err
 	if err != nil {
 		return err
 	}
-	keyHash, err := serviceKey(op, args.Key)
+	ctx := r.Context()
+	svc, err := t.service(ctx, op, args.Key)
 	if err != nil {
 		return err
-	}
-	ctx := r.Context()
-	svc, err := t.s.ledger.ServiceByKey(ctx, keyHash)
-	if err != nil {
-		return refuseKey(op, err)
 	}
 	if _, err := t.s.ledger.Cancel(ctx, svc.Name, txn); err != nil {
 		return transactionError(op, err)
 	}
 	*reply = true
 	return nil
+}
+
+// service returns the service whose key is key; Unauthorized when key
+// is missing, malformed or no service's (serviceKey, refuseKey).
+func (t *Transaction) service(ctx context.Context, op, key string) (storage.Service, error) {
+	keyHash, err := serviceKey(op, key)
+	if err != nil {
+		return storage.Service{}, err
+	}
+	svc, err := t.s.ledger.ServiceByKey(ctx, keyHash)
+	if err != nil {
+		return storage.Service{}, refuseKey(op, err)
+	}
+	return svc, nil
 }
 
 // refuseKey turns a failed key lookup into an AccessError, keeping

@@ -157,7 +157,7 @@ func TestMetricsEndpoint(t *testing.T) {
 	if ck.GetSampleCount() == 0 || seriesValue(t, mfs, "iap_ledger_checkpoint_keys_total") < 4 {
 		t.Errorf("checkpoints %d, keys %v", ck.GetSampleCount(), seriesValue(t, mfs, "iap_ledger_checkpoint_keys_total"))
 	}
-	version, revision := buildVersion()
+	version, revision, _ := badger.Build()
 	if v := seriesValue(t, mfs, "iap_build_info", "version", version, "revision", revision, "goversion", runtime.Version()); v != 1 {
 		t.Errorf("iap_build_info = %v", v)
 	}

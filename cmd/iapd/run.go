@@ -6,9 +6,10 @@ import (
 	"fmt"
 	"io"
 	"runtime"
-	"runtime/debug"
 	"slices"
 	"strings"
+
+	"github.com/iapd/iapd/storage/badger"
 )
 
 // stdio is what a sub-command may use of the process: the environment
@@ -107,7 +108,7 @@ func commands() []command {
 			if _, err := parseArgs(fs, args, 0); err != nil {
 				return err
 			}
-			fmt.Fprintln(s.stdout, "iapd", version())
+			fmt.Fprintln(s.stdout, badger.BuildVersion(), runtime.Version(), runtime.GOOS+"/"+runtime.GOARCH)
 			return nil
 		}},
 		{names: []string{"routes"}, section: secConfig, synopses: []string{
@@ -215,34 +216,6 @@ func wantsHelp(args []string) bool {
 		}
 	}
 	return false
-}
-
-// version describes the build from the module's build information.
-func version() string {
-	v := "(devel)"
-	var rev, modified string
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		if bi.Main.Version != "" {
-			v = bi.Main.Version
-		}
-		for _, s := range bi.Settings {
-			switch s.Key {
-			case "vcs.revision":
-				rev = s.Value
-			case "vcs.modified":
-				if s.Value == "true" {
-					modified = "+dirty"
-				}
-			}
-		}
-	}
-	if len(rev) > 12 {
-		rev = rev[:12]
-	}
-	if rev != "" {
-		v += " " + rev + modified
-	}
-	return v + " " + runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH
 }
 
 // newFlagSet returns a flag set that reports errors instead of exiting.

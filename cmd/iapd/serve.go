@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -113,7 +112,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer, 
 	// The metrics of this run, on a registry of its own: served at
 	// /metrics on the ops listener only.
 	reg := prometheus.NewRegistry()
-	version, revision := buildVersion()
+	version, revision, _ := badger.Build()
 	mtr, err := metrics.New(reg, metrics.Config{Version: version, Revision: revision})
 	if err != nil {
 		return err
@@ -430,25 +429,6 @@ func detached(h http.Handler) http.Handler {
 		r2.Header = hdr
 		h.ServeHTTP(w, r2)
 	})
-}
-
-// buildVersion returns the module version and VCS revision of the binary,
-// for iap_build_info.
-func buildVersion() (version, revision string) {
-	version = "(devel)"
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return version, ""
-	}
-	if bi.Main.Version != "" {
-		version = bi.Main.Version
-	}
-	for _, s := range bi.Settings {
-		if s.Key == "vcs.revision" {
-			revision = s.Value
-		}
-	}
-	return version, revision
 }
 
 // promLogger sends promhttp's errors (a collector that failed during a

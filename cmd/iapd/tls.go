@@ -52,26 +52,35 @@ func wrapPublicTLS(ctx context.Context, cfg Config, ln net.Listener, log *slog.L
 	if err := r.reload(); err != nil {
 		return nil, "", fmt.Errorf("config: %w", err)
 	}
+	reloadOnHUP := onSIGHUP(func() {
+		if err := r.reload(); err != nil {
+			r.log.Error("reloading the certificate on SIGHUP failed; the previous one is still served", "err", err)
+			return
+		}
+		r.log.Info("certificate reloaded", "cert", r.certFile)
+	})
+	go reloadOnHUP(ctx)
+	return tls.NewListener(ln, &tls.Config{
+		MinVersion:     tls.VersionTLS12,
+		GetCertificate: r.getCertificate,
+		NextProtos:     []string{"http/1.1"}, // fasthttp speaks HTTP/1.1
+	}), "https", nil
+}
+
+// onSIGHUP listens for SIGHUP from now on and returns the loop that calls
+// f on each one, until ctx is done; then it stops listening.
+func onSIGHUP(f func()) func(ctx context.Context) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
-	go func() {
+	return func(ctx context.Context) {
 		defer signal.Stop(hup)
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-hup:
-				if err := r.reload(); err != nil {
-					r.log.Error("reloading the certificate on SIGHUP failed; the previous one is still served", "err", err)
-					continue
-				}
-				r.log.Info("certificate reloaded", "cert", r.certFile)
+				f()
 			}
 		}
-	}()
-	return tls.NewListener(ln, &tls.Config{
-		MinVersion:     tls.VersionTLS12,
-		GetCertificate: r.getCertificate,
-		NextProtos:     []string{"http/1.1"}, // fasthttp speaks HTTP/1.1
-	}), "https", nil
+	}
 }

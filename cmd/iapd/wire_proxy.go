@@ -4,10 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"os/signal"
 	"sort"
-	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -121,17 +118,9 @@ func newProxy(w *wiring, ucfg proxy.Config, up *outbound.Outbound, audit *proxy.
 // reopenOnHUP reopens the audit log on SIGHUP (after logrotate) until ctx
 // is done.
 func reopenOnHUP(ctx context.Context, w *wiring, audit *proxy.Audit) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-hup:
-			if err := audit.Reopen(); err != nil {
-				w.log.Error("reopening the upstream audit log", "err", err)
-			}
+	onSIGHUP(func() {
+		if err := audit.Reopen(); err != nil {
+			w.log.Error("reopening the upstream audit log", "err", err)
 		}
-	}
+	})(ctx)
 }

@@ -6,13 +6,11 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -199,27 +197,19 @@ type reloader interface{ Reload() error }
 // The providers are all built before serving starts: w.providers no
 // longer changes.
 func reloadProvidersOnHUP(ctx context.Context, w *wiring) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-hup:
-			for name, p := range w.providers {
-				r, ok := p.(reloader)
-				if !ok {
-					continue
-				}
-				if err := r.Reload(); err != nil {
-					w.log.Error("reloading a provider on SIGHUP failed; it keeps its previous data", "provider", name, "err", err)
-				} else {
-					w.log.Info("provider reloaded on SIGHUP", "provider", name)
-				}
+	onSIGHUP(func() {
+		for name, p := range w.providers {
+			r, ok := p.(reloader)
+			if !ok {
+				continue
+			}
+			if err := r.Reload(); err != nil {
+				w.log.Error("reloading a provider on SIGHUP failed; it keeps its previous data", "provider", name, "err", err)
+			} else {
+				w.log.Info("provider reloaded on SIGHUP", "provider", name)
 			}
 		}
-	}
+	})(ctx)
 }
 
 // logReport writes the start-up report as a few structured lines, one per

@@ -284,17 +284,8 @@ func (c *Config) compile() (*compiled, error) {
 			return nil, errors.New("id_regexp: needs a group for the id")
 		}
 	}
-	if c.Timeout == 0 {
-		c.Timeout = 10 * time.Second
-	}
-	if c.Timeout < 0 {
-		return nil, errors.New("timeout: must be positive")
-	}
-	if c.Concurrency == 0 {
-		c.Concurrency = 4
-	}
-	if c.Concurrency < 1 || c.Concurrency > 64 {
-		return nil, errors.New("concurrency: want 1 to 64")
+	if err := vendorhttp.CheckLimits(&c.Timeout, &c.Concurrency); err != nil {
+		return nil, err
 	}
 	cc.usesDLR = cc.url.uses("dlr_url") || c.JSON != "" && cc.json.uses("dlr_url")
 	for _, m := range []map[string]template{cc.query, cc.headers, cc.form} {
@@ -388,14 +379,11 @@ func (h *HTTP) SendSMS(ctx context.Context, msgs []providers.SMS) ([]providers.S
 }
 
 func (h *HTTP) send(ctx context.Context, m providers.SMS) providers.SMSResult {
+	if r, bad := vendorhttp.CheckSMS(h.name, m); bad {
+		return r
+	}
 	fail := func(k providers.Kind, code, msg string) providers.SMSResult {
-		return providers.SMSResult{Err: &providers.Error{Provider: h.name, Kind: k, Code: code, Msg: msg}}
-	}
-	if !vendorhttp.ValidE164(m.To) {
-		return fail(providers.Invalid, "wrong_number_format", "number is not E.164")
-	}
-	if m.Body == "" {
-		return fail(providers.Invalid, "empty_body", "empty message")
+		return vendorhttp.Fail(h.name, k, code, msg)
 	}
 	id := m.ID
 	if id == "" {

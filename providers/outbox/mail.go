@@ -1,48 +1,23 @@
 package outbox
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
-	"fmt"
-	"io"
 	"io/fs"
-	"mime"
-	"mime/multipart"
-	"mime/quotedprintable"
-	"net/mail"
-	"net/textproto"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
-	"time"
 
 	"github.com/iapd/iapd/providers"
+	"github.com/iapd/iapd/providers/internal/mailmsg"
 )
 
 // MailDir is the directory of the .eml files in the data directory.
 const MailDir = "mail"
 
-// safeID is an Email.ID usable as it is in a file name and in the left
-// part of a Message-ID (a dot-atom without dots at the ends).
-var safeID = regexp.MustCompile(`^[A-Za-z0-9_+=-]([A-Za-z0-9._+=-]{0,126}[A-Za-z0-9_+=-])?$`)
-
-// idPart returns the form of id used in the file name and Message-ID:
-// id itself when safe, else a hash of it.
-func idPart(id string) string {
-	if safeID.MatchString(id) && !strings.Contains(id, "..") {
-		return id
-	}
-	sum := sha256.Sum256([]byte(id))
-	return "h" + hex.EncodeToString(sum[:16])
-}
-
 // MailPath returns the file an e-mail with this ID is written to.
 func (o *Outbox) MailPath(id string) string {
-	return filepath.Join(o.dir, MailDir, idPart(id)+".eml")
+	return filepath.Join(o.dir, MailDir, mailmsg.IDPart(id)+".eml")
 }
 
 // SendEmail implements providers.EmailSender: it writes m as an RFC 5322
@@ -112,98 +87,13 @@ func syncDir(dir string) error {
 	return err
 }
 
-// compose renders m as an RFC 5322 message with CRLF line ends: headers
-// in ASCII (non-ASCII words as RFC 2047 encoded words), bodies UTF-8 in
-// quoted-printable, multipart/alternative when m.HTML is set.
+// compose renders m as the RFC 5322 message smtp would send
+// (mailmsg.Compose), its Message-ID's domain that of the From address.
 func (o *Outbox) compose(m providers.Email) ([]byte, error) {
-	invalid := func(format string, args ...any) error {
-		return &providers.Error{Provider: o.name, Kind: providers.Invalid, Msg: fmt.Sprintf(format, args...)}
-	}
-	if m.ID == "" {
-		return nil, invalid("e-mail without an ID")
-	}
-	if len(m.To) == 0 {
-		return nil, invalid("e-mail without a recipient")
-	}
-	to := make([]string, len(m.To))
-	for i, s := range m.To {
-		if strings.ContainsAny(s, "\r\n") {
-			return nil, invalid("recipient %d has a line break", i+1)
-		}
-		a, err := mail.ParseAddress(s)
-		if err != nil {
-			return nil, invalid("recipient %d is not an address: %v", i+1, err)
-		}
-		to[i] = a.String()
-	}
 	domain := "localhost"
 	if at := strings.LastIndexByte(o.from.Address, '@'); at >= 0 {
 		domain = o.from.Address[at+1:]
 	}
-	var b bytes.Buffer
-	h := func(k, v string) { b.WriteString(k + ": " + v + "\r\n") }
-	h("From", o.from.String())
-	h("To", strings.Join(to, ", "))
-	h("Subject", mime.QEncoding.Encode("utf-8", m.Subject))
-	h("Date", o.now().Format(time.RFC1123Z))
-	h("Message-ID", "<"+idPart(m.ID)+"@"+domain+">")
-	h("MIME-Version", "1.0")
-	if lang := languageTag(m.Language); lang != "" {
-		h("Content-Language", lang)
-	}
-	h("Auto-Submitted", "auto-generated") // RFC 3834: no auto-replies
-	if m.HTML == "" {
-		h("Content-Type", "text/plain; charset=utf-8")
-		h("Content-Transfer-Encoding", "quoted-printable")
-		b.WriteString("\r\n")
-		if err := writeQP(&b, m.Text); err != nil {
-			return nil, err
-		}
-		return b.Bytes(), nil
-	}
-	var body bytes.Buffer
-	mw := multipart.NewWriter(&body)
-	for _, p := range []struct{ ct, text string }{{"text/plain", m.Text}, {"text/html", m.HTML}} {
-		w, err := mw.CreatePart(textproto.MIMEHeader{
-			"Content-Type":              {p.ct + "; charset=utf-8"},
-			"Content-Transfer-Encoding": {"quoted-printable"},
-		})
-		if err != nil {
-			return nil, err
-		}
-		if err := writeQP(w, p.text); err != nil {
-			return nil, err
-		}
-	}
-	if err := mw.Close(); err != nil {
-		return nil, err
-	}
-	h("Content-Type", mime.FormatMediaType("multipart/alternative", map[string]string{"boundary": mw.Boundary()}))
-	b.WriteString("\r\n")
-	b.Write(body.Bytes())
-	return b.Bytes(), nil
-}
-
-func writeQP(w io.Writer, s string) error {
-	qp := quotedprintable.NewWriter(w)
-	if _, err := qp.Write([]byte(s)); err != nil {
-		return err
-	}
-	if err := qp.Close(); err != nil {
-		return err
-	}
-	_, err := w.Write([]byte("\r\n"))
-	return err
-}
-
-var langRE = regexp.MustCompile(`^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$`)
-
-// languageTag turns Odoo's "fr_FR" into the BCP 47 "fr-FR" of
-// Content-Language; anything else is dropped.
-func languageTag(s string) string {
-	s = strings.ReplaceAll(s, "_", "-")
-	if langRE.MatchString(s) {
-		return s
-	}
-	return ""
+	raw, _, err := mailmsg.Compose(o.name, o.from, m, o.now(), domain)
+	return raw, err
 }

@@ -6,7 +6,8 @@
 // <DataDir>/mail/, written atomically, once per Email.ID.
 //
 // It is the embedded default's SMS provider and the alert notifier's
-// sandbox. It imports providers and the standard library only.
+// sandbox. It imports providers, providers/internal/mailmsg (the e-mail
+// message, the same as the smtp adapter's) and the standard library only.
 package outbox
 
 import (

@@ -14,7 +14,8 @@
 // drop the copy).
 //
 // Credentials are never logged nor put in errors. It imports providers,
-// the standard library (net/smtp) and nothing else.
+// providers/internal/mailmsg (the message, the same as the outbox
+// adapter's), the standard library (net/smtp) and nothing else.
 package smtp
 
 import (
@@ -33,6 +34,7 @@ import (
 	"time"
 
 	"github.com/iapd/iapd/providers"
+	"github.com/iapd/iapd/providers/internal/mailmsg"
 )
 
 // Type is the adapter type in the configuration.
@@ -232,7 +234,8 @@ func (s *Sender) LogValue() slog.Value {
 // TLS, auth, 4xx, the sender refused, ctx done) → Unavailable; the
 // connection lost or timed out after the final "." → Indeterminate.
 func (s *Sender) SendEmail(ctx context.Context, m providers.Email) error {
-	raw, rcpts, err := compose(s.name, s.from, m, s.now(), s.domain())
+	m.Subject = strings.Join(strings.Fields(m.Subject), " ") // no CR/LF can reach the header
+	raw, rcpts, err := mailmsg.Compose(s.name, s.from, m, s.now(), s.domain())
 	if err != nil {
 		return err
 	}

@@ -99,27 +99,10 @@ func (c *Config) Validate() error {
 	if c.MessagingServiceSID != "" && !serviceRE.MatchString(c.MessagingServiceSID) {
 		return errors.New("messaging_service_sid: want MG followed by 32 hex digits")
 	}
-	if c.BaseURL == "" {
-		c.BaseURL = DefaultBaseURL
+	if err := vendorhttp.CheckBaseURL(&c.BaseURL, DefaultBaseURL); err != nil {
+		return err
 	}
-	u, err := url.Parse(c.BaseURL)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil {
-		return errors.New("base_url: want an http(s) URL without credentials")
-	}
-	c.BaseURL = strings.TrimRight(c.BaseURL, "/")
-	if c.Timeout == 0 {
-		c.Timeout = 10 * time.Second
-	}
-	if c.Timeout < 0 {
-		return errors.New("timeout: must be positive")
-	}
-	if c.Concurrency == 0 {
-		c.Concurrency = 4
-	}
-	if c.Concurrency < 1 || c.Concurrency > 64 {
-		return errors.New("concurrency: want 1 to 64")
-	}
-	return nil
+	return vendorhttp.CheckLimits(&c.Timeout, &c.Concurrency)
 }
 
 // Twilio is a twilio instance.
@@ -182,14 +165,11 @@ func (t *Twilio) SendSMS(ctx context.Context, msgs []providers.SMS) ([]providers
 }
 
 func (t *Twilio) send(ctx context.Context, m providers.SMS) providers.SMSResult {
+	if r, bad := vendorhttp.CheckSMS(t.name, m); bad {
+		return r
+	}
 	fail := func(k providers.Kind, code, msg string) providers.SMSResult {
-		return providers.SMSResult{Err: &providers.Error{Provider: t.name, Kind: k, Code: code, Msg: msg}}
-	}
-	if !vendorhttp.ValidE164(m.To) {
-		return fail(providers.Invalid, "wrong_number_format", "number is not E.164")
-	}
-	if m.Body == "" {
-		return fail(providers.Invalid, "empty_body", "empty message")
+		return vendorhttp.Fail(t.name, k, code, msg)
 	}
 	form := url.Values{"To": {m.To}, "Body": {m.Body}}
 	switch {

@@ -4,7 +4,8 @@
 // to a vendor API with its failure classified by what became of the
 // request (providers.Unavailable when it was never sent, Indeterminate when
 // it was sent and the answer was lost), phone-number checks and redaction,
-// and constant-time secret comparison.
+// constant-time secret comparison, and the SMS adapters' common checks of
+// a message and of their configuration (sms.go).
 //
 // It imports only the standard library and providers. Errors it returns
 // never carry the request URL (which may hold credentials, as Kannel's

@@ -123,11 +123,7 @@ func (s *server) createService(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	if err := s.ledger.SetServiceKey(ctx, name, hash); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	got, err := s.ledger.Service(ctx, name)
+	got, err := s.setKey(ctx, name, hash)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -171,17 +167,22 @@ func (s *server) rotateKey(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	if err := s.ledger.SetServiceKey(ctx, name, hash); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	got, err := s.ledger.Service(ctx, name)
+	got, err := s.setKey(ctx, name, hash)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
 	s.log.Info("admin: service key rotated", "service", name, "key_imported", req.Key != "")
 	s.reply(w, http.StatusOK, ServiceKey{Service: serviceView(got), Key: key})
+}
+
+// setKey gives service name the key that hashes to hash and returns the
+// service as stored.
+func (s *server) setKey(ctx context.Context, name storage.ServiceName, hash [32]byte) (storage.Service, error) {
+	if err := s.ledger.SetServiceKey(ctx, name, hash); err != nil {
+		return storage.Service{}, err
+	}
+	return s.ledger.Service(ctx, name)
 }
 
 // keyUnused refuses a key that another service already has (the key is

@@ -85,13 +85,8 @@ const maxCSVEntries = 200_000
 // historyCSV serves the history of one account, for the period filter,
 // as CSV (newest first).
 func (r *request) historyCSV() {
-	a, ok, err := r.resolve(r.query("service_name"), r.query("account_token"), isHashed(r.query("hashed")))
-	if err != nil {
-		r.failure(err)
-		return
-	}
+	a, ok := r.account(r.query("service_name"), r.query("account_token"), isHashed(r.query("hashed")))
 	if !ok {
-		r.notFound()
 		return
 	}
 	since, until, _, _ := r.period()

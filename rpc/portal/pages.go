@@ -55,13 +55,8 @@ func (r *request) credit() {
 		return
 	}
 	hashed := isHashed(r.query("hashed"))
-	a, ok, err := r.resolve(r.query("service_name"), r.query("account_token"), hashed)
-	if err != nil {
-		r.failure(err)
-		return
-	}
+	a, ok := r.account(r.query("service_name"), r.query("account_token"), hashed)
 	if !ok {
-		r.notFound()
 		return
 	}
 	d := creditData{Title: "Credits", Account: a, DBUUID: cleanDBUUID(r.query("dbuuid")), Hash: hashHex(a.Token)}
@@ -125,13 +120,8 @@ func (r *request) creditPost() {
 	}
 	f := r.ctx.PostArgs()
 	form := func(k string) string { return string(f.Peek(k)) }
-	a, ok, err := r.resolve(form("service_name"), form("account_token"), isHashed(form("hashed")))
-	if err != nil {
-		r.failure(err)
-		return
-	}
+	a, ok := r.account(form("service_name"), form("account_token"), isHashed(form("hashed")))
 	if !ok {
-		r.notFound()
 		return
 	}
 	msg := "expired-form"
@@ -336,13 +326,8 @@ func (r *request) overviewRaw() {
 // "Register now." link of 17.0+, PROTOCOL §4.7, §6.2): the SMS account's
 // registration state and sender name. It never creates an account.
 func (r *request) smsAccount() {
-	a, ok, err := r.resolve(string(storage.SMS), r.query("account_token"), isHashed(r.query("hashed")))
-	if err != nil {
-		r.failure(err)
-		return
-	}
+	a, ok := r.account(string(storage.SMS), r.query("account_token"), isHashed(r.query("hashed")))
 	if !ok {
-		r.notFound()
 		return
 	}
 	svc := r.p.services(r.context())[a.Service]

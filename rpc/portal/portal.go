@@ -256,6 +256,20 @@ func (r *request) resolve(svcParam, tokParam string, hashed bool) (storage.Accou
 	return a, true, nil
 }
 
+// account resolves the account a link names (resolve) and, when there is
+// none to show, answers itself: the failure page for a ledger failure,
+// else the not-found page; ok tells whether a was found.
+func (r *request) account(svcParam, tokParam string, hashed bool) (a storage.Account, ok bool) {
+	a, ok, err := r.resolve(svcParam, tokParam, hashed)
+	switch {
+	case err != nil:
+		r.failure(err)
+	case !ok:
+		r.notFound()
+	}
+	return a, ok
+}
+
 // token returns the account token a link names, without telling whether
 // any account has it.
 func (r *request) token(tokParam string, hashed bool) (storage.AccountToken, bool) {

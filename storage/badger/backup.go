@@ -125,7 +125,7 @@ func (l *Ledger) Backup(ctx context.Context, w io.Writer) (BackupInfo, error) {
 	if err := l.settle(op); err != nil {
 		return BackupInfo{}, err
 	}
-	info := BackupInfo{FileFormat: BackupFileFormat, IAPD: buildVersion(), CreatedAt: l.clock(), ReadTs: txn.ReadTs()}
+	info := BackupInfo{FileFormat: BackupFileFormat, IAPD: BuildVersion(), CreatedAt: l.clock(), ReadTs: txn.ReadTs()}
 
 	// First pass, keys only: the counts of the header, and the format.
 	var m formatMarker
@@ -305,7 +305,7 @@ func openBackup(rd io.Reader) (*backupReader, error) {
 	}
 	if r.info.FileFormat > BackupFileFormat {
 		return nil, fmt.Errorf("backup file format %d (written by %s): this iapd (%s) reads format %d",
-			r.info.FileFormat, r.info.IAPD, buildVersion(), BackupFileFormat)
+			r.info.FileFormat, r.info.IAPD, BuildVersion(), BackupFileFormat)
 	}
 	return r, nil
 }
@@ -439,7 +439,7 @@ func Restore(ctx context.Context, opts Options, rd io.Reader) (BackupInfo, error
 	if r.info.LedgerFormat > FormatVersion {
 		return r.info, &storage.Error{Op: op, Kind: storage.Invalid, Err: ErrFutureFormat, Msg: fmt.Sprintf(
 			"the backup holds ledger format %d, written by %s; this iapd (%s) opens formats up to %d: restore it with %s or a later release",
-			r.info.LedgerFormat, r.info.IAPD, buildVersion(), FormatVersion, r.info.IAPD)}
+			r.info.LedgerFormat, r.info.IAPD, BuildVersion(), FormatVersion, r.info.IAPD)}
 	}
 	l, err := Open(opts)
 	if err != nil {

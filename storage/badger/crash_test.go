@@ -343,7 +343,7 @@ func TestCrash(t *testing.T) {
 		d := time.Duration(300+rand.IntN(700)) * time.Millisecond
 		fidBefore := maxMemFid(t, dir)
 		// The tiny memtables cycle is there to crash with rotated WAL
-		// files about (the sync rounds' path for them, doc.go): its child
+		// files about (the sync rounds' path for them, docs/storage.md): its child
 		// writes until Badger has rotated its memtable three times,
 		// however long that takes on a busy machine, rather than for a
 		// time that may not be enough.

@@ -104,23 +104,11 @@ func (l *Ledger) Authorize(ctx context.Context, r storage.AuthorizeRequest) (sto
 }
 
 // newTxnID draws a fresh transaction id: the Unix time in milliseconds
-// (6 bytes, big-endian), then 10 bytes from crypto/rand.
-//
-// The time first makes transaction keys, which are never deleted, arrive
-// in key order: each checkpoint's new records then overlap nothing below
-// them in Badger's tree, where random ids had every level-0 compaction
-// rewrite most of level 1. Measured over 60 s runs of authorize+capture
-// (docs/performance.md, "Longer runs"): p99 56–64 ms → 40 ms.
-//
-// 80 random bits keep a token unguessable (capture and cancel also need
-// the service's key) and ids unique without a lookup first — that lookup,
-// a Badger Get through every level of the tree, cost a third of an
-// authorize's CPU: two ids can only be alike if drawn in the same
-// millisecond, with n holds in one millisecond a chance of n²/2⁸¹ — at
-// 100 000 holds a second for ten years, about 10⁻⁹ that any two collide.
-// The clock is the ledger's; one that stands still or steps back loses
-// the ordering, and the chance then counts every hold drawn under the
-// same millisecond (a billion of them: below 10⁻⁶).
+// (6 bytes, big-endian; 0 before 1970), then 10 bytes from crypto/rand.
+// Ids are unique without a lookup (two collide only if drawn in the same
+// millisecond, with a chance of n²/2⁸¹ for n drawn in it) and arrive in
+// key order while now moves forward; docs/performance.md, "Transaction
+// ids", has the reasons and the measurements.
 func newTxnID(now time.Time) (id [txnIDBytes]byte) {
 	// The 48-bit millisecond count fills the first 6 bytes; the random
 	// bytes then overwrite the 2 zero bytes the shift left behind.

@@ -141,7 +141,7 @@ func (l *Ledger) checkFormat(dir string) error {
 		}
 		return &storage.Error{Op: op, Kind: storage.Unavailable, Err: ErrFutureFormat, Msg: fmt.Sprintf(
 			"the data directory has ledger format %d, written by %s; this iapd (%s) opens formats up to %d: run %s or a later release (README: Upgrade iapd)",
-			m.Format, by, buildVersion(), FormatVersion, by)}
+			m.Format, by, BuildVersion(), FormatVersion, by)}
 	}
 	for cur := m.Format; cur < FormatVersion; cur++ {
 		step := migrations[cur]
@@ -183,7 +183,7 @@ func decodeMarker(b []byte, m *formatMarker) error {
 }
 
 func encodeMarker(format uint64, at time.Time) []byte {
-	b, _ := json.Marshal(formatMarker{Format: format, WrittenBy: buildVersion(), WrittenAt: at})
+	b, _ := json.Marshal(formatMarker{Format: format, WrittenBy: BuildVersion(), WrittenAt: at})
 	return b
 }
 
@@ -194,30 +194,43 @@ func (l *Ledger) writeFormat(format uint64) error {
 	})
 }
 
-// buildVersion names this build of iapd from the binary's build
-// information: "iapd <module version> <vcs revision>".
-func buildVersion() string {
-	v, rev, dirty := "(devel)", "", ""
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		if bi.Main.Version != "" {
-			v = bi.Main.Version
-		}
-		for _, s := range bi.Settings {
-			switch s.Key {
-			case "vcs.revision":
-				rev = s.Value
-			case "vcs.modified":
-				if s.Value == "true" {
-					dirty = "+dirty"
-				}
-			}
+// Build reads this build of iapd from the binary's build information:
+// the module version ("(devel)" when unknown), the VCS revision (empty
+// when unknown) and whether the tree it was built from was modified.
+// cmd/iapd reports it too (--version, iap_build_info).
+func Build() (version, revision string, modified bool) {
+	version = "(devel)"
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return version, "", false
+	}
+	if bi.Main.Version != "" {
+		version = bi.Main.Version
+	}
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			revision = s.Value
+		case "vcs.modified":
+			modified = s.Value == "true"
 		}
 	}
+	return version, revision, modified
+}
+
+// BuildVersion names this build of iapd as the format marker and backups
+// record it: "iapd <module version> <vcs revision[:12]>[+dirty]", the
+// revision left out when unknown.
+func BuildVersion() string {
+	v, rev, modified := Build()
 	if len(rev) > 12 {
 		rev = rev[:12]
 	}
 	if rev != "" {
-		v += " " + rev + dirty
+		v += " " + rev
+		if modified {
+			v += "+dirty"
+		}
 	}
 	return "iapd " + v
 }

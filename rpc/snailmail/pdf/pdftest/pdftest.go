@@ -73,20 +73,7 @@ func Hostile(shape string, size int) []byte {
 			offs = append(offs, b.Len())
 			fmt.Fprintf(&b, "%d 0 obj\n%s\n", 3+len(offs)-1, strings.Repeat("(", 32))
 		}
-		root := b.Len()
-		b.WriteString("1 0 obj\n<< /Type /Catalog /Pages 2 0 R >>\nendobj\n")
-		pages := b.Len()
-		b.WriteString("2 0 obj\n<< /Type /Pages /Kids [")
-		for i := range offs {
-			fmt.Fprintf(&b, "%d 0 R ", 3+i)
-		}
-		b.WriteString("] >>\nendobj\n")
-		at := b.Len()
-		fmt.Fprintf(&b, "xref\n0 %d\n0000000000 65535 f \n%010d 00000 n \n%010d 00000 n \n", 3+len(offs), root, pages)
-		for _, o := range offs {
-			fmt.Fprintf(&b, "%010d 00000 n \n", o)
-		}
-		fmt.Fprintf(&b, "trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n", 3+len(offs), at)
+		pageTree(&b, offs)
 	case "whitespace_xref":
 		// Every entry of the table points into the white space before
 		// one unterminated string.
@@ -94,21 +81,11 @@ func Hostile(shape string, size int) []byte {
 		n := max(size/2-100, 16)
 		b.WriteString(strings.Repeat(" ", n))
 		b.WriteString("3 0 obj\n(((((\n")
-		root := b.Len()
-		b.WriteString("1 0 obj\n<< /Type /Catalog /Pages 2 0 R >>\nendobj\n")
-		pages := b.Len()
-		count := n / 24
-		b.WriteString("2 0 obj\n<< /Type /Pages /Kids [")
-		for i := range count {
-			fmt.Fprintf(&b, "%d 0 R ", 3+i)
+		offs := make([]int, n/24)
+		for i := range offs {
+			offs[i] = start + i*(n/len(offs))
 		}
-		b.WriteString("] >>\nendobj\n")
-		at := b.Len()
-		fmt.Fprintf(&b, "xref\n0 %d\n0000000000 65535 f \n%010d 00000 n \n%010d 00000 n \n", 3+count, root, pages)
-		for i := range count {
-			fmt.Fprintf(&b, "%010d 00000 n \n", start+i*(n/count))
-		}
-		fmt.Fprintf(&b, "trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n", 3+count, at)
+		pageTree(&b, offs)
 	case "far_endstream":
 		unit := max(64, size/9000)
 		pad := strings.Repeat("x", unit-60)
@@ -118,20 +95,7 @@ func Hostile(shape string, size int) []byte {
 			fmt.Fprintf(&b, "%d 0 obj\n<< /Type /Page /Length 1 >>\nstream\n%s\n", 3+len(offs)-1, pad)
 		}
 		b.WriteString("endstream\nendobj\n")
-		root := b.Len()
-		b.WriteString("1 0 obj\n<< /Type /Catalog /Pages 2 0 R >>\nendobj\n")
-		pages := b.Len()
-		b.WriteString("2 0 obj\n<< /Type /Pages /Kids [")
-		for i := range offs {
-			fmt.Fprintf(&b, "%d 0 R ", 3+i)
-		}
-		b.WriteString("] >>\nendobj\n")
-		at := b.Len()
-		fmt.Fprintf(&b, "xref\n0 %d\n0000000000 65535 f \n%010d 00000 n \n%010d 00000 n \n", 3+len(offs), root, pages)
-		for _, o := range offs {
-			fmt.Fprintf(&b, "%010d 00000 n \n", o)
-		}
-		fmt.Fprintf(&b, "trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n", 3+len(offs), at)
+		pageTree(&b, offs)
 	case "wide_arrays":
 		b.WriteString("1 0 obj\n[")
 		for b.Len() < size {
@@ -146,4 +110,24 @@ func Hostile(shape string, size int) []byte {
 		panic("pdftest: unknown shape " + shape)
 	}
 	return b.Bytes()
+}
+
+// pageTree appends the catalog (object 1), a page tree (object 2) whose
+// kids are objects 3… at offs, the cross-reference table giving those
+// offsets, and the trailer.
+func pageTree(b *bytes.Buffer, offs []int) {
+	root := b.Len()
+	b.WriteString("1 0 obj\n<< /Type /Catalog /Pages 2 0 R >>\nendobj\n")
+	pages := b.Len()
+	b.WriteString("2 0 obj\n<< /Type /Pages /Kids [")
+	for i := range offs {
+		fmt.Fprintf(b, "%d 0 R ", 3+i)
+	}
+	b.WriteString("] >>\nendobj\n")
+	at := b.Len()
+	fmt.Fprintf(b, "xref\n0 %d\n0000000000 65535 f \n%010d 00000 n \n%010d 00000 n \n", 3+len(offs), root, pages)
+	for _, o := range offs {
+		fmt.Fprintf(b, "%010d 00000 n \n", o)
+	}
+	fmt.Fprintf(b, "trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n", 3+len(offs), at)
 }

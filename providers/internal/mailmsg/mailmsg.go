@@ -1,4 +1,9 @@
-package smtp
+// Package mailmsg renders a providers.Email as the RFC 5322 message that
+// both the smtp adapter sends and the outbox adapter writes, so that one
+// alert gets the same Message-ID and the same form through either.
+//
+// It imports providers and the standard library, nothing else of iapd.
+package mailmsg
 
 import (
 	"bytes"
@@ -17,13 +22,13 @@ import (
 	"github.com/iapd/iapd/providers"
 )
 
-// safeID is an Email.ID usable as it is in the left part of a Message-ID
-// (a dot-atom without dots at the ends), the same rule as the outbox
-// adapter's, so one alert gets the same Message-ID through either.
+// safeID is an Email.ID usable as it is in a file name and in the left
+// part of a Message-ID (a dot-atom without dots at the ends).
 var safeID = regexp.MustCompile(`^[A-Za-z0-9_+=-]([A-Za-z0-9._+=-]{0,126}[A-Za-z0-9_+=-])?$`)
 
-// idPart returns id when it is safe in a Message-ID, else a hash of it.
-func idPart(id string) string {
+// IDPart returns the form of id used in a Message-ID (and the outbox's
+// file name): id itself when safe, else "h" and a hash of it.
+func IDPart(id string) string {
 	if safeID.MatchString(id) && !strings.Contains(id, "..") {
 		return id
 	}
@@ -31,24 +36,14 @@ func idPart(id string) string {
 	return "h" + hex.EncodeToString(sum[:16])
 }
 
-var langRE = regexp.MustCompile(`^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$`)
-
-// languageTag turns Odoo's "fr_FR" into the BCP 47 "fr-FR" of
-// Content-Language; anything else is dropped.
-func languageTag(s string) string {
-	s = strings.ReplaceAll(s, "_", "-")
-	if langRE.MatchString(s) {
-		return s
-	}
-	return ""
-}
-
-// compose checks m and renders it as an RFC 5322 message with CRLF line
+// Compose checks m and renders it as an RFC 5322 message with CRLF line
 // ends (headers in ASCII, RFC 2047 words for the rest; UTF-8 bodies in
-// quoted-printable; multipart/alternative when m.HTML is set). It returns
-// the message and the envelope recipients. Invalid for a message that
-// can never be sent.
-func compose(provider string, from *mail.Address, m providers.Email, now time.Time, domain string) ([]byte, []string, error) {
+// quoted-printable; multipart/alternative when m.HTML is set), with the
+// Message-ID <IDPart(m.ID)@domain>. It returns the message and the
+// envelope recipients. Its only errors are Invalid, for a message that
+// can never be sent (no ID, no recipient, a recipient that is not an
+// address), naming provider.
+func Compose(provider string, from *mail.Address, m providers.Email, now time.Time, domain string) ([]byte, []string, error) {
 	invalid := func(format string, args ...any) error {
 		return providers.Errorf(provider, providers.Invalid, format, args...)
 	}
@@ -71,14 +66,13 @@ func compose(provider string, from *mail.Address, m providers.Email, now time.Ti
 		to[i] = a.String()
 		rcpts[i] = a.Address
 	}
-	subject := strings.Join(strings.Fields(m.Subject), " ") // no CR/LF can reach the header
 	var b bytes.Buffer
 	h := func(k, v string) { b.WriteString(k + ": " + v + "\r\n") }
 	h("From", from.String())
 	h("To", strings.Join(to, ", "))
-	h("Subject", mime.QEncoding.Encode("utf-8", subject))
+	h("Subject", mime.QEncoding.Encode("utf-8", m.Subject))
 	h("Date", now.Format(time.RFC1123Z))
-	h("Message-ID", "<"+idPart(m.ID)+"@"+domain+">")
+	h("Message-ID", "<"+IDPart(m.ID)+"@"+domain+">")
 	h("MIME-Version", "1.0")
 	if lang := languageTag(m.Language); lang != "" {
 		h("Content-Language", lang)
@@ -115,4 +109,16 @@ func writeQP(w io.Writer, s string) {
 	_, _ = qp.Write([]byte(s))
 	_ = qp.Close()
 	_, _ = w.Write([]byte("\r\n"))
+}
+
+var langRE = regexp.MustCompile(`^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$`)
+
+// languageTag turns Odoo's "fr_FR" into the BCP 47 "fr-FR" of
+// Content-Language; anything else is dropped.
+func languageTag(s string) string {
+	s = strings.ReplaceAll(s, "_", "-")
+	if langRE.MatchString(s) {
+		return s
+	}
+	return ""
 }
