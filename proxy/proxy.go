@@ -746,17 +746,7 @@ func (p *Proxy) Plan() []PlanLine {
 			if e.split {
 				l.Mode = "by each account's service"
 			}
-			var ups, refs []string
-			for s, m := range p.modes {
-				switch p.effective(m) {
-				case Upstream:
-					ups = append(ups, string(s))
-				case Refuse:
-					refs = append(refs, string(s))
-				}
-			}
-			sort.Strings(ups)
-			sort.Strings(refs)
+			ups, refs := p.servicesNotLocal()
 			var parts []string
 			if len(ups) > 0 {
 				parts = append(parts, fmt.Sprintf("%s%s for %s", e.base, path, strings.Join(ups, ", ")))
@@ -806,9 +796,9 @@ func (p *Proxy) Plan() []PlanLine {
 	return out
 }
 
-// combinedDestination says where a combined route's answer comes from.
-func (p *Proxy) combinedDestination(e *entry, path string) string {
-	var ups, refs []string
+// servicesNotLocal returns the services forwarded upstream and those
+// refused, in the mode in force (air-gapped included), each sorted.
+func (p *Proxy) servicesNotLocal() (ups, refs []string) {
 	for s, m := range p.modes {
 		switch p.effective(m) {
 		case Upstream:
@@ -819,6 +809,12 @@ func (p *Proxy) combinedDestination(e *entry, path string) string {
 	}
 	sort.Strings(ups)
 	sort.Strings(refs)
+	return ups, refs
+}
+
+// combinedDestination says where a combined route's answer comes from.
+func (p *Proxy) combinedDestination(e *entry, path string) string {
+	ups, refs := p.servicesNotLocal()
 	if e.combine == combineWrite {
 		return fmt.Sprintf("iapd and %s%s (accounts of %s); true only if both took it", e.base, path, strings.Join(ups, ", "))
 	}

@@ -1,16 +1,13 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -185,25 +182,8 @@ func jrnlFlip(t *testing.T, path string, off int64) {
 // its output and exit code.
 func jrnlRun(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, abuseBinary(t, ""), args...)
-	cmd.Env = append(os.Environ(), "IAPD_ADMIN_TOKEN="+randHex(16))
-	var o, e bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &o, &e
-	err := cmd.Run()
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &ee):
-		code = ee.ExitCode()
-	default:
-		t.Fatalf("running iapd %v: %v", args, err)
-	}
-	if ctx.Err() != nil {
-		t.Fatalf("iapd %v did not end within 2 minutes (it served?)\n%s", args, e.String())
-	}
-	return o.String(), e.String(), code
+	code, stdout, stderr = runBinary(t, abuseBinary(t, ""), args...) // startup_test.go
+	return stdout, stderr, code
 }
 
 // jrnlServeRefused starts iapd serve on dir and expects it to exit

@@ -479,6 +479,17 @@ func validEnvName(s string) bool {
 	return true
 }
 
+// prepare is what every command does with a loaded configuration:
+// normalise it, resolve its secrets (the environment through getenv, the
+// files from disk) and validate it.
+func (c *Config) prepare(getenv func(string) string) error {
+	c.normalise()
+	if err := c.ResolveSecrets(getenv, os.ReadFile); err != nil {
+		return err
+	}
+	return c.Validate()
+}
+
 // ResolveSecrets reads *_file secrets and, when no admin token is
 // configured at all, takes IAPD_ADMIN_TOKEN from the environment (the
 // variable the CLI reads). Secrets never reach a log.

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -19,6 +20,15 @@ func launch(t testing.TB, bin string, args, env []string, stderr *syncBuffer) (c
 	t.Helper()
 	cmd = exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), env...)
+	exited, public, ops = launchCmd(t, cmd, stderr)
+	return cmd, exited, public, ops
+}
+
+// launchCmd is launch for a command already set up (arguments,
+// environment, extra files): it starts cmd with its stderr into stderr
+// and waits for the two address lines (http or https URLs).
+func launchCmd(t testing.TB, cmd *exec.Cmd, stderr *syncBuffer) (exited chan error, public, ops string) {
+	t.Helper()
 	cmd.Stderr = stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -48,13 +58,14 @@ func launch(t testing.TB, bin string, args, env []string, stderr *syncBuffer) (c
 		_, _ = io.Copy(io.Discard, stdout)
 		exited <- cmd.Wait()
 	}()
+	name := filepath.Base(cmd.Path)
 	select {
 	case a := <-addrs:
-		return cmd, exited, a[0], a[1]
+		return exited, a[0], a[1]
 	case err := <-exited:
-		t.Fatalf("iapd exited at start: %v\n%s", err, stderr.String())
+		t.Fatalf("%s exited at start: %v\n%s", name, err, stderr.String())
 	case <-time.After(60 * time.Second):
-		t.Fatalf("iapd did not print its addresses\n%s", stderr.String())
+		t.Fatalf("%s did not print its addresses\n%s", name, stderr.String())
 	}
-	return nil, nil, "", ""
+	return nil, "", ""
 }

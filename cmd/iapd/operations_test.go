@@ -583,18 +583,7 @@ func TestProductionExamples(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(creds, "admin-token"), []byte("example-admin-token-0123456789\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	getenv := exampleEnv(creds) // sandbox_test.go
-	cfg, err := loadConfigFile(filepath.Join("..", "..", "docs", "iapd.example.yaml"), getenv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.normalise()
-	if err := cfg.ResolveSecrets(getenv, os.ReadFile); err != nil {
-		t.Fatal(err)
-	}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
+	cfg := loadExampleConfig(t, creds) // sandbox_test.go
 	if cfg.AdminToken != "example-admin-token-0123456789" || cfg.Data != "/var/lib/iapd" || cfg.PublicURL != "https://iap.example.com" {
 		t.Fatalf("example config: %+v", cfg)
 	}

@@ -37,11 +37,7 @@ func runRoutes(ctx context.Context, args []string, getenv func(string) string, s
 			return fmt.Errorf("config: %w", err)
 		}
 	}
-	cfg.normalise()
-	if err := cfg.ResolveSecrets(getenv, os.ReadFile); err != nil {
-		return fmt.Errorf("config: %w", err)
-	}
-	if err := cfg.Validate(); err != nil {
+	if err := cfg.prepare(getenv); err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
 	if lvl, _ := parseLevel(cfg.LogLevel); lvl == slog.LevelInfo {

@@ -49,7 +49,7 @@ type testServer struct {
 	done        chan error
 }
 
-var addrLine = regexp.MustCompile(`(?m)^iapd: (public|ops) (http://\S+)$`)
+var addrLine = regexp.MustCompile(`(?m)^iapd: (public|ops) (https?://\S+)$`)
 
 // startServer runs "iapd serve" with args (plus a temp data dir and port-0
 // listeners unless args set them) until the test ends.

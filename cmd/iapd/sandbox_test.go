@@ -104,18 +104,7 @@ func TestExampleConfigHasNoSandbox(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "companies.csv"), []byte("id,name,country,vat\n1,Real Company,BE,BE0477472701\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	getenv := exampleEnv(dir)
-	cfg, err := loadConfigFile(filepath.Join("..", "..", "docs", "iapd.example.yaml"), getenv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.normalise()
-	if err := cfg.ResolveSecrets(getenv, os.ReadFile); err != nil {
-		t.Fatal(err)
-	}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
+	cfg := loadExampleConfig(t, dir)
 	if cfg.Sandbox != SandboxRefuse {
 		t.Errorf("the example says sandbox: %q, want refuse", cfg.Sandbox)
 	}
@@ -195,4 +184,19 @@ func exampleEnv(dir string) func(string) string {
 		"SMTP_PASSWORD":                "smtp-password",
 	}
 	return func(k string) string { return env[k] }
+}
+
+// loadExampleConfig loads docs/iapd.example.yaml as serve does, in the
+// environment exampleEnv(dir) gives it.
+func loadExampleConfig(t *testing.T, dir string) Config {
+	t.Helper()
+	getenv := exampleEnv(dir)
+	cfg, err := loadConfigFile(filepath.Join("..", "..", "docs", "iapd.example.yaml"), getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.prepare(getenv); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
 }

@@ -73,11 +73,7 @@ func loadServeConfig(args []string, getenv func(string) string, stderr io.Writer
 		return cfg, err
 	}
 	cfg.JournalCorrupt = *jcorrupt
-	cfg.normalise()
-	if err := cfg.ResolveSecrets(getenv, os.ReadFile); err != nil {
-		return cfg, fmt.Errorf("config: %w", err)
-	}
-	if err := cfg.Validate(); err != nil {
+	if err := cfg.prepare(getenv); err != nil {
 		return cfg, fmt.Errorf("config: %w", err)
 	}
 	return cfg, nil

@@ -34,6 +34,9 @@ func runBinary(t *testing.T, bin string, args ...string) (code int, stdout, stde
 	default:
 		t.Fatalf("iapd %s: %v", strings.Join(args, " "), err)
 	}
+	if ctx.Err() != nil {
+		t.Fatalf("iapd %s did not end within 2 minutes (it served?)\n%s", strings.Join(args, " "), errOut.String())
+	}
 	return code, out.String(), errOut.String()
 }
 

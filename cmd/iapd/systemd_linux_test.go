@@ -227,55 +227,17 @@ func awaitNotify(t *testing.T, msgs <-chan string, line string, stderr *syncBuff
 	return ""
 }
 
-var unitAddrLine = regexp.MustCompile(`(?m)^iapd: (public|ops) (https?)://(\S+)$`)
-
 // startUnitProc starts argv (environment: this process's plus env; extra
-// files from fd 3) and waits for the two address lines. The process is
-// killed when the test ends.
+// files from fd 3) and waits for the two address lines (launchCmd). The
+// process is killed when the test ends.
 func startUnitProc(t *testing.T, argv, env []string, extra []*os.File) (cmd *exec.Cmd, exited chan error, public, ops string, stderr *syncBuffer) {
 	t.Helper()
 	stderr = &syncBuffer{}
 	cmd = exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), env...)
-	cmd.Stderr = stderr
 	cmd.ExtraFiles = extra
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill() })
-	exited = make(chan error, 1)
-	addrs := make(chan [2]string, 1)
-	go func() {
-		var pub, ops string
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if m := unitAddrLine.FindStringSubmatch(sc.Text()); m != nil {
-				if m[1] == "public" {
-					pub = m[2] + "://" + m[3]
-				} else {
-					ops = m[2] + "://" + m[3]
-				}
-				if pub != "" && ops != "" {
-					addrs <- [2]string{pub, ops}
-				}
-			}
-		}
-		_, _ = io.Copy(io.Discard, stdout)
-		exited <- cmd.Wait()
-	}()
-	select {
-	case a := <-addrs:
-		return cmd, exited, a[0], a[1], stderr
-	case err := <-exited:
-		t.Fatalf("%s exited at start: %v\n%s", argv[0], err, stderr.String())
-	case <-time.After(startupWait):
-		t.Fatalf("%s did not print its addresses\n%s", argv[0], stderr.String())
-	}
-	return
+	exited, public, ops = launchCmd(t, cmd, stderr)
+	return cmd, exited, public, ops, stderr
 }
 
 // stopUnitProc sends SIGTERM (systemctl stop) and waits for a clean exit.
