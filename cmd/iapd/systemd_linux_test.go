@@ -246,6 +246,13 @@ func stopUnitProc(t *testing.T, cmd *exec.Cmd, exited chan error, stderr *syncBu
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
+	awaitCleanExit(t, exited, stderr)
+}
+
+// awaitCleanExit waits for the exit a SIGTERM asked for, and fails the
+// test unless it is clean.
+func awaitCleanExit(t *testing.T, exited chan error, stderr *syncBuffer) {
+	t.Helper()
 	select {
 	case err := <-exited:
 		if err != nil {
@@ -386,14 +393,7 @@ func TestSystemdNotify(t *testing.T) {
 				t.Fatal(err)
 			}
 			awaitNotify(t, msgs, "STOPPING=1", stderr)
-			select {
-			case err := <-exited:
-				if err != nil {
-					t.Fatalf("exit after SIGTERM: %v\n%s", err, stderr.String())
-				}
-			case <-time.After(startupWait):
-				t.Fatalf("no exit after SIGTERM\n%s", stderr.String())
-			}
+			awaitCleanExit(t, exited, stderr)
 		})
 	}
 }
@@ -769,15 +769,5 @@ func TestSystemdSocketActivate443(t *testing.T) {
 	if uid, eff, bnd := procCaps(t, pid); uid != fmt.Sprint(nobodyUID) || eff != 0 || bnd != 0 {
 		t.Fatalf("iapd runs as uid %s with capabilities eff %#x bnd %#x, want nobody with none", uid, eff, bnd)
 	}
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Fatalf("exit after SIGTERM: %v\n%s", err, stderr.String())
-		}
-	case <-time.After(startupWait):
-		t.Fatalf("no exit after SIGTERM\n%s", stderr.String())
-	}
+	stopUnitProc(t, cmd, exited, stderr)
 }
