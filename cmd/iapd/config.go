@@ -242,14 +242,18 @@ func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
+// byteUnits are a ByteSize's units, largest first ("B" last: the other
+// suffixes end with it).
+var byteUnits = []struct {
+	suffix string
+	mult   int64
+}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"B", 1}}
+
 // String writes b as the configuration would: with the largest unit that
 // divides it exactly ("256MiB"), else in bytes; ParseByteSize reads it back.
 func (b ByteSize) String() string {
-	for _, u := range []struct {
-		suffix string
-		mult   int64
-	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
-		if b != 0 && int64(b)%u.mult == 0 {
+	for _, u := range byteUnits {
+		if b != 0 && u.mult > 1 && int64(b)%u.mult == 0 {
 			return strconv.FormatInt(int64(b)/u.mult, 10) + u.suffix
 		}
 	}
@@ -261,10 +265,7 @@ func (b ByteSize) String() string {
 func ParseByteSize(s string) (ByteSize, error) {
 	t := strings.TrimSpace(s)
 	mult := int64(1)
-	for _, u := range []struct {
-		suffix string
-		mult   int64
-	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40}, {"B", 1}} {
+	for _, u := range byteUnits {
 		if v, ok := strings.CutSuffix(t, u.suffix); ok {
 			t, mult = strings.TrimSpace(v), u.mult
 			break
