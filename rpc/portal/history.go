@@ -17,7 +17,7 @@ import (
 // historyPage is one page of an account's history on the credit page.
 type historyPage struct {
 	Rows     []historyRow // one per operation, newest first
-	Since    string // the filter, YYYY-MM-DD
+	Since    string       // the filter, YYYY-MM-DD
 	Until    string
 	Newest   string // link to the first page (with the filter)
 	Older    string // link to the next page; empty on the last
