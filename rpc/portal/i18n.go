@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -78,16 +77,6 @@ func loadCatalogue(fsys fs.FS) (catalogue, error) {
 		return nil, fmt.Errorf("no locales/%s.json", DefaultLanguage)
 	}
 	return c, nil
-}
-
-// languages lists the codes, sorted.
-func (c catalogue) languages() []string {
-	out := make([]string, 0, len(c))
-	for l := range c {
-		out = append(out, l)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // negotiate picks the language of an Accept-Language header (RFC 9110

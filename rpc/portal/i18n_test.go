@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -23,17 +24,7 @@ var placeholderInText = regexp.MustCompile(`\{[a-z]+\}`)
 func placeholders(s string) string {
 	ps := placeholderInText.FindAllString(s, -1)
 	sort.Strings(ps)
-	return strings.Join(slicesCompact(ps), ",")
-}
-
-func slicesCompact(s []string) []string {
-	var out []string
-	for i, v := range s {
-		if i == 0 || v != s[i-1] {
-			out = append(out, v)
-		}
-	}
-	return out
+	return strings.Join(slices.Compact(ps), ",")
 }
 
 // Every language has every key of English, no other, with the same
