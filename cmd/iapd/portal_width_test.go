@@ -35,6 +35,7 @@ type layoutReport struct {
 	Missing     []string `json:"missing"`
 	Wide        []string `json:"wide"` // elements reaching past the viewport's width
 	LogoLoaded  bool     `json:"logoLoaded"`
+	Lang        string   `json:"lang"` // the page's <html lang>
 }
 
 // layoutJS checks the selectors (a JSON list): every element they match
@@ -57,7 +58,7 @@ const layoutJS = `(() => {
     });
   }
   const logo = document.querySelector('img.logo');
-  return {scrollWidth: document.scrollingElement.scrollWidth, innerWidth: window.innerWidth, hidden, missing, wide,
+  return {scrollWidth: document.scrollingElement.scrollWidth, innerWidth: window.innerWidth, hidden, missing, wide, lang: document.documentElement.lang,
           logoLoaded: !!logo && logo.complete && logo.naturalWidth > 0};
 })()`
 
@@ -139,11 +140,18 @@ func TestPortalAtPhoneAndDesktopWidth(t *testing.T) {
 	}
 	shots := artifactsDir(t)
 	ctx := browser(t)
+	// German has the longest words of the five languages.
+	ctxDE := browser(t, chromedp.Flag("accept-lang", "de-DE,de"), chromedp.Flag("lang", "de-DE"))
 	for _, w := range []struct {
 		name          string
 		width, height int64
 		mobile        bool
-	}{{"phone", 390, 844, true}, {"desktop", 1280, 900, false}} {
+		de            bool
+	}{{"phone", 390, 844, true, false}, {"desktop", 1280, 900, false, false}, {"phone-de", 390, 844, true, true}} {
+		ctx := ctx
+		if w.de {
+			ctx = ctxDE
+		}
 		opts := []chromedp.EmulateViewportOption{chromedp.EmulatePortrait}
 		if w.mobile {
 			opts = append(opts, chromedp.EmulateMobile, chromedp.EmulateScale(3))
@@ -186,6 +194,9 @@ func TestPortalAtPhoneAndDesktopWidth(t *testing.T) {
 			}
 			if !rep.LogoLoaded {
 				t.Errorf("%s: the operator's logo did not load", name)
+			}
+			if want := map[bool]string{false: "en", true: "de"}[w.de]; rep.Lang != want {
+				t.Errorf("%s: page in %q, want %q", name, rep.Lang, want)
 			}
 		}
 	}

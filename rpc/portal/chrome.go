@@ -46,6 +46,7 @@ func langFuncs(tr translator) template.FuncMap {
 		"t":        tr.T,
 		"tn":       tr.N,
 		"num":      tr.l.num,
+		"price":    func(c storage.Credits) string { return strings.Replace(formatPrice(c), ".", tr.l.decimal, 1) },
 		"signed":   tr.l.signed,
 		"unit":     tr.Unit,
 		"unitname": tr.UnitName,

@@ -12,7 +12,6 @@ import (
 // (langFuncs are those that do).
 var funcs = template.FuncMap{
 	"credits":  func(c storage.Credits) string { return c.String() }, // form values: what ParseCredits reads back
-	"price":    formatPrice,
 	"day":      func(t time.Time) string { return t.UTC().Format(time.DateOnly) },
 	"clock":    func(t time.Time) string { return t.UTC().Format("15:04:05") + " UTC" },
 	"negative": func(c storage.Credits) bool { return c < 0 },
