@@ -85,10 +85,8 @@ func loadCatalogue(fsys fs.FS) (catalogue, error) {
 // order; DefaultLanguage when none matches. At most 32 ranges are read.
 func (c catalogue) negotiate(header string) string {
 	best, bestQ := DefaultLanguage, 0.0
-	for i, part := range strings.Split(header, ",") {
-		if i >= 32 {
-			break
-		}
+	parts := strings.SplitN(header, ",", 33) // the 33rd holds the rest, unread
+	for _, part := range parts[:min(len(parts), 32)] {
 		tag, params, _ := strings.Cut(strings.TrimSpace(part), ";")
 		q := 1.0
 		for _, p := range strings.Split(params, ";") {
