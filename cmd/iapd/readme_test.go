@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/iapd/iapd/proxy"
+	"github.com/iapd/iapd/rpc/portal"
 	"github.com/iapd/iapd/rpc/rpctest"
 )
 
@@ -87,7 +88,7 @@ func nestedKey(typ reflect.Type, path string) bool {
 // rawSectionKey reports whether the dotted path names a key of a section
 // Config keeps raw (a RawSection) for the package that parses it.
 func rawSectionKey(path string) bool {
-	sections := map[string]reflect.Type{"upstream": reflect.TypeOf(proxy.Config{})}
+	sections := map[string]reflect.Type{"upstream": reflect.TypeOf(proxy.Config{}), "portal": reflect.TypeOf(portal.Config{})}
 	root, rest, ok := strings.Cut(path, ".")
 	typ, raw := sections[root]
 	return ok && raw && nestedKey(typ, rest)

@@ -3,9 +3,9 @@
 // expiry or adjustment that takes an account's available credit below its
 // threshold; the dispatcher takes the due alerts from that durable queue
 // (storage.AlertOutbox), renders one e-mail per recipient in their
-// language from embedded templates (English and French; Odoo's lang codes
-// such as fr_FR or fr_BE pick French, anything without a translation
-// English), sends them through a notifier provider (providers.EmailSender:
+// language from embedded templates (English, French, German, Dutch and
+// Spanish; Odoo's lang codes such as fr_FR or nl_BE pick the language,
+// anything without a translation English), sends them through a notifier provider (providers.EmailSender:
 // smtp, outbox), posts the optional signed webhook, and then removes the
 // alert — or, when a delivery failed Unavailable or Indeterminate, records
 // the failure with the next try after an exponential backoff. An alert

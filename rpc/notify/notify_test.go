@@ -232,7 +232,8 @@ func TestRenderLanguages(t *testing.T) {
 		storage.Recipient{Email: "Zoe@Example.fr", Lang: "fr_FR"},
 		storage.Recipient{Email: "zoe@example.fr", Lang: "fr_FR"}, // same address: one e-mail
 		storage.Recipient{Email: "bob@example.com", Lang: "en_US"},
-		storage.Recipient{Email: "hans@example.de", Lang: "de_DE"}, // no German: English
+		storage.Recipient{Email: "hans@example.de", Lang: "de_DE"},
+		storage.Recipient{Email: "joe@example.pt", Lang: "pt_PT"}, // no Portuguese: English
 		storage.Recipient{Email: "  ", Lang: "fr_FR"},
 	))
 	if n := r.pass(t); n != 1 {
@@ -241,8 +242,8 @@ func TestRenderLanguages(t *testing.T) {
 	if _, queued := r.ob.get(1); queued {
 		t.Fatal("alert still queued after delivery")
 	}
-	if got := len(r.sender.sent); got != 4 {
-		t.Fatalf("%d e-mails, want 4 (one per distinct recipient)", got)
+	if got := len(r.sender.sent); got != 5 {
+		t.Fatalf("%d e-mails, want 5 (one per distinct recipient)", got)
 	}
 	link := "https://iap.example.com/iap/1/credit?dbuuid=0e5f2c6a-db&service_name=sms&account_token=" + HashedToken(rawToken) + "&hashed=1"
 	for _, c := range []struct {
@@ -252,7 +253,8 @@ func TestRenderLanguages(t *testing.T) {
 		{"anne@example.be", "fr_BE", "Crédit faible : SMS — il reste 12,5 crédits", []string{"Solde :  12,5 crédits", "Seuil :  20 crédits", "28/11/2026 à 09:30 UTC", link}},
 		{"Zoe@Example.fr", "fr_FR", "Crédit faible : SMS — il reste 12,5 crédits", []string{"12,5 crédits"}},
 		{"bob@example.com", "en_US", "Low credit: SMS — 12.5 credits left", []string{"Balance:   12.5 credits", "Threshold: 20 credits", "2026-11-28 at 09:30 UTC", link}},
-		{"hans@example.de", "en", "Low credit: SMS — 12.5 credits left", []string{"12.5 credits"}},
+		{"hans@example.de", "de_DE", "Niedriges Guthaben: SMS — noch 12,5 Credits", []string{"Guthaben:       12,5 Credits", "Schwellenwert:  20 Credits", "28.11.2026 um 09:30 UTC", link}},
+		{"joe@example.pt", "en", "Low credit: SMS — 12.5 credits left", []string{"12.5 credits"}},
 	} {
 		ms := r.sender.to(c.to)
 		if len(ms) != 1 {
@@ -277,7 +279,7 @@ func TestRenderLanguages(t *testing.T) {
 			t.Errorf("ID %q", m.ID)
 		}
 	}
-	if r.count(ChannelEmail, OutcomeSent) != 4 {
+	if r.count(ChannelEmail, OutcomeSent) != 5 {
 		t.Fatalf("sent metric %v", r.count(ChannelEmail, OutcomeSent))
 	}
 	if r.marks.len() != 0 {
@@ -545,7 +547,7 @@ func TestTemplatesComplete(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(tm.languages(), ","); got != "en,fr" {
+	if got := strings.Join(tm.languages(), ","); got != "de,en,es,fr,nl" {
 		t.Fatalf("languages %s", got)
 	}
 	for _, code := range []string{"fr", "fr_FR", "fr_BE", "FR-ca", "en_GB", "", "xx"} {
@@ -656,5 +658,33 @@ func TestGateDropsRefusedEmails(t *testing.T) {
 	}
 	if r.count(ChannelEmail, OutcomeSent) != 1 || r.count(ChannelEmail, OutcomeRetry) != 0 {
 		t.Fatal("a refused e-mail counted as sent or retried")
+	}
+}
+
+// Each language's e-mail, with the unit's plural right ("1 credit",
+// "2 credits"; French "1,5 crédit").
+func TestAlertLanguagesAndPlurals(t *testing.T) {
+	tm, err := loadTemplates(templateFS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := func(s string) storage.Credits { v, _ := storage.ParseCredits(s); return v }
+	for _, x := range []struct {
+		code, balance, subject, threshold string
+	}{
+		{"en_US", "1", "Low credit: sms — 1 credit left", "Threshold: 2 credits"},
+		{"en_GB", "0.5", "Low credit: sms — 0.5 credits left", ""},
+		{"fr_BE", "1.5", "Crédit faible : sms — il reste 1,5 crédit", "Seuil :  2 crédits"},
+		{"de_CH", "1", "Niedriges Guthaben: sms — noch 1 Credit", "Schwellenwert:  2 Credits"},
+		{"nl_BE", "3", "Laag tegoed: sms — nog 3 credits", "Drempel: 2 credits"},
+		{"es_ES", "1", "Crédito bajo: sms — saldo de 1 crédito", "Umbral:  2 créditos"},
+	} {
+		m, err := tm.render(x.code, facts{Service: "sms", Available: c(x.balance), Threshold: c("2"), At: t0, Link: "https://x/iap/1/credit"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Subject != x.subject || !strings.Contains(m.Text, x.threshold) || !strings.Contains(m.HTML, `lang="`+m.Lang+`"`) {
+			t.Errorf("%s: subject %q, text:\n%s", x.code, m.Subject, m.Text)
+		}
 	}
 }

@@ -92,7 +92,9 @@ type alertData struct {
 	ServiceLabel string // the service's description, else its name
 	Balance      string // formatted for the language
 	Threshold    string
-	Unit         string
+	Unit         string // the unit, plural
+	BalanceUnit  string // the unit as it reads after Balance ("1 credit")
+	ThreshUnit   string // the unit as it reads after Threshold
 	At           string
 	Link         string
 }
@@ -121,7 +123,9 @@ func (t *templates) render(langCode string, f facts) (message, error) {
 		ServiceLabel: f.Label,
 		Balance:      formatCredits(lang, f.Available),
 		Threshold:    formatCredits(lang, f.Threshold),
-		Unit:         unitName(lang, f.Unit),
+		Unit:         unitName(lang, f.Unit, 2*storage.Scale),
+		BalanceUnit:  unitName(lang, f.Unit, f.Available),
+		ThreshUnit:   unitName(lang, f.Unit, f.Threshold),
 		At:           formatTime(lang, f.At),
 		Link:         f.Link,
 	}
@@ -149,36 +153,62 @@ func (t *templates) render(langCode string, f facts) (message, error) {
 	return m, nil
 }
 
-// formatCredits writes c for lang: a decimal comma in French.
+// decimalComma lists the languages written with a decimal comma.
+var decimalComma = map[string]bool{"fr": true, "de": true, "nl": true, "es": true}
+
+// formatCredits writes c for lang: a decimal comma but in English.
 func formatCredits(lang string, c storage.Credits) string {
 	s := c.String()
-	if lang == "fr" {
+	if decimalComma[lang] {
 		s = strings.Replace(s, ".", ",", 1)
 	}
 	return s
 }
 
-// unitName translates the default unit name; an operator's own unit is
-// shown as configured.
-func unitName(lang, unit string) string {
-	if unit == "" {
-		unit = "Credits"
+// defaultUnit is the default unit per language, singular and plural.
+var defaultUnit = map[string][2]string{
+	"en": {"credit", "credits"},
+	"fr": {"crédit", "crédits"},
+	"de": {"Credit", "Credits"},
+	"nl": {"credit", "credits"},
+	"es": {"crédito", "créditos"},
+}
+
+// unitName translates the default unit for the amount n (singular for
+// exactly 1, and below 2 in French); an operator's own unit is shown as
+// configured.
+func unitName(lang, unit string, n storage.Credits) string {
+	if unit != "" && !strings.EqualFold(unit, "credits") && !strings.EqualFold(unit, "credit") {
+		return unit
 	}
-	if lang == "fr" && strings.EqualFold(unit, "credits") {
-		return "crédits"
+	forms, ok := defaultUnit[lang]
+	if !ok {
+		forms = defaultUnit[DefaultLanguage]
 	}
-	if lang == "en" && unit == "Credits" {
-		return "credits"
+	if n < 0 {
+		n = -n
 	}
-	return unit
+	if n == storage.Scale || (lang == "fr" && n < 2*storage.Scale) {
+		return forms[0]
+	}
+	return forms[1]
+}
+
+// timeLayouts are the alert's time per language.
+var timeLayouts = map[string]string{
+	"en": "2006-01-02 at 15:04 UTC",
+	"fr": "02/01/2006 à 15:04 UTC",
+	"de": "02.01.2006 um 15:04 UTC",
+	"nl": "02-01-2006 om 15:04 UTC",
+	"es": "02/01/2006 a las 15:04 UTC",
 }
 
 func formatTime(lang string, at time.Time) string {
-	at = at.UTC()
-	if lang == "fr" {
-		return at.Format("02/01/2006 à 15:04 UTC")
+	l, ok := timeLayouts[lang]
+	if !ok {
+		l = timeLayouts[DefaultLanguage]
 	}
-	return at.Format("2006-01-02 at 15:04 UTC")
+	return at.UTC().Format(l)
 }
 
 // HashedToken is Odoo 19's hashed account token: SHA-1 hex of the token

@@ -3,6 +3,7 @@ package portal
 import (
 	"errors"
 	"fmt"
+	"net/mail"
 	"net/url"
 	"regexp"
 	"strings"
@@ -53,6 +54,17 @@ type Config struct {
 	// key is still accepted (and validated) so that configurations stay
 	// valid.
 	IndexRefresh time.Duration `yaml:"index_refresh"`
+	// BrandName is the operator's name at the top of every page and in
+	// its title. Empty: "In-App Purchases", translated.
+	BrandName string `yaml:"brand_name"`
+	// LogoFile is a PNG, JPEG, GIF, WebP or SVG file (at most 256 KiB)
+	// read at start-up and served by iapd at /iap/1/logo beside the
+	// name. Empty: no logo.
+	LogoFile string `yaml:"logo_file"`
+	// SupportEmail and SupportURL are the operator's support contact,
+	// shown at the foot of every page. Empty: not shown.
+	SupportEmail string `yaml:"support_email"`
+	SupportURL   string `yaml:"support_url"`
 
 	packs map[storage.ServiceName][]Pack // by Validate
 }
@@ -148,6 +160,18 @@ func (c *Config) Validate() error {
 		return errors.New("portal: index_refresh must not be negative")
 	case c.ClientIPHeader != "" && !headerNameRE.MatchString(c.ClientIPHeader):
 		return fmt.Errorf("portal: client_ip_header %q is not a header name", c.ClientIPHeader)
+	case len(c.BrandName) > 100 || strings.ContainsAny(c.BrandName, "\r\n"):
+		return errors.New("portal: brand_name: one line of at most 100 bytes")
+	}
+	if c.SupportEmail != "" {
+		if a, err := mail.ParseAddress(c.SupportEmail); err != nil || a.Address != c.SupportEmail {
+			return fmt.Errorf("portal: support_email %q is not an e-mail address", c.SupportEmail)
+		}
+	}
+	if c.SupportURL != "" {
+		if u, err := url.Parse(c.SupportURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return errors.New("portal: support_url must be an absolute http(s) URL")
+		}
 	}
 	if c.FailedLookupsPerMinute == 0 {
 		c.FailedLookupsPerMinute = DefaultFailedLookupsPerMinute

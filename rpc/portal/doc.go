@@ -10,6 +10,15 @@
 // low-credit alert settings, and list the operator's packs with links to
 // the operator's shop.
 //
+// The customer reads them in their browser's language (Accept-Language;
+// the texts are in locales/<lang>.json, a file per language a translator
+// edits), on a phone as on a desktop, with the operator's name, logo and
+// support contact, and a link back to the Odoo they came from (the
+// Referer's origin). The history shows one row per operation (a hold and
+// its capture are one line); holds in progress are listed apart. A
+// message after an action is shown only from a link the portal signed
+// (ResultLink, the forms' redirects).
+//
 // Knowing a token (or its hash) is what grants access, as in Odoo: every
 // lookup compares in constant time, wrong and unknown tokens get the same
 // page, failed lookups are rate-limited per client address in fixed

@@ -8,14 +8,13 @@ import (
 	"github.com/iapd/iapd/storage"
 )
 
-// funcs are the templates' helpers.
+// funcs are the templates' helpers that do not depend on the language
+// (langFuncs are those that do).
 var funcs = template.FuncMap{
-	"credits":  func(c storage.Credits) string { return c.String() },
-	"price":    formatPrice,
-	"when":     func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05") + " UTC" },
-	"kind":     kindLabel,
+	"credits":  func(c storage.Credits) string { return c.String() }, // form values: what ParseCredits reads back
+	"day":      func(t time.Time) string { return t.UTC().Format(time.DateOnly) },
+	"clock":    func(t time.Time) string { return t.UTC().Format("15:04:05") + " UTC" },
 	"negative": func(c storage.Credits) bool { return c < 0 },
-	"amount":   entryAmount,
 	"positive": func(c storage.Credits) bool { return c > 0 },
 }
 
@@ -30,42 +29,4 @@ func formatPrice(c storage.Credits) string {
 		return s + "0"
 	}
 	return s
-}
-
-// kindLabel names an entry kind for a customer.
-func kindLabel(k storage.EntryKind) string {
-	switch k {
-	case storage.EntryRecharge:
-		return "Recharge"
-	case storage.EntryAdjustment:
-		return "Adjustment"
-	case storage.EntryHold:
-		return "Hold"
-	case storage.EntryCapture:
-		return "Consumption"
-	case storage.EntryRelease:
-		return "Release"
-	case storage.EntryExpiry:
-		return "Expired hold"
-	}
-	return string(k)
-}
-
-// entryAmount is an entry's effect as the history shows it: credit added
-// or consumed with its sign; holds, releases and expired holds (which
-// neither add nor consume) in parentheses.
-func entryAmount(e storage.Entry) string {
-	switch e.Kind {
-	case storage.EntryHold:
-		return "(" + (-e.DAvailable).String() + " held)"
-	case storage.EntryRelease:
-		return "(" + e.DAvailable.String() + " released)"
-	case storage.EntryExpiry:
-		return "(" + e.DAvailable.String() + " returned)"
-	}
-	a := e.Amount()
-	if a > 0 {
-		return "+" + a.String()
-	}
-	return a.String()
 }

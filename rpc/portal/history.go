@@ -16,8 +16,8 @@ import (
 
 // historyPage is one page of an account's history on the credit page.
 type historyPage struct {
-	Entries  []storage.Entry
-	Since    string // the filter, YYYY-MM-DD
+	Rows     []historyRow // one per operation, newest first
+	Since    string       // the filter, YYYY-MM-DD
 	Until    string
 	Newest   string // link to the first page (with the filter)
 	Older    string // link to the next page; empty on the last
@@ -44,11 +44,17 @@ func (r *request) history(a storage.Account, dbuuid string) (historyPage, error)
 	since, until, sinceS, untilS := r.period()
 	before, _ := strconv.ParseUint(r.query("before"), 10, 64) // a bad cursor reads as the newest page
 	size := r.p.cfg.HistoryPageSize
+	// One more than a page, and one more again so that a capture and the
+	// release of its remainder (written together) are never split.
 	entries, err := r.p.ledger.History(r.context(), a.Service, a.Token, storage.HistoryQuery{
-		Before: before, Since: since, Until: until, Limit: size + 1,
+		Before: before, Since: since, Until: until, Limit: size + 2,
 	})
 	if err != nil {
 		return historyPage{}, err
+	}
+	keep := min(size, len(entries))
+	if keep < len(entries) && keep > 0 && sameOperation(entries[keep-1], entries[keep]) {
+		keep++
 	}
 	filter := url.Values{}
 	if sinceS != "" {
@@ -58,15 +64,15 @@ func (r *request) history(a storage.Account, dbuuid string) (historyPage, error)
 		filter.Set("until", untilS)
 	}
 	hp := historyPage{Since: sinceS, Until: untilS, Filtered: len(filter) > 0}
-	if len(entries) > size {
-		entries = entries[:size]
-		older := url.Values{"before": {itoa(entries[size-1].Seq)}}
+	if len(entries) > keep {
+		entries = entries[:keep]
+		older := url.Values{"before": {itoa(entries[keep-1].Seq)}}
 		for k, v := range filter {
 			older[k] = v
 		}
 		hp.Older = creditLink(a.Service, a.Token, dbuuid, older) + "#history"
 	}
-	hp.Entries = entries
+	hp.Rows = r.operations(entries)
 	if before != 0 {
 		hp.Newest = creditLink(a.Service, a.Token, dbuuid, filter) + "#history"
 	}
@@ -189,20 +195,20 @@ func (r *request) dailyChart(a storage.Account, since, until time.Time) (chart, 
 	for _, s := range sums {
 		c.Total += s
 	}
-	c.SVG = drawBars(sums, since)
+	c.SVG = drawBars(sums, since, r.tr)
 	return c, n, nil
 }
 
 // drawBars draws one bar per day, scaled to the largest; every value is
 // computed here, nothing comes from the request.
-func drawBars(sums []storage.Credits, since time.Time) template.HTML {
+func drawBars(sums []storage.Credits, since time.Time, tr translator) template.HTML {
 	const w, h, top, bottom = 600, 140, 16, 18
 	var peak storage.Credits
 	for _, s := range sums {
 		peak = max(peak, s)
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, `<svg class="chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 %d %d" width="100%%" role="img" aria-label="Daily consumption">`, w, h)
+	fmt.Fprintf(&b, `<svg class="chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 %d %d" width="100%%" role="img" aria-label="%s">`, w, h, template.HTMLEscapeString(tr.T("chart.label")))
 	fmt.Fprintf(&b, `<line x1="0" y1="%d" x2="%d" y2="%d" stroke="#888" stroke-width="1"/>`, h-bottom, w, h-bottom)
 	n := len(sums)
 	if n > 0 {
@@ -214,12 +220,12 @@ func drawBars(sums []storage.Credits, since time.Time) template.HTML {
 				bh = float64(s) / float64(peak) * float64(h-top-bottom) // drawing only: amounts stay exact in the title
 			}
 			fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="#3b6ea5"><title>%s: %s</title></rect>`,
-				float64(i)*bw+1, float64(h-bottom)-bh, max(bw-2, 1), bh, day, template.HTMLEscapeString(s.String()))
+				float64(i)*bw+1, float64(h-bottom)-bh, max(bw-2, 1), bh, day, template.HTMLEscapeString(tr.l.num(s)))
 		}
 		fmt.Fprintf(&b, `<text x="0" y="%d" font-size="11" fill="#444">%s</text>`, h-4, since.Format(time.DateOnly))
 		fmt.Fprintf(&b, `<text x="%d" y="%d" font-size="11" fill="#444" text-anchor="end">%s</text>`, w, h-4, since.AddDate(0, 0, n-1).Format(time.DateOnly))
 	}
-	fmt.Fprintf(&b, `<text x="0" y="11" font-size="11" fill="#444">max %s / day</text>`, template.HTMLEscapeString(peak.String()))
+	fmt.Fprintf(&b, `<text x="0" y="11" font-size="11" fill="#444">%s</text>`, template.HTMLEscapeString(tr.T("chart.max", "n", peak)))
 	b.WriteString(`</svg>`)
-	return template.HTML(b.String()) // #nosec G203 -- built above from numbers and dates only
+	return template.HTML(b.String()) // #nosec G203 -- built above from numbers, dates and escaped catalogue texts
 }

@@ -3,7 +3,6 @@ package portal
 import (
 	"bytes"
 	"net/mail"
-	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -23,11 +22,13 @@ type packView struct {
 
 // creditData is what the credit page shows.
 type creditData struct {
-	Title        string
+	chrome
 	Account      storage.Account
 	Service      storage.Service
 	Unit         string
-	Missing      storage.Credits // what Odoo said was missing (16.0–18.0 credit=)
+	Missing      storage.Credits // what the operation Odoo tried needed (16.0–18.0 credit=)
+	Short        storage.Credits // Missing less the available credit, when positive
+	Pending      []pendingRow    // holds in progress
 	Trial        bool
 	Message      string
 	MessageOK    bool
@@ -59,18 +60,23 @@ func (r *request) credit() {
 	if !ok {
 		return
 	}
-	d := creditData{Title: "Credits", Account: a, DBUUID: cleanDBUUID(r.query("dbuuid")), Hash: hashHex(a.Token)}
+	d := creditData{chrome: chrome{Title: "title.credit"}, Account: a, DBUUID: cleanDBUUID(r.query("dbuuid")), Hash: hashHex(a.Token)}
 	d.Service = r.p.services(r.context())[a.Service]
 	d.Unit = unitOf(d.Service)
 	if !hashed {
-		// 16.0–18.0 say how much was missing; 19.0 sends no credit.
+		// 16.0–18.0 say what the refused operation needed (the
+		// InsufficientCredit payload's credit, PROTOCOL §1.5); 19.0 sends
+		// no credit. The banner shows only while the balance is short.
 		if c, err := storage.ParseCredits(strings.TrimSpace(r.query("credit"))); err == nil {
 			d.Missing = c
+			if c > a.Available {
+				d.Short = c - a.Available
+			}
 		}
 		d.Trial = isHashed(r.query("trial"))
 	}
-	if m, ok := messages[r.query("msg")]; ok {
-		d.Message, d.MessageOK = m.Text, m.OK
+	if code := r.p.csrf.flash(a.Service, a.Token, r.query("msg"), r.query("mt"), r.query("ms"), r.now); code != "" {
+		d.Message, d.MessageOK = "msg."+code, messages[code]
 	}
 	d.CanRecharge = a.State != storage.Banned
 	for _, pk := range r.p.cfg.PacksOf(a.Service) {
@@ -88,7 +94,11 @@ func (r *request) credit() {
 		return
 	}
 	d.History = hp
-	r.render(fasthttp.StatusOK, "credit", d)
+	if d.Pending, err = r.pending(a); err != nil {
+		r.failure(err)
+		return
+	}
+	r.render(fasthttp.StatusOK, "credit", &d)
 }
 
 // creditPost serves FormPath: it runs a form of the credit page (redeem
@@ -141,7 +151,7 @@ func (r *request) creditPost() {
 	}
 	dbuuid := cleanDBUUID(form("dbuuid"))
 	// Post/redirect/get: reloading the page does not post again.
-	r.ctx.Response.Header.Set("Location", creditLink(a.Service, a.Token, dbuuid, url.Values{"msg": {msg}}))
+	r.ctx.Response.Header.Set("Location", creditLink(a.Service, a.Token, dbuuid, r.p.csrf.flashParams(a.Service, a.Token, msg, r.now)))
 	r.ctx.SetStatusCode(fasthttp.StatusSeeOther)
 }
 
@@ -218,11 +228,14 @@ func formatRecipients(rs []storage.Recipient) string {
 	return b.String()
 }
 
-func unitOf(s storage.Service) string {
-	if s.UnitName != "" {
-		return s.UnitName
-	}
-	return "Credits"
+// unitOf is the service's unit as configured; "" is the default unit
+// (credits, translated).
+func unitOf(s storage.Service) string { return s.UnitName }
+
+// overviewData is what an overview shows.
+type overviewData struct {
+	chrome
+	Rows []overviewRow
 }
 
 // overviewRow is one account in an overview.
@@ -264,7 +277,7 @@ func (r *request) overview(toks []storage.AccountToken, dbuuid string) {
 		r.notFound()
 		return
 	}
-	r.render(fasthttp.StatusOK, "overview", map[string]any{"Title": "My services", "Rows": rows})
+	r.render(fasthttp.StatusOK, "overview", &overviewData{chrome: chrome{Title: "title.overview"}, Rows: rows})
 }
 
 // maxOverviewTokens bounds the tokens of one overview link (a database
@@ -322,6 +335,14 @@ func (r *request) overviewRaw() {
 	r.overview(toks, cleanDBUUID(r.query("dbuuid")))
 }
 
+// smsData is what the SMS account page shows.
+type smsData struct {
+	chrome
+	Account storage.Account
+	Unit    string
+	Link    string
+}
+
 // smsAccount serves <sms.endpoint>/1/account?account_token=… (the
 // "Register now." link of 17.0+, PROTOCOL §4.7, §6.2): the SMS account's
 // registration state and sender name. It never creates an account.
@@ -331,10 +352,8 @@ func (r *request) smsAccount() {
 		return
 	}
 	svc := r.p.services(r.context())[a.Service]
-	r.render(fasthttp.StatusOK, "sms", map[string]any{
-		"Title": "SMS account", "Account": a, "Unit": unitOf(svc),
-		"Link": creditLink(a.Service, a.Token, cleanDBUUID(r.query("dbuuid")), nil),
-	})
+	r.render(fasthttp.StatusOK, "sms", &smsData{chrome: chrome{Title: "title.sms"}, Account: a, Unit: unitOf(svc),
+		Link: creditLink(a.Service, a.Token, cleanDBUUID(r.query("dbuuid")), nil)})
 }
 
 // parseDay reads a YYYY-MM-DD date (UTC); zero when empty or invalid.

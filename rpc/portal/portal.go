@@ -33,6 +33,7 @@ const (
 	AllServicesPath = "/iap/1/all-in-app-services"
 	SMSAccountPath  = "/1/account" // on sms.endpoint (§4.7, §6.2)
 	StylePath       = "/iap/1/portal.css"
+	LogoPath        = "/iap/1/logo" // the operator's logo (Config.LogoFile)
 )
 
 //go:embed assets
@@ -77,8 +78,10 @@ type Portal struct {
 	refusals *limit.Reporter
 	// maxRecipients bounds the alert recipients of the settings form.
 	maxRecipients int
-	tmpl          *template.Template
+	cat           catalogue
+	tmpl          map[string]*template.Template // by language
 	css           []byte
+	logo          logo
 }
 
 // New builds the portal.
@@ -121,9 +124,25 @@ func New(d Deps) (*Portal, error) {
 	if p.now == nil {
 		p.now = time.Now
 	}
-	p.tmpl, err = template.New("portal").Funcs(funcs).ParseFS(assets, "assets/*.html")
+	if p.cat, err = loadCatalogue(localeFS); err != nil {
+		return nil, fmt.Errorf("portal: locales: %w", err)
+	}
+	base, err := template.New("portal").Funcs(funcs).Funcs(langFuncs(translator{p.cat[DefaultLanguage], p.cat[DefaultLanguage]})).ParseFS(assets, "assets/*.html")
 	if err != nil {
 		return nil, fmt.Errorf("portal: templates: %w", err)
+	}
+	p.tmpl = map[string]*template.Template{}
+	for lang, l := range p.cat {
+		c, err := base.Clone()
+		if err != nil {
+			return nil, err
+		}
+		p.tmpl[lang] = c.Funcs(langFuncs(translator{l, p.cat[DefaultLanguage]}))
+	}
+	if d.Config.LogoFile != "" {
+		if p.logo, err = loadLogo(d.Config.LogoFile); err != nil {
+			return nil, err
+		}
 	}
 	if p.css, err = assets.ReadFile("assets/portal.css"); err != nil {
 		return nil, err
@@ -143,6 +162,9 @@ func (p *Portal) Register(s *rpc.Server) {
 	s.HandleGET(ServicesPath, p.page((*request).overviewRaw))
 	s.HandleGET(SMSAccountPath, p.page((*request).smsAccount))
 	s.HandleGET(StylePath, p.style)
+	if p.logo.body != nil {
+		s.HandleGET(LogoPath, p.serveLogo)
+	}
 	s.SetServiceInfo(p.serviceInfo)
 }
 
@@ -167,6 +189,10 @@ func (p *Portal) page(h func(*request)) fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
 		setSecurityHeaders(ctx)
 		r := &request{ctx: ctx, p: p, client: clientKey(ctx, p.cfg.ClientIPHeader), now: p.now()}
+		r.lang = p.cat.negotiate(string(ctx.Request.Header.Peek("Accept-Language")))
+		r.tr = translator{p.cat[r.lang], p.cat[DefaultLanguage]}
+		ctx.Response.Header.Set("Vary", "Accept-Language")
+		ctx.Response.Header.Set("Content-Language", r.lang)
 		// A page the client opened before stays open to it (GET only: a
 		// form post may be a voucher guess).
 		uri := string(ctx.RequestURI())
@@ -175,7 +201,7 @@ func (p *Portal) page(h func(*request)) fasthttp.RequestHandler {
 			p.refusals.Refuse(reason, "portal: lookup refused: too many failed lookups", "path", string(ctx.Path()), "client", limit.KeyString(r.client))
 			secs := int(wait/time.Second) + 1
 			ctx.Response.Header.Set("Retry-After", strconv.Itoa(secs))
-			r.render(fasthttp.StatusTooManyRequests, "limited", map[string]any{"Title": "Too many attempts", "Wait": secs})
+			r.render(fasthttp.StatusTooManyRequests, "limited", &limitedData{chrome: chrome{Title: "title.limited"}, Wait: storage.Credits(secs) * storage.Scale})
 			return
 		}
 		h(r)
@@ -191,16 +217,28 @@ type request struct {
 	p      *Portal
 	client string
 	now    time.Time
+	lang   string     // the page's language (Accept-Language)
+	tr     translator // its texts
 }
 
 func (r *request) context() context.Context { return r.ctx }
 
 func (r *request) query(name string) string { return string(r.ctx.QueryArgs().Peek(name)) }
 
-// render writes a page.
-func (r *request) render(status int, name string, data any) {
+// render writes a page in the request's language, with the operator's
+// branding and the link back to Odoo.
+func (r *request) render(status int, name string, data page) {
+	c := data.base()
+	c.Lang = r.lang
+	c.BrandName = r.p.cfg.BrandName
+	if c.BrandName == "" {
+		c.BrandName = r.tr.T("brand.default")
+	}
+	c.Logo = r.p.logo.body != nil
+	c.SupportEmail, c.SupportURL = r.p.cfg.SupportEmail, r.p.cfg.SupportURL
+	c.Back, c.BackHost = r.backToOdoo()
 	var b strings.Builder
-	if err := r.p.tmpl.ExecuteTemplate(&b, name, data); err != nil {
+	if err := r.p.tmpl[r.lang].ExecuteTemplate(&b, name, data); err != nil {
 		r.p.log.Error("portal: rendering", "page", name, "err", err)
 		r.httpError("500 Internal Server Error", fasthttp.StatusInternalServerError)
 		return
@@ -221,13 +259,13 @@ func (r *request) httpError(msg string, status int) {
 // or hash, whatever was wrong: it counts a failed lookup.
 func (r *request) notFound() {
 	r.p.limit.fail(r.client, r.now)
-	r.render(fasthttp.StatusNotFound, "notfound", map[string]any{"Title": "Account not found"})
+	r.render(fasthttp.StatusNotFound, "notfound", &chrome{Title: "title.notfound"})
 }
 
 // failure answers a ledger failure other than "not found".
 func (r *request) failure(err error) {
 	r.p.log.Error("portal: ledger", "path", string(r.ctx.Path()), "err", err)
-	r.render(fasthttp.StatusServiceUnavailable, "error", map[string]any{"Title": "Temporarily unavailable"})
+	r.render(fasthttp.StatusServiceUnavailable, "error", &chrome{Title: "title.error"})
 }
 
 // resolve finds the account a link names: (svc, token) from a raw token
@@ -337,21 +375,21 @@ func (p *Portal) services(ctx context.Context) map[storage.ServiceName]storage.S
 	return m
 }
 
-// messages are the outcomes a form redirects with (msg=…): a closed list,
-// so that no text of the URL is ever shown.
-var messages = map[string]struct {
-	Text string
-	OK   bool
-}{
-	"redeemed":      {"The voucher was redeemed: its credit is on the account.", true},
-	"voucher-bad":   {"This voucher code is not valid for this service.", false},
-	"voucher-used":  {"This voucher was already redeemed, or has expired.", false},
-	"voucher-form":  {"A voucher code is 20 letters and digits, e.g. 7K3QF-9ZC1M-T4WXA-0B8RD.", false},
-	"alerts-saved":  {"The alert settings were saved.", true},
-	"alerts-bad":    {"The alert settings were not saved: check the threshold and the e-mail addresses.", false},
-	"expired-form":  {"The form had expired: please try again.", false},
-	"unavailable":   {"The server could not do it just now: please try again later.", false},
-	"registered-no": {"This account is not registered: it cannot be recharged here.", false},
+// messages are the outcomes a form (or a payment) redirects with: a
+// closed list of codes, shown as the catalogue's "msg.<code>" text, so
+// that no text of the URL is ever shown; true marks a success.
+var messages = map[string]bool{
+	"redeemed":          true,
+	"voucher-bad":       false,
+	"voucher-used":      false,
+	"voucher-form":      false,
+	"alerts-saved":      true,
+	"alerts-bad":        false,
+	"expired-form":      false,
+	"unavailable":       false,
+	"registered-no":     false,
+	"paid":              true,
+	"payment-cancelled": false,
 }
 
 // redeem redeems a voucher code on the account and returns the message

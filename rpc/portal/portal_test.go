@@ -196,9 +196,19 @@ func TestCreditPageRawAndHashed(t *testing.T) {
 			t.Fatal("no history or chart on the page")
 		}
 	}
-	_, page := e.get(rawLink("sms", tokA, "&credit=3&trial=1"))
-	if !strings.Contains(page, `id="missing">Odoo needed 3 Credits`) || !strings.Contains(page, "trial") {
+	// The banner says how much more than the balance the operation
+	// needed (PROTOCOL §1.5: credit is what it needed), and only while the
+	// balance is in fact short.
+	_, page := e.get(rawLink("sms", tokA, "&credit=45&trial=1"))
+	if !strings.Contains(page, `id="missing">Odoo needed 5 credits more than the account had.`) || !strings.Contains(page, "trial") {
 		t.Fatalf("missing credit not shown:\n%s", page)
+	}
+	_, page = e.get(rawLink("sms", tokA, "&credit=41"))
+	if !strings.Contains(page, `id="missing">Odoo needed 1 credit more than the account had.`) {
+		t.Fatalf("singular shortfall:\n%s", page)
+	}
+	if _, page = e.get(rawLink("sms", tokA, "&credit=3")); strings.Contains(page, `id="missing"`) {
+		t.Fatalf("a shortfall banner while the balance covers the need:\n%s", page)
 	}
 	// 19.0: SHA-1 of the token, hashed=1, no credit (fixtures/odoo19/README.md).
 	st, page := e.get(hashedLink("sms", tokA))
@@ -394,7 +404,7 @@ func TestConcurrentRedemptionCreditsOnce(t *testing.T) {
 		winner = tokB
 	}
 	_, page := e.get(hashedLink("sms", winner))
-	if !strings.Contains(page, "<td>Recharge</td><td>voucher</td>") || !strings.Contains(page, "&#43;25") {
+	if !strings.Contains(page, `<td class="what">Recharge: voucher</td>`) || !strings.Contains(page, "&#43;25") {
 		t.Fatalf("redemption not in the history:\n%s", page)
 	}
 }
@@ -510,12 +520,13 @@ func TestHistoryPagesPeriodCSVChart(t *testing.T) {
 	for i := range 12 {
 		e.consume(storage.SMS, tokA, "1.5", fmt.Sprintf("batch %02d", i))
 	}
-	// 1 recharge + 12 × (hold, capture) = 25 entries: 5 pages of 5.
+	// 1 recharge + 12 × (hold, capture) = 25 entries, 13 operations: a
+	// hold and its capture are one row.
 	link := hashedLink("sms", tokA)
 	seen := 0
 	for page := 0; link != ""; page++ {
 		_, body := e.get(link)
-		seen += strings.Count(body, "<tr class=\"kind-")
+		seen += strings.Count(body, "<tr class=\"op ")
 		m := regexp.MustCompile(`href="([^"]+)" id="older"`).FindStringSubmatch(body)
 		link = ""
 		if m != nil {
@@ -525,8 +536,8 @@ func TestHistoryPagesPeriodCSVChart(t *testing.T) {
 			t.Fatal("pagination does not end")
 		}
 	}
-	if seen != 25 {
-		t.Fatalf("%d entries over the pages, want 25", seen)
+	if seen != 13 {
+		t.Fatalf("%d rows over the pages, want 13", seen)
 	}
 	// CSV: every entry, with descriptions.
 	st, h, csvBody := e.do("GET", HistoryCSVPath+"?service_name=sms&hashed=1&account_token="+hashHex(tokA), nil, nil)
@@ -536,7 +547,7 @@ func TestHistoryPagesPeriodCSVChart(t *testing.T) {
 	}
 	// A period without entries.
 	_, body := e.get(hashedLink("sms", tokA) + "&since=2001-01-01&until=2001-01-31")
-	if !strings.Contains(body, "No entries in this period") {
+	if !strings.Contains(body, "No operations in this period.") {
 		t.Fatal("period filter")
 	}
 	_, _, csvOld := e.do("GET", HistoryCSVPath+"?service_name=sms&hashed=1&until=2001-01-31&account_token="+hashHex(tokA), nil, nil)
@@ -546,7 +557,7 @@ func TestHistoryPagesPeriodCSVChart(t *testing.T) {
 	// Today's bar is the 18 consumed today.
 	_, body = e.get(hashedLink("sms", tokA))
 	today := time.Now().UTC().Format(time.DateOnly)
-	if !strings.Contains(body, "<title>"+today+": 18</title>") || !strings.Contains(body, "18 Credits consumed") {
+	if !strings.Contains(body, "<title>"+today+": 18</title>") || !strings.Contains(body, "18 credits consumed") {
 		t.Fatalf("chart of today:\n%s", body)
 	}
 }
@@ -572,11 +583,11 @@ func TestOverviewAndSMSPages(t *testing.T) {
 		ServicesPath + "?dbuuid=db-1&tokens=" + tokA + "&tokens=" + tokB,
 	} {
 		st, body := e.get(l)
-		if st != 200 || !strings.Contains(body, "Send SMS") || !strings.Contains(body, "Send letters by post") || !strings.Contains(body, "4 Stamps") {
+		if st != 200 || !strings.Contains(body, "Send SMS") || !strings.Contains(body, "Send letters by post") || !strings.Contains(body, `balance">4</span> <span class="unit">Stamps`) {
 			t.Fatalf("%s: %d\n%s", l, st, body)
 		}
 		if strings.Contains(l, tokB) || strings.Contains(l, hashHex(tokB)) {
-			if !strings.Contains(body, "7 Credits") {
+			if !strings.Contains(body, `balance">7</span> <span class="unit">Credits`) {
 				t.Fatalf("%s: the second token's account is missing", l)
 			}
 		}
