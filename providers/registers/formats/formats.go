@@ -37,6 +37,10 @@ type Options struct {
 	// named StockUniteLegale*.zip or StockUniteLegale*.csv beside path is
 	// used.
 	Join []string
+	// TempDir is where a SIRENE or KBO file found out of its register's
+	// order is sorted (about the file's uncompressed size, removed at the
+	// end); "" is os.TempDir().
+	TempDir string
 }
 
 // Stats count what one ReadFile did.
@@ -48,6 +52,9 @@ type Stats struct {
 	// secondary establishments) and rows the register marks as not for
 	// publication (SIRENE statutDiffusion other than "O").
 	Skipped int64
+	// Sorted counts the files joined from a sorted copy because they
+	// were not in the register's order.
+	Sorted int
 }
 
 // Licence texts, as each register's licence asks its reusers to attribute.

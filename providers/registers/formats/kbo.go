@@ -26,11 +26,9 @@ import (
 //
 // The files are joined on the enterprise number by a streaming merge
 // join: KBO writes each file sorted by its entity number, so every file is
-// read once, in step, holding one row of each. A file found out of that
-// order stops the import with an error naming the line: joining unsorted
-// files would need them all in memory or an external sort, and KBO has
-// never distributed them so. Rows of establishment units (entity numbers
-// 2… to 8…) are skipped. Names and addresses are taken in French for
+// read in step, holding one row of each; a file found out of that order
+// by the first pass is joined from a sorted copy (sort.go). Rows of
+// establishment units (entity numbers 2… to 8…) are skipped. Names and addresses are taken in French for
 // Brussels and Wallonia postcodes, in Dutch elsewhere; the name is the
 // legal name (type 001), else the commercial name (003); the activity is
 // the main NACE-BEL 2008 code (2025 when there is none; 2003 codes are
@@ -45,19 +43,13 @@ func readKBO(ctx context.Context, path string, sink registers.Sink, opt Options)
 		return Stats{}, fmt.Errorf("not a zip: KBO Open Data is the KboOpenData_…_Full.zip as distributed")
 	}
 	e := newEmitter(ctx, sink, opt, src)
+	e.passes = 2 // the order check, then the join (or the sort)
+	tmp := &tempDir{parent: opt.TempDir}
+	defer tmp.Close()
 	open := func(member string, keyCol string, cols ...string) (*kboFile, error) {
-		rc, name, err := src.open(func(m string) bool { return m == member })
+		t, rc, err := orderedTable(e, src, func(m string) bool { return m == member }, keyCol, kboKey, tmp, cols...)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", member, err)
-		}
-		t, err := newTable(name, rc, ',', e.badFor(name))
-		if err != nil {
-			rc.Close()
-			return nil, err
-		}
-		if err := t.require(append([]string{keyCol}, cols...)...); err != nil {
-			rc.Close()
-			return nil, err
 		}
 		return &kboFile{t: t, rc: rc, keyCol: keyCol, e: e}, nil
 	}
@@ -136,14 +128,17 @@ type kboFile struct {
 	eof     bool
 }
 
-// enterpriseKey turns "0201.310.929" into "0201310929"; ok is false for
-// establishment unit numbers ("2.000.000.339") and malformed ones.
-func enterpriseKey(s string) (string, bool) {
+// kboKey turns "0201.310.929" into "0201310929"; establishment unit
+// numbers ("2.000.000.339") are skipped, anything else malformed.
+func kboKey(s string) (key string, ok, skip bool) {
 	k := strings.ReplaceAll(s, ".", "")
-	if len(k) != 10 || !digits(k) || k[0] > '1' {
-		return "", false
+	if len(k) != 10 || !digits(k) {
+		return "", false, false
 	}
-	return k, true
+	if k[0] > '1' {
+		return "", false, true
+	}
+	return k, true, false
 }
 
 // advance reads the file's next enterprise row into t.rec, skipping
@@ -160,9 +155,9 @@ func (f *kboFile) advance() error {
 			return nil
 		}
 		raw := f.t.get(f.keyCol)
-		k, ok := enterpriseKey(raw)
+		k, ok, skip := kboKey(raw)
 		if !ok {
-			if len(strings.ReplaceAll(raw, ".", "")) == 10 && digits(strings.ReplaceAll(raw, ".", "")) {
+			if skip {
 				f.e.st.Skipped++ // an establishment unit's row
 			} else {
 				f.t.bad(f.t.line, errRow(f.keyCol+" "+quote(raw)+" is not a KBO number"))

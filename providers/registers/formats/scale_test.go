@@ -31,6 +31,9 @@ func TestBoundedHeap(t *testing.T) {
 	if testing.Short() {
 		t.Skip("writes ~250 MB of synthetic register files")
 	}
+	if raceEnabled {
+		t.Skip("measured without -race: the detector's shadow memory and slowness distort it")
+	}
 	const rows = 200000
 	const bound = 16 << 20 // heap growth allowed, whatever the file size (measured: 3 MiB)
 	for _, format := range Formats {

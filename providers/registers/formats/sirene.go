@@ -39,8 +39,9 @@ import (
 // band, creation date and state from StockUniteLegale, its address from
 // its head office (etablissementSiege) in StockEtablissement. The two
 // files are merge-joined on siren, streaming: INSEE sorts StockUniteLegale
-// by siren and StockEtablissement by siret (siren first); a file out of
-// that order stops the import with an error naming the line. path may be
+// by siren and StockEtablissement by siret (siren first); a file found out
+// of that order by the first pass is joined from a sorted copy (sort.go).
+// path may be
 // either file; the other is Options.Join's, else the one beside path.
 // StockUniteLegale alone gives records without an address;
 // StockEtablissement alone is refused (it has no legal names).
@@ -59,23 +60,22 @@ func readSIRENE(ctx context.Context, path string, sink registers.Sink, opt Optio
 	}
 	defer first.Close()
 	e := newEmitter(ctx, sink, opt, first)
-	t1, rc1, err := sireneTable(first, e)
+	e.passes = 2 // the order check, then the join (or the sort)
+	isEtab, err := sireneKind(first)
 	if err != nil {
 		return e.st, err
 	}
-	defer rc1.Close()
-	isEtab := t1.has("siret")
 	other := ""
 	if len(opt.Join) > 0 {
 		other = opt.Join[0]
 	} else {
 		other = sireneSibling(path, isEtab)
 	}
-	var ul, et *table
+	var ulSrc, etSrc *source
 	if isEtab {
-		et = t1
+		etSrc = first
 	} else {
-		ul = t1
+		ulSrc = first
 	}
 	if other != "" {
 		second, err := openSource(other)
@@ -84,33 +84,39 @@ func readSIRENE(ctx context.Context, path string, sink registers.Sink, opt Optio
 		}
 		defer second.Close()
 		e.srcs = append(e.srcs, second)
-		t2, rc2, err := sireneTable(second, e)
+		isEtab2, err := sireneKind(second)
 		if err != nil {
 			return e.st, err
 		}
-		defer rc2.Close()
-		if t2.has("siret") == isEtab {
-			return e.st, fmt.Errorf("%s and %s: need one StockUniteLegale and one StockEtablissement", t1.file, t2.file)
+		if isEtab2 == isEtab {
+			return e.st, fmt.Errorf("%s and %s: need one StockUniteLegale and one StockEtablissement", first.name, second.name)
 		}
 		if isEtab {
-			ul = t2
+			ulSrc = second
 		} else {
-			et = t2
+			etSrc = second
 		}
 	}
-	if ul == nil {
-		return e.st, fmt.Errorf("%s: StockEtablissement needs StockUniteLegale for the legal names: put StockUniteLegale_utf8.zip beside it", t1.file)
+	if ulSrc == nil {
+		return e.st, fmt.Errorf("StockEtablissement needs StockUniteLegale for the legal names: put StockUniteLegale_utf8.zip beside it")
 	}
-	if err := ul.require("siren", "statutDiffusionUniteLegale", "denominationUniteLegale", "nomUniteLegale",
-		"etatAdministratifUniteLegale", "activitePrincipaleUniteLegale", "nicSiegeUniteLegale"); err != nil {
+	tmp := &tempDir{parent: opt.TempDir}
+	defer tmp.Close()
+	ul, rc, err := orderedTable(e, ulSrc, csvMember, "siren", sirenKey, tmp, "statutDiffusionUniteLegale",
+		"denominationUniteLegale", "nomUniteLegale", "etatAdministratifUniteLegale", "activitePrincipaleUniteLegale",
+		"nicSiegeUniteLegale")
+	if err != nil {
 		return e.st, err
 	}
+	defer rc.Close()
 	var cur *sireneCursor
-	if et != nil {
-		if err := et.require("siren", "siret", "etablissementSiege", "codePostalEtablissement",
-			"libelleCommuneEtablissement", "libelleVoieEtablissement"); err != nil {
+	if etSrc != nil {
+		et, rc, err := orderedTable(e, etSrc, csvMember, "siren", sirenKey, tmp, "siret", "etablissementSiege",
+			"codePostalEtablissement", "libelleCommuneEtablissement", "libelleVoieEtablissement")
+		if err != nil {
 			return e.st, err
 		}
+		defer rc.Close()
 		cur = &sireneCursor{t: et, e: e}
 	}
 	last := ""
@@ -154,22 +160,30 @@ func readSIRENE(ctx context.Context, path string, sink registers.Sink, opt Optio
 	}
 }
 
-// sireneTable opens the CSV of one SIRENE file.
-func sireneTable(src *source, e *emitter) (*table, interface{ Close() error }, error) {
+// sireneKind reads the header of a SIRENE stock file: StockEtablissement
+// (it has siret) or StockUniteLegale.
+func sireneKind(src *source) (etab bool, err error) {
 	rc, name, err := src.open(csvMember)
 	if err != nil {
-		return nil, nil, err
+		return false, err
 	}
-	t, err := newTable(name, rc, ',', e.badFor(name))
+	defer rc.Close()
+	t, err := newTable(name, rc, ',', func(int64, error) {})
 	if err != nil {
-		rc.Close()
-		return nil, nil, err
+		return false, err
 	}
 	if !t.has("siren") {
-		rc.Close()
-		return nil, nil, fmt.Errorf("%s: not a SIRENE stock file: no siren column", name)
+		return false, fmt.Errorf("%s: not a SIRENE stock file: no siren column", name)
 	}
-	return t, rc, nil
+	return t.has("siret"), nil
+}
+
+// sirenKey: a SIREN is nine digits.
+func sirenKey(v string) (string, bool, bool) {
+	if len(v) != 9 || !digits(v) {
+		return "", false, false
+	}
+	return v, true, false
 }
 
 func (t *table) has(name string) bool { _, ok := t.col[name]; return ok }

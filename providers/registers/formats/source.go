@@ -10,6 +10,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"unicode/utf8"
@@ -106,6 +108,7 @@ type table struct {
 	file  string
 	rd    *csv.Reader
 	lim   *limitedRecords
+	hdr   []string
 	col   map[string]int
 	rec   []string
 	line  int64 // line of rec
@@ -128,7 +131,8 @@ func newTable(file string, r io.Reader, comma rune, bad func(line int64, err err
 		}
 		return nil, fmt.Errorf("%s: header row: %w", file, err)
 	}
-	t := &table{file: file, rd: rd, lim: lim, col: make(map[string]int, len(hdr)), bad: bad}
+	hdr = slices.Clone(hdr)
+	t := &table{file: file, rd: rd, lim: lim, hdr: hdr, col: make(map[string]int, len(hdr)), bad: bad}
 	for i, h := range hdr {
 		h = strings.TrimSpace(strings.TrimPrefix(h, "\ufeff"))
 		if _, dup := t.col[h]; !dup {
@@ -184,6 +188,10 @@ func (t *table) next() (bool, error) {
 			return false, fmt.Errorf("%s line %d: %w", t.file, t.line, err)
 		}
 		t.rec = rec
+		if i, ok := t.col[lineCol]; ok && i < len(rec) {
+			// A sorted copy (sort.go): the line in the original file.
+			t.line, _ = strconv.ParseInt(rec[i], 10, 64)
+		}
 		return true, nil
 	}
 }
@@ -237,10 +245,13 @@ type emitter struct {
 	srcs []*source
 	st   Stats
 	rows int64
+	// passes is how many times the files are read (1, or 2 for the
+	// joins: the order check first), for the progress total.
+	passes int64
 }
 
 func newEmitter(ctx context.Context, sink registers.Sink, opt Options, srcs ...*source) *emitter {
-	return &emitter{ctx: ctx, sink: sink, opt: opt, srcs: srcs}
+	return &emitter{ctx: ctx, sink: sink, opt: opt, srcs: srcs, passes: 1}
 }
 
 // badFor returns the Bad callback of one table of file.
@@ -282,7 +293,7 @@ func (e *emitter) progress() {
 	var done, total int64
 	for _, s := range e.srcs {
 		done += s.read.Load()
-		total += s.size
+		total += s.size * e.passes
 	}
 	e.opt.Progress(min(done, total), total)
 }
