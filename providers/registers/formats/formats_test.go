@@ -266,8 +266,8 @@ func TestKBOUnsortedFilesAreSorted(t *testing.T) {
 	}
 	// activity.csv and denomination.csv reversed, a malformed row at the
 	// end of activity.csv (its line 10); many sort runs.
-	defer func(b int) { sortBudget = b }(sortBudget)
-	sortBudget = 100
+	defer func(b, f int) { sortBudget, maxFanIn = b, f }(sortBudget, maxFanIn)
+	sortBudget, maxFanIn = 100, 2
 	dir := reverseRows(t, "testdata/kbo", map[string]string{
 		"activity.csv":     "\"0X\",\"001\",\"2008\",\"62010\",\"MAIN\"\r\n",
 		"denomination.csv": "",

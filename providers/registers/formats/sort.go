@@ -27,6 +27,10 @@ import (
 // variable only so that the tests can force many runs).
 var sortBudget = 32 << 20
 
+// maxFanIn bounds the runs merged at once (open files and their buffers);
+// more runs are merged in rounds. A variable only for the tests.
+var maxFanIn = 128
+
 // lineCol is the first column of a sorted copy: the row's original line.
 const lineCol = "iapd:line"
 
@@ -206,6 +210,20 @@ func (d *tempDir) sortCopy(e *emitter, t *table, keyCol string, key keyFunc) (st
 		return "", err
 	}
 	rows = nil
+	for round := 0; len(runs) > maxFanIn; round++ {
+		var next []string
+		for i := 0; i < len(runs); i += maxFanIn {
+			p, err := d.path(fmt.Sprintf("%s.merge%d.%d", base, round, i))
+			if err != nil {
+				return "", err
+			}
+			if err := mergeRuns(p, nil, runs[i:min(i+maxFanIn, len(runs))]); err != nil {
+				return "", err
+			}
+			next = append(next, p)
+		}
+		runs = next
+	}
 	out, err := d.path(base + ".sorted")
 	if err != nil {
 		return "", err
@@ -265,8 +283,9 @@ func (h *runHeap) Pop() any {
 	return x
 }
 
-// mergeRuns merges the sorted runs into out (header hdr, rows: line then
-// the original fields), removing each run once read.
+// mergeRuns merges the sorted runs into out, removing each run once read:
+// with a header hdr, the final copy (rows: line, then the original
+// fields); without, one bigger run (rows as in the runs).
 func mergeRuns(out string, hdr []string, runs []string) error {
 	var h runHeap
 	defer func() {
@@ -294,7 +313,11 @@ func mergeRuns(out string, hdr []string, runs []string) error {
 	return writeRows(out, hdr, func(w *csv.Writer) error {
 		for h.Len() > 0 {
 			r := h[0]
-			if err := w.Write(r.rec[1:]); err != nil {
+			rec := r.rec
+			if hdr != nil {
+				rec = rec[1:]
+			}
+			if err := w.Write(rec); err != nil {
 				return err
 			}
 			rec, err := r.r.Read()

@@ -147,7 +147,7 @@ func synthFile(t testing.TB, format string, n int) string {
 			os.Remove(p)
 		}
 		return filepath.Join(dir, "StockEtablissement_utf8.zip")
-	case "kbo":
+	case "kbo", "kbo-unsorted":
 		src := filepath.Join(dir, "csv")
 		if err := os.Mkdir(src, 0o700); err != nil {
 			t.Fatal(err)
@@ -182,6 +182,9 @@ func synthFile(t testing.TB, format string, n int) string {
 				set("HouseNumber", fmt.Sprint(i%100+1))
 			},
 			"activity.csv": func(i int, set func(c, v string)) {
+				if format == "kbo-unsorted" {
+					i = n - 1 - i // descending: joined from a sorted copy
+				}
 				set("EntityNumber", num(i))
 				set("ActivityGroup", "001")
 				set("NaceVersion", "2008")
