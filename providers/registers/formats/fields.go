@@ -75,3 +75,33 @@ func yearDMY(s string) int {
 	}
 	return year(s[6:])
 }
+
+// domainOf returns the host of a website as registers write it
+// ("www.example.be", "http://www.example.be/fr", "example.be"), without
+// "www."; "" when it is not a plausible host name.
+func domainOf(website string) string {
+	h := strings.ToLower(strings.TrimSpace(website))
+	if i := strings.Index(h, "://"); i >= 0 {
+		h = h[i+3:]
+	}
+	if i := strings.IndexAny(h, "/?#"); i >= 0 {
+		h = h[:i]
+	}
+	if i := strings.LastIndexByte(h, '@'); i >= 0 {
+		h = h[i+1:]
+	}
+	if i := strings.IndexByte(h, ':'); i >= 0 {
+		h = h[:i]
+	}
+	h = strings.TrimSuffix(strings.TrimPrefix(h, "www."), ".")
+	if !strings.Contains(h, ".") || len(h) > 253 {
+		return ""
+	}
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
+			return ""
+		}
+	}
+	return h
+}

@@ -208,7 +208,7 @@ func TestKBOOpenData(t *testing.T) {
 		Company: providers.Company{
 			Name: "Voorbeeld Software", LegalName: "Voorbeeld Software", VAT: "BE0200065765", CompanyReg: "0200.065.765",
 			Street: "Meir 10", Zip: "2000", City: "Antwerpen", Country: "BE",
-			Phone: "03 123 45 67", Email: "info@voorbeeld.example", Website: "www.voorbeeld.example",
+			Phone: "03 123 45 67", Email: "info@voorbeeld.example", Website: "www.voorbeeld.example", Domain: "voorbeeld.example",
 			Industry: "IT/Communication", IndustryID: "J", Founded: 1960,
 		},
 		Source: "kbo", Key: "0200065765", Active: true, Licence: LicenceKBO,
@@ -383,6 +383,17 @@ func TestSinkErrorStops(t *testing.T) {
 		"testdata/companies-house/BasicCompanyDataAsOneFile-2026-12-01.csv", &failSink{}, Options{})
 	if err == nil || !strings.Contains(err.Error(), "disk full") || st.Records != 1 {
 		t.Fatalf("err %v, stats %+v", err, st)
+	}
+}
+
+func TestDomainOf(t *testing.T) {
+	for in, want := range map[string]string{
+		"www.example.be": "example.be", "http://www.Example.be/fr/": "example.be", "https://shop.example.be:8443?x": "shop.example.be",
+		"example": "", "": "", "www.exa mple.be": "", "mailto:info@example.be": "example.be",
+	} {
+		if got := domainOf(in); got != want {
+			t.Errorf("%q: %q, want %q", in, got, want)
+		}
 	}
 }
 

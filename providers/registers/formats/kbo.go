@@ -343,7 +343,7 @@ func (k *kboEnterprise) record(key string) (registers.Record, bool) {
 		Company: providers.Company{
 			Name: name, LegalName: legal, VAT: "BE" + key, CompanyReg: k.number,
 			Street: street, Zip: k.zip, City: city, Country: country,
-			Phone: k.phone, Email: k.email, Website: k.web,
+			Phone: k.phone, Email: k.email, Website: k.web, Domain: domainOf(k.web),
 			Industry: ind, IndustryID: indID, Founded: yearDMY(k.start),
 		},
 		Source: "kbo", Key: key,
