@@ -5,9 +5,14 @@
 // Every reader holds at most a few rows in memory whatever the file size:
 // zips are read in place (archive/zip over the file's ReaderAt), CSV row by
 // row, and the multi-file registers (SIRENE, KBO) are merge-joined on their
-// identifier in the order the register sorts its files. A malformed row is
+// identifier in the order the register sorts its files, a file found out
+// of that order being sorted on disk first (sort.go). A malformed row is
 // told to Options.Bad and skipped; a record longer than maxRecordBytes stops
 // the file with an error naming its line.
+//
+// Each register's layout, its source and the mapping onto Record are in
+// the doc comment of its reader (gleif.go, sirene.go, companieshouse.go,
+// kbo.go); activity codes map to Odoo's industries in nace.go.
 //
 // It imports providers and providers/registers only.
 package formats

@@ -41,8 +41,8 @@ import (
 // files are merge-joined on siren, streaming: INSEE sorts StockUniteLegale
 // by siren and StockEtablissement by siret (siren first); a file found out
 // of that order by the first pass is joined from a sorted copy (sort.go).
-// path may be
-// either file; the other is Options.Join's, else the one beside path.
+// path may be either file; the other is Options.Join's, else the one
+// beside path.
 // StockUniteLegale alone gives records without an address;
 // StockEtablissement alone is refused (it has no legal names).
 //
