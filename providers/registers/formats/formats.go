@@ -30,7 +30,9 @@ var Formats = []string{"gleif", "sirene", "companies-house", "kbo"}
 // Options tune one ReadFile.
 type Options struct {
 	// Progress, if set, is called now and then with the bytes of the
-	// file read so far and its size (0 when unknown).
+	// file read so far and its size (0 when unknown). SIRENE and KBO
+	// read their files twice (an order check, then the join), so their
+	// size is counted twice.
 	Progress func(done, total int64)
 	// Bad, if set, is told each row that could not be read (the row is
 	// skipped); line counts from 1 and names the line in the file (or in
