@@ -30,7 +30,7 @@ func TestGLEIFGoldenCopy(t *testing.T) {
 		if got, want := badLines(bad), []string{filepath.Base(csvPath) + ":4", filepath.Base(csvPath) + ":5"}; !slices.Equal(got, want) {
 			t.Errorf("%s: bad rows %v (%v), want %v", path, got, bad, want)
 		}
-		if st.Records != 3 || st.Bad != 2 || int(st.Records) != len(recs) {
+		if st.Records != 3 || st.Bad != 2 || st.Skipped != 1 || int(st.Records) != len(recs) {
 			t.Errorf("%s: stats %+v for %d records", path, st, len(recs))
 		}
 		m := recs.byKey(t)

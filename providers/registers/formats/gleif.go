@@ -18,7 +18,9 @@ import (
 // (gleif.org/en/about-lei/common-data-file-format/current-versions/
 // level-1-data-lei-cdf-3-1-format). Active is Entity.EntityStatus ACTIVE;
 // the address is the legal address, the head office's when the legal one
-// is empty; CompanyReg is the registration authority's entity id.
+// is empty; CompanyReg is the registration authority's entity id. LEIs
+// whose Registration.RegistrationStatus is DUPLICATE or ANNULLED are
+// skipped.
 func readGLEIF(ctx context.Context, path string, sink registers.Sink, opt Options) (Stats, error) {
 	src, err := openSource(path)
 	if err != nil {
@@ -46,6 +48,11 @@ func readGLEIF(ctx context.Context, path string, sink registers.Sink, opt Option
 		}
 		if err := e.tick(); err != nil {
 			return e.st, err
+		}
+		// An LEI issued twice or in error names no entity of its own.
+		if st := t.get("Registration.RegistrationStatus"); st == "DUPLICATE" || st == "ANNULLED" {
+			e.st.Skipped++
+			continue
 		}
 		rec, bad := gleifRecord(t)
 		if bad != "" {
