@@ -116,6 +116,11 @@ func commands() []command {
 		}, run: func(ctx context.Context, args []string, s stdio) error {
 			return runRoutes(ctx, args, s.getenv, s.stdout, s.stderr) // routes.go
 		}},
+		{names: []string{"migrate"}, section: secOffline, synopses: []string{
+			"iapd migrate [-ledger URL] [-config FILE]   bring a PostgreSQL ledger's schema up to date",
+		}, run: func(ctx context.Context, args []string, s stdio) error {
+			return runMigrate(ctx, args, s.getenv, s.stdout, s.stderr) // ledger_pg.go
+		}},
 		{names: []string{"restore"}, section: secOffline, synopses: []string{
 			"iapd restore -data DIR [-force] FILE",
 			"iapd verify -data DIR [-grace D] [-show-tokens]",
