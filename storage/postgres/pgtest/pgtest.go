@@ -3,8 +3,9 @@
 // create schemas), else a throwaway cluster it starts itself when initdb
 // and pg_ctl are found (PATH, or Debian's /usr/lib/postgresql/*/bin): in a
 // temporary folder, on a free port, as the postgres user when run as root.
-// Without either, tests skip — and fail when CI=true, so CI never passes
-// without having run them.
+// Without either, tests skip — and fail when CI=true or
+// IAPD_TEST_POSTGRES_REQUIRED=1, so CI never passes without having run
+// them.
 //
 // Package pgtest imports the standard library and github.com/jackc/pgx/v5
 // only; it is for tests (storage/postgres, cmd/iapd).
@@ -35,6 +36,10 @@ import (
 // EnvURL names the variable that points the tests at a server.
 const EnvURL = "IAPD_TEST_POSTGRES"
 
+// EnvRequired, "1", makes a missing PostgreSQL fail the tests as CI=true
+// does (.ci/run sets it).
+const EnvRequired = "IAPD_TEST_POSTGRES_REQUIRED"
+
 var (
 	once     sync.Once
 	baseURL  string
@@ -63,7 +68,7 @@ func need(t testing.TB) string {
 	t.Helper()
 	u, err := server()
 	if err != nil {
-		if os.Getenv("CI") == "true" {
+		if os.Getenv("CI") == "true" || os.Getenv(EnvRequired) == "1" {
 			t.Fatalf("PostgreSQL tests cannot run: %v (set %s, or install postgresql: .ci/run does)", err, EnvURL)
 		}
 		t.Skipf("no PostgreSQL: %v (set %s or install postgresql)", err, EnvURL)
