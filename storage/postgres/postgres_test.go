@@ -2,7 +2,6 @@ package postgres_test
 
 import (
 	"context"
-	"os"
 	"testing"
 	"time"
 
@@ -12,7 +11,7 @@ import (
 	"github.com/iapd/iapd/storage/storagetest"
 )
 
-func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
 
 // open opens a ledger on url with the clock now, closed at cleanup.
 func open(t *testing.T, url string, now func() time.Time) *postgres.Ledger {
