@@ -11,8 +11,6 @@ import (
 	"github.com/iapd/iapd/storage/storagetest"
 )
 
-
-
 // open opens a ledger on url with the clock now, closed at cleanup.
 func open(t *testing.T, url string, now func() time.Time) *postgres.Ledger {
 	t.Helper()

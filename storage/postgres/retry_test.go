@@ -14,8 +14,6 @@ import (
 	"github.com/iapd/iapd/storage/postgres/pgtest"
 )
 
-
-
 // TestRetries: a change failing 40001 or 40P01 is run again, counted by
 // reason; one that keeps failing stops after maxAttempts, Unavailable; any
 // other failure is not retried.
