@@ -80,12 +80,39 @@ func need(t testing.TB) string {
 // if any: call it from TestMain as os.Exit(pgtest.Main(m)).
 func Main(m *testing.M) int {
 	code := m.Run()
+	Stop()
+	return code
+}
+
+// Stop stops the shared cluster pgtest started, if any (for a TestMain
+// that does not call Main).
+func Stop() {
 	if cluster != nil {
 		if err := cluster.Stop(); err != nil {
 			fmt.Fprintln(os.Stderr, "pgtest:", err)
 		}
+		cluster = nil
 	}
-	return code
+}
+
+// Private starts a cluster of the test's own (stopped when t ends), for
+// tests that stop and restart the server. It skips, or fails as the
+// shared server does, when no cluster can be started here.
+func Private(t testing.TB) *Cluster {
+	t.Helper()
+	c, err := Start(os.TempDir())
+	if err != nil {
+		if os.Getenv("CI") == "true" || os.Getenv(EnvRequired) == "1" {
+			t.Fatalf("cannot start a PostgreSQL cluster: %v", err)
+		}
+		t.Skipf("cannot start a PostgreSQL cluster: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := c.Stop(); err != nil {
+			t.Log(err)
+		}
+	})
+	return c
 }
 
 // Schema returns the URL of a fresh, empty schema on the test server (its
@@ -189,9 +216,11 @@ func Start(parent string) (*Cluster, error) {
 
 // Stop stops the cluster (fast shutdown) and removes its folder.
 func (c *Cluster) Stop() error {
-	out, err := c.run("pg_ctl", "-D", filepath.Join(c.Dir, "data"), "-m", "fast", "-w", "stop")
-	if err != nil {
-		return fmt.Errorf("pg_ctl stop: %v: %s", err, out)
+	if _, err := os.Stat(filepath.Join(c.Dir, "data", "postmaster.pid")); err == nil {
+		out, err := c.run("pg_ctl", "-D", filepath.Join(c.Dir, "data"), "-m", "fast", "-w", "stop")
+		if err != nil {
+			return fmt.Errorf("pg_ctl stop: %v: %s", err, out)
+		}
 	}
 	return os.RemoveAll(c.Dir)
 }

@@ -1,0 +1,299 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/iapd/iapd/rpc/admin"
+	"github.com/iapd/iapd/storage"
+	"github.com/iapd/iapd/storage/postgres/pgtest"
+)
+
+// pgSchema is pgtest.Schema, with the shared cluster stopped after the
+// package's tests (abuseCleanups, TestMain).
+func pgSchema(t *testing.T) string {
+	t.Helper()
+	pgStopOnce.Do(func() { abuseCleanups = append(abuseCleanups, pgtest.Stop) })
+	return pgtest.Schema(t)
+}
+
+var pgStopOnce sync.Once
+
+// pgService creates a service through p's admin API and returns its key.
+func pgService(t *testing.T, p *abuseProc, name string) string {
+	t.Helper()
+	var sk admin.ServiceKey
+	if err := p.Admin.call(context.Background(), "POST", "/v1/services", nil, map[string]any{
+		"name": name, "auto_register": true, "description": "postgres test",
+	}, &sk); err != nil {
+		t.Fatal(err)
+	}
+	return sk.Key
+}
+
+func pgAccount(t *testing.T, p *abuseProc, svc, tok string) admin.Account {
+	t.Helper()
+	var a admin.Account
+	if err := p.Admin.call(context.Background(), "GET", "/v1/account", url.Values{"service": {svc}, "token": {tok}}, nil, &a); err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// TestPostgresNodes (issue 16): three iapd processes on one PostgreSQL
+// ledger under concurrent authorize/capture/cancel spread across them; one
+// is SIGKILLed mid-run and restarted. Afterwards every acknowledged
+// operation is in the ledger, as seen from any node; no account is
+// overdrawn; the accounts' figures are what the operations make them; and
+// verify is clean.
+func TestPostgresNodes(t *testing.T) {
+	// The test cluster trusts local connections: the password is sent
+	// and ignored, and must appear in no log.
+	const pw = "Pg-n0des-secret"
+	ledger := strings.Replace(pgSchema(t), "postgres://iapd@", "postgres://iapd:"+pw+"@", 1)
+	start := func() *abuseProc {
+		return startAbuse(t, abuseOpts{Args: []string{"-ledger", ledger, "-log-level", "info"}})
+	}
+	var nodes [3]*abuseProc
+	for i := range nodes {
+		nodes[i] = start()
+	}
+	const svc = "pgnodes"
+	key := pgService(t, nodes[0], svc)
+	const nAccts, credit = 6, 40
+	accts := make([]string, nAccts)
+	for i := range accts {
+		accts[i] = randHex(16)
+		if err := nodes[1].Admin.call(context.Background(), "POST", "/v1/account/credit", nil, map[string]any{
+			"service": svc, "token": accts[i], "amount": json.Number(fmt.Sprint(credit)), "ref": "init",
+		}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// The model: what each acknowledged call did.
+	type hold struct {
+		acct  string
+		state storage.TransactionState // held, captured, cancelled as acknowledged
+	}
+	var mu sync.Mutex
+	holds := map[string]*hold{}
+	var acked, refused, lost atomic.Int64
+	var current [3]atomic.Pointer[abuseProc]
+	for i := range nodes {
+		current[i].Store(nodes[i])
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	errc := make(chan error, 32)
+	for w := 0; w < 9; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(w), 16))
+			for n := 0; ; n++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				p := current[(w+n)%3].Load()
+				acct := accts[rng.IntN(nAccts)]
+				res, rerr, err := p.Call("/iap/1/authorize", map[string]any{
+					"account_token": acct, "key": key, "credit": json.Number("1"), "description": "pg", "ttl": 3600,
+				}, 30*time.Second)
+				if err != nil {
+					lost.Add(1) // the killed node: indeterminate
+					continue
+				}
+				if rerr != nil {
+					if !strings.HasSuffix(rerr.Name, "InsufficientCreditError") {
+						errc <- fmt.Errorf("authorize: %v", rerr)
+						return
+					}
+					refused.Add(1)
+					continue
+				}
+				var tok string
+				if json.Unmarshal(res, &tok) != nil || tok == "" {
+					errc <- fmt.Errorf("authorize answered %s", res)
+					return
+				}
+				h := &hold{acct: acct, state: storage.Held}
+				mu.Lock()
+				holds[tok] = h
+				mu.Unlock()
+				acked.Add(1)
+				// Finish it on another node.
+				op, want := "capture", storage.Captured
+				if rng.IntN(3) == 0 {
+					op, want = "cancel", storage.Cancelled
+				}
+				q := current[(w+n+1)%3].Load()
+				_, rerr, err = q.Call("/iap/1/"+op, map[string]any{"token": tok, "key": key}, 30*time.Second)
+				if err != nil {
+					lost.Add(1)
+					continue
+				}
+				if rerr != nil {
+					errc <- fmt.Errorf("%s: %v", op, rerr)
+					return
+				}
+				mu.Lock()
+				h.state = want
+				mu.Unlock()
+				acked.Add(1)
+			}
+		}(w)
+	}
+	// Let the load run, SIGKILL node 2 with calls in flight, restart it.
+	waitFor := func(n int64) {
+		deadline := time.Now().Add(2 * time.Minute)
+		for acked.Load() < n && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitFor(150)
+	nodes[2].Kill()
+	killedLog := nodes[2].Stderr.String()
+	nodes[2] = start()
+	current[2].Store(nodes[2])
+	before := acked.Load()
+	waitFor(before + 150)
+	close(stop)
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		t.Fatal(err)
+	}
+	if acked.Load() < 300 {
+		t.Fatalf("only %d calls acknowledged: the load did not run", acked.Load())
+	}
+
+	// Every acknowledged operation, read through a node that did not serve it.
+	perAcct := map[string]storage.Credits{}
+	for tok, h := range holds {
+		var tr admin.Transaction
+		if err := nodes[(len(tok))%3].Admin.call(context.Background(), "GET", "/v1/transaction", url.Values{"token": {tok}}, nil, &tr); err != nil {
+			t.Fatalf("acknowledged hold %s: %v", tok, err)
+		}
+		if h.state != storage.Held && tr.State != h.state {
+			t.Fatalf("hold %s: state %s, acknowledged %s", tok, tr.State, h.state)
+		}
+		if tr.State == storage.Captured {
+			perAcct[h.acct] += tr.Captured
+		}
+	}
+	for _, acct := range accts {
+		a := pgAccount(t, nodes[0], svc, acct)
+		if a.Available < 0 || a.Held < 0 || a.Recharged != a.Available+a.Held+a.Captured {
+			t.Fatalf("account %s: %+v", acct, a)
+		}
+		if a.Recharged != storage.Credits(credit)*storage.Scale {
+			t.Fatalf("account %s recharged %s, want %d", acct, a.Recharged, credit)
+		}
+		// Captures of holds whose authorize was lost in the kill are
+		// unknown to the model: captured can only be more.
+		if a.Captured < perAcct[acct] {
+			t.Fatalf("account %s captured %s, acknowledged captures sum to %s", acct, a.Captured, perAcct[acct])
+		}
+	}
+	var rep admin.VerifyReport
+	if err := nodes[1].Admin.call(context.Background(), "GET", "/v1/verify", nil, nil, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Clean {
+		t.Fatalf("verify: %+v", rep)
+	}
+	t.Logf("3 nodes on PostgreSQL: %d calls acknowledged (%d holds), %d refused for credit, %d lost with the killed node; verify clean (%d entries)",
+		acked.Load(), len(holds), refused.Load(), lost.Load(), rep.Entries)
+	for _, p := range nodes {
+		p.Stop()
+	}
+	for _, log := range []string{killedLog, nodes[0].Stderr.String(), nodes[1].Stderr.String(), nodes[2].Stderr.String()} {
+		if strings.Contains(log, pw) {
+			t.Fatalf("a node logged the ledger URL's password:\n%s", log)
+		}
+		if !strings.Contains(log, "ledger on PostgreSQL") || !strings.Contains(log, "xxxxx") {
+			t.Fatalf("no redacted ledger line in the log:\n%.2000s", log)
+		}
+	}
+}
+
+// TestPostgresOutage (issue 16): PostgreSQL stopped under a running node:
+// /readyz says 503, authorize answers an error Odoo understands (not a
+// dropped connection) within its deadline and takes no credit; when the
+// server is back the node serves again by itself.
+func TestPostgresOutage(t *testing.T) {
+	c := pgtest.Private(t)
+	p := startAbuse(t, abuseOpts{Args: []string{"-ledger", c.URL}})
+	key := pgService(t, p, "outage")
+	acct := randHex(16)
+	if err := p.Admin.call(context.Background(), "POST", "/v1/account/credit", nil, map[string]any{
+		"service": "outage", "token": acct, "amount": json.Number("10"),
+	}, nil); err != nil {
+		t.Fatal(err)
+	}
+	authorize := func() (json.RawMessage, *rpcError, error) {
+		return p.Call("/iap/1/authorize", map[string]any{"account_token": acct, "key": key, "credit": json.Number("1"), "ttl": 3600}, time.Minute)
+	}
+	if _, rerr, err := authorize(); err != nil || rerr != nil {
+		t.Fatalf("authorize with PostgreSQL up: %v %v", rerr, err)
+	}
+
+	if err := c.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		code, _ := p.Readyz()
+		if code == 503 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz still %d a minute after PostgreSQL stopped", code)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	res, rerr, err := authorize()
+	if err != nil || rerr == nil {
+		t.Fatalf("authorize with PostgreSQL down: result %s, rpc error %v, err %v; want an rpc error", res, rerr, err)
+	}
+	t.Logf("authorize with PostgreSQL down: %s: %s", rerr.Name, rerr.Message)
+
+	if err := c.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(2 * time.Minute)
+	for {
+		code, _ := p.Readyz()
+		if code == 200 {
+			if _, rerr, err := authorize(); err == nil && rerr == nil {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the node did not serve again within 2 minutes of PostgreSQL's return\n%s", p.Stderr.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	a := pgAccount(t, p, "outage", acct)
+	if a.Held != 2*storage.Scale || a.Available != 8*storage.Scale {
+		t.Fatalf("after the outage: %+v, want 2 held (the two acknowledged holds), 8 available", a)
+	}
+	// The backup command says what to use instead.
+	var out strings.Builder
+	err = p.Admin.call(context.Background(), "GET", "/v1/backup", nil, nil, &out)
+	if err == nil || !strings.Contains(err.Error(), "pg_dump") {
+		t.Fatalf("backup on PostgreSQL: %v, want a refusal naming pg_dump", err)
+	}
+	p.Stop()
+}
