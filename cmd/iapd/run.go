@@ -47,7 +47,7 @@ const (
 func commands() []command {
 	return []command{
 		{names: []string{"serve"}, section: secServer, synopses: []string{
-			"iapd [serve] [-config FILE] [-listen ADDR] [-ops-listen ADDR] [-data DIR]\n               [-public-url URL] [-log-level LEVEL] [-journal-corrupt refuse|move-aside]",
+			"iapd [serve] [-config FILE] [-listen ADDR] [-ops-listen ADDR] [-data DIR | -ledger URL]\n               [-public-url URL] [-log-level LEVEL] [-journal-corrupt refuse|move-aside]",
 		}, run: func(ctx context.Context, args []string, s stdio) error {
 			return runServeWithMemoryLimit(ctx, args, s.getenv, s.stdout, s.stderr) // memlimit.go
 		}},
