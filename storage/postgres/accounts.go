@@ -5,9 +5,11 @@ import (
 	"crypto/sha1" // #nosec G505 -- Odoo 19's hashed token (storage.HashToken)
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/iapd/iapd/storage"
 )
@@ -55,7 +57,7 @@ func encodeRecipients(rs []storage.Recipient) string {
 
 // lockAccount reads the account under its row lock. found is false when
 // it does not exist.
-func lockAccount(ctx context.Context, tx pgx.Tx, svc storage.ServiceName, tok storage.AccountToken) (acct, bool, error) {
+func lockAccount(ctx context.Context, tx *wtx, svc storage.ServiceName, tok storage.AccountToken) (acct, bool, error) {
 	a, err := scanAcct(tx.QueryRow(ctx, "SELECT "+acctCols+" FROM iapd_accounts WHERE service = $1 AND token = $2 FOR UPDATE", svc, tok))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return a, false, nil
@@ -67,7 +69,7 @@ func lockAccount(ctx context.Context, tx pgx.Tx, svc storage.ServiceName, tok st
 // first sight as Account documents; created reports a creation. The
 // insert is the arbiter between nodes creating the same account: the
 // loser reads the winner's row.
-func accountForWrite(ctx context.Context, op string, tx pgx.Tx, svc storage.ServiceName, tok storage.AccountToken, fs storage.FirstSight, now time.Time) (a acct, created bool, err error) {
+func accountForWrite(ctx context.Context, op string, tx *wtx, svc storage.ServiceName, tok storage.AccountToken, fs storage.FirstSight, now time.Time) (a acct, created bool, err error) {
 	a, found, err := lockAccount(ctx, tx, svc, tok)
 	if err != nil || found {
 		return a, false, err
@@ -121,7 +123,7 @@ ON CONFLICT (service, token) DO NOTHING`, svc, tok, h[:], a.State, fs.DBUUID, no
 // appendEntry gives e the account's next seq and a time that never goes
 // back within the account, applies its deltas (and the flow figures) to a
 // and inserts it. The caller writes a afterwards (putAccount).
-func appendEntry(ctx context.Context, tx pgx.Tx, a *acct, e storage.Entry, now time.Time) (storage.Entry, error) {
+func appendEntry(ctx context.Context, tx *wtx, a *acct, e storage.Entry, now time.Time) (storage.Entry, error) {
 	if e.DRecharged != e.DAvailable+e.DHeld+e.DCaptured {
 		return e, errors.New("entry deltas do not balance; change refused")
 	}
@@ -148,32 +150,40 @@ func appendEntry(ctx context.Context, tx pgx.Tx, a *acct, e storage.Entry, now t
 	case storage.EntryRecharge:
 		a.rechargesFlow += e.DRecharged
 	}
-	_, err := tx.Exec(ctx, `INSERT INTO iapd_entries (service, token, seq, at, kind, d_recharged, d_available, d_held, d_captured, txn, ref, description)
+	tx.queue(nil, `INSERT INTO iapd_entries (service, token, seq, at, kind, d_recharged, d_available, d_held, d_captured, txn, ref, description)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
 		e.Service, e.Account, int64(e.Seq), e.Time, e.Kind, e.DRecharged, e.DAvailable, e.DHeld, e.DCaptured, e.Transaction, e.Ref, e.Description)
-	return e, err
+	return e, nil
 }
 
 // putAccount writes a's mutable columns, judging its low-credit alert
 // first (checkAlert; mayQueue false for a settings change).
-func putAccount(ctx context.Context, tx pgx.Tx, a *acct, mayQueue bool) error {
+func putAccount(ctx context.Context, tx *wtx, a *acct, mayQueue bool) error {
 	if err := checkAlert(ctx, tx, a, mayQueue); err != nil {
 		return err
 	}
-	_, err := tx.Exec(ctx, `UPDATE iapd_accounts SET state = $3, recharged = $4, available = $5, held = $6, captured = $7,
+	tx.queue(oneRow, `UPDATE iapd_accounts SET state = $3, recharged = $4, available = $5, held = $6, captured = $7,
 	alerts_enabled = $8, alert_threshold = $9, alert_recipients = $10, alert_sent = $11, sender_name = $12,
 	seq = $13, updated_at = $14, holds = $15, authorized = $16, released = $17, expired = $18, recharges = $19
 WHERE service = $1 AND token = $2`,
 		a.Service, a.Token, a.State, a.Recharged, a.Available, a.Held, a.Captured,
 		a.Alerts.Enabled, a.Alerts.Threshold, encodeRecipients(a.Alerts.Recipients), a.alertSent, a.SenderName,
 		int64(a.Seq), a.UpdatedAt, a.holds, a.authorized, a.released, a.expired, a.rechargesFlow)
-	return err
+	return nil
+}
+
+// oneRow checks that a queued write changed exactly one row.
+func oneRow(tag pgconn.CommandTag) error {
+	if tag.RowsAffected() != 1 {
+		return storage.Wrap("write", storage.Internal, fmt.Errorf("%s changed %d rows, want 1", tag.String(), tag.RowsAffected()))
+	}
+	return nil
 }
 
 // checkAlert arms the account's alert when Available >= Threshold, or
 // queues one alert and disarms when it crossed below (storage.AlertNotice;
 // the rule of storage/badger/alerts.go).
-func checkAlert(ctx context.Context, tx pgx.Tx, a *acct, mayQueue bool) error {
+func checkAlert(ctx context.Context, tx *wtx, a *acct, mayQueue bool) error {
 	if a.Available >= a.Alerts.Threshold {
 		a.alertSent = false
 		return nil
@@ -182,10 +192,10 @@ func checkAlert(ctx context.Context, tx pgx.Tx, a *acct, mayQueue bool) error {
 		return nil
 	}
 	a.alertSent = true
-	_, err := tx.Exec(ctx, `INSERT INTO iapd_alerts (service, account, available, threshold, recipients, at, attempts, next_try, last_error)
+	tx.queue(nil, `INSERT INTO iapd_alerts (service, account, available, threshold, recipients, at, attempts, next_try, last_error)
 VALUES ($1, $2, $3, $4, $5, $6, 0, $6, '')`,
 		a.Service, a.Token, a.Available, a.Alerts.Threshold, encodeRecipients(a.Alerts.Recipients), a.UpdatedAt)
-	return err
+	return nil
 }
 
 // Account returns the account, creating it on first sight: registered with
@@ -212,7 +222,7 @@ func (l *Ledger) Account(ctx context.Context, svc storage.ServiceName, tok stora
 	if !errors.Is(err, pgx.ErrNoRows) {
 		return storage.Account{}, l.wrap(op, err)
 	}
-	err = l.write(ctx, op, func(tx pgx.Tx, now time.Time) (error, error) {
+	err = l.write(ctx, op, func(tx *wtx, now time.Time) (error, error) {
 		r, created, err := accountForWrite(ctx, op, tx, svc, tok, fs, now)
 		if err != nil || !created {
 			a = r
@@ -369,7 +379,7 @@ func (l *Ledger) UpdateAccount(ctx context.Context, svc storage.ServiceName, tok
 		}
 	}
 	var out storage.Account
-	err := l.write(ctx, op, func(tx pgx.Tx, now time.Time) (error, error) {
+	err := l.write(ctx, op, func(tx *wtx, now time.Time) (error, error) {
 		a, found, err := lockAccount(ctx, tx, svc, tok)
 		out = a.Account
 		if err != nil {
@@ -444,7 +454,7 @@ func (l *Ledger) Recharge(ctx context.Context, r storage.RechargeRequest) (stora
 		return storage.Entry{}, err
 	}
 	var out storage.Entry
-	err := l.write(ctx, op, func(tx pgx.Tx, now time.Time) (error, error) {
+	err := l.write(ctx, op, func(tx *wtx, now time.Time) (error, error) {
 		a, created, err := accountForWrite(ctx, op, tx, r.Service, r.Account, storage.FirstSight{}, now)
 		if err != nil {
 			return nil, err
@@ -489,7 +499,7 @@ func (l *Ledger) Recharge(ctx context.Context, r storage.RechargeRequest) (stora
 // entryByRef reads the entry of an account that has the ref. The account
 // is locked by the caller, so no insert of that ref can race this read;
 // the unique index refuses a second one regardless.
-func entryByRef(ctx context.Context, tx pgx.Tx, svc storage.ServiceName, tok storage.AccountToken, ref string) (storage.Entry, bool, error) {
+func entryByRef(ctx context.Context, tx *wtx, svc storage.ServiceName, tok storage.AccountToken, ref string) (storage.Entry, bool, error) {
 	e, err := scanEntry(tx.QueryRow(ctx, "SELECT "+entryCols+" FROM iapd_entries WHERE service = $1 AND token = $2 AND ref = $3 AND ref <> ''", svc, tok, ref))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return e, false, nil

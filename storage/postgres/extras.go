@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/iapd/iapd/storage"
 )
@@ -84,7 +85,7 @@ func (l *Ledger) PutRecordIfAbsent(ctx context.Context, ns, key string, value []
 	}
 	var stored []byte
 	var created bool
-	err := l.write(ctx, op, func(tx pgx.Tx, now time.Time) (error, error) {
+	err := l.write(ctx, op, func(tx *wtx, now time.Time) (error, error) {
 		var got []byte
 		err := tx.QueryRow(ctx, `INSERT INTO iapd_records (ns, key, value, expires) VALUES ($1, $2, $3, $4)
 ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value, expires = excluded.expires
@@ -121,10 +122,10 @@ func (l *Ledger) PutRecord(ctx context.Context, ns, key string, value []byte, ex
 	if value == nil {
 		value = []byte{}
 	}
-	return l.write(ctx, op, func(tx pgx.Tx, now time.Time) (error, error) {
-		_, err := tx.Exec(ctx, `INSERT INTO iapd_records (ns, key, value, expires) VALUES ($1, $2, $3, $4)
+	return l.write(ctx, op, func(tx *wtx, now time.Time) (error, error) {
+		tx.queue(nil, `INSERT INTO iapd_records (ns, key, value, expires) VALUES ($1, $2, $3, $4)
 ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value, expires = excluded.expires`, ns, []byte(key), value, expiresArg(expires))
-		return nil, err
+		return nil, nil
 	})
 }
 
@@ -162,9 +163,9 @@ func (l *Ledger) DeleteRecord(ctx context.Context, ns, key string) error {
 	if err := checkRecordKey(op, ns, key); err != nil {
 		return err
 	}
-	return l.write(ctx, op, func(tx pgx.Tx, now time.Time) (error, error) {
-		_, err := tx.Exec(ctx, "DELETE FROM iapd_records WHERE ns = $1 AND key = $2", ns, []byte(key))
-		return nil, err
+	return l.write(ctx, op, func(tx *wtx, now time.Time) (error, error) {
+		tx.queue(nil, "DELETE FROM iapd_records WHERE ns = $1 AND key = $2", ns, []byte(key))
+		return nil, nil
 	})
 }
 
@@ -181,7 +182,7 @@ func (l *Ledger) DeleteExpiredRecords(ctx context.Context, now time.Time, max in
 		return 0, storage.E(op, storage.Invalid, "max must be positive")
 	}
 	var n int
-	err := l.write(ctx, op, func(tx pgx.Tx, _ time.Time) (error, error) {
+	err := l.write(ctx, op, func(tx *wtx, _ time.Time) (error, error) {
 		tag, err := tx.Exec(ctx, `DELETE FROM iapd_records WHERE (ns, key) IN (
 	SELECT ns, key FROM iapd_records WHERE expires IS NOT NULL AND expires <= $1 ORDER BY expires LIMIT $2 FOR UPDATE SKIP LOCKED)`,
 			micro(now), max)
@@ -289,17 +290,16 @@ func (l *Ledger) CreateVouchers(ctx context.Context, vs []storage.Voucher) error
 	if len(vs) == 0 {
 		return nil
 	}
-	return l.write(ctx, op, func(tx pgx.Tx, now time.Time) (error, error) {
-		b := &pgx.Batch{}
+	return l.write(ctx, op, func(tx *wtx, now time.Time) (error, error) {
 		for _, v := range vs {
 			created := now
 			if !v.CreatedAt.IsZero() {
 				created = micro(v.CreatedAt)
 			}
-			b.Queue(`INSERT INTO iapd_vouchers (`+voucherCols+`) VALUES ($1, $2, $3, $4, $5, $6, NULL, '', 0)`,
+			tx.queue(nil, `INSERT INTO iapd_vouchers (`+voucherCols+`) VALUES ($1, $2, $3, $4, $5, $6, NULL, '', 0)`,
 				v.CodeHash[:], v.Service, v.Amount, v.Batch, created, expiresArg(v.ExpiresAt))
 		}
-		err := tx.SendBatch(ctx, b).Close()
+		err := tx.flush()
 		switch sqlState(err) {
 		case "23505":
 			return nil, storage.E(op, storage.Exists, "a voucher with this code exists")
@@ -329,7 +329,7 @@ func (l *Ledger) RedeemVoucher(ctx context.Context, codeHash [32]byte, svc stora
 	now = micro(now)
 	var v storage.Voucher
 	var out storage.Entry
-	err := l.write(ctx, op, func(tx pgx.Tx, clock time.Time) (error, error) {
+	err := l.write(ctx, op, func(tx *wtx, clock time.Time) (error, error) {
 		var err error
 		v, err = scanVoucher(tx.QueryRow(ctx, "SELECT "+voucherCols+" FROM iapd_vouchers WHERE code_hash = $1 FOR UPDATE", codeHash[:]))
 		switch {
@@ -367,14 +367,13 @@ func (l *Ledger) RedeemVoucher(ctx context.Context, codeHash [32]byte, svc stora
 			return nil, err
 		}
 		v.RedeemedAt, v.RedeemedBy, v.Entry = out.Time, tok, out.Seq
-		tag, err := tx.Exec(ctx, "UPDATE iapd_vouchers SET redeemed_at = $2, redeemed_by = $3, entry_seq = $4 WHERE code_hash = $1 AND redeemed_at IS NULL",
+		tx.queue(func(tag pgconn.CommandTag) error {
+			if tag.RowsAffected() != 1 {
+				return storage.E(op, storage.Conflict, "voucher already redeemed")
+			}
+			return nil
+		}, "UPDATE iapd_vouchers SET redeemed_at = $2, redeemed_by = $3, entry_seq = $4 WHERE code_hash = $1 AND redeemed_at IS NULL",
 			codeHash[:], v.RedeemedAt, tok, int64(v.Entry))
-		if err != nil {
-			return nil, err
-		}
-		if tag.RowsAffected() != 1 {
-			return nil, storage.E(op, storage.Conflict, "voucher already redeemed")
-		}
 		return nil, putAccount(ctx, tx, &a, true)
 	})
 	if err != nil {
@@ -486,18 +485,18 @@ func (l *Ledger) DueAlerts(ctx context.Context, now time.Time, max int) ([]stora
 		}
 		return out, nil
 	}
-	err := l.write(ctx, op, func(tx pgx.Tx, _ time.Time) (error, error) {
+	err := l.write(ctx, op, func(tx *wtx, _ time.Time) (error, error) {
 		out = out[:0]
-		rows, err := tx.Query(ctx, `WITH due AS (
+		return nil, tx.query(func(rows pgx.Rows) error {
+			n, err := scanAlert(rows)
+			out = append(out, n)
+			return err
+		}, `WITH due AS (
 	SELECT `+alertCols+` FROM iapd_alerts WHERE next_try <= $1 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED
 ), claimed AS (
 	UPDATE iapd_alerts a SET next_try = $3 FROM due WHERE a.id = due.id RETURNING a.id
 )
 SELECT `+prefixCols("due.", alertCols)+` FROM due JOIN claimed ON claimed.id = due.id ORDER BY due.id`, now, max, now.Add(l.alertLease))
-		if err != nil {
-			return nil, err
-		}
-		return nil, collect(rows)
 	})
 	if err != nil {
 		return nil, err
@@ -520,9 +519,9 @@ func (l *Ledger) AlertSent(ctx context.Context, id uint64) error {
 		return err
 	}
 	defer l.leave()
-	return l.write(ctx, op, func(tx pgx.Tx, _ time.Time) (error, error) {
-		_, err := tx.Exec(ctx, "DELETE FROM iapd_alerts WHERE id = $1", int64(id))
-		return nil, err
+	return l.write(ctx, op, func(tx *wtx, _ time.Time) (error, error) {
+		tx.queue(nil, "DELETE FROM iapd_alerts WHERE id = $1", int64(id))
+		return nil, nil
 	})
 }
 
@@ -536,13 +535,14 @@ func (l *Ledger) AlertFailed(ctx context.Context, id uint64, next time.Time, rea
 	}
 	defer l.leave()
 	reason = cutText(reason, maxAlertError)
-	return l.write(ctx, op, func(tx pgx.Tx, _ time.Time) (error, error) {
-		tag, err := tx.Exec(ctx, "UPDATE iapd_alerts SET attempts = attempts + 1, next_try = $2, last_error = $3 WHERE id = $1",
-			int64(id), micro(next), reason)
-		if err == nil && tag.RowsAffected() == 0 {
-			return nil, storage.E(op, storage.NotFound, "no such alert")
-		}
-		return nil, err
+	return l.write(ctx, op, func(tx *wtx, _ time.Time) (error, error) {
+		tx.queue(func(tag pgconn.CommandTag) error {
+			if tag.RowsAffected() == 0 {
+				return storage.E(op, storage.NotFound, "no such alert")
+			}
+			return nil
+		}, "UPDATE iapd_alerts SET attempts = attempts + 1, next_try = $2, last_error = $3 WHERE id = $1", int64(id), micro(next), reason)
+		return nil, nil
 	})
 }
 

@@ -76,7 +76,7 @@ func (l *Ledger) Authorize(ctx context.Context, r storage.AuthorizeRequest) (sto
 		return storage.Transaction{}, err
 	}
 	var out storage.Transaction
-	err := l.write(ctx, op, func(tx pgx.Tx, now time.Time) (error, error) {
+	err := l.write(ctx, op, func(tx *wtx, now time.Time) (error, error) {
 		a, created, err := accountForWrite(ctx, op, tx, r.Service, r.Account, r.FirstSight, now)
 		if err != nil {
 			return nil, err
@@ -107,10 +107,8 @@ func (l *Ledger) Authorize(ctx context.Context, r storage.AuthorizeRequest) (sto
 			CreatedAt:   now,
 			ExpiresAt:   micro(now.Add(r.TTL)),
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO iapd_transactions (`+txnCols+`)
-VALUES ($1, $2, $3, 'held', $4, 0, $5, $6, $7, NULL)`, t.Token, t.Service, t.Account, t.Amount, t.Description, t.CreatedAt, t.ExpiresAt); err != nil {
-			return nil, err
-		}
+		tx.queue(nil, `INSERT INTO iapd_transactions (`+txnCols+`)
+VALUES ($1, $2, $3, 'held', $4, 0, $5, $6, $7, NULL)`, t.Token, t.Service, t.Account, t.Amount, t.Description, t.CreatedAt, t.ExpiresAt)
 		if _, err := appendEntry(ctx, tx, &a, storage.Entry{
 			Kind: storage.EntryHold, DAvailable: -r.Amount, DHeld: r.Amount,
 			Transaction: t.Token, Description: r.Description,
@@ -128,53 +126,62 @@ VALUES ($1, $2, $3, 'held', $4, 0, $5, $6, $7, NULL)`, t.Token, t.Service, t.Acc
 }
 
 // loadHold locks the account of a transaction, then the transaction (the
-// order every writer of holds follows). NotFound if the token is absent
-// or belongs to another service. With skip, a row another caller has
-// locked is skipped: found false, no error (the expiry sweep).
-func loadHold(ctx context.Context, op string, tx pgx.Tx, svc storage.ServiceName, token string, skip bool) (t storage.Transaction, a acct, found bool, err error) {
-	var acctSvc storage.ServiceName
-	var acctTok storage.AccountToken
-	err = tx.QueryRow(ctx, "SELECT service, account FROM iapd_transactions WHERE token = $1", token).Scan(&acctSvc, &acctTok)
-	if errors.Is(err, pgx.ErrNoRows) || err == nil && svc != "" && acctSvc != svc {
-		return t, a, false, storage.E(op, storage.NotFound, "no such transaction")
-	}
-	if err != nil {
-		return t, a, false, err
-	}
+// order every writer of holds follows), in one round trip. NotFound if the
+// token is absent or belongs to another service (svc "": any). With
+// skip, a row another caller has locked is skipped: found false, no error
+// (the expiry sweep).
+func loadHold(ctx context.Context, op string, tx *wtx, svc storage.ServiceName, token string, skip bool) (t storage.Transaction, a acct, found bool, err error) {
 	lock := " FOR UPDATE"
 	if skip {
 		lock = " FOR UPDATE SKIP LOCKED"
 	}
-	a, err = scanAcct(tx.QueryRow(ctx, "SELECT "+acctCols+" FROM iapd_accounts WHERE service = $1 AND token = $2"+lock, acctSvc, acctTok))
-	if skip && errors.Is(err, pgx.ErrNoRows) {
-		return t, a, false, nil
-	}
-	if err != nil {
+	var noAcct, noTxn bool
+	err = tx.rows([]rowQuery{{
+		sql:  "SELECT " + acctCols + " FROM iapd_accounts WHERE (service, token) = (SELECT service, account FROM iapd_transactions WHERE token = $1)" + lock,
+		args: []any{token},
+		scan: func(row pgx.Row) (err error) {
+			a, err = scanAcct(row)
+			if errors.Is(err, pgx.ErrNoRows) {
+				noAcct, err = true, nil
+			}
+			return err
+		},
+	}, {
+		sql:  "SELECT " + txnCols + " FROM iapd_transactions WHERE token = $1" + lock,
+		args: []any{token},
+		scan: func(row pgx.Row) (err error) {
+			t, err = scanTxn(row)
+			if errors.Is(err, pgx.ErrNoRows) {
+				noTxn, err = true, nil
+			}
+			return err
+		},
+	}})
+	switch {
+	case err != nil:
 		return t, a, false, err
-	}
-	t, err = scanTxn(tx.QueryRow(ctx, "SELECT "+txnCols+" FROM iapd_transactions WHERE token = $1"+lock, token))
-	if skip && errors.Is(err, pgx.ErrNoRows) {
+	case skip && (noAcct || noTxn):
 		return t, a, false, nil
+	case noTxn || noAcct || svc != "" && t.Service != svc:
+		return t, a, false, storage.E(op, storage.NotFound, "no such transaction")
 	}
-	return t, a, err == nil, err
+	return t, a, true, nil
 }
 
 // endHold closes an open hold: state, end time, the account's hold count
 // and row. The caller has appended the entries to a.
-func endHold(ctx context.Context, tx pgx.Tx, t *storage.Transaction, a *acct, state storage.TransactionState, end time.Time) error {
+func endHold(ctx context.Context, tx *wtx, t *storage.Transaction, a *acct, state storage.TransactionState, end time.Time) error {
 	t.State = state
 	t.EndedAt = end
-	if _, err := tx.Exec(ctx, "UPDATE iapd_transactions SET state = $2, captured = $3, ended_at = $4 WHERE token = $1 AND state = 'held'",
-		t.Token, t.State, t.Captured, t.EndedAt); err != nil {
-		return err
-	}
+	tx.queue(oneRow, "UPDATE iapd_transactions SET state = $2, captured = $3, ended_at = $4 WHERE token = $1 AND state = 'held'",
+		t.Token, t.State, t.Captured, t.EndedAt)
 	a.holds--
 	return putAccount(ctx, tx, a, true)
 }
 
 // expireHold returns an open hold past its ExpiresAt to the account (an
 // expiry entry). EndedAt is ExpiresAt: that is when the hold ended.
-func expireHold(ctx context.Context, tx pgx.Tx, t *storage.Transaction, a *acct, now time.Time) error {
+func expireHold(ctx context.Context, tx *wtx, t *storage.Transaction, a *acct, now time.Time) error {
 	if _, err := appendEntry(ctx, tx, a, storage.Entry{
 		Kind: storage.EntryExpiry, DAvailable: t.Amount, DHeld: -t.Amount,
 		Transaction: t.Token, Description: t.Description,
@@ -206,7 +213,7 @@ func (l *Ledger) Capture(ctx context.Context, r storage.CaptureRequest) (storage
 		return storage.Transaction{}, storage.E(op, storage.NotFound, "no such transaction")
 	}
 	var out storage.Transaction
-	err := l.write(ctx, op, func(tx pgx.Tx, now time.Time) (error, error) {
+	err := l.write(ctx, op, func(tx *wtx, now time.Time) (error, error) {
 		t, a, _, err := loadHold(ctx, op, tx, r.Service, r.Transaction, false)
 		out = t
 		if err != nil {
@@ -288,7 +295,7 @@ func (l *Ledger) Cancel(ctx context.Context, svc storage.ServiceName, txn string
 		return storage.Transaction{}, storage.E(op, storage.NotFound, "no such transaction")
 	}
 	var out storage.Transaction
-	err := l.write(ctx, op, func(tx pgx.Tx, now time.Time) (error, error) {
+	err := l.write(ctx, op, func(tx *wtx, now time.Time) (error, error) {
 		t, a, _, err := loadHold(ctx, op, tx, svc, txn, false)
 		out = t
 		if err != nil {
@@ -370,7 +377,7 @@ func (l *Ledger) ExpireDue(ctx context.Context, now time.Time, max int) (int, er
 	n := 0
 	for _, token := range tokens {
 		var done bool
-		err := l.write(ctx, op, func(tx pgx.Tx, clock time.Time) (error, error) {
+		err := l.write(ctx, op, func(tx *wtx, clock time.Time) (error, error) {
 			done = false
 			t, a, found, err := loadHold(ctx, op, tx, "", token, true)
 			if err != nil || !found || t.State != storage.Held || t.ExpiresAt.After(now) {

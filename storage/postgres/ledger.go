@@ -11,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
@@ -228,18 +227,13 @@ func micro(t time.Time) time.Time { return t.Round(0).UTC().Truncate(time.Micros
 // change is one operation's work in a database transaction. after is an
 // error returned once the transaction committed (a refusal that keeps an
 // account created on first sight); err rolls back.
-type change func(tx pgx.Tx, now time.Time) (after, err error)
+type change func(tx *wtx, now time.Time) (after, err error)
 
-// write runs fn in a transaction, retrying serialization failures and
-// deadlocks with jittered backoff.
+// write runs fn in a transaction (wtx: pipelined), retrying serialization
+// failures and deadlocks with jittered backoff.
 func (l *Ledger) write(ctx context.Context, op string, fn change) error {
 	for attempt := 1; ; attempt++ {
-		var after error
-		err := pgx.BeginTxFunc(ctx, l.pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
-			var err error
-			after, err = fn(tx, l.clock())
-			return err
-		})
+		after, err := l.attempt(ctx, fn)
 		if err == nil {
 			return after
 		}
@@ -261,6 +255,25 @@ func (l *Ledger) write(ctx context.Context, op string, fn change) error {
 		case <-time.After(d):
 		}
 	}
+}
+
+// attempt runs fn once on a pooled connection and commits.
+func (l *Ledger) attempt(ctx context.Context, fn change) (after, err error) {
+	conn, err := l.pool.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Release()
+	tx := &wtx{ctx: ctx, conn: conn}
+	after, err = fn(tx, l.clock())
+	if err == nil {
+		err = tx.commit()
+	}
+	if err != nil {
+		tx.rollback()
+		return nil, err
+	}
+	return after, nil
 }
 
 // retryReason names a retryable failure: "serialization" (40001),

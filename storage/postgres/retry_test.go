@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -28,7 +27,7 @@ func TestRetries(t *testing.T) {
 
 	codes := []string{"40001", "40P01", "40001"}
 	calls := 0
-	err = l.write(ctx, "test", func(tx pgx.Tx, _ time.Time) (error, error) {
+	err = l.write(ctx, "test", func(tx *wtx, _ time.Time) (error, error) {
 		calls++
 		if calls <= len(codes) {
 			return nil, &pgconn.PgError{Code: codes[calls-1]}
@@ -44,7 +43,7 @@ func TestRetries(t *testing.T) {
 	}
 
 	calls = 0
-	err = l.write(ctx, "test", func(pgx.Tx, time.Time) (error, error) {
+	err = l.write(ctx, "test", func(*wtx, time.Time) (error, error) {
 		calls++
 		return nil, &pgconn.PgError{Code: "40001"}
 	})
@@ -53,7 +52,7 @@ func TestRetries(t *testing.T) {
 	}
 
 	calls = 0
-	err = l.write(ctx, "test", func(pgx.Tx, time.Time) (error, error) {
+	err = l.write(ctx, "test", func(*wtx, time.Time) (error, error) {
 		calls++
 		return nil, &pgconn.PgError{Code: "23514", ConstraintName: "iapd_accounts_available_check"}
 	})

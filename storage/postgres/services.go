@@ -56,7 +56,7 @@ func (l *Ledger) EnsureService(ctx context.Context, s storage.Service) (storage.
 		key = s.KeyHash[:]
 	}
 	var out storage.Service
-	err := l.write(ctx, op, func(tx pgx.Tx, now time.Time) (error, error) {
+	err := l.write(ctx, op, func(tx *wtx, now time.Time) (error, error) {
 		var err error
 		out, err = scanService(tx.QueryRow(ctx, `INSERT INTO iapd_services (`+serviceCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7)
 ON CONFLICT (name) DO UPDATE SET auto_register = excluded.auto_register, trial_credits = excluded.trial_credits,
@@ -137,7 +137,7 @@ func (l *Ledger) SetServiceKey(ctx context.Context, name storage.ServiceName, ke
 	if keyHash == ([32]byte{}) {
 		return storage.E(op, storage.Invalid, "zero key hash")
 	}
-	return l.write(ctx, op, func(tx pgx.Tx, now time.Time) (error, error) {
+	return l.write(ctx, op, func(tx *wtx, now time.Time) (error, error) {
 		tag, err := tx.Exec(ctx, "UPDATE iapd_services SET key_hash = $2 WHERE name = $1", name, keyHash[:])
 		if sqlState(err) == "23505" {
 			return nil, storage.E(op, storage.Exists, "another service has this key")
