@@ -49,6 +49,10 @@ type Options struct {
 	// NoMigrate opens without applying migrations (the schema must then be
 	// current: run iapd migrate first); Open still refuses a newer schema.
 	NoMigrate bool
+	// KeyCacheTTL bounds how long ServiceByKey answers from memory a key it
+	// found: a rotation or a policy change made on another node applies
+	// here within it. 0: DefaultKeyCacheTTL; negative: no cache.
+	KeyCacheTTL time.Duration
 	// AlertLease, positive, makes DueAlerts claim what it returns: another
 	// node's DueAlerts skips those alerts for the lease (AlertSent or
 	// AlertFailed ends it sooner). Zero: DueAlerts only reads.
@@ -66,9 +70,14 @@ type Ledger struct {
 	retries    *prometheus.CounterVec // nil without a registerer
 	unregister func()
 
+	keys keyCache
+
 	mu     sync.RWMutex
 	closed bool
 }
+
+// DefaultKeyCacheTTL is Options.KeyCacheTTL's default.
+const DefaultKeyCacheTTL = 2 * time.Second
 
 // Open connects to opts.URL, applies the missing migrations (unless
 // NoMigrate) and returns the ledger. Errors: Invalid for a URL pgx cannot
@@ -88,6 +97,10 @@ func Open(ctx context.Context, opts Options) (*Ledger, error) {
 		return nil, storage.Wrap(op, storage.Unavailable, scrub(err, cfg.ConnConfig.Password))
 	}
 	l := &Ledger{pool: pool, now: opts.Now, log: opts.Logger, alertLease: opts.AlertLease, unregister: func() {}}
+	l.keys.ttl = opts.KeyCacheTTL
+	if l.keys.ttl == 0 {
+		l.keys.ttl = DefaultKeyCacheTTL
+	}
 	if l.now == nil {
 		l.now = time.Now
 	}

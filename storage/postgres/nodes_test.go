@@ -120,7 +120,7 @@ func TestTwoNodes(t *testing.T) {
 	clock := storagetest.NewClock(time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC))
 	var nodes [2]*postgres.Ledger
 	for i := range nodes {
-		l, err := postgres.Open(ctx, postgres.Options{URL: url, Now: clock.Now, AlertLease: time.Minute})
+		l, err := postgres.Open(ctx, postgres.Options{URL: url, Now: clock.Now, AlertLease: time.Minute, KeyCacheTTL: 100 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -239,6 +239,34 @@ func TestTwoNodes(t *testing.T) {
 			t.Fatalf("hold %s: %+v %v", tok, tr, err)
 		}
 	}
+	// A key rotated on one node stops working on the other once its
+	// cache entry ages out (KeyCacheTTL), and at once on the node itself.
+	old, next := [32]byte{1}, [32]byte{2}
+	if err := a.SetServiceKey(ctx, "sms", old); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.ServiceByKey(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.SetServiceKey(ctx, "sms", next); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.ServiceByKey(ctx, old); !storage.Is(err, storage.Unauthorized) {
+		t.Fatalf("old key on the rotating node: %v", err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		_, err := b.ServiceByKey(ctx, old)
+		if storage.Is(err, storage.Unauthorized) {
+			break
+		}
+		if err != nil || time.Now().After(deadline) {
+			t.Fatalf("old key on the other node: %v", err)
+		}
+	}
+	if s, err := b.ServiceByKey(ctx, next); err != nil || s.Name != "sms" {
+		t.Fatalf("new key on the other node: %+v %v", s, err)
+	}
+
 	r, err := a.Verify(ctx, 0)
 	if err != nil || !r.Clean() || r.Warnings != 0 {
 		t.Fatalf("verify: %+v %v", r, err)

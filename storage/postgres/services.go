@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -56,6 +57,7 @@ func (l *Ledger) EnsureService(ctx context.Context, s storage.Service) (storage.
 		key = s.KeyHash[:]
 	}
 	var out storage.Service
+	defer l.keys.drop()
 	err := l.write(ctx, op, func(tx *wtx, now time.Time) (error, error) {
 		var err error
 		out, err = scanService(tx.QueryRow(ctx, `INSERT INTO iapd_services (`+serviceCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7)
@@ -137,6 +139,7 @@ func (l *Ledger) SetServiceKey(ctx context.Context, name storage.ServiceName, ke
 	if keyHash == ([32]byte{}) {
 		return storage.E(op, storage.Invalid, "zero key hash")
 	}
+	defer l.keys.drop()
 	return l.write(ctx, op, func(tx *wtx, now time.Time) (error, error) {
 		tag, err := tx.Exec(ctx, "UPDATE iapd_services SET key_hash = $2 WHERE name = $1", name, keyHash[:])
 		if sqlState(err) == "23505" {
@@ -150,8 +153,10 @@ func (l *Ledger) SetServiceKey(ctx context.Context, name storage.ServiceName, ke
 }
 
 // ServiceByKey returns the service whose key hashes to keyHash (an index
-// lookup, not cached: a rotation on another node applies at once).
-// Unauthorized if none.
+// lookup). A service found is kept in memory for Options.KeyCacheTTL (2 s
+// by default): a key rotated or a policy changed on another node applies
+// here within that time (at once on this node: its own writes drop the
+// cache). Unknown keys are never cached. Unauthorized if none.
 func (l *Ledger) ServiceByKey(ctx context.Context, keyHash [32]byte) (storage.Service, error) {
 	const op = "service by key"
 	if err := l.enter(op, ctx); err != nil {
@@ -161,6 +166,10 @@ func (l *Ledger) ServiceByKey(ctx context.Context, keyHash [32]byte) (storage.Se
 	if keyHash == ([32]byte{}) {
 		return storage.Service{}, storage.E(op, storage.Unauthorized, "unknown service key")
 	}
+	if s, ok := l.keys.get(keyHash, time.Now()); ok {
+		return s, nil
+	}
+	gen := l.keys.generation()
 	s, err := scanService(l.pool.QueryRow(ctx, "SELECT "+serviceCols+" FROM iapd_services WHERE key_hash = $1", keyHash[:]))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return storage.Service{}, storage.E(op, storage.Unauthorized, "unknown service key")
@@ -168,5 +177,66 @@ func (l *Ledger) ServiceByKey(ctx context.Context, keyHash [32]byte) (storage.Se
 	if err != nil {
 		return storage.Service{}, l.wrap(op, err)
 	}
+	l.keys.put(keyHash, s, gen, time.Now())
 	return s, nil
+}
+
+// keyCache holds services found by key for a bounded time.
+type keyCache struct {
+	ttl time.Duration // negative: off
+	mu  sync.Mutex
+	gen uint64 // bumped by this node's service writes
+	m   map[[32]byte]cachedService
+}
+
+type cachedService struct {
+	s  storage.Service
+	at time.Time
+}
+
+// maxCachedKeys bounds the cache (keys of live services, and rotated ones
+// until they age out).
+const maxCachedKeys = 1024
+
+func (c *keyCache) get(h [32]byte, now time.Time) (storage.Service, bool) {
+	if c.ttl < 0 {
+		return storage.Service{}, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[h]
+	if !ok || now.Sub(e.at) >= c.ttl || now.Before(e.at) {
+		return storage.Service{}, false
+	}
+	return e.s, true
+}
+
+func (c *keyCache) generation() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.gen
+}
+
+// put keeps s unless this node changed a service since gen was read.
+func (c *keyCache) put(h [32]byte, s storage.Service, gen uint64, now time.Time) {
+	if c.ttl < 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if gen != c.gen {
+		return
+	}
+	if c.m == nil || len(c.m) >= maxCachedKeys {
+		c.m = map[[32]byte]cachedService{}
+	}
+	c.m[h] = cachedService{s: s, at: now}
+}
+
+// drop empties the cache (a service written on this node).
+func (c *keyCache) drop() {
+	c.mu.Lock()
+	c.gen++
+	c.m = nil
+	c.mu.Unlock()
 }
