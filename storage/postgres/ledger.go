@@ -92,6 +92,12 @@ func Open(ctx context.Context, opts Options) (*Ledger, error) {
 		// pgx's parse errors may quote the URL: say only what is wrong.
 		return nil, storage.E(op, storage.Invalid, "ledger URL: cannot be parsed as a PostgreSQL connection URL ("+Redact(opts.URL)+")")
 	}
+	return open(ctx, cfg, opts)
+}
+
+// open is Open on a parsed pool configuration.
+func open(ctx context.Context, cfg *pgxpool.Config, opts Options) (*Ledger, error) {
+	const op = "open"
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, storage.Wrap(op, storage.Unavailable, scrub(err, cfg.ConnConfig.Password))
