@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -213,6 +215,25 @@ func TestPostgresNodes(t *testing.T) {
 	if !rep.Clean {
 		t.Fatalf("verify: %+v", rep)
 	}
+	// The admin CLI against a node: verify clean, backup pointing to
+	// PostgreSQL's tools, migrate finding the schema current (password
+	// not printed).
+	env := map[string]string{"IAPD_ADMIN_TOKEN": nodes[1].Token, "IAPD_OPS": strings.TrimPrefix(nodes[1].Ops, "http://")}
+	cli := func(args ...string) (string, error) {
+		var out, errb bytes.Buffer
+		err := run(context.Background(), args, func(k string) string { return env[k] }, strings.NewReader(""), &out, &errb)
+		return out.String() + errb.String(), err
+	}
+	if out, err := cli("verify"); err != nil {
+		t.Fatalf("iapd verify: %v\n%s", err, out)
+	}
+	if out, err := cli("backup", "-o", filepath.Join(t.TempDir(), "ledger.iapdbak")); err == nil || !strings.Contains(err.Error()+out, "pg_dump") {
+		t.Fatalf("iapd backup on PostgreSQL: %v\n%s; want a refusal naming pg_dump", err, out)
+	}
+	if out, err := cli("migrate", "-ledger", ledger); err != nil || !strings.Contains(out, "current (version 1)") || strings.Contains(out, pw) {
+		t.Fatalf("iapd migrate: %v\n%s", err, out)
+	}
+
 	t.Logf("3 nodes on PostgreSQL: %d calls acknowledged (%d holds), %d refused for credit, %d lost with the killed node; verify clean (%d entries)",
 		acked.Load(), len(holds), refused.Load(), lost.Load(), rep.Entries)
 	for _, p := range nodes {

@@ -401,3 +401,13 @@ func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descWait, prometheus.CounterValue, s.EmptyAcquireWaitTime().Seconds())
 	ch <- prometheus.MustNewConstMetric(descWaits, prometheus.CounterValue, float64(s.EmptyAcquireCount()))
 }
+
+// The contracts the ledger implements (cmd/iapd uses each).
+var (
+	_ storage.Ledger        = (*Ledger)(nil)
+	_ storage.Records       = (*Ledger)(nil)
+	_ storage.RecordLister  = (*Ledger)(nil)
+	_ storage.RecordSweeper = (*Ledger)(nil)
+	_ storage.Vouchers      = (*Ledger)(nil)
+	_ storage.AlertOutbox   = (*Ledger)(nil)
+)

@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -239,6 +240,53 @@ func TestTwoNodes(t *testing.T) {
 			t.Fatalf("hold %s: %+v %v", tok, tr, err)
 		}
 	}
+	// Vouchers and records raced from both nodes: each voucher redeemed
+	// once, each record created once.
+	var vs []storage.Voucher
+	for i := 0; i < 20; i++ {
+		vs = append(vs, storage.Voucher{CodeHash: storage.HashKey(fmt.Sprint("code-", i)), Service: "sms", Amount: cr(2)})
+	}
+	if err := a.CreateVouchers(ctx, vs); err != nil {
+		t.Fatal(err)
+	}
+	var redeemed, created atomic.Int64
+	var rwg sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		rwg.Add(1)
+		go func(w int, l *postgres.Ledger) {
+			defer rwg.Done()
+			for i, v := range vs {
+				_, _, err := l.RedeemVoucher(ctx, v.CodeHash, "sms", storage.AccountToken(fmt.Sprint("buyer", w)), clock.Now())
+				switch {
+				case err == nil:
+					redeemed.Add(1)
+				case !storage.Is(err, storage.Conflict):
+					t.Error(err)
+				}
+				_, made, err := l.PutRecordIfAbsent(ctx, "sms-uuid", fmt.Sprint("uuid-", i), []byte{byte(w)}, time.Time{})
+				if err != nil {
+					t.Error(err)
+				}
+				if made {
+					created.Add(1)
+				}
+			}
+		}(w, nodes[w%2])
+	}
+	rwg.Wait()
+	if redeemed.Load() != int64(len(vs)) || created.Load() != int64(len(vs)) {
+		t.Fatalf("%d redemptions and %d records created, want %d each", redeemed.Load(), created.Load(), len(vs))
+	}
+	var bought storage.Credits
+	for w := 0; w < 8; w++ {
+		if acct, err := b.LookupAccount(ctx, "sms", storage.AccountToken(fmt.Sprint("buyer", w))); err == nil {
+			bought += storagetest.Audit(t, b, "sms", acct.Token).Recharged
+		}
+	}
+	if bought != cr(2)*storage.Credits(len(vs)) {
+		t.Fatalf("buyers got %s, want %s", bought, cr(2)*storage.Credits(len(vs)))
+	}
+
 	// A key rotated on one node stops working on the other once its
 	// cache entry ages out (KeyCacheTTL), and at once on the node itself.
 	old, next := [32]byte{1}, [32]byte{2}
