@@ -6,12 +6,16 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/iapd/iapd/rpc/admin"
+	"github.com/iapd/iapd/rpc/sms"
+	"github.com/iapd/iapd/rpc/snailmail"
 	"github.com/iapd/iapd/storage"
 	"github.com/iapd/iapd/storage/badger"
 	"github.com/iapd/iapd/storage/postgres"
@@ -157,4 +161,90 @@ func runMigrate(ctx context.Context, args []string, getenv func(string) string, 
 	}
 	fmt.Fprintf(stdout, "schema of %s migrated from version %d to %d\n", postgres.Redact(u), from, to)
 	return nil
+}
+
+// nodeRecords is the records store of the SMS and letter services. On a
+// ledger several nodes share, the traces of sends in flight (the
+// services' OpenNamespace) are the node's own — kept under
+// "<namespace>@<node>" — so that a node settling at start what its crash
+// interrupted never takes the sends another node has in flight; every
+// other namespace (the uuids and documents already handled, delivery
+// reports) is shared, which is what makes a retry on another node
+// idempotent. The node is the ledger URL's application_name, else the
+// host name: give each node its own, and a replaced node's name to its
+// replacement so that it settles what the old one left.
+func (w *wiring) nodeRecords() recordStore {
+	if w.cfg.Ledger == "" {
+		return w.ledger
+	}
+	return scopedRecords{recordStore: w.ledger, node: nodeName(w.cfg.Ledger, os.Hostname)}
+}
+
+// recordStore is what the services keep their records in.
+type recordStore interface {
+	storage.Records
+	storage.RecordLister
+}
+
+// nodeScoped are the namespaces a node owns alone.
+var nodeScoped = map[string]bool{sms.OpenNamespace: true, snailmail.OpenNamespace: true}
+
+// scopedRecords maps the node-scoped namespaces to "<ns>@<node>".
+type scopedRecords struct {
+	recordStore
+	node string
+}
+
+func (r scopedRecords) ns(ns string) string {
+	if nodeScoped[ns] {
+		return ns + "@" + r.node
+	}
+	return ns
+}
+
+func (r scopedRecords) PutRecordIfAbsent(ctx context.Context, ns, key string, value []byte, expires time.Time) ([]byte, bool, error) {
+	return r.recordStore.PutRecordIfAbsent(ctx, r.ns(ns), key, value, expires)
+}
+
+func (r scopedRecords) PutRecord(ctx context.Context, ns, key string, value []byte, expires time.Time) error {
+	return r.recordStore.PutRecord(ctx, r.ns(ns), key, value, expires)
+}
+
+func (r scopedRecords) GetRecord(ctx context.Context, ns, key string) ([]byte, error) {
+	return r.recordStore.GetRecord(ctx, r.ns(ns), key)
+}
+
+func (r scopedRecords) DeleteRecord(ctx context.Context, ns, key string) error {
+	return r.recordStore.DeleteRecord(ctx, r.ns(ns), key)
+}
+
+func (r scopedRecords) ListRecords(ctx context.Context, ns, after string, max int) ([]storage.Record, error) {
+	return r.recordStore.ListRecords(ctx, r.ns(ns), after, max)
+}
+
+// nodeName is the node's name for scoped namespaces: the URL's
+// application_name, else the host name, cut to what a namespace holds
+// (printable ASCII, no space; the namespace at most 64 bytes).
+func nodeName(ledgerURL string, hostname func() (string, error)) string {
+	name := ""
+	if u, err := url.Parse(ledgerURL); err == nil {
+		name = u.Query().Get("application_name")
+	}
+	if name == "" {
+		name, _ = hostname()
+	}
+	b := []byte(name)
+	out := b[:0]
+	for _, c := range b {
+		if c > ' ' && c < 0x7f {
+			out = append(out, c)
+		}
+	}
+	if len(out) > 40 {
+		out = out[:40]
+	}
+	if len(out) == 0 {
+		return "node"
+	}
+	return string(out)
 }

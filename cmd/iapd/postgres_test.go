@@ -15,7 +15,10 @@ import (
 	"time"
 
 	"github.com/iapd/iapd/rpc/admin"
+	"github.com/iapd/iapd/rpc/sms"
+	"github.com/iapd/iapd/rpc/snailmail"
 	"github.com/iapd/iapd/storage"
+	"github.com/iapd/iapd/storage/badger"
 	"github.com/iapd/iapd/storage/postgres/pgtest"
 )
 
@@ -61,12 +64,13 @@ func TestPostgresNodes(t *testing.T) {
 	// and ignored, and must appear in no log.
 	const pw = "Pg-n0des-secret"
 	ledger := strings.Replace(pgSchema(t), "postgres://iapd@", "postgres://iapd:"+pw+"@", 1)
-	start := func() *abuseProc {
-		return startAbuse(t, abuseOpts{Args: []string{"-ledger", ledger, "-log-level", "info"}})
+	start := func(i int) *abuseProc {
+		u := pgtest.WithParam(ledger, "application_name", fmt.Sprint("node", i)) // its own in-flight traces
+		return startAbuse(t, abuseOpts{Args: []string{"-ledger", u, "-log-level", "info"}})
 	}
 	var nodes [3]*abuseProc
 	for i := range nodes {
-		nodes[i] = start()
+		nodes[i] = start(i)
 	}
 	const svc = "pgnodes"
 	key := pgService(t, nodes[0], svc)
@@ -166,7 +170,7 @@ func TestPostgresNodes(t *testing.T) {
 	waitFor(150)
 	nodes[2].Kill()
 	killedLog := nodes[2].Stderr.String()
-	nodes[2] = start()
+	nodes[2] = start(2)
 	current[2].Store(nodes[2])
 	before := acked.Load()
 	waitFor(before + 150)
@@ -317,4 +321,43 @@ func TestPostgresOutage(t *testing.T) {
 		t.Fatalf("backup on PostgreSQL: %v, want a refusal naming pg_dump", err)
 	}
 	p.Stop()
+}
+
+// TestNodeScopedRecords: on a shared ledger the traces of sends in flight
+// are each node's own (a node's start-up settlement lists only its own),
+// while every other namespace is shared; the node's name comes from the
+// URL's application_name, else the host name.
+func TestNodeScopedRecords(t *testing.T) {
+	l, err := badger.Open(badger.Options{InMemory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ctx := context.Background()
+	host := func() (string, error) { return "db-host 1", nil }
+	a := scopedRecords{recordStore: l, node: nodeName("postgres://x@h/db?application_name=node-a", host)}
+	b := scopedRecords{recordStore: l, node: nodeName("postgres://x@h/db", host)}
+	if a.node != "node-a" || b.node != "db-host1" {
+		t.Fatalf("node names %q, %q", a.node, b.node)
+	}
+	for _, ns := range []string{sms.OpenNamespace, snailmail.OpenNamespace} {
+		if err := a.PutRecord(ctx, ns, "send1/h", []byte("a's"), time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+		if rs, err := b.ListRecords(ctx, ns, "", 10); err != nil || len(rs) != 0 {
+			t.Fatalf("%s: node b lists %v, %v; want none of node a's", ns, rs, err)
+		}
+		if rs, err := a.ListRecords(ctx, ns, "", 10); err != nil || len(rs) != 1 {
+			t.Fatalf("%s: node a lists %v, %v; want its trace", ns, rs, err)
+		}
+		if _, err := b.GetRecord(ctx, ns, "send1/h"); !storage.Is(err, storage.NotFound) {
+			t.Fatalf("%s: node b reads node a's trace: %v", ns, err)
+		}
+	}
+	if _, made, err := a.PutRecordIfAbsent(ctx, "sms-uuid", "db/uuid1", []byte("x"), time.Time{}); err != nil || !made {
+		t.Fatal(made, err)
+	}
+	if v, made, err := b.PutRecordIfAbsent(ctx, "sms-uuid", "db/uuid1", []byte("y"), time.Time{}); err != nil || made || string(v) != "x" {
+		t.Fatalf("shared namespace: node b created %v (%q, %v); want node a's claim", made, v, err)
+	}
 }
