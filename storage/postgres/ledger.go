@@ -37,7 +37,8 @@ const (
 // Options configure Open.
 type Options struct {
 	// URL is the PostgreSQL connection URL (postgres://user:pass@host/db?…);
-	// pool settings (pool_max_conns, …) may ride in it as pgxpool reads them.
+	// pool settings (pool_max_conns, default DefaultPoolSize, …) may ride
+	// in it as pgxpool reads them.
 	URL string
 	// Now is the ledger clock (default time.Now). Times are stored to the
 	// microsecond.
@@ -92,8 +93,16 @@ func Open(ctx context.Context, opts Options) (*Ledger, error) {
 		// pgx's parse errors may quote the URL: say only what is wrong.
 		return nil, storage.E(op, storage.Invalid, "ledger URL: cannot be parsed as a PostgreSQL connection URL ("+Redact(opts.URL)+")")
 	}
+	if !strings.Contains(opts.URL, "pool_max_conns") {
+		cfg.MaxConns = DefaultPoolSize
+	}
 	return open(ctx, cfg, opts)
 }
+
+// DefaultPoolSize is the pool's size when the URL sets no pool_max_conns
+// (pgx's own default, the larger of 4 and the CPU count, leaves requests
+// waiting for a connection while others wait for their commit).
+const DefaultPoolSize = 16
 
 // open is Open on a parsed pool configuration.
 func open(ctx context.Context, cfg *pgxpool.Config, opts Options) (*Ledger, error) {
