@@ -165,9 +165,11 @@ func runMigrate(ctx context.Context, args []string, getenv func(string) string, 
 
 // nodeRecords is the records store of the SMS and letter services. On a
 // ledger several nodes share, the traces of sends in flight (the
-// services' OpenNamespace) are the node's own — kept under
+// services' OpenNamespace) and the SMS delivery-report relay queue (whose
+// bounds the relay keeps in memory) are the node's own — kept under
 // "<namespace>@<node>" — so that a node settling at start what its crash
-// interrupted never takes the sends another node has in flight; every
+// interrupted never takes the sends another node has in flight, and each
+// report received is relayed once, by the node that received it; every
 // other namespace (the uuids and documents already handled, delivery
 // reports) is shared, which is what makes a retry on another node
 // idempotent. The node is the ledger URL's application_name, else the
@@ -187,7 +189,7 @@ type recordStore interface {
 }
 
 // nodeScoped are the namespaces a node owns alone.
-var nodeScoped = map[string]bool{sms.OpenNamespace: true, snailmail.OpenNamespace: true}
+var nodeScoped = map[string]bool{sms.OpenNamespace: true, sms.QueueNamespace: true, snailmail.OpenNamespace: true}
 
 // scopedRecords maps the node-scoped namespaces to "<ns>@<node>".
 type scopedRecords struct {

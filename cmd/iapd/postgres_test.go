@@ -340,7 +340,7 @@ func TestNodeScopedRecords(t *testing.T) {
 	if a.node != "node-a" || b.node != "db-host1" {
 		t.Fatalf("node names %q, %q", a.node, b.node)
 	}
-	for _, ns := range []string{sms.OpenNamespace, snailmail.OpenNamespace} {
+	for _, ns := range []string{sms.OpenNamespace, sms.QueueNamespace, snailmail.OpenNamespace} {
 		if err := a.PutRecord(ctx, ns, "send1/h", []byte("a's"), time.Time{}); err != nil {
 			t.Fatal(err)
 		}
