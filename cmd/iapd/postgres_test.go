@@ -361,3 +361,48 @@ func TestNodeScopedRecords(t *testing.T) {
 		t.Fatalf("shared namespace: node b created %v (%q, %v); want node a's claim", made, v, err)
 	}
 }
+
+// TestPostgresSMSAcrossNodes: an SMS sent through one node and retried by
+// Odoo through another (same uuid) is sent and charged once: the uuids
+// handled are shared by the nodes.
+func TestPostgresSMSAcrossNodes(t *testing.T) {
+	ledger := pgSchema(t)
+	var nodes [2]*abuseProc
+	for i := range nodes {
+		nodes[i] = startAbuse(t, abuseOpts{Args: []string{"-ledger", pgtest.WithParam(ledger, "application_name", fmt.Sprint("sms", i))}})
+	}
+	tok := randHex(16)
+	if err := nodes[0].Admin.call(context.Background(), "POST", "/v1/account/credit", nil, map[string]any{
+		"service": "sms", "token": tok, "amount": json.Number("10"),
+	}, nil); err != nil {
+		t.Fatal(err)
+	}
+	send := func(p *abuseProc) string {
+		t.Helper()
+		res, rerr, err := p.Call("/api/sms/3/send", map[string]any{
+			"account_token": tok, "dbuuid": "pg-sms", "webhook_url": "http://127.0.0.1:1/sms/status",
+			"messages": []any{map[string]any{"content": "Hello", "numbers": []any{map[string]any{"number": "+32470123456", "uuid": "5d1e0c3bd6a14b1f9a0f2c1b8e7d6c5a"}}}},
+		}, time.Minute)
+		if err != nil || rerr != nil {
+			t.Fatalf("SMS send: %v %v", rerr, err)
+		}
+		return string(res)
+	}
+	first := send(nodes[0])
+	if !strings.Contains(first, `"success"`) {
+		t.Fatalf("first send: %s", first)
+	}
+	charged := pgAccount(t, nodes[1], "sms", tok).Captured
+	if charged <= 0 {
+		t.Fatalf("first send charged %s", charged)
+	}
+	if again := send(nodes[1]); !strings.Contains(again, `"success"`) {
+		t.Fatalf("retry through the other node: %s", again)
+	}
+	if a := pgAccount(t, nodes[0], "sms", tok); a.Captured != charged || a.Held != 0 {
+		t.Fatalf("after the retry: captured %s held %s, want %s and 0", a.Captured, a.Held, charged)
+	}
+	for _, p := range nodes {
+		p.Stop()
+	}
+}
