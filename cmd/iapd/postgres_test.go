@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -404,5 +406,34 @@ func TestPostgresSMSAcrossNodes(t *testing.T) {
 	}
 	for _, p := range nodes {
 		p.Stop()
+	}
+}
+
+// TestLedgerConfig: ledger comes from -ledger, else the file, else
+// IAPD_LEDGER; anything but a postgres:// URL is refused without echoing
+// it.
+func TestLedgerConfig(t *testing.T) {
+	env := map[string]string{"IAPD_LEDGER": "postgres://iapd:env-secret@db/iapd"}
+	getenv := func(k string) string { return env[k] }
+	cfg, err := loadServeConfig(nil, getenv, io.Discard)
+	if err != nil || cfg.Ledger != env["IAPD_LEDGER"] {
+		t.Fatalf("from IAPD_LEDGER: %q, %v", cfg.Ledger, err)
+	}
+	file := filepath.Join(t.TempDir(), "iapd.yaml")
+	if err := os.WriteFile(file, []byte("ledger: postgresql://iapd@file/iapd\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if cfg, err = loadServeConfig([]string{"-config", file}, getenv, io.Discard); err != nil || cfg.Ledger != "postgresql://iapd@file/iapd" {
+		t.Fatalf("from the file: %q, %v", cfg.Ledger, err)
+	}
+	if cfg, err = loadServeConfig([]string{"-config", file, "-ledger", "postgres://iapd@flag/iapd"}, getenv, io.Discard); err != nil || cfg.Ledger != "postgres://iapd@flag/iapd" {
+		t.Fatalf("from the flag: %q, %v", cfg.Ledger, err)
+	}
+	_, err = loadServeConfig([]string{"-ledger", "mysql://root:flag-secret@db/iapd"}, getenv, io.Discard)
+	if err == nil || strings.Contains(err.Error(), "flag-secret") || !strings.Contains(err.Error(), "postgres://") {
+		t.Fatalf("a MySQL URL: %v", err)
+	}
+	if w := ledgerWhere(Config{Ledger: env["IAPD_LEDGER"]}); strings.Contains(w, "env-secret") || !strings.Contains(w, "xxxxx") {
+		t.Fatalf("ledgerWhere: %q", w)
 	}
 }

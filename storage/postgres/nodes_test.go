@@ -346,3 +346,42 @@ func TestSecretsNotEchoed(t *testing.T) {
 		}
 	}
 }
+
+// TestConcurrentMigration: nodes starting together on an empty database
+// migrate it once (the advisory lock) and all open.
+func TestConcurrentMigration(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.Schema(t)
+	var wg sync.WaitGroup
+	errs := make(chan error, 6)
+	for i := 0; i < 6; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l, err := postgres.Open(ctx, postgres.Options{URL: url})
+			if err == nil {
+				err = l.Close()
+			}
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var rows, max int
+	if err := conn.QueryRow(ctx, "SELECT count(*), max(version) FROM iapd_schema").Scan(&rows, &max); err != nil {
+		t.Fatal(err)
+	}
+	if rows != postgres.SchemaVersion() || max != postgres.SchemaVersion() {
+		t.Fatalf("iapd_schema: %d rows up to version %d, want each of %d once", rows, max, postgres.SchemaVersion())
+	}
+}
