@@ -236,6 +236,13 @@ func TestPostgresNodes(t *testing.T) {
 	if out, err := cli("backup", "-o", filepath.Join(t.TempDir(), "ledger.iapdbak")); err == nil || !strings.Contains(err.Error()+out, "pg_dump") {
 		t.Fatalf("iapd backup on PostgreSQL: %v\n%s; want a refusal naming pg_dump", err, out)
 	}
+	exported := filepath.Join(t.TempDir(), "entries.jsonl")
+	if out, err := cli("export", "-format", "jsonl", "-service", svc, "-o", exported); err != nil {
+		t.Fatalf("iapd export: %v\n%s", err, out)
+	}
+	if raw, err := os.ReadFile(exported); err != nil || int64(strings.Count(string(raw), "\n")) != rep.Entries {
+		t.Fatalf("iapd export: %d lines (%v), verify counted %d entries", strings.Count(string(raw), "\n"), err, rep.Entries)
+	}
 	if out, err := cli("migrate", "-ledger", ledger); err != nil || !strings.Contains(out, "current (version 1)") || strings.Contains(out, pw) {
 		t.Fatalf("iapd migrate: %v\n%s", err, out)
 	}
