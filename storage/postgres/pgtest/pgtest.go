@@ -173,12 +173,16 @@ func Start(parent string) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
+	root := os.Geteuid() == 0
+	if root && !traversable(parent) {
+		parent = "/tmp" // the postgres user must reach the folder
+	}
 	dir, err := os.MkdirTemp(parent, "iapd-pg-")
 	if err != nil {
 		return nil, err
 	}
 	c := &Cluster{Dir: dir, bin: bin}
-	if os.Geteuid() == 0 {
+	if root {
 		u, err := user.Lookup("postgres")
 		if err != nil {
 			return nil, fmt.Errorf("running as root and there is no postgres user to run the cluster as: %w", err)
@@ -275,6 +279,24 @@ func findBin() (string, error) {
 		}
 	}
 	return "", errors.New("initdb and pg_ctl not found (PATH, /usr/lib/postgresql/*/bin)")
+}
+
+// traversable reports whether every folder from / to dir lets others
+// through (the postgres user, when the tests run as root).
+func traversable(dir string) bool {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return false
+	}
+	for d := abs; ; d = filepath.Dir(d) {
+		fi, err := os.Stat(d)
+		if err != nil || fi.Mode().Perm()&0o001 == 0 {
+			return false
+		}
+		if d == filepath.Dir(d) {
+			return true
+		}
+	}
 }
 
 func freePort() (int, error) {
