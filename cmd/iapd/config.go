@@ -47,6 +47,11 @@ type Config struct {
 	OpsListen string `yaml:"ops_listen"`
 	// Data is the Badger directory of the ledger.
 	Data string `yaml:"data"`
+	// Ledger, set, is the postgres:// URL of a shared PostgreSQL ledger
+	// (storage/postgres) used instead of Badger in Data; several nodes may
+	// name the same one. Empty: IAPD_LEDGER, else Badger. Never logged
+	// with its password (postgres.Redact).
+	Ledger string `yaml:"ledger"`
 	// JournalCorrupt is what start-up does with a corrupt journal:
 	// "refuse" (the default: exit, change nothing) or "move-aside".
 	// Set by serve's -journal-corrupt flag only, never by the file: it is
@@ -488,6 +493,9 @@ func (c *Config) prepare(getenv func(string) string) error {
 	if err := c.ResolveSecrets(getenv, os.ReadFile); err != nil {
 		return err
 	}
+	if c.Ledger == "" {
+		c.Ledger = getenv("IAPD_LEDGER") // ledger_pg.go
+	}
 	return c.Validate()
 }
 
@@ -529,6 +537,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Data == "" {
 		return errors.New("data: a directory is required")
+	}
+	if err := validLedgerURL(c.Ledger); err != nil { // ledger_pg.go
+		return err
 	}
 	if c.PublicURL != "" {
 		u, err := url.Parse(c.PublicURL)

@@ -47,7 +47,7 @@ const (
 func commands() []command {
 	return []command{
 		{names: []string{"serve"}, section: secServer, synopses: []string{
-			"iapd [serve] [-config FILE] [-listen ADDR] [-ops-listen ADDR] [-data DIR]\n               [-public-url URL] [-log-level LEVEL] [-journal-corrupt refuse|move-aside]",
+			"iapd [serve] [-config FILE] [-listen ADDR] [-ops-listen ADDR] [-data DIR | -ledger URL]\n               [-public-url URL] [-log-level LEVEL] [-journal-corrupt refuse|move-aside]",
 		}, run: func(ctx context.Context, args []string, s stdio) error {
 			return runServeWithMemoryLimit(ctx, args, s.getenv, s.stdout, s.stderr) // memlimit.go
 		}},
@@ -115,6 +115,11 @@ func commands() []command {
 			"iapd routes [-config FILE] [-json]   every route with its mode and destination",
 		}, run: func(ctx context.Context, args []string, s stdio) error {
 			return runRoutes(ctx, args, s.getenv, s.stdout, s.stderr) // routes.go
+		}},
+		{names: []string{"migrate"}, section: secOffline, synopses: []string{
+			"iapd migrate [-ledger URL] [-config FILE]   bring a PostgreSQL ledger's schema up to date",
+		}, run: func(ctx context.Context, args []string, s stdio) error {
+			return runMigrate(ctx, args, s.getenv, s.stdout, s.stderr) // ledger_pg.go
 		}},
 		{names: []string{"restore"}, section: secOffline, synopses: []string{
 			"iapd restore -data DIR [-force] FILE",

@@ -41,6 +41,7 @@ func loadServeConfig(args []string, getenv func(string) string, stderr io.Writer
 		listen     = fs.String("listen", DefaultListen, "public JSON-RPC `address` (what Odoo calls)")
 		opsListen  = fs.String("ops-listen", DefaultOpsListen, "ops `address`: /healthz, /readyz, /metrics and the admin API")
 		data       = fs.String("data", DefaultData, "Badger `directory` of the ledger")
+		ledgerURL  = fs.String("ledger", "", "postgres://… `URL` of a shared PostgreSQL ledger, instead of Badger in -data (env IAPD_LEDGER)")
 		publicURL  = fs.String("public-url", "", "`URL` browsers use to reach iapd (default http://<listen>)")
 		logLevel   = fs.String("log-level", DefaultLogLevel, "debug, info, warn or error")
 		jcorrupt   = fs.String("journal-corrupt", "refuse", "what start-up does with a corrupt journal: refuse (exit, change nothing) or move-aside (start from the records before the damage, the journal files moved into a journal-corrupt-<time> folder of the data directory)")
@@ -63,6 +64,8 @@ func loadServeConfig(args []string, getenv func(string) string, stderr io.Writer
 			cfg.OpsListen = *opsListen
 		case "data":
 			cfg.Data = *data
+		case "ledger":
+			cfg.Ledger = *ledgerURL
 		case "public-url":
 			cfg.PublicURL = *publicURL
 		case "log-level":
@@ -153,47 +156,38 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer, 
 	}
 	defer opsLn.Close()
 
-	// A data directory another iapd has open is refused before anything
-	// in it is touched (datadir.go).
-	if err := dataDirInUse(cfg.Data); err != nil {
-		return err
-	}
-	ledger, err := badger.Open(badger.Options{
-		Dir:            cfg.Data,
-		Logger:         log.With("component", "badger"),
-		EngineLogger:   storageLogger(cfg, log), // logs.go: log_storage
-		Now:            time.Now,
-		OnSync:         mtr.ObserveSync,
-		OnCheckpoint:   mtr.ObserveCheckpoint,
-		DiskReserve:    ledgerDiskReserve(cfg.DiskReserve), // disk.go
-		Refusals:       mtr,
-		JournalCorrupt: jcorrupt,
-	})
-	if err != nil {
-		var ce *badger.JournalCorruptError
-		if errors.As(err, &ce) {
-			return fmt.Errorf("opening the ledger in %s: %w\nNothing was changed. Keep a copy of the data directory; then either restore a backup, "+
-				"or start once with -journal-corrupt=move-aside to start from the records before the damage (the journal files are moved aside, "+
-				"and iapd verify reports them until the folder is removed)", cfg.Data, err)
+	// The ledger: PostgreSQL when ledger is set (ledger_pg.go), else
+	// Badger in the data directory.
+	var (
+		ledger ledgerBackend
+		space  = func() badger.SpaceStatus { return badger.SpaceStatus{Level: badger.SpaceOK} }
+		stats  metrics.StatsReader
+		oper   admin.Operator
+	)
+	if cfg.Ledger != "" {
+		pl, err := openPostgresLedger(ctx, cfg, log, reg)
+		if err != nil {
+			return err
 		}
-		if inUse := explainOpenError(cfg.Data, err); inUse != err {
-			return inUse
+		defer func() {
+			if cerr := pl.Close(); cerr != nil && err == nil {
+				err = fmt.Errorf("closing the ledger: %w", cerr)
+			}
+		}()
+		ledger, stats, oper = pl, pl, pgOperator{pl}
+	} else {
+		bl, err := openBadgerLedger(cfg, log, mtr, reg, jcorrupt)
+		if err != nil {
+			return err
 		}
-		return fmt.Errorf("opening the ledger in %s: %w", cfg.Data, err)
+		defer func() {
+			if cerr := bl.Close(); cerr != nil && err == nil {
+				err = fmt.Errorf("closing the ledger: %w", cerr)
+			}
+		}()
+		ledger, space, stats, oper = bl, bl.Space, badger.NewStatsReader(bl), ledgerOperator{bl}
 	}
-	defer func() {
-		if cerr := ledger.Close(); cerr != nil && err == nil {
-			err = fmt.Errorf("closing the ledger: %w", cerr)
-		}
-	}()
-
-	if err := reg.Register(metrics.NewLedgerCollector(badger.NewStatsReader(ledger), metrics.LedgerOptions{})); err != nil {
-		return fmt.Errorf("metrics: %w", err)
-	}
-	if err := reg.Register(metrics.NewDiskCollector(diskGauges(ledger.Space))); err != nil {
-		return fmt.Errorf("metrics: %w", err)
-	}
-	if err := reg.Register(metrics.NewLedgerSizeCollector(ledgerFiles(ledger.DiskUse))); err != nil { // ledgersize.go
+	if err := reg.Register(metrics.NewLedgerCollector(stats, metrics.LedgerOptions{})); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
 	mw, err := newMemWatch(reg, log) // memwatch.go: the heap near the memory limit
@@ -270,13 +264,13 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer, 
 		Token:    cfg.AdminToken,
 		Logger:   log.With("component", "admin"),
 		Ready:    ready,
-		Operator: ledgerOperator{ledger}, // backup, verify, export (operator.go)
+		Operator: oper, // backup, verify, export (operator.go, ledger_pg.go)
 	})
 	// The ops listener's own mux: the admin handler serves the probes and
 	// the admin API; /metrics beside it (no token: it shows no account).
 	opsMux := http.NewServeMux()
 	opsMux.Handle("/", adminHandler)
-	opsMux.Handle("GET /readyz", readyzWithSandbox(readyzWithSpace(adminHandler, ledger.Space, ready), w.sandbox)) // disk.go, sandbox.go
+	opsMux.Handle("GET /readyz", readyzWithSandbox(readyzWithSpace(adminHandler, space, ready), w.sandbox)) // disk.go, sandbox.go
 	opsMux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		// A failing collector (the ledger closed) costs its own series,
 		// not the scrape: the rest is served and the error logged.
@@ -310,7 +304,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer, 
 	fmt.Fprintf(stdout, "iapd: public %s://%s\n", scheme, pubLn.Addr())
 	fmt.Fprintf(stdout, "iapd: ops http://%s\n", opsLn.Addr())
 	log.Info("iapd serving", "public", pubLn.Addr().String(), "ops", opsLn.Addr().String(),
-		"public_url", publicURL, "data", cfg.Data, "admin_api", cfg.AdminToken != "")
+		"public_url", publicURL, "ledger", ledgerWhere(cfg), "admin_api", cfg.AdminToken != "")
 	// Type=notify: ready once /readyz would say so (systemd.go).
 	sd := newSDNotifier(getenv)
 	if err := ready(); err != nil {
@@ -447,4 +441,46 @@ func (l fasthttpLogger) Printf(format string, args ...any) {
 		}
 	}
 	l.log.Debug(msg)
+}
+
+// openBadgerLedger opens the Badger ledger in cfg.Data (refusing a data
+// directory another iapd has open) and registers its disk metrics.
+func openBadgerLedger(cfg Config, log *slog.Logger, mtr *metrics.Metrics, reg prometheus.Registerer, jcorrupt badger.JournalCorruptAction) (*badger.Ledger, error) {
+	// A data directory another iapd has open is refused before anything
+	// in it is touched (datadir.go).
+	if err := dataDirInUse(cfg.Data); err != nil {
+		return nil, err
+	}
+	ledger, err := badger.Open(badger.Options{
+		Dir:            cfg.Data,
+		Logger:         log.With("component", "badger"),
+		EngineLogger:   storageLogger(cfg, log), // logs.go: log_storage
+		Now:            time.Now,
+		OnSync:         mtr.ObserveSync,
+		OnCheckpoint:   mtr.ObserveCheckpoint,
+		DiskReserve:    ledgerDiskReserve(cfg.DiskReserve), // disk.go
+		Refusals:       mtr,
+		JournalCorrupt: jcorrupt,
+	})
+	if err != nil {
+		var ce *badger.JournalCorruptError
+		if errors.As(err, &ce) {
+			return nil, fmt.Errorf("opening the ledger in %s: %w\nNothing was changed. Keep a copy of the data directory; then either restore a backup, "+
+				"or start once with -journal-corrupt=move-aside to start from the records before the damage (the journal files are moved aside, "+
+				"and iapd verify reports them until the folder is removed)", cfg.Data, err)
+		}
+		if inUse := explainOpenError(cfg.Data, err); inUse != err {
+			return nil, inUse
+		}
+		return nil, fmt.Errorf("opening the ledger in %s: %w", cfg.Data, err)
+	}
+	if err := reg.Register(metrics.NewDiskCollector(diskGauges(ledger.Space))); err != nil {
+		ledger.Close()
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	if err := reg.Register(metrics.NewLedgerSizeCollector(ledgerFiles(ledger.DiskUse))); err != nil { // ledgersize.go
+		ledger.Close()
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	return ledger, nil
 }

@@ -42,7 +42,7 @@ func wireSMS(w *wiring) error {
 		senders[name] = s
 		w.serves(string(storage.SMS), p)
 	}
-	var records storage.Records = w.ledger
+	var records storage.Records = w.nodeRecords() // ledger_pg.go
 	svc, err := sms.New(settings, sms.Deps{
 		Ledger:     w.accounts,
 		Records:    records,
@@ -58,7 +58,7 @@ func wireSMS(w *wiring) error {
 	// (local work: records and ledger, no provider call).
 	start := time.Now()
 	sctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
-	rep, err := svc.Settle(sctx, w.ledger)
+	rep, err := svc.Settle(sctx, w.nodeRecords())
 	cancel()
 	if err != nil {
 		// What failed keeps its trace and is settled at the next start;

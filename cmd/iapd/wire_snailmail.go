@@ -43,7 +43,7 @@ func wireSnailmail(w *wiring) error {
 		senders[name] = s
 		w.serves(string(storage.Snailmail), p)
 	}
-	var records storage.Records = w.ledger
+	var records storage.Records = w.nodeRecords() // ledger_pg.go
 	deps := snailmail.Deps{
 		Ledger:     w.accounts,
 		Records:    records,
@@ -62,7 +62,7 @@ func wireSnailmail(w *wiring) error {
 	// (local work: records and ledger, no provider call).
 	start := time.Now()
 	sctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
-	rep, err := svc.Settle(sctx, w.ledger)
+	rep, err := svc.Settle(sctx, w.nodeRecords())
 	cancel()
 	if err != nil {
 		// What failed keeps its trace and is settled at the next start;

@@ -22,7 +22,6 @@ import (
 	"github.com/iapd/iapd/rpc"
 	"github.com/iapd/iapd/rpc/limit"
 	"github.com/iapd/iapd/storage"
-	"github.com/iapd/iapd/storage/badger"
 )
 
 // wiring is what serve hands to the wire* functions, each of which plugs
@@ -33,7 +32,7 @@ import (
 type wiring struct {
 	cfg       Config
 	log       *slog.Logger
-	ledger    *badger.Ledger
+	ledger    ledgerBackend // ledger_pg.go: Badger or PostgreSQL
 	rpc       *rpc.Server
 	reg       *prometheus.Registry
 	publicURL string

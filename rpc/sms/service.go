@@ -16,6 +16,12 @@ import (
 )
 
 // Namespaces of the service's records (storage.Records).
+// QueueNamespace is the records namespace of the delivery-report relay
+// queue, whose bounds a process keeps in memory: the one a process owns
+// alone (several processes sharing a ledger each keep theirs, cmd/iapd
+// ledger_pg.go).
+const QueueNamespace = nsQueue
+
 const (
 	nsDedupe = "sms-uuid"   // dbuuid/uuid → what became of the message
 	nsDLR    = "sms-dlr"    // provider/provider id → uuid, webhook, dbuuid

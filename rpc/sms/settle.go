@@ -31,6 +31,11 @@ import (
 // acknowledgement of the hold and the header's update still finds it
 // (in the account's history). The records go when the send is over.
 
+// OpenNamespace is the records namespace of the traces of sends in
+// flight, which Settle reads: the one a process owns alone (several
+// processes sharing a ledger each keep theirs, cmd/iapd ledger_pg.go).
+const OpenNamespace = nsOpen
+
 const (
 	nsOpen       = "sms-open"
 	openPartSize = 50

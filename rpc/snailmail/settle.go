@@ -23,6 +23,11 @@ import (
 // still finds it in the account's history), the provider before it is
 // called, its answer after. The trace goes when the letter is decided.
 
+// OpenNamespace is the records namespace of the traces of letters in
+// flight, which Settle reads: the one a process owns alone (several
+// processes sharing a ledger each keep theirs, cmd/iapd ledger_pg.go).
+const OpenNamespace = nsOpen
+
 const (
 	nsOpen  = "snailmail-open"     // send id → a letter in flight
 	openTTL = 400 * 24 * time.Hour // longer than any hold
