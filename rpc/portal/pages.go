@@ -19,6 +19,7 @@ import (
 type packView struct {
 	Pack
 	Link string
+	Buy  string // online payment (pay.go)
 }
 
 // creditData is what the credit page shows.
@@ -43,6 +44,7 @@ type creditData struct {
 	CanRecharge  bool
 	Self         string // this page, hashed form, without filters
 	ChartEntries int
+	Pay          bool // online payment of packs (pay.go)
 }
 
 // credit serves /iap/1/credit (GET): the account, how to recharge, the
@@ -76,6 +78,7 @@ func (r *request) credit() {
 	for _, pk := range r.p.cfg.PacksOf(a.Service) {
 		d.Packs = append(d.Packs, packView{Pack: pk, Link: r.p.cfg.shopLink(a.Service, &pk, d.Hash, d.DBUUID)})
 	}
+	r.payPage(a, &d)
 	d.PriceDesc = r.p.cfg.PriceDescription[string(a.Service)]
 	d.ShopLink = r.p.cfg.shopLink(a.Service, nil, d.Hash, d.DBUUID)
 	d.Vouchers = r.p.vouchers != nil

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
 
 	"github.com/iapd/iapd/rpc"
@@ -61,6 +62,10 @@ type Deps struct {
 	// MaxAlertRecipients bounds the alert recipients of an account, as
 	// on the rpc alert-settings routes; 0 is limit.DefaultAlertRecipients.
 	MaxAlertRecipients int
+	// Payments, if set, sells the packs online (pay.go): Buy buttons and
+	// the provider's webhook. Registerer takes its metrics (optional).
+	Payments   Payments
+	Registerer prometheus.Registerer
 }
 
 // Portal serves the pages. Its handlers are safe for concurrent use.
@@ -79,6 +84,8 @@ type Portal struct {
 	maxRecipients int
 	tmpl          *template.Template
 	css           []byte
+	pay           *payState // nil: no online payment
+	publicURL     string    // scheme://host, for the payment return URLs
 }
 
 // New builds the portal.
@@ -121,6 +128,12 @@ func New(d Deps) (*Portal, error) {
 	if p.now == nil {
 		p.now = time.Now
 	}
+	p.publicURL = p.origin
+	if d.Payments != nil {
+		if p.pay, err = newPayState(d.Payments, d.Secret, d.Registerer); err != nil {
+			return nil, fmt.Errorf("portal: payments: %w", err)
+		}
+	}
 	p.tmpl, err = template.New("portal").Funcs(funcs).ParseFS(assets, "assets/*.html")
 	if err != nil {
 		return nil, fmt.Errorf("portal: templates: %w", err)
@@ -144,6 +157,10 @@ func (p *Portal) Register(s *rpc.Server) {
 	s.HandleGET(SMSAccountPath, p.page((*request).smsAccount))
 	s.HandleGET(StylePath, p.style)
 	s.SetServiceInfo(p.serviceInfo)
+	if p.pay != nil {
+		s.HandleGET(BuyPath, p.page((*request).buy))
+		s.HandlePage(WebhookPath(p.pay.prov.Name()), p.webhook)
+	}
 }
 
 func (p *Portal) serviceInfo(svc storage.ServiceName) (rpc.ServiceInfo, bool) {
