@@ -56,20 +56,20 @@ type Payments interface {
 
 // Outcomes of iap_payments_total.
 const (
-	PayCheckout         = "checkout"          // a payment page was created
-	PayCheckoutFailed   = "checkout_failed"   // the provider refused or failed
-	PayCredited         = "credited"          // a payment credited its pack
-	PayDuplicate        = "duplicate"         // a re-delivered event: nothing changed
-	PayUnpaid           = "unpaid"            // a completed session not paid yet (async)
-	PayAmountMismatch   = "amount_mismatch"   // paid amount or pack differs: not credited
-	PayUnknownAccount   = "unknown_account"   // a session iapd cannot map to an account
-	PayReversed         = "reversed"          // a refund or lost dispute debited the credit
-	PayReversalShort    = "reversal_short"    // the account had less than the credit to debit
-	PayPartialRefund    = "partial_refund"    // left to the operator
-	PayIgnored          = "ignored"           // an event type iapd does not use
-	PayBadSignature     = "bad_signature"     // refused with 400
-	PayInvalid          = "invalid"           // a signed event iapd cannot read
-	PayFailed           = "failed"            // ledger or provider failure: 5xx, retried
+	PayCheckout         = "checkout"        // a payment page was created
+	PayCheckoutFailed   = "checkout_failed" // the provider refused or failed
+	PayCredited         = "credited"        // a payment credited its pack
+	PayDuplicate        = "duplicate"       // a re-delivered event: nothing changed
+	PayUnpaid           = "unpaid"          // a completed session not paid yet (async)
+	PayAmountMismatch   = "amount_mismatch" // paid amount or pack differs: not credited
+	PayUnknownAccount   = "unknown_account" // a session iapd cannot map to an account
+	PayReversed         = "reversed"        // a refund or lost dispute debited the credit
+	PayReversalShort    = "reversal_short"  // the account had less than the credit to debit
+	PayPartialRefund    = "partial_refund"  // left to the operator
+	PayIgnored          = "ignored"         // an event type iapd does not use
+	PayBadSignature     = "bad_signature"   // refused with 400
+	PayInvalid          = "invalid"         // a signed event iapd cannot read
+	PayFailed           = "failed"          // ledger or provider failure: 5xx, retried
 	paymentsMetricHelp  = "Online payments by provider and outcome (checkout, checkout_failed, credited, duplicate, unpaid, amount_mismatch, unknown_account, reversed, reversal_short, partial_refund, ignored, bad_signature, invalid, failed)."
 	creditsSoldHelp     = "Credits added by online payments, by service (less none for refunds)."
 	maxWebhookBodyBytes = 256 << 10
@@ -197,7 +197,9 @@ func (r *request) buy() {
 		return
 	}
 	page := r.p.publicURL + creditLink(a.Service, a.Token, dbuuid, nil)
-	co, err := ps.prov.Checkout(r.context(), payments.Order{
+	ctx, cancel := payContext()
+	defer cancel()
+	co, err := ps.prov.Checkout(ctx, payments.Order{
 		Service: string(a.Service), Reference: ref, Pack: pk.ID, PackName: pk.Name, Credits: pk.Credits.String(),
 		Price:      payments.Money{Value: int64(pk.Price), Currency: pk.Currency},
 		SuccessURL: page + "&paid=" + payments.SessionPlaceholder,
@@ -242,7 +244,9 @@ func (r *request) payMessage(a storage.Account, d *creditData) {
 		d.Message, d.MessageOK = payReceived(e.DRecharged, d.Unit), true
 		return
 	}
-	s, err := ps.prov.Session(r.context(), id)
+	ctx, cancel := payContext()
+	defer cancel()
+	s, err := ps.prov.Session(ctx, id)
 	if err != nil {
 		if !errors.Is(err, payments.ErrNotFound) {
 			r.p.log.Warn("portal: reading a payment", "provider", ps.prov.Name(), "err", err)
@@ -257,7 +261,7 @@ func (r *request) payMessage(a storage.Account, d *creditData) {
 		d.Message, d.MessageOK = payMessages["payment-pending"], true
 		return
 	}
-	outcome, e, err := r.p.credit(r.context(), s)
+	outcome, e, err := r.p.credit(ctx, s)
 	switch {
 	case err != nil:
 		d.Message, d.MessageOK = payMessages["payment-pending"], true

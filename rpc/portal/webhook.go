@@ -12,6 +12,17 @@ import (
 	"github.com/iapd/iapd/storage"
 )
 
+// payTimeout bounds what one page or webhook request asks of the
+// provider and the ledger.
+const payTimeout = 30 * time.Second
+
+// payContext is the context of the provider's calls: not the
+// fasthttp.RequestCtx, which the HTTP client's goroutines could still
+// read after the handler returned and fasthttp reused it.
+func payContext() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), payTimeout)
+}
+
 // WebhookPath is where a provider delivers its events
 // (/payments/stripe/webhook).
 func WebhookPath(provider string) string { return "/payments/" + provider + "/webhook" }
@@ -46,7 +57,7 @@ func (p *Portal) webhook(ctx *fasthttp.RequestCtx) {
 		ctx.Error("400 Bad Request", fasthttp.StatusBadRequest)
 		return
 	}
-	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	rctx, cancel := payContext()
 	defer cancel()
 	var outcome string
 	switch ev.Kind {
