@@ -71,7 +71,7 @@ const (
 	PayInvalid          = "invalid"         // a signed event iapd cannot read
 	PayFailed           = "failed"          // ledger or provider failure: 5xx, retried
 	paymentsMetricHelp  = "Online payments by provider and outcome (checkout, checkout_failed, credited, duplicate, unpaid, amount_mismatch, unknown_account, reversed, reversal_short, partial_refund, ignored, bad_signature, invalid, failed)."
-	creditsSoldHelp     = "Credits added by online payments, by service (less none for refunds)."
+	creditsSoldHelp     = "Credits added by online payments, by service (refunds are not subtracted)."
 	maxWebhookBodyBytes = 256 << 10
 )
 
@@ -167,6 +167,11 @@ func (r *request) buyLink(a storage.Account, pack int, dbuuid string) string {
 // message.
 func (r *request) buy() {
 	ps := r.p.pay
+	if !r.ctx.IsGet() { // HEAD (a link checker) creates no session
+		r.ctx.Response.Header.Set("Allow", "GET")
+		r.httpError("405 Method Not Allowed", fasthttp.StatusMethodNotAllowed)
+		return
+	}
 	a, ok := r.account(r.query("service_name"), r.query("account_token"), isHashed(r.query("hashed")))
 	if !ok {
 		return

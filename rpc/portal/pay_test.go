@@ -196,6 +196,9 @@ func TestBuyCreatesCheckoutSession(t *testing.T) {
 	if st, _, _ := e.do("GET", strings.ReplaceAll(strings.Replace(m[2], "pack=1", "pack=9", 1), "&amp;", "&"), nil, nil); st != http.StatusBadRequest {
 		t.Fatalf("unknown pack: %d", st)
 	}
+	if st, _, _ := e.do("HEAD", strings.ReplaceAll(m[2], "&amp;", "&"), nil, nil); st != http.StatusMethodNotAllowed || e.fake.Creates() != 1 {
+		t.Fatalf("HEAD on Buy: %d, %d sessions", st, e.fake.Creates())
+	}
 	if e.outcome(PayCheckout) != 1 {
 		t.Fatalf("checkouts counted: %v", e.outcome(PayCheckout))
 	}
@@ -458,4 +461,50 @@ func message(t *testing.T, page string) string {
 		t.Fatalf("no #message in the page:\n%s", page)
 	}
 	return m[1]
+}
+
+// FuzzPaymentReference: a reference read back from a provider opens only
+// to what this iapd sealed, for that service; nothing else panics or
+// opens. (Each fuzz worker seals its own good reference: the nonce is
+// random, so the check is on what opens, not on the text.)
+func FuzzPaymentReference(f *testing.F) {
+	ps, err := newPayState(fakeName("stripe"), bytes.Repeat([]byte{3}, SecretSize), nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	good, _ := ps.reference(storage.SMS, tokA)
+	f.Add("sms", good)
+	f.Add("snailmail", good)
+	f.Add("sms", good[:len(good)-2]+"AA")
+	if tok, ok := ps.account(storage.SMS, good); !ok || tok != tokA {
+		f.Fatal("the reference does not open")
+	}
+	if _, ok := ps.account(storage.Snailmail, good); ok {
+		f.Fatal("the reference opens for another service")
+	}
+	f.Add("sms", "")
+	f.Fuzz(func(t *testing.T, svc, ref string) {
+		tok, ok := ps.account(storage.ServiceName(svc), ref)
+		if ok && (svc != "sms" || tok != tokA) {
+			t.Fatalf("%q/%q opened as %q", svc, ref, tok)
+		}
+	})
+}
+
+// fakeName is a Payments of which only Name is used.
+type fakeName string
+
+func (f fakeName) Name() string            { return string(f) }
+func (f fakeName) SignatureHeader() string { return "X-Signature" }
+func (fakeName) Checkout(context.Context, payments.Order) (payments.Checkout, error) {
+	return payments.Checkout{}, payments.ErrInvalid
+}
+func (fakeName) Session(context.Context, string) (payments.Session, error) {
+	return payments.Session{}, payments.ErrNotFound
+}
+func (fakeName) SessionOfPayment(context.Context, string) (payments.Session, error) {
+	return payments.Session{}, payments.ErrNotFound
+}
+func (fakeName) Event([]byte, string) (payments.Event, error) {
+	return payments.Event{}, payments.ErrSignature
 }

@@ -208,8 +208,8 @@ func (p *Provider) Event(payload []byte, signature string) (payments.Event, erro
 		if err := json.Unmarshal(ev.Data.Raw, &c); err != nil {
 			return payments.Event{}, fmt.Errorf("stripe: %s: %w", ev.Type, err)
 		}
-		if c.PaymentIntent == nil {
-			return out, nil
+		if c.PaymentIntent == nil || c.PaymentIntent.ID == "" {
+			return out, nil // not a payment of a Checkout Session
 		}
 		out.PaymentID = c.PaymentIntent.ID
 		out.Kind = payments.PartlyRefunded
@@ -221,7 +221,7 @@ func (p *Provider) Event(payload []byte, signature string) (payments.Event, erro
 		if err := json.Unmarshal(ev.Data.Raw, &d); err != nil {
 			return payments.Event{}, fmt.Errorf("stripe: %s: %w", ev.Type, err)
 		}
-		if d.Status == stripeapi.DisputeStatusLost && d.PaymentIntent != nil {
+		if d.Status == stripeapi.DisputeStatusLost && d.PaymentIntent != nil && d.PaymentIntent.ID != "" {
 			out.Kind, out.PaymentID = payments.Reversed, d.PaymentIntent.ID
 		}
 	}

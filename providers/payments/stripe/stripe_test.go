@@ -205,3 +205,31 @@ func TestMinorUnits(t *testing.T) {
 		}
 	}
 }
+
+// FuzzEvent: any signed payload decodes or fails with an error, never a
+// panic; a Reversed or PartlyRefunded event names a payment.
+func FuzzEvent(f *testing.F) {
+	p, err := New(Config{SecretKey: testKey, WebhookSecret: testSecret, APIURL: "http://127.0.0.1:1"}, nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add([]byte(`{"id":"evt_1","object":"event","type":"charge.refunded","data":{"object":{"refunded":true,"payment_intent":"pi_1"}}}`))
+	f.Add([]byte(`{"id":"evt_2","object":"event","type":"checkout.session.completed","data":{"object":{"id":"cs_1","metadata":{"iapd_pack":"x"},"amount_total":-5,"currency":"jpy"}}}`))
+	f.Add([]byte(`{"id":"evt_3","object":"event","type":"charge.dispute.closed","data":{"object":{"status":"lost","payment_intent":{"id":"pi_2"}}}}`))
+	f.Add([]byte(`{"type":"charge.refunded","data":null}`))
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		ev, err := p.Event(payload, stripetest.Sign(payload, testSecret, time.Now()))
+		if err != nil {
+			if errors.Is(err, payments.ErrSignature) {
+				t.Fatalf("a signed payload refused as unsigned: %v", err)
+			}
+			return
+		}
+		if (ev.Kind == payments.Reversed || ev.Kind == payments.PartlyRefunded) && ev.PaymentID == "" {
+			t.Fatalf("%+v names no payment", ev)
+		}
+		if ev.Kind == payments.Paid && ev.Session.Pack < 0 {
+			t.Fatalf("negative pack %+v", ev)
+		}
+	})
+}
