@@ -214,7 +214,9 @@ func (r *request) buy() {
 		ps.count(PayCheckoutFailed)
 		r.p.log.Error("portal: creating a payment", "provider", ps.prov.Name(), "service", a.Service,
 			"account", rpc.TokenRef(a.Token), "pack", pk.ID, "err", err)
-		back("payment-failed")
+		r.ctx.Response.Header.Set("Location", creditLink(a.Service, a.Token, dbuuid,
+			url.Values{"checkout": {"failed"}, "sig": {r.p.csrf.token(a.Service, a.Token, r.now)}}))
+		r.ctx.SetStatusCode(fasthttp.StatusSeeOther)
 		return
 	}
 	ps.count(PayCheckout)
@@ -228,16 +230,17 @@ func (r *request) buy() {
 // only when it is true for this account: paid=<session> shows "received"
 // once the ledger holds the session's credit (or the provider says the
 // session, made for this account, is paid: it is credited now, exactly
-// once as by the webhook); checkout=cancelled needs sig=, a token only
-// this iapd makes for this account. Anything else shows nothing.
+// once as by the webhook); checkout=cancelled and checkout=failed need
+// sig=, a token only this iapd makes for this account. Anything else
+// shows nothing.
 func (r *request) payMessage(a storage.Account, d *creditData) {
 	ps := r.p.pay
 	if ps == nil {
 		return
 	}
-	if r.query("checkout") == "cancelled" {
+	if c := r.query("checkout"); c == "cancelled" || c == "failed" {
 		if r.p.csrf.valid(r.query("sig"), a.Service, a.Token, r.now) {
-			d.Message, d.MessageOK = payMessages["payment-cancelled"], false
+			d.Message, d.MessageOK = payMessages["payment-"+c], false
 		}
 		return
 	}
@@ -316,9 +319,6 @@ func (r *request) payPage(a storage.Account, d *creditData) {
 	d.Pay = len(d.Packs) > 0
 	for i := range d.Packs {
 		d.Packs[i].Buy = r.buyLink(a, d.Packs[i].ID, d.DBUUID)
-	}
-	if r.query("msg") == "payment-failed" {
-		d.Message, d.MessageOK = payMessages["payment-failed"], false
 	}
 	r.payMessage(a, d)
 }

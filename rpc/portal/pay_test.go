@@ -508,3 +508,28 @@ func (fakeName) SessionOfPayment(context.Context, string) (payments.Session, err
 func (fakeName) Event([]byte, string) (payments.Event, error) {
 	return payments.Event{}, payments.ErrSignature
 }
+
+// Stripe unreachable: Buy brings the customer back with a message that
+// only this iapd can make for this account.
+func TestBuyWhenStripeFails(t *testing.T) {
+	e := newPayEnv(t)
+	_, page := e.get(hashedLink("sms", tokA))
+	m := buyRE.FindStringSubmatch(page)
+	e.fake.Close()
+	st, h, _ := e.do("GET", strings.ReplaceAll(m[2], "&amp;", "&"), nil, nil)
+	loc, _ := url.Parse(h.Get("Location"))
+	if st != http.StatusSeeOther || loc.Path != CreditPath || loc.Query().Get("checkout") != "failed" || strings.Contains(loc.RawQuery, tokA) {
+		t.Fatalf("buy with Stripe down: %d %s", st, loc)
+	}
+	_, page = e.get(loc.RequestURI())
+	if message(t, page) != payMessages["payment-failed"] || e.outcome(PayCheckoutFailed) != 1 {
+		t.Fatalf("failure page:\n%s", page)
+	}
+	e.account(storage.SMS, tokB, "")
+	q := loc.Query()
+	q.Set("account_token", hashHex(tokB))
+	if _, page := e.get(CreditPath + "?" + q.Encode()); strings.Contains(page, `id="message"`) {
+		t.Fatal("another account's failure link shows the message")
+	}
+	e.noSecretsLogged()
+}
