@@ -46,7 +46,7 @@ func payConfig() Config {
 	}}}
 }
 
-func newPayEnv(t *testing.T) *payEnv {
+func newPayEnv(t testing.TB) *payEnv {
 	t.Helper()
 	l, err := badger.Open(badger.Options{InMemory: true})
 	if err != nil {
@@ -532,4 +532,37 @@ func TestBuyWhenStripeFails(t *testing.T) {
 		t.Fatal("another account's failure link shows the message")
 	}
 	e.noSecretsLogged()
+}
+
+// BenchmarkWebhookCredit: one signed checkout.session.completed delivered
+// over loopback HTTP and credited (a new session each time), Badger in
+// memory.
+func BenchmarkWebhookCredit(b *testing.B) {
+	e := newPayEnv(b)
+	ref, err := e.portal.pay.reference(storage.SMS, tokA)
+	if err != nil {
+		b.Fatal(err)
+	}
+	events := make([][]byte, b.N)
+	for i := range events {
+		co, err := e.portal.pay.prov.Checkout(context.Background(), payments.Order{Service: "sms", Reference: ref, Pack: 1,
+			PackName: "100 SMS", Credits: "100", Price: payments.Money{Value: 100000, Currency: "EUR"},
+			SuccessURL: e.base + "/x", CancelURL: e.base + "/y"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if events[i], err = e.fake.Pay(co.ID); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		if st, err := e.fake.Deliver(events[i]); err != nil || st != 200 {
+			b.Fatalf("delivery: %d %v", st, err)
+		}
+	}
+	b.StopTimer()
+	if got := e.available(tokA); got != credits("5")+storage.Credits(b.N)*credits("100") {
+		b.Fatalf("available %s after %d payments", got, b.N)
+	}
 }
