@@ -274,6 +274,9 @@ func (r *request) payMessage(a storage.Account, d *creditData) {
 	case err != nil:
 		d.Message, d.MessageOK = payMessages["payment-pending"], true
 	case outcome == PayCredited || outcome == PayDuplicate:
+		if outcome == PayCredited { // before its webhook: counted once, here
+			ps.count(PayCredited)
+		}
 		d.Message, d.MessageOK = payReceived(e.DRecharged, d.Unit), true
 		if acct, err := r.p.ledger.LookupAccount(r.context(), a.Service, a.Token); err == nil {
 			d.Account = acct

@@ -436,8 +436,11 @@ func TestReturnPages(t *testing.T) {
 		t.Fatalf("paid session, no webhook yet:\n%s", page)
 	}
 	e.deliver(ev, nil)
-	if got := e.available(tokA); got != credits("105") {
-		t.Fatalf("webhook after the return page: %s", got)
+	if got := e.available(tokA); got != credits("105") || e.outcome(PayCredited) != 1 || e.outcome(PayDuplicate) != 1 {
+		t.Fatalf("webhook after the return page: %s, credited %v, duplicate %v", got, e.outcome(PayCredited), e.outcome(PayDuplicate))
+	}
+	if v := testutil.ToFloat64(e.portal.pay.sold.WithLabelValues("sms")); v != 100 {
+		t.Fatalf("credits sold %v", v)
 	}
 	for _, q := range []string{"&paid=cs_test_forged", "&paid=../../x", "&checkout=cancelled", "&checkout=cancelled&sig=abc"} {
 		if _, page := e.get(hashedLink("sms", tokA) + q); strings.Contains(page, `id="message"`) {
