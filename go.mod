@@ -12,7 +12,7 @@ require (
 	go.yaml.in/yaml/v3 v3.0.6
 )
 
-require github.com/stripe/stripe-go/v82 v82.5.1 // indirect
+require github.com/stripe/stripe-go/v82 v82.5.1
 
 require (
 	github.com/beorn7/perks v1.0.1 // indirect
