@@ -29,6 +29,11 @@
 // answer carries a strict Content-Security-Policy. The pages need no
 // JavaScript.
 //
-// It imports storage, rpc (to register its pages), rpc/limit and
-// rpc/portal/voucher; cmd/iapd wires it.
+// With a payment provider (the Payments seam, pay.go; Stripe Checkout in
+// providers/payments/stripe) the packs get Buy buttons and the provider's
+// webhook credits a paid pack once, keyed on its session (webhook.go).
+//
+// It imports storage, rpc (to register its pages), rpc/limit,
+// rpc/portal/voucher and providers/payments (the seam's types); cmd/iapd
+// wires it.
 package portal
