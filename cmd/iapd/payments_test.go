@@ -2,9 +2,13 @@ package main
 
 import (
 	"context"
+	"html"
+	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -159,4 +163,73 @@ func mapValues(m map[string]string) []string {
 		out = append(out, v)
 	}
 	return out
+}
+
+// Air-gapped mode reaches Stripe only through upstream.outbound_allow:
+// payments.stripe.api_url is not allowed by itself. Refused, Buy brings
+// the customer back with the payment-failed message and no session is
+// made; allowed, Buy goes to the payment page.
+func TestStripeAirGapped(t *testing.T) {
+	const (
+		key    = "sk_test_airgap_0123456789abcdef"
+		secret = "whsec_airgap_fedcba9876543210"
+		token  = "5a1d0e7f3a2b4c6d8e9f0a1b2c3d4e5f"
+	)
+	fake := stripetest.New(key, secret)
+	defer fake.Close()
+	fakeHost := strings.TrimPrefix(fake.URL, "http://")
+	fakeHost = fakeHost[:strings.LastIndexByte(fakeHost, ':')]
+	hc := &http.Client{Timeout: 30 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	buyRE := regexp.MustCompile(`id="buy-1" href="([^"]+)"`)
+	for _, allow := range []bool{false, true} {
+		dir := t.TempDir()
+		src := `air_gapped: true
+portal:
+  packs:
+    sms:
+      - {name: Starter, credits: 100, price: 9.90, currency: EUR}
+payments:
+  stripe:
+    secret_key: ` + key + `
+    webhook_secret: ` + secret + `
+    api_url: ` + fake.URL + `
+`
+		if allow {
+			src += "upstream:\n  outbound_allow: [\"" + fakeHost + "\"]\n"
+		}
+		cfg := filepath.Join(dir, "iapd.yaml")
+		if err := os.WriteFile(cfg, []byte(src), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		s := startServer(t, map[string]string{"IAPD_ADMIN_TOKEN": testAdminToken}, "-config", cfg)
+		if _, err := rpcCall(hc, s.public, "/iap/1/balance", map[string]any{"account_token": token, "service_name": "sms"}); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := hc.Get(s.public + "/iap/1/credit?service_name=sms&account_token=" + token)
+		if err != nil {
+			t.Fatal(err)
+		}
+		page, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		m := buyRE.FindSubmatch(page)
+		if m == nil {
+			t.Fatalf("allow=%v: no Buy button:\n%s", allow, page)
+		}
+		resp, err = hc.Get(s.public + html.UnescapeString(string(m[1])))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		loc, _ := url.Parse(resp.Header.Get("Location"))
+		mf := scrapeMetrics(t, s.ops)
+		failed := seriesValue(t, mf, "iap_payments_total", "provider", "stripe", "outcome", "checkout_failed")
+		switch {
+		case resp.StatusCode != http.StatusSeeOther:
+			t.Fatalf("allow=%v: Buy answered %d", allow, resp.StatusCode)
+		case !allow && (loc.Query().Get("msg") != "payment-failed" || failed != 1 || len(fake.Sessions()) != 0):
+			t.Fatalf("air-gapped without outbound_allow: Location %s, checkout_failed %v, sessions %d", loc, failed, len(fake.Sessions()))
+		case allow && (!strings.HasPrefix(loc.String(), fake.URL) || failed != 0 || len(fake.Sessions()) != 1):
+			t.Fatalf("air-gapped with %s allowed: Location %s, checkout_failed %v, sessions %d", fakeHost, loc, failed, len(fake.Sessions()))
+		}
+	}
 }
