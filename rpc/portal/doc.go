@@ -17,7 +17,9 @@
 // Referer's origin). The history shows one row per operation (a hold and
 // its capture are one line); holds in progress are listed apart. A
 // message after an action is shown only from a link the portal signed
-// (ResultLink, the forms' redirects).
+// (ResultLink: the forms' redirects, a payment's cancel and failure
+// returns), or after a payment once the ledger or the provider confirms
+// it (pay.go): one closed list of codes, texts from the catalogue.
 //
 // Knowing a token (or its hash) is what grants access, as in Odoo: every
 // lookup compares in constant time, wrong and unknown tokens get the same
