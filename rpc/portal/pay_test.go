@@ -3,6 +3,7 @@ package portal
 import (
 	"bytes"
 	"context"
+	"html/template"
 	"log/slog"
 	"net"
 	"net/http"
@@ -621,5 +622,35 @@ func TestPaymentCancelledOutlivesTheFlash(t *testing.T) {
 		if (got == x.code) != x.shown {
 			t.Errorf("%s after %s: shown %q, want shown=%v", x.code, x.after, got, x.shown)
 		}
+	}
+}
+
+// The payment's texts are the catalogue's, in the customer's language:
+// the Buy buttons, the hint under the packs, and the messages of the
+// return pages (a French browser here).
+func TestPaymentTextsInTheCustomersLanguage(t *testing.T) {
+	e := newPayEnv(t)
+	cat, err := loadCatalogue(localeFS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fr := cat["fr"]
+	text := func(key string) string { return template.HTMLEscapeString(fr.msgs[key].other) }
+	hdr := map[string]string{"Accept-Language": "fr-BE,fr;q=0.9"}
+	_, page := e.getWith(hashedLink("sms", tokA), hdr)
+	if !strings.Contains(page, `id="buy-1" href=`) || !strings.Contains(page, ">"+text("packs.buy")+"</a>") ||
+		!strings.Contains(page, text("packs.online")) || strings.Contains(page, text("packs.after")) {
+		t.Fatalf("French credit page with payments:\n%s", page)
+	}
+	s := e.buy(tokA, 1)
+	u, _ := url.Parse(s.CancelURL)
+	if _, page := e.getWith(u.RequestURI(), hdr); !strings.Contains(page, ">"+text("msg.payment-cancelled")+"<") {
+		t.Fatalf("French cancel page:\n%s", page)
+	}
+	if _, err := e.fake.Pay(s.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, page := e.getWith(hashedLink("sms", tokA)+"&paid="+s.ID, hdr); !strings.Contains(page, ">"+text("msg.paid")+"<") {
+		t.Fatalf("French return page:\n%s", page)
 	}
 }
