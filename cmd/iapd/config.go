@@ -120,6 +120,9 @@ type Config struct {
 	// Portal configures the pages Odoo's "Buy credits" links open
 	// (packs, shop link, rate limits) — rpc/portal decodes it.
 	Portal RawSection `yaml:"portal"`
+	// Payments configures online payment of the portal's packs
+	// (wire_payments.go).
+	Payments PaymentsConfig `yaml:"payments"`
 	// Alerts configures low-credit e-mails (notifier provider, sender,
 	// webhook) — decoded by the alert dispatcher.
 	Alerts RawSection `yaml:"alerts"`
@@ -503,6 +506,9 @@ func (c *Config) prepare(getenv func(string) string) error {
 // configured at all, takes IAPD_ADMIN_TOKEN from the environment (the
 // variable the CLI reads). Secrets never reach a log.
 func (c *Config) ResolveSecrets(getenv func(string) string, readFile func(string) ([]byte, error)) error {
+	if err := c.Payments.resolve(readFile); err != nil {
+		return err
+	}
 	if c.AdminToken != "" && c.AdminTokenFile != "" {
 		return errors.New("admin_token and admin_token_file are both set; keep one")
 	}

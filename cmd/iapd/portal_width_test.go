@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/iapd/iapd/providers/payments/stripe/stripetest"
 )
 
 // The portal as a customer sees it (issue 17): every page at phone width
@@ -138,6 +140,31 @@ func TestPortalAtPhoneAndDesktopWidth(t *testing.T) {
 		{"sms", s.public + "/1/account?account_token=" + token, []string{"#available", "#state"}},
 		{"not-found", s.public + "/iap/1/credit?service_name=sms&hashed=1&account_token=" + sha1Hex("nope"), []string{"h1", "#support-url"}},
 	}
+	// The same portal selling its packs online (payments.stripe): a Buy
+	// button per pack, against a local Stripe (no payment is made).
+	fake := stripetest.New("sk_test_width_0123456789", "whsec_width_0123456789")
+	t.Cleanup(fake.Close)
+	payCfg := filepath.Join(dir, "iapd-pay.yaml")
+	paySrc := src + `payments:
+  stripe:
+    secret_key: sk_test_width_0123456789
+    webhook_secret: whsec_width_0123456789
+    api_url: ` + fake.URL + `
+`
+	if err := os.WriteFile(payCfg, []byte(paySrc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sp := startServer(t, map[string]string{"IAPD_ADMIN_TOKEN": testAdminToken}, "-config", payCfg)
+	if _, err := rpcCall(hc, sp.public, "/iap/1/balance", map[string]any{"dbuuid": dbuuid, "account_token": token, "service_name": "sms"}); err != nil {
+		t.Fatal(err)
+	}
+	sp.mustCLI(t, "", "credit", "sms", token, "1234567.5", "-ref", "order-2024-000123")
+	pages = append(pages, struct {
+		name, url string
+		need      []string
+	}{"credit-pay", sp.public + "/iap/1/credit?dbuuid=" + dbuuid + "&service_name=sms&account_token=" + token + "&credit=1300000",
+		[]string{"#available", "#missing", "#packs a.buy", "#buy-1", "#buy-2", "#packs td.num", "#redeem", "#entries td.amount"}})
+
 	shots := artifactsDir(t)
 	ctx := browser(t)
 	// German has the longest words of the five languages.
@@ -199,6 +226,17 @@ func TestPortalAtPhoneAndDesktopWidth(t *testing.T) {
 				t.Errorf("%s: page in %q, want %q", name, rep.Lang, want)
 			}
 		}
+	}
+	// The Buy buttons are the page's action style, and lead to Stripe.
+	if err := chromedp.Do(ctx, chromedp.Navigate(pages[len(pages)-1].url), chromedp.WaitVisible(chromedp.CSS("#buy-2"))); err != nil {
+		t.Fatal(err)
+	}
+	style, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`(() => {
+	  const b = getComputedStyle(document.querySelector('#buy-2')), r = getComputedStyle(document.querySelector('#redeem'));
+	  return [b.backgroundColor, r.backgroundColor, b.color, r.color, b.display];
+	})()`))
+	if err != nil || len(style) != 5 || style[0] != style[1] || style[2] != style[3] || style[4] != "inline-block" {
+		t.Fatalf("Buy styled %v, want the Redeem button's colours (%v)", style, err)
 	}
 	// What the phone shows is the real thing: the figures and the row of
 	// the capture with its hold.

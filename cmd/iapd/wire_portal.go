@@ -31,7 +31,11 @@ func wirePortal(w *wiring) error {
 		return err
 	}
 	var vouchers storage.Vouchers = w.ledger
-	p, err := portal.New(portal.Deps{
+	pay, err := w.paymentsProvider()
+	if err != nil {
+		return err
+	}
+	deps := portal.Deps{
 		Ledger:    w.ledger,
 		Vouchers:  vouchers,
 		Config:    cfg,
@@ -41,7 +45,12 @@ func wirePortal(w *wiring) error {
 
 		Refusals:           w.limits.report,
 		MaxAlertRecipients: w.limits.cfg.AlertRecipients,
-	})
+		Payments:           pay,
+	}
+	if w.reg != nil {
+		deps.Registerer = w.reg
+	}
+	p, err := portal.New(deps)
 	if err != nil {
 		return err
 	}

@@ -17,7 +17,9 @@
 // Referer's origin). The history shows one row per operation (a hold and
 // its capture are one line); holds in progress are listed apart. A
 // message after an action is shown only from a link the portal signed
-// (ResultLink, the forms' redirects).
+// (ResultLink: the forms' redirects, a payment's cancel and failure
+// returns), or after a payment once the ledger or the provider confirms
+// it (pay.go): one closed list of codes, texts from the catalogue.
 //
 // Knowing a token (or its hash) is what grants access, as in Odoo: every
 // lookup compares in constant time, wrong and unknown tokens get the same
@@ -29,6 +31,11 @@
 // answer carries a strict Content-Security-Policy. The pages need no
 // JavaScript.
 //
-// It imports storage, rpc (to register its pages), rpc/limit and
-// rpc/portal/voucher; cmd/iapd wires it.
+// With a payment provider (the Payments seam, pay.go; Stripe Checkout in
+// providers/payments/stripe) the packs get Buy buttons and the provider's
+// webhook credits a paid pack once, keyed on its session (webhook.go).
+//
+// It imports storage, rpc (to register its pages), rpc/limit,
+// rpc/portal/voucher and providers/payments (the seam's types); cmd/iapd
+// wires it.
 package portal

@@ -19,6 +19,11 @@ import (
 // something the server did not do.
 const flashFor = 10 * time.Minute
 
+// flashLives are the codes that stay valid longer than flashFor: a
+// payment's cancel URL is made when the payment page is, and the customer
+// may cancel there until the page expires (Stripe: 24 hours).
+var flashLives = map[string]time.Duration{"payment-cancelled": 25 * time.Hour}
+
 func (c csrf) flashMAC(svc storage.ServiceName, tok storage.AccountToken, code string, at int64) []byte {
 	m := hmac.New(sha256.New, c.key)
 	m.Write([]byte("iapd-portal-flash\x00"))
@@ -50,7 +55,11 @@ func (c csrf) flash(svc storage.ServiceName, tok storage.AccountToken, code, mt,
 	if err != nil {
 		return ""
 	}
-	if d := now.Sub(time.Unix(at, 0)); d > flashFor || d < -time.Minute {
+	life, ok := flashLives[code]
+	if !ok {
+		life = flashFor
+	}
+	if d := now.Sub(time.Unix(at, 0)); d > life || d < -time.Minute {
 		return ""
 	}
 	got, err := base64.RawURLEncoding.DecodeString(ms)
@@ -62,8 +71,15 @@ func (c csrf) flash(svc storage.ServiceName, tok storage.AccountToken, code, mt,
 
 // ResultLink is the credit page of an account showing message code (one
 // of the closed list: "redeemed", "paid", "payment-cancelled", …) for the
-// next flashFor: where a form or a payment's return URL sends the
-// customer. The link names the account by its hashed token.
+// next flashFor (flashLives): where a form or a payment's return URL
+// sends the customer. The link names the account by its hashed token.
 func (p *Portal) ResultLink(svc storage.ServiceName, tok storage.AccountToken, dbuuid, code string) string {
-	return creditLink(svc, tok, cleanDBUUID(dbuuid), p.csrf.flashParams(svc, tok, code, p.now()))
+	return p.resultLink(svc, tok, dbuuid, code, p.now())
 }
+
+func (p *Portal) resultLink(svc storage.ServiceName, tok storage.AccountToken, dbuuid, code string, now time.Time) string {
+	return creditLink(svc, tok, cleanDBUUID(dbuuid), p.csrf.flashParams(svc, tok, code, now))
+}
+
+// show sets the page's message to code, one of messages.
+func (d *creditData) show(code string) { d.Message, d.MessageOK = "msg."+code, messages[code] }

@@ -18,6 +18,7 @@ import (
 type packView struct {
 	Pack
 	Link string
+	Buy  string // online payment (pay.go)
 }
 
 // creditData is what the credit page shows.
@@ -44,6 +45,7 @@ type creditData struct {
 	CanRecharge  bool
 	Self         string // this page, hashed form, without filters
 	ChartEntries int
+	Pay          bool // online payment of packs (pay.go)
 }
 
 // credit serves /iap/1/credit (GET): the account, how to recharge, the
@@ -76,12 +78,13 @@ func (r *request) credit() {
 		d.Trial = isHashed(r.query("trial"))
 	}
 	if code := r.p.csrf.flash(a.Service, a.Token, r.query("msg"), r.query("mt"), r.query("ms"), r.now); code != "" {
-		d.Message, d.MessageOK = "msg."+code, messages[code]
+		d.show(code)
 	}
 	d.CanRecharge = a.State != storage.Banned
 	for _, pk := range r.p.cfg.PacksOf(a.Service) {
 		d.Packs = append(d.Packs, packView{Pack: pk, Link: r.p.cfg.shopLink(a.Service, &pk, d.Hash, d.DBUUID)})
 	}
+	r.payPage(a, &d)
 	d.PriceDesc = r.p.cfg.PriceDescription[string(a.Service)]
 	d.ShopLink = r.p.cfg.shopLink(a.Service, nil, d.Hash, d.DBUUID)
 	d.Vouchers = r.p.vouchers != nil
@@ -151,7 +154,7 @@ func (r *request) creditPost() {
 	}
 	dbuuid := cleanDBUUID(form("dbuuid"))
 	// Post/redirect/get: reloading the page does not post again.
-	r.ctx.Response.Header.Set("Location", creditLink(a.Service, a.Token, dbuuid, r.p.csrf.flashParams(a.Service, a.Token, msg, r.now)))
+	r.ctx.Response.Header.Set("Location", r.p.resultLink(a.Service, a.Token, dbuuid, msg, r.now))
 	r.ctx.SetStatusCode(fasthttp.StatusSeeOther)
 }
 

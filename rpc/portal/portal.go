@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
 
 	"github.com/iapd/iapd/rpc"
@@ -62,6 +63,10 @@ type Deps struct {
 	// MaxAlertRecipients bounds the alert recipients of an account, as
 	// on the rpc alert-settings routes; 0 is limit.DefaultAlertRecipients.
 	MaxAlertRecipients int
+	// Payments, if set, sells the packs online (pay.go): Buy buttons and
+	// the provider's webhook. Registerer takes its metrics (optional).
+	Payments   Payments
+	Registerer prometheus.Registerer
 }
 
 // Portal serves the pages. Its handlers are safe for concurrent use.
@@ -82,6 +87,7 @@ type Portal struct {
 	tmpl          map[string]*template.Template // by language
 	css           []byte
 	logo          logo
+	pay           *payState // nil: no online payment
 }
 
 // New builds the portal.
@@ -123,6 +129,11 @@ func New(d Deps) (*Portal, error) {
 	}
 	if p.now == nil {
 		p.now = time.Now
+	}
+	if d.Payments != nil {
+		if p.pay, err = newPayState(d.Payments, d.Secret, d.Registerer); err != nil {
+			return nil, fmt.Errorf("portal: payments: %w", err)
+		}
 	}
 	if p.cat, err = loadCatalogue(localeFS); err != nil {
 		return nil, fmt.Errorf("portal: locales: %w", err)
@@ -166,6 +177,10 @@ func (p *Portal) Register(s *rpc.Server) {
 		s.HandleGET(LogoPath, p.serveLogo)
 	}
 	s.SetServiceInfo(p.serviceInfo)
+	if p.pay != nil {
+		s.HandleGET(BuyPath, p.page((*request).buy))
+		s.HandlePage(WebhookPath(p.pay.prov.Name()), p.webhook)
+	}
 }
 
 func (p *Portal) serviceInfo(svc storage.ServiceName) (rpc.ServiceInfo, bool) {
@@ -390,6 +405,9 @@ var messages = map[string]bool{
 	"registered-no":     false,
 	"paid":              true,
 	"payment-cancelled": false,
+	"payment-failed":    false, // the provider could not make the payment page
+	"payment-pending":   true,  // paid=: the provider has not confirmed yet
+	"payment-check":     false, // paid=: paid, but not credited (amount, account)
 }
 
 // redeem redeems a voucher code on the account and returns the message
