@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"strings"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/iapd/iapd/providers"
 	"github.com/iapd/iapd/rpc"
 	"github.com/iapd/iapd/rpc/fallback"
+	"github.com/iapd/iapd/rpc/sendflow"
 	"github.com/iapd/iapd/storage"
 )
 
@@ -51,6 +53,7 @@ type Service struct {
 	log     *slog.Logger
 	now     func() time.Time
 	m       *metrics
+	flow    *sendflow.Flow // claim, hold, dispatch, settle, record
 
 	prices      *prefixTable[storage.Credits]
 	unsupported *prefixTable[bool]
@@ -105,6 +108,11 @@ func New(cfg Settings, deps Deps) (*Service, error) {
 	}
 	for _, p := range cfg.UnsupportedPrefixes {
 		s.unsupported.add(p, true)
+	}
+	s.flow = &sendflow.Flow{Ledger: s.ledger, Records: s.rec, Service: storage.SMS, NS: nsDedupe,
+		ClaimTTL: cfg.DedupeTTL, HoldTTL: cfg.HoldTTL, Step: "sms", Log: s.log, Now: s.now}
+	if ch, ok := deps.Ledger.(sendflow.ClaimHolder); ok && sameStore(deps.Ledger, deps.Records) {
+		s.flow.Claims = ch // claims and hold in one change
 	}
 	client, err := newWebhookClient(cfg.Webhooks)
 	if err != nil {
@@ -183,4 +191,11 @@ func redactNumber(n string) string {
 		return "…"
 	}
 	return n[:4] + "…"
+}
+
+// sameStore reports whether the ledger is also the records store: only
+// then may claims be written with the hold (sendflow.ClaimHolder).
+func sameStore(l storage.Ledger, r storage.Records) bool {
+	rl, ok := r.(storage.Ledger)
+	return ok && reflect.TypeOf(l).Comparable() && rl == l
 }
