@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"reflect"
 	"strconv"
 	"sync"
 	"time"
@@ -79,6 +80,20 @@ type Records interface {
 // Forbidden) writes no claim.
 type ClaimHolder interface {
 	AuthorizeClaims(ctx context.Context, r storage.AuthorizeRequest, claims []storage.Claim) (storage.Transaction, []storage.ClaimResult, error)
+}
+
+// ClaimsOf returns the ledger as a ClaimHolder when it is one and is also
+// the records store (the claims must land where Records reads them); else
+// nil.
+func ClaimsOf(l Ledger, r Records) ClaimHolder {
+	ch, ok := l.(ClaimHolder)
+	if !ok || !reflect.TypeOf(l).Comparable() {
+		return nil
+	}
+	if rl, ok := r.(Ledger); !ok || rl != l {
+		return nil
+	}
+	return ch
 }
 
 // Steps are the sending service's part of a send.

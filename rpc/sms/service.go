@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"reflect"
 	"strings"
 	"time"
 
@@ -111,9 +110,7 @@ func New(cfg Settings, deps Deps) (*Service, error) {
 	}
 	s.flow = &sendflow.Flow{Ledger: s.ledger, Records: s.rec, Service: storage.SMS, NS: nsDedupe,
 		ClaimTTL: cfg.DedupeTTL, HoldTTL: cfg.HoldTTL, Step: "sms", Log: s.log, Now: s.now}
-	if ch, ok := deps.Ledger.(sendflow.ClaimHolder); ok && sameStore(deps.Ledger, deps.Records) {
-		s.flow.Claims = ch // claims and hold in one change
-	}
+	s.flow.Claims = sendflow.ClaimsOf(deps.Ledger, deps.Records)
 	client, err := newWebhookClient(cfg.Webhooks)
 	if err != nil {
 		return nil, err
@@ -193,9 +190,3 @@ func redactNumber(n string) string {
 	return n[:4] + "…"
 }
 
-// sameStore reports whether the ledger is also the records store: only
-// then may claims be written with the hold (sendflow.ClaimHolder).
-func sameStore(l storage.Ledger, r storage.Records) bool {
-	rl, ok := r.(storage.Ledger)
-	return ok && reflect.TypeOf(l).Comparable() && rl == l
-}
