@@ -189,4 +189,3 @@ func redactNumber(n string) string {
 	}
 	return n[:4] + "…"
 }
-

@@ -12,8 +12,8 @@ import (
 
 	"github.com/iapd/iapd/providers"
 	"github.com/iapd/iapd/rpc"
-	"github.com/iapd/iapd/rpc/sendflow"
 	"github.com/iapd/iapd/rpc/fallback"
+	"github.com/iapd/iapd/rpc/sendflow"
 	"github.com/iapd/iapd/storage"
 )
 
