@@ -240,4 +240,3 @@ func BenchmarkSendDisk(b *testing.B) {
 }
 
 var _ sendflow.ClaimHolder = countedClaims{}
-
