@@ -42,6 +42,7 @@ type counted struct {
 	inflight int
 	rounds   int
 	writes   int
+	delay    time.Duration // added to every write
 }
 
 func (c *counted) begin() func() {
@@ -52,7 +53,7 @@ func (c *counted) begin() func() {
 	c.inflight++
 	c.writes++
 	c.mu.Unlock()
-	time.Sleep(writeTime)
+	time.Sleep(c.delay)
 	return func() {
 		c.mu.Lock()
 		c.inflight--
@@ -110,11 +111,11 @@ func (c countedClaims) AuthorizeClaims(ctx context.Context, r storage.AuthorizeR
 	return c.b.AuthorizeClaims(ctx, r, claims)
 }
 
-// newCountedEnv is an SMS service on l, seen through a counter; with
-// claims, claim and hold are one change.
-func newCountedEnv(t testing.TB, l *badger.Ledger, claims bool, senders ...providers.SMSSender) (*env, *counted) {
+// newCountedEnv is an SMS service on l, seen through a counter that adds
+// delay to every write; with claims, claim and hold are one change.
+func newCountedEnv(t testing.TB, l *badger.Ledger, claims bool, delay time.Duration, senders ...providers.SMSSender) (*env, *counted) {
 	t.Helper()
-	c := &counted{ledgerRecords: l}
+	c := &counted{ledgerRecords: l, delay: delay}
 	var lr ledgerRecords = c
 	if claims {
 		lr = countedClaims{counted: c, b: l}
@@ -138,7 +139,7 @@ func newCountedEnv(t testing.TB, l *badger.Ledger, claims bool, senders ...provi
 	if err := srv.Register(ServiceName, svc, svc.Routes()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := l.Recharge(context.Background(), storage.RechargeRequest{Service: storage.SMS, Account: tokA, Amount: 1000 * storage.Scale, Kind: storage.EntryRecharge}); err != nil {
+	if _, err := l.Recharge(context.Background(), storage.RechargeRequest{Service: storage.SMS, Account: tokA, Amount: storage.MaxCredits / 2, Kind: storage.EntryRecharge}); err != nil {
 		t.Fatal(err)
 	}
 	return &env{t: t, ledger: l, svc: svc, srv: srv, reg: reg}, c
@@ -170,7 +171,7 @@ func TestSendDurableWaits(t *testing.T) {
 		rounds, writes := map[bool]int{}, map[bool]int{}
 		for _, claims := range []bool{false, true} {
 			l := openLedgerWith(t, true, badger.Options{Dir: t.TempDir()})
-			e, c := newCountedEnv(t, l, claims, &fakeSender{name: "fake"})
+			e, c := newCountedEnv(t, l, claims, writeTime, &fakeSender{name: "fake"})
 			for try := 0; try < 3; try++ {
 				c.reset()
 				e.sendN(try, n)
@@ -212,7 +213,7 @@ func BenchmarkSendDisk(b *testing.B) {
 	}{{"claims,hold", false}, {"claims+hold", true}} {
 		b.Run(mode.name, func(b *testing.B) {
 			l := openLedgerWith(b, true, badger.Options{Dir: b.TempDir()})
-			e, _ := newCountedEnv(b, l, mode.claims, &fakeSender{name: "fake"})
+			e, _ := newCountedEnv(b, l, mode.claims, 0, &fakeSender{name: "fake"})
 			b.ResetTimer()
 			var wg sync.WaitGroup
 			// 8 concurrent senders, as Odoo's workers are.
