@@ -58,22 +58,25 @@ func (l *Ledger) AuthorizeClaims(ctx context.Context, r storage.AuthorizeRequest
 		return storage.Transaction{}, nil, storage.Ef(op, storage.Invalid, "claims of %d bytes exceed %d", size, maxClaimBytes)
 	}
 	// The claims' record locks (in index order, each once), then the
-	// account's stripe (writeHold): no other operation holds a record lock
-	// while it waits for a stripe, so this order cannot deadlock.
+	// account's stripe: no other operation holds a record lock while it
+	// waits for a stripe, so this order cannot deadlock. They are held
+	// until the change is committed (in the overlay), not while it is made
+	// durable, as for PutRecordIfAbsent.
 	sort.Ints(locks)
 	locks = slices.Compact(locks)
 	for _, i := range locks {
 		l.recLocks[i].Lock()
 	}
-	defer func() {
+	unlock := func() {
 		for _, i := range locks {
 			l.recLocks[i].Unlock()
 		}
-	}()
+	}
 
 	var out storage.Transaction
 	var results []storage.ClaimResult
-	err := l.writeHold(ctx, op, l.stripe(r.Service, r.Account), func(tx *wtxn, now time.Time) (error, error) {
+	st := l.stripe(r.Service, r.Account)
+	fn := func(tx *wtxn, now time.Time) (error, error) {
 		out, results = storage.Transaction{}, make([]storage.ClaimResult, len(claims))
 		type create struct {
 			i     int
@@ -130,7 +133,23 @@ func (l *Ledger) AuthorizeClaims(ctx context.Context, r storage.AuthorizeRequest
 		}
 		out = t
 		return nil, nil
-	})
+	}
+	var err error
+	if l.jn == nil { // in memory: no journal
+		err = l.write(op, st, fn)
+		unlock()
+	} else {
+		var after error
+		var seq uint64
+		after, seq, err = l.commitJournaled(op, &st.mu, st, fn)
+		unlock()
+		if err == nil {
+			err = l.waitJournaled(ctx, op, seq)
+		}
+		if err == nil {
+			err = after
+		}
+	}
 	if err != nil {
 		return storage.Transaction{}, nil, err
 	}
