@@ -82,18 +82,28 @@ type ClaimHolder interface {
 	AuthorizeClaims(ctx context.Context, r storage.AuthorizeRequest, claims []storage.Claim) (storage.Transaction, []storage.ClaimResult, error)
 }
 
-// ClaimsOf returns the ledger as a ClaimHolder when it is one and is also
-// the records store (the claims must land where Records reads them); else
-// nil.
+// ClaimsOf returns l as a ClaimHolder when its claims land where r reads
+// them: l is r, or wraps it (Unwrap() storage.Ledger, as rpc/admit's
+// ledger does), every layer down to r holding claims. Else nil: claims
+// first, then the hold.
 func ClaimsOf(l Ledger, r Records) ClaimHolder {
 	ch, ok := l.(ClaimHolder)
-	if !ok || !reflect.TypeOf(l).Comparable() {
+	if !ok {
 		return nil
 	}
-	if rl, ok := r.(Ledger); !ok || rl != l {
-		return nil
+	for x := any(l); ; {
+		if _, ok := x.(ClaimHolder); !ok {
+			return nil
+		}
+		if reflect.TypeOf(x).Comparable() && x == any(r) {
+			return ch
+		}
+		u, ok := x.(interface{ Unwrap() storage.Ledger })
+		if !ok {
+			return nil
+		}
+		x = u.Unwrap()
 	}
-	return ch
 }
 
 // Steps are the sending service's part of a send.

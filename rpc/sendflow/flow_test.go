@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/iapd/iapd/rpc/admit"
+	"github.com/iapd/iapd/rpc/limit"
 	"github.com/iapd/iapd/storage"
 	"github.com/iapd/iapd/storage/badger"
 	"github.com/iapd/iapd/storage/storagetest"
@@ -422,6 +424,32 @@ func TestStateString(t *testing.T) {
 	for s, want := range map[State]string{Pending: "pending", Held: "held", Deferred: "deferred", State(99): "state(99)"} {
 		if s.String() != want {
 			t.Errorf("%d: %q, want %q", int(s), s.String(), want)
+		}
+	}
+}
+
+// TestClaimsOf: claims go with the hold only where Records reads them:
+// the store itself, or a wrapper of it (rpc/admit) every layer of which
+// holds claims.
+func TestClaimsOf(t *testing.T) {
+	l := openBadger(t, true, badger.Options{InMemory: true})
+	other := openBadger(t, true, badger.Options{InMemory: true})
+	wrapped := admit.New(limit.Config{}, admit.Deps{Ledger: l, Records: l})
+	overPlain := admit.New(limit.Config{}, admit.Deps{Ledger: &twoStep{l}, Records: l})
+	for _, c := range []struct {
+		name string
+		l    Ledger
+		r    Records
+		want bool
+	}{
+		{"the store", l, l, true},
+		{"admit over the store", wrapped, l, true},
+		{"another store's records", l, other, false},
+		{"admit over a ledger without claims", overPlain, l, false},
+		{"a wrapper without claims", &twoStep{l}, l, false},
+	} {
+		if got := ClaimsOf(c.l, c.r) != nil; got != c.want {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
 		}
 	}
 }
