@@ -110,7 +110,8 @@ func ClaimsOf(l Ledger, r Records) ClaimHolder {
 type Steps interface {
 	// Held records the hold (its token) in the send's trace before
 	// anything is dispatched. An error ends the send: the hold is
-	// cancelled, the claims released, and Run returns the error.
+	// cancelled, the claims released, the items Unavailable, and Run
+	// returns the error.
 	Held(ctx context.Context, txn string) error
 	// Dispatch hands the held items to the providers and sets each one's
 	// State: Accepted, Invalid, Unavailable, Indeterminate or Deferred (an
@@ -173,6 +174,9 @@ func (f *Flow) Run(ctx context.Context, s Send, items []*Item, steps Steps) erro
 		// crash: nothing is sent.
 		f.cancel(ctx, txn.Token)
 		f.release(ctx, held)
+		for _, it := range held {
+			it.State = Unavailable
+		}
 		return err
 	}
 	failpoint.Hit(f.Step + ".recorded")

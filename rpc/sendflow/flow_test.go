@@ -356,6 +356,7 @@ func TestRunHeldFails(t *testing.T) {
 		if len(st.dispatched) != 0 {
 			t.Fatal("dispatched after Held failed")
 		}
+		wantStates(t, its, Unavailable, Unavailable)
 		if h, err := e.l.Transaction(e.ctx, st.txn); err != nil || h.State != storage.Cancelled {
 			t.Fatalf("hold %+v (%v), want cancelled", h, err)
 		}
