@@ -167,6 +167,43 @@ func claimant(tok storage.AccountToken) []byte {
 // limit or trial budget; its trial credit is still once per database, and
 // none without dbuuid.
 func (l *Ledger) Authorize(ctx context.Context, r storage.AuthorizeRequest) (storage.Transaction, error) {
+	var txn storage.Transaction
+	err := l.admitted(ctx, r, func(r storage.AuthorizeRequest) (err error) {
+		txn, err = l.Ledger.Authorize(ctx, r)
+		return err
+	})
+	return txn, err
+}
+
+// claimHolder is the wrapped ledger's AuthorizeClaims (rpc/sendflow's
+// ClaimHolder; storage/badger has it).
+type claimHolder interface {
+	AuthorizeClaims(ctx context.Context, r storage.AuthorizeRequest, claims []storage.Claim) (storage.Transaction, []storage.ClaimResult, error)
+}
+
+// AuthorizeClaims is the wrapped ledger's AuthorizeClaims (claims and
+// their hold in one change), admitted as Authorize is. Invalid when the
+// wrapped ledger has none.
+func (l *Ledger) AuthorizeClaims(ctx context.Context, r storage.AuthorizeRequest, claims []storage.Claim) (storage.Transaction, []storage.ClaimResult, error) {
+	ch, ok := l.Ledger.(claimHolder)
+	if !ok {
+		return storage.Transaction{}, nil, storage.E("authorize claims", storage.Invalid, "the ledger cannot hold claims")
+	}
+	var txn storage.Transaction
+	var rs []storage.ClaimResult
+	err := l.admitted(ctx, r, func(r storage.AuthorizeRequest) (err error) {
+		txn, rs, err = ch.AuthorizeClaims(ctx, r, claims)
+		return err
+	})
+	return txn, rs, err
+}
+
+// Unwrap returns the wrapped ledger.
+func (l *Ledger) Unwrap() storage.Ledger { return l.Ledger }
+
+// admitted runs hold (an authorize) with r admitted: the trial policy
+// decided when the account is new.
+func (l *Ledger) admitted(ctx context.Context, r storage.AuthorizeRequest, hold func(storage.AuthorizeRequest) error) error {
 	key := string(r.Service) + "\x00" + string(r.Account)
 	if !l.known.Spent(key, l.now()) {
 		_, err := l.Ledger.LookupAccount(ctx, r.Service, r.Account)
@@ -175,25 +212,25 @@ func (l *Ledger) Authorize(ctx context.Context, r storage.AuthorizeRequest) (sto
 		case storage.Is(err, storage.NotFound):
 			s, err := l.Ledger.Service(ctx, r.Service)
 			if err != nil {
-				return storage.Transaction{}, err
+				return err
 			}
 			if r.FirstSight, err = l.admit(ctx, s, r.Account, r.FirstSight, true); err != nil {
-				return storage.Transaction{}, err
+				return err
 			}
-			txn, err := l.Ledger.Authorize(ctx, r)
+			err = hold(r)
 			if err != nil && !r.FirstSight.NoTrial {
 				l.unclaim(ctx, r.Service, r.Account, r.FirstSight.DBUUID)
 			}
 			if err == nil {
 				l.known.Take(key, l.now())
 			}
-			return txn, err
+			return err
 		default:
-			return l.Ledger.Authorize(ctx, r) // its own error, as without admission
+			return hold(r) // its own error, as without admission
 		}
 		l.known.Take(key, l.now())
 	}
-	return l.Ledger.Authorize(ctx, r)
+	return hold(r)
 }
 
 // admit applies the creation limits, then decides the trial: it returns

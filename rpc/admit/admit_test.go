@@ -302,3 +302,38 @@ func TestFailedCreationKeepsTheTrial(t *testing.T) {
 		t.Fatalf("claim %q %v", v, err)
 	}
 }
+
+// TestAuthorizeClaims: claims and their hold go through the wrapped
+// ledger's AuthorizeClaims, admitted as Authorize is (the trial once per
+// database); a wrapped ledger without it refuses, Invalid.
+func TestAuthorizeClaims(t *testing.T) {
+	e := open(t, "", limit.Config{})
+	claims := func(k string) []storage.Claim {
+		return []storage.Claim{{NS: "sms-uuid", Key: k, Value: []byte("p"), Expires: time.Now().Add(time.Hour), Price: storage.Scale}}
+	}
+	req := func(i int) storage.AuthorizeRequest {
+		return storage.AuthorizeRequest{Service: "sms", Account: tok(i), TTL: time.Minute, FirstSight: storage.FirstSight{DBUUID: "db"}}
+	}
+	txn, rs, err := e.l.AuthorizeClaims(from("a"), req(1), claims("k1"))
+	if err != nil || txn.Amount != storage.Scale || len(rs) != 1 || !rs[0].Created {
+		t.Fatalf("first account of the database: %+v %v %v", txn, rs, err)
+	}
+	if a, _ := e.inner.LookupAccount(context.Background(), "sms", tok(1)); a.Available != 9*storage.Scale {
+		t.Fatalf("trial not granted to the first account: %+v", a)
+	}
+	// The second token of the database gets no trial: short of credit,
+	// and its claim is not written.
+	if _, _, err := e.l.AuthorizeClaims(from("a"), req(2), claims("k2")); !storage.Is(err, storage.InsufficientCredit) {
+		t.Fatalf("second token of the database: %v", err)
+	}
+	if _, err := e.inner.GetRecord(context.Background(), "sms-uuid", "k2"); !storage.Is(err, storage.NotFound) {
+		t.Fatalf("claim of a refused hold: %v", err)
+	}
+	plain := New(limit.Config{}, Deps{Ledger: &countLookups{Ledger: e.inner}, Records: e.inner})
+	if _, _, err := plain.AuthorizeClaims(from("a"), req(1), claims("k3")); !storage.Is(err, storage.Invalid) {
+		t.Fatalf("over a ledger without AuthorizeClaims: %v", err)
+	}
+	if plain.Unwrap() == nil || e.l.Unwrap() != storage.Ledger(e.inner) {
+		t.Fatal("Unwrap does not return the wrapped ledger")
+	}
+}

@@ -2,7 +2,11 @@ package sms
 
 import (
 	"fmt"
+	"slices"
+	"strings"
+	"sync"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/iapd/iapd/storage"
@@ -76,4 +80,43 @@ func FuzzNormalizeNumber(f *testing.F) {
 			t.Fatalf("%q → %q not stable E.164", s, n)
 		}
 	})
+}
+
+// BenchmarkSendOneDisk is Odoo's most frequent send, one number through
+// /api/sms/3/send, 8 at once (Odoo's workers), on an on-disk ledger
+// through the router, codec, claim, hold, a provider that accepts at
+// once, capture and records. It reports each request's p50 and p99.
+func BenchmarkSendOneDisk(b *testing.B) {
+	e := newEnvOn(b, openLedgerWith(b, true, badger.Options{Dir: b.TempDir()}), Settings{}, &fakeSender{name: "fake"})
+	if _, err := e.ledger.Recharge(b.Context(), storage.RechargeRequest{Service: storage.SMS, Account: tokA, Amount: storage.MaxCredits / 2, Kind: storage.EntryRecharge}); err != nil {
+		b.Fatal(err)
+	}
+	lat := make([]time.Duration, b.N)
+	next := make(chan int)
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				t0 := time.Now()
+				env := e.call("/api/sms/3/send", map[string]any{"account_token": tokA, "dbuuid": "db",
+					"messages": []map[string]any{{"content": "hi", "numbers": []map[string]string{{"uuid": fmt.Sprintf("%032x", i), "number": "+32470000001"}}}}})
+				lat[i] = time.Since(t0)
+				if r, ok := env["result"]; !ok || !strings.Contains(string(r), `"success"`) {
+					b.Errorf("%v", env)
+				}
+			}
+		}()
+	}
+	for i := 0; i < b.N; i++ {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
 }

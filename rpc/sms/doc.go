@@ -26,7 +26,12 @@
 // and answered, so that Settle, run at start-up before any request, settles
 // exactly once the sends a crash interrupted.
 //
-// Package sms imports rpc (routes, params), storage (ledger, records),
+// The send itself (claim, hold, dispatch, settle, record) runs through
+// rpc/sendflow; this package gives it the messages and its steps (the
+// trace, the provider calls, the records).
+//
+// Package sms imports rpc (routes, params), rpc/sendflow (the send
+// pipeline), storage (ledger, records),
 // providers (the SMS SPI), providers/outbound (the webhook's CallerURL),
 // rpc/fallback (its routes' refusal answers) and rpc/internal/failpoint
 // (crash tests); cmd/iapd wires it (wire_sms.go).

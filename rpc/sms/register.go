@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/iapd/iapd/rpc"
+	"github.com/iapd/iapd/rpc/sendflow"
 	"github.com/iapd/iapd/storage"
 )
 
@@ -140,14 +141,15 @@ func (s *Service) AccountCreate(r *http.Request, args *AccountCreateArgs, reply 
 		return nil
 	}
 	code := newCode()
-	m := &message{number: number, content: fmt.Sprintf("Your SMS account verification code: %s", code), chain: s.chain(number), id: randomID(), out: outSend}
+	m := &message{number: number, content: fmt.Sprintf("Your SMS account verification code: %s", code), chain: s.chain(number), id: randomID()}
+	m.State = sendflow.Held
 	deadline := time.Now().Add(s.cfg.SendTimeout)
 	sendCtx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 	defer cancel()
 	s.sendChunk(sendCtx, deadline, 0, batch{tok: acct.Token}, acct, []*message{m}, nil, 0) // free: no hold, no trace
 	v.Sent++
-	if m.out != outAccepted {
-		if m.out == outInvalid {
+	if m.State != sendflow.Accepted {
+		if m.State == sendflow.Invalid {
 			reply.State = regBadPhone
 		} else {
 			reply.State = regDelivery

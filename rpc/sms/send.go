@@ -15,6 +15,7 @@ import (
 	"github.com/iapd/iapd/providers"
 	"github.com/iapd/iapd/rpc"
 	"github.com/iapd/iapd/rpc/internal/failpoint"
+	"github.com/iapd/iapd/rpc/sendflow"
 	"github.com/iapd/iapd/storage"
 )
 
@@ -162,7 +163,7 @@ func (s *Service) MessageSend(r *http.Request, args *MessageSendArgs, reply *[]N
 		st := m.answer(true)
 		switch st {
 		case stateNoCredit:
-			short += m.price
+			short += m.Price
 		case "": // not attempted in time: not sent, not charged
 			st = stateServerError
 		}
@@ -247,22 +248,10 @@ type batch struct {
 	webhook  string // "" when no delivery report is wanted (or 16.0)
 }
 
-// outcome is what became of one message.
-type outcome int
-
-const (
-	outNone          outcome = iota // refused before sending (state says why)
-	outSend                         // to be sent
-	outAccepted                     // a provider accepted it: charged
-	outInvalid                      // a provider refused it for good
-	outUnavailable                  // no provider could take it
-	outIndeterminate                // may have been sent: its price stays held
-	outDeferred                     // not attempted in time: left out of the answer
-	outReplayed                     // a retry of a message already handled
-)
-
-// message is one number of a request.
+// message is one number of a request: a sendflow.Item (claim key, price,
+// state) once it passed the checks.
 type message struct {
+	sendflow.Item
 	uuid    string          // 17.0+
 	resID   json.RawMessage // 16.0
 	raw     string
@@ -270,16 +259,12 @@ type message struct {
 
 	number   string // E.164
 	id       string // providers.SMS.ID
-	key      string // dedupe record key; "" for none
 	fp       string
 	segments int
-	price    storage.Credits
 	chain    []string
-	claimed  bool // this request created the dedupe record
-	idx      int  // its number in the send's trace (settle.go)
+	idx      int // its number in the send's trace (settle.go)
 
-	out        outcome
-	state      string // answer for out none/replayed
+	state      string // the answer when refused before the send, or a retry's
 	credit     storage.Credits
 	provider   string
 	providerID string
@@ -289,16 +274,21 @@ type message struct {
 // answer is the state told to Odoo ("" leaves the message out).
 func (m *message) answer(v16 bool) string {
 	var st string
-	switch m.out {
-	case outAccepted:
+	switch m.State {
+	case sendflow.Accepted:
 		st = stateSuccess
-	case outInvalid:
+	case sendflow.Invalid:
 		st = stateBadNumber
-	case outUnavailable, outIndeterminate:
+	case sendflow.Unavailable, sendflow.Indeterminate:
 		st = stateServerError
-	case outDeferred, outSend:
+	case sendflow.Deferred, sendflow.Held:
 		return ""
-	default:
+	case sendflow.Refused:
+		st = stateUnregistered
+		if m.Refusal == storage.InsufficientCredit {
+			st = stateNoCredit
+		}
+	default: // pending (refused before the send) or replayed
 		st = m.state
 	}
 	if !v16 {
@@ -333,10 +323,11 @@ type dedupeRecord struct {
 // why): its fate is unknown.
 const staleClaim = time.Minute
 
-// send decides the fate of every message: checks, dedupe, hold, the
-// providers, settlement. A non-nil error (the ledger or the records
-// failed before anything was sent) fails the whole request, which Odoo
-// answers by marking the batch server_error.
+// send decides the fate of every message: the checks, then the send
+// through s.flow (dedupe claims, hold, the providers, settlement,
+// records). A non-nil error (the ledger or the records failed before
+// anything was sent) fails the whole request, which Odoo answers by
+// marking the batch server_error.
 func (s *Service) send(ctx context.Context, b batch, ms []*message) error {
 	now := s.now()
 	defer func() {
@@ -369,15 +360,15 @@ func (s *Service) send(ctx context.Context, b batch, ms []*message) error {
 				m.state = stateContent
 				continue
 			}
-			m.number, m.out = num, outSend
-			m.price = s.price(num) * storage.Credits(m.segments)
+			m.number = num
+			m.Price = s.price(num) * storage.Credits(m.segments)
 			m.chain = s.chain(num)
 			m.fp = fingerprint(num, m.content)
 			m.id = m.uuid
 			if m.id == "" {
 				m.id = randomID()
 			}
-			m.key = s.dedupeKey(b, m)
+			m.Key = s.dedupeKey(b, m)
 			todo = append(todo, m)
 		}
 	}
@@ -390,7 +381,7 @@ func (s *Service) send(ctx context.Context, b batch, ms []*message) error {
 	}
 	if acct.State != storage.Registered {
 		for _, m := range ms {
-			m.out, m.state = outNone, stateUnregistered
+			m.State, m.state = sendflow.Pending, stateUnregistered
 		}
 		return nil
 	}
@@ -403,44 +394,99 @@ func (s *Service) send(ctx context.Context, b batch, ms []*message) error {
 	}
 	defer o.close(ctx)
 	failpoint.Hit("sms.opened")
+	err = s.flow.Run(ctx, s.sendOf(b, o.id), s.items(now, todo, o.id), &smsSteps{s: s, b: b, acct: acct, o: o, now: now, ms: todo})
+	s.replayed(now, todo)
+	return err
+}
 
-	// Claim every uuid before anything is charged or sent.
-	todo, err = s.claim(ctx, now, todo, o.id)
-	if err != nil {
-		return err
+// sendOf is the sendflow request of a batch traced as send.
+func (s *Service) sendOf(b batch, send string) sendflow.Send {
+	return sendflow.Send{Account: b.tok, DBUUID: b.dbuuid, Whole: b.whole,
+		Describe:     func(n int) string { return holdDescription(n, send) },
+		DescribeKept: func(n int) string { return "SMS: " + strconv.Itoa(n) + " message(s) of indeterminate fate" },
 	}
-	if len(todo) == 0 {
-		return nil
-	}
-	failpoint.Hit("sms.claimed")
+}
 
-	// Hold the price of the batch, or of as many messages as the credit
-	// covers, in order.
-	txn, todo, err := s.hold(ctx, b, acct, todo, o.id)
-	if err != nil {
-		return err
-	}
-	if len(todo) == 0 {
-		return nil
-	}
-	failpoint.Hit("sms.held")
-	if err := o.held(ctx, txn.Token); err != nil {
-		// Without its record the hold could not be settled after a
-		// crash: nothing is sent.
-		if _, cerr := s.ledger.Cancel(context.WithoutCancel(ctx), storage.SMS, txn.Token); cerr != nil {
-			s.log.Error("sms: releasing a hold failed; it will expire", "transaction", txn.Token, "err", cerr)
+// items are the flow items of todo, each with its pending claim, which
+// names the send.
+func (s *Service) items(now time.Time, todo []*message, send string) []*sendflow.Item {
+	out := make([]*sendflow.Item, len(todo))
+	for i, m := range todo {
+		m.Ref = i
+		if m.Key != "" {
+			m.Claim, _ = json.Marshal(dedupeRecord{State: "pending", FP: m.fp, At: now.Unix(), Send: send})
 		}
-		s.release(ctx, todo)
-		return err
+		out[i] = &m.Item
 	}
-	failpoint.Hit("sms.recorded")
+	return out
+}
 
-	s.dispatch(ctx, b, acct, todo, o)
-	s.settle(ctx, b, txn, todo)
-	failpoint.Hit("sms.captured")
-	s.record(ctx, b, now, todo)
-	failpoint.Hit("sms.final")
+// replayed gives the retries their answer, from the claim found.
+func (s *Service) replayed(now time.Time, todo []*message) {
+	for _, m := range todo {
+		if m.State != sendflow.Replayed {
+			continue
+		}
+		var d dedupeRecord
+		_ = json.Unmarshal(m.Stored, &d)
+		switch {
+		case d.FP != m.fp:
+			m.state = stateDuplicate // the uuid of another message
+		case d.State == "success":
+			m.state = stateSuccess
+			if d.Credit != nil {
+				m.credit = *d.Credit
+			}
+		case d.State == "pending" && now.Sub(time.Unix(d.At, 0)) < staleClaim:
+			m.state = stateProcessing // the first request is still sending it
+		default:
+			m.state = stateDuplicate // it may have been sent: never twice
+		}
+	}
+}
+
+// smsSteps are the SMS service's steps of a send (sendflow.Steps).
+type smsSteps struct {
+	s    *Service
+	b    batch
+	acct storage.Account
+	o    *openSend
+	now  time.Time
+	ms   []*message // by Item.Ref
+}
+
+func (st *smsSteps) msgs(items []*sendflow.Item) []*message {
+	out := make([]*message, len(items))
+	for i, it := range items {
+		out[i] = st.ms[it.Ref]
+	}
+	return out
+}
+
+func (st *smsSteps) Held(ctx context.Context, txn string) error { return st.o.held(ctx, txn) }
+
+func (st *smsSteps) Dispatch(ctx context.Context, held []*sendflow.Item) error {
+	st.s.dispatch(ctx, st.b, st.acct, st.msgs(held), st.o)
 	return nil
+}
+
+func (st *smsSteps) Record(ctx context.Context, held []*sendflow.Item) {
+	ms := st.msgs(held)
+	unheld := false
+	for _, m := range ms {
+		switch m.State {
+		case sendflow.Accepted:
+			m.credit = m.Price
+			st.s.m.segments.Add(float64(m.segments))
+		case sendflow.Indeterminate:
+			m.providerID = m.Kept // recorded for reconciliation
+			unheld = unheld || m.Kept == ""
+		}
+	}
+	if unheld {
+		st.s.m.unheldErr.Inc()
+	}
+	st.s.record(ctx, st.b, st.now, ms)
 }
 
 func (s *Service) isUnsupported(num string) bool {
@@ -478,156 +524,6 @@ func (s *Service) dedupeKey(b batch, m *message) string {
 		db = "t:" + rpc.TokenRef(b.tok)
 	}
 	return db + "/" + m.uuid
-}
-
-// claim creates the dedupe record of every message; a message whose
-// record exists is a retry and is answered from it. It returns the
-// messages to send. The records are written concurrently, so that the
-// ledger makes them durable in a few group syncs rather than one each.
-func (s *Service) claim(ctx context.Context, now time.Time, todo []*message, send string) ([]*message, error) {
-	errs := make([]error, len(todo))
-	stored := make([][]byte, len(todo))
-	parallel(len(todo), func(i int) {
-		m := todo[i]
-		if m.key == "" {
-			return
-		}
-		rec, _ := json.Marshal(dedupeRecord{State: "pending", FP: m.fp, At: now.Unix(), Send: send})
-		v, created, err := s.rec.PutRecordIfAbsent(ctx, nsDedupe, m.key, rec, now.Add(s.cfg.DedupeTTL))
-		m.claimed = created && err == nil
-		stored[i], errs[i] = v, err
-	})
-	for _, err := range errs {
-		if err != nil {
-			s.release(ctx, todo)
-			return nil, err
-		}
-	}
-	out := todo[:0:0]
-	for i, m := range todo {
-		if m.key == "" || m.claimed {
-			out = append(out, m)
-			continue
-		}
-		m.out = outReplayed
-		var d dedupeRecord
-		_ = json.Unmarshal(stored[i], &d)
-		switch {
-		case d.FP != m.fp:
-			m.state = stateDuplicate // the uuid of another message
-		case d.State == "success":
-			m.state = stateSuccess
-			if d.Credit != nil {
-				m.credit = *d.Credit
-			}
-		case d.State == "pending" && now.Sub(time.Unix(d.At, 0)) < staleClaim:
-			m.state = stateProcessing // the first request is still sending it
-		default:
-			m.state = stateDuplicate // it may have been sent: never twice
-		}
-	}
-	return out, nil
-}
-
-// parallelism bounds the concurrent record writes of one request.
-const parallelism = 32
-
-// parallel runs f(0) … f(n-1), parallelism at a time, and waits.
-func parallel(n int, f func(i int)) {
-	if n == 1 {
-		f(0)
-		return
-	}
-	sem := make(chan struct{}, parallelism)
-	var wg sync.WaitGroup
-	for i := 0; i < n; i++ {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			f(i)
-		}()
-	}
-	wg.Wait()
-}
-
-// release deletes the dedupe records of messages that were not sent, so
-// that Odoo may send them again.
-func (s *Service) release(ctx context.Context, ms []*message) {
-	ctx = context.WithoutCancel(ctx)
-	parallel(len(ms), func(i int) {
-		m := ms[i]
-		if !m.claimed {
-			return
-		}
-		if err := s.rec.DeleteRecord(ctx, nsDedupe, m.key); err != nil {
-			s.log.Error("sms: releasing a uuid claim failed; a retry of it will be answered duplicate_message", "err", err)
-		}
-		m.claimed = false
-	})
-}
-
-// hold authorizes the price of the messages, or of the longest prefix of
-// them the available credit covers (none for a whole batch); the rest are
-// insufficient_credit. It
-// returns the hold (nil when nothing is to be sent) and the messages to
-// send.
-func (s *Service) hold(ctx context.Context, b batch, acct storage.Account, todo []*message, send string) (*storage.Transaction, []*message, error) {
-	var total storage.Credits
-	for _, m := range todo {
-		total += m.price
-	}
-	txn, err := s.authorize(ctx, b, total, holdDescription(len(todo), send))
-	if storage.Is(err, storage.InsufficientCredit) {
-		if a, lerr := s.ledger.LookupAccount(ctx, storage.SMS, b.tok); lerr == nil {
-			acct = a
-		}
-		var fit storage.Credits
-		n := 0
-		for n < len(todo) && !b.whole && fit+todo[n].price <= acct.Available {
-			fit += todo[n].price
-			n++
-		}
-		for _, m := range todo[n:] {
-			m.out, m.state = outNone, stateNoCredit
-		}
-		s.release(ctx, todo[n:])
-		todo = todo[:n]
-		if n == 0 {
-			return nil, nil, nil
-		}
-		txn, err = s.authorize(ctx, b, fit, holdDescription(n, send))
-		if storage.Is(err, storage.InsufficientCredit) { // spent meanwhile
-			for _, m := range todo {
-				m.out, m.state = outNone, stateNoCredit
-			}
-			s.release(ctx, todo)
-			return nil, nil, nil
-		}
-	}
-	switch {
-	case storage.Is(err, storage.Forbidden): // banned or unregistered meanwhile
-		for _, m := range todo {
-			m.out, m.state = outNone, stateUnregistered
-		}
-		s.release(ctx, todo)
-		return nil, nil, nil
-	case err != nil:
-		s.release(ctx, todo)
-		return nil, nil, err
-	}
-	return &txn, todo, nil
-}
-
-func (s *Service) authorize(ctx context.Context, b batch, amount storage.Credits, desc string) (storage.Transaction, error) {
-	return s.ledger.Authorize(ctx, storage.AuthorizeRequest{
-		Service:     storage.SMS,
-		Account:     b.tok,
-		Amount:      amount,
-		Description: desc,
-		TTL:         s.cfg.HoldTTL,
-		FirstSight:  storage.FirstSight{DBUUID: b.dbuuid},
-	})
 }
 
 // dispatch hands the messages to their providers: grouped by provider
@@ -672,7 +568,7 @@ func (s *Service) dispatch(ctx context.Context, b batch, acct storage.Account, t
 			<-sem
 			for _, left := range jobs[j:] {
 				for _, m := range left {
-					m.out = outDeferred
+					m.State = sendflow.Deferred
 				}
 			}
 			break
@@ -745,16 +641,16 @@ func (s *Service) sendChunk(ctx context.Context, deadline time.Time, minCall tim
 			}
 			switch kind {
 			case 0:
-				m.out, m.provider = outAccepted, name
+				m.State, m.provider = sendflow.Accepted, name
 				m.providerID, m.status = results[i].ProviderID, results[i].Status
 				s.m.calls.WithLabelValues(name, "accepted").Inc()
 				continue
 			case providers.Invalid:
-				m.out = outInvalid
+				m.State = sendflow.Invalid
 			case providers.Unavailable:
 				next = append(next, m)
 			default:
-				m.out, m.provider = outIndeterminate, name
+				m.State, m.provider = sendflow.Indeterminate, name
 			}
 			s.m.calls.WithLabelValues(name, kind.String()).Inc()
 		}
@@ -770,90 +666,29 @@ func (s *Service) sendChunk(ctx context.Context, deadline time.Time, minCall tim
 		remaining = next
 	}
 	for _, m := range remaining {
-		if m.out == outSend && time.Until(deadline) < minCall {
-			m.out = outDeferred
+		if m.State == sendflow.Held && time.Until(deadline) < minCall {
+			m.State = sendflow.Deferred
 		} else {
-			m.out = outUnavailable
+			m.State = sendflow.Unavailable
 		}
 	}
 }
 
-// settle captures the price of what was accepted, keeps on hold the price
-// of what is indeterminate and releases the rest.
-func (s *Service) settle(ctx context.Context, b batch, txn *storage.Transaction, todo []*message) {
-	ctx = context.WithoutCancel(ctx)
-	var accepted, indet storage.Credits
-	var nIndet int
-	for _, m := range todo {
-		switch m.out {
-		case outAccepted:
-			accepted += m.price
-			m.credit = m.price
-			s.m.segments.Add(float64(m.segments))
-		case outIndeterminate:
-			indet += m.price
-			nIndet++
-		}
-	}
-	keep := txn.Token
-	capture := func() {
-		var err error
-		if accepted == 0 {
-			_, err = s.ledger.Cancel(ctx, storage.SMS, txn.Token)
-		} else {
-			_, err = s.ledger.Capture(ctx, storage.CaptureRequest{Service: storage.SMS, Transaction: txn.Token, Amount: &accepted})
-		}
-		if err != nil {
-			s.log.Error("sms: settling a hold failed; it will expire unsettled", "transaction", txn.Token, "captured", accepted.String(), "err", err)
-		}
-	}
-	switch {
-	case indet == 0:
-		capture()
-	case accepted == 0 && indet == txn.Amount:
-		// The hold is exactly the price of what may have been sent: kept.
-	default:
-		// Hold the indeterminate part apart, then settle the batch hold.
-		desc := "SMS: " + strconv.Itoa(nIndet) + " message(s) of indeterminate fate"
-		h2, err := s.authorize(ctx, b, indet, desc)
-		if storage.Is(err, storage.InsufficientCredit) {
-			capture()
-			h2, err = s.authorize(ctx, b, indet, desc)
-		} else {
-			defer capture()
-		}
-		if err != nil {
-			keep = ""
-			s.m.unheldErr.Inc()
-			s.log.Error("sms: could not keep the price of indeterminate sends on hold; reconcile by hand",
-				"account", rpc.TokenRef(b.tok), "amount", indet.String(), "messages", nIndet, "err", err)
-		} else {
-			keep = h2.Token
-		}
-	}
-	for _, m := range todo {
-		if m.out == outIndeterminate {
-			m.providerID = keep // recorded for reconciliation
-		}
-	}
-}
-
-// record stores what became of each claimed message, the delivery-report
-// mapping of the accepted ones, and queues the reports a provider gave at
-// once.
+// record stores what became of each claimed message and the
+// delivery-report mapping of the accepted ones, and queues the reports a
+// provider gave at once (the flow then releases the claims of the rest).
 func (s *Service) record(ctx context.Context, b batch, now time.Time, todo []*message) {
 	ctx = context.WithoutCancel(ctx)
 	var mu sync.Mutex
 	var immediate []queued
-	var release []*message
-	parallel(len(todo), func(i int) {
+	sendflow.Parallel(len(todo), func(i int) {
 		m := todo[i]
-		switch m.out {
-		case outAccepted:
-			if m.claimed {
+		switch m.State {
+		case sendflow.Accepted:
+			if m.Claimed() {
 				c := m.credit
 				v, _ := json.Marshal(dedupeRecord{State: "success", FP: m.fp, Credit: &c, At: now.Unix()})
-				s.putRecord(ctx, nsDedupe, m.key, v, now.Add(s.cfg.DedupeTTL))
+				s.putRecord(ctx, nsDedupe, m.Key, v, now.Add(s.cfg.DedupeTTL))
 			}
 			if b.webhook == "" || !isOdooUUID(m.uuid) {
 				return
@@ -869,19 +704,14 @@ func (s *Service) record(ctx context.Context, b batch, now time.Time, todo []*me
 				v, _ := json.Marshal(dlrRecord{UUID: m.uuid, Webhook: b.webhook, DBUUID: b.dbuuid})
 				s.putRecord(ctx, nsDLR, m.provider+"/"+m.providerID, v, now.Add(dlrTTL))
 			}
-		case outIndeterminate:
-			if m.claimed {
+		case sendflow.Indeterminate:
+			if m.Claimed() {
 				v, _ := json.Marshal(dedupeRecord{State: "indeterminate", FP: m.fp, Txn: m.providerID, At: now.Unix()})
-				s.putRecord(ctx, nsDedupe, m.key, v, now.Add(s.cfg.DedupeTTL))
+				s.putRecord(ctx, nsDedupe, m.Key, v, now.Add(s.cfg.DedupeTTL))
 			}
 			s.log.Warn("sms: send indeterminate, hold kept for reconciliation", "provider", m.provider, "transaction", m.providerID, "to", redactNumber(m.number))
-		default:
-			mu.Lock()
-			release = append(release, m)
-			mu.Unlock()
 		}
 	})
-	s.release(ctx, release)
 	if len(immediate) > 0 {
 		s.relay.enqueue(ctx, immediate)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/iapd/iapd/providers"
 	"github.com/iapd/iapd/rpc"
 	"github.com/iapd/iapd/rpc/fallback"
+	"github.com/iapd/iapd/rpc/sendflow"
 	"github.com/iapd/iapd/storage"
 )
 
@@ -57,6 +58,7 @@ type Service struct {
 	log     *slog.Logger
 	now     func() time.Time
 	m       *metrics
+	flow    *sendflow.Flow // claim, hold, dispatch, settle, record
 
 	prices      *prefixTable[storage.Credits]
 	unsupported *prefixTable[bool]
@@ -112,6 +114,9 @@ func New(cfg Settings, deps Deps) (*Service, error) {
 	for _, p := range cfg.UnsupportedPrefixes {
 		s.unsupported.add(p, true)
 	}
+	s.flow = &sendflow.Flow{Ledger: s.ledger, Records: s.rec, Service: storage.SMS, NS: nsDedupe,
+		ClaimTTL: cfg.DedupeTTL, HoldTTL: cfg.HoldTTL, Step: "sms", Log: s.log, Now: s.now}
+	s.flow.Claims = sendflow.ClaimsOf(deps.Ledger, deps.Records)
 	client, err := newWebhookClient(cfg.Webhooks)
 	if err != nil {
 		return nil, err

@@ -13,6 +13,7 @@ import (
 	"github.com/iapd/iapd/providers"
 	"github.com/iapd/iapd/rpc"
 	"github.com/iapd/iapd/rpc/internal/failpoint"
+	"github.com/iapd/iapd/rpc/sendflow"
 	"github.com/iapd/iapd/storage"
 )
 
@@ -101,11 +102,11 @@ func (s *Service) open(ctx context.Context, b batch, now time.Time, todo []*mess
 		if i%openPartSize == 0 {
 			parts = append(parts, nil)
 		}
-		parts[len(parts)-1] = append(parts[len(parts)-1], openMsg{Key: m.key, UUID: m.uuid, FP: m.fp, Price: m.price, Segs: m.segments})
+		parts[len(parts)-1] = append(parts[len(parts)-1], openMsg{Key: m.Key, UUID: m.uuid, FP: m.fp, Price: m.Price, Segs: m.segments})
 	}
 	o.parts = len(parts)
 	errs := make([]error, len(parts)+1)
-	parallel(len(parts)+1, func(i int) {
+	sendflow.Parallel(len(parts)+1, func(i int) {
 		if i == len(parts) {
 			errs[i] = o.put(ctx, "h", o.hdr)
 			return
@@ -143,12 +144,12 @@ func (o *openSend) mark(ctx context.Context, j int, provider string, ms []*messa
 
 // outState is the call record state of a decided message.
 func outState(m *message) string {
-	switch m.out {
-	case outAccepted:
+	switch m.State {
+	case sendflow.Accepted:
 		return openAccepted
-	case outInvalid:
+	case sendflow.Invalid:
 		return openInvalid
-	case outIndeterminate:
+	case sendflow.Indeterminate:
 		return openIndeterminate
 	}
 	return openUnavailable
@@ -168,7 +169,7 @@ func (o *openSend) close(ctx context.Context) {
 	for j := 0; j < o.calls; j++ {
 		keys = append(keys, "c"+strconv.Itoa(j))
 	}
-	parallel(len(keys), func(i int) {
+	sendflow.Parallel(len(keys), func(i int) {
 		if err := o.s.rec.DeleteRecord(ctx, nsOpen, o.id+"/"+keys[i]); err != nil {
 			o.s.log.Error("sms: deleting a send's trace failed; it is deleted at the next start", "send", o.id, "err", err)
 		}
@@ -226,7 +227,7 @@ func (s *Service) Settle(ctx context.Context, ls storage.RecordLister) (SettleRe
 	// makes them durable in shared group syncs.
 	reps := make([]SettleReport, len(order))
 	errs := make([]error, len(order))
-	parallel(len(order), func(i int) {
+	sendflow.Parallel(len(order), func(i int) {
 		if errs[i] = s.settleSend(ctx, order[i], groups[order[i]], &reps[i]); errs[i] != nil {
 			reps[i].Failed++
 			s.log.Error("sms: settling an interrupted send failed; it is tried again at the next start", "send", order[i], "err", errs[i])

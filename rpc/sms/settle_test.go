@@ -24,30 +24,23 @@ func interrupted(t testing.TB, e *env, tok storage.AccountToken, uuids []string,
 	b := batch{tok: tok, dbuuid: "db-1"}
 	var ms []*message
 	for i, u := range uuids {
-		m := &message{uuid: u, raw: "+3247000000" + string(rune('0'+i)), content: "hello", out: outSend}
+		m := &message{uuid: u, raw: "+3247000000" + string(rune('0'+i)), content: "hello"}
 		m.number, _ = normalizeNumber(m.raw)
 		m.segments, _ = Segments(m.content)
-		m.price = s.price(m.number) * storage.Credits(m.segments)
+		m.Price = s.price(m.number) * storage.Credits(m.segments)
 		m.chain, m.fp, m.id = s.chain(m.number), fingerprint(m.number, m.content), u
-		m.key = s.dedupeKey(b, m)
+		m.Key = s.dedupeKey(b, m)
 		ms = append(ms, m)
-	}
-	acct, err := s.ledger.Account(ctx, storage.SMS, tok, storage.FirstSight{})
-	if err != nil {
-		t.Fatal(err)
 	}
 	o, err := s.open(ctx, b, now, ms)
 	if err != nil {
 		t.Fatal(err)
 	}
-	todo, err := s.claim(ctx, now, ms, o.id)
-	if err != nil || len(todo) != len(ms) {
-		t.Fatalf("claim: %d of %d, %v", len(todo), len(ms), err)
+	txn, held, err := s.flow.Reserve(ctx, s.sendOf(b, o.id), s.items(now, ms, o.id))
+	if err != nil || txn == nil || len(held) != len(ms) {
+		t.Fatalf("claim and hold: %d of %d held, %v", len(held), len(ms), err)
 	}
-	txn, todo, err := s.hold(ctx, b, acct, todo, o.id)
-	if err != nil || txn == nil {
-		t.Fatalf("hold: %v", err)
-	}
+	todo := ms
 	if !record {
 		return
 	}

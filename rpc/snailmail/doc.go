@@ -26,9 +26,11 @@
 // it is sent. Each letter keeps a durable trace (settle.go) of its hold
 // and of the provider it was handed to and its answer, so that Settle, run
 // at start-up before any request, settles exactly once the letters a
-// crash interrupted.
+// crash interrupted. The send (claim, hold, dispatch, settle, record) runs
+// through rpc/sendflow, one item per letter.
 //
-// Package snailmail imports rpc (routes, params), storage (ledger,
+// Package snailmail imports rpc (routes, params), rpc/sendflow (the send
+// pipeline), storage (ledger,
 // records), providers (the letter SPI), rpc/snailmail/pdf, rpc/fallback
 // (its route's refusal answer) and rpc/internal/failpoint (crash tests); cmd/iapd
 // wires it (wire_snailmail.go).

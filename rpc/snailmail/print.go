@@ -16,6 +16,7 @@ import (
 	"github.com/iapd/iapd/providers"
 	"github.com/iapd/iapd/rpc"
 	"github.com/iapd/iapd/rpc/internal/failpoint"
+	"github.com/iapd/iapd/rpc/sendflow"
 	"github.com/iapd/iapd/rpc/snailmail/pdf"
 	"github.com/iapd/iapd/storage"
 )
@@ -297,19 +298,37 @@ func (s *Service) printOne(ctx context.Context, c call, raw json.RawMessage) (Do
 	defer tr.close(ctx)
 	failpoint.Hit("letter.opened")
 	claim, _ := json.Marshal(letterRecord{State: "pending", ClaimedAt: now.Unix(), LetterHash: lt.hash, Send: tr.id})
-	stored, created, err := s.rec.PutRecordIfAbsent(ctx, nsLetter, lt.key, claim, now.Add(s.cfg.DedupeTTL))
+	it := &sendflow.Item{Key: lt.key, Claim: claim, Price: price}
+	steps := &letterSteps{s: s, lt: lt, tr: tr}
+	desc := "Letter: " + strconv.Itoa(lt.pages) + " page(s) to " + lt.l.Country + ", send " + tr.id
+	err = s.flow.Run(ctx, sendflow.Send{Account: c.tok, DBUUID: c.dbuuid, Whole: true,
+		Describe:     func(int) string { return desc },
+		DescribeKept: func(int) string { return desc },
+	}, []*sendflow.Item{it}, steps)
 	if err != nil {
 		return DocumentResult{}, 0, err
 	}
-	if !created {
-		return s.replay(stored), 0, nil
+	switch it.State {
+	case sendflow.Replayed:
+		return s.replay(it.Stored), 0, nil
+	case sendflow.Refused:
+		if it.Refusal == storage.Forbidden { // banned or unregistered meanwhile
+			return DocumentResult{Error: codeTrial}, 0, nil
+		}
+		if !c.batch { // InsufficientCreditError, as asked
+			return DocumentResult{}, 0, &storage.Error{Op: "authorize", Kind: storage.InsufficientCredit,
+				Msg: "not enough credit", Service: storage.Snailmail, Credit: price}
+		}
+		return DocumentResult{Error: codeCredit}, 0, nil
+	case sendflow.Accepted:
+		return DocumentResult{Sent: true, SendID: steps.sendID}, price, nil
+	case sendflow.Invalid:
+		return DocumentResult{Error: codeFormat}, 0, nil
 	}
-	failpoint.Hit("letter.claimed")
-	res, cost, keep, err := s.send(ctx, c, lt, tr)
-	if !keep {
-		s.release(ctx, lt.key)
-	}
-	return res, cost, err
+	// Indeterminate (never posted twice: a retry is answered
+	// UNKNOWN_ERROR) or unavailable (the claim is released: Odoo may send
+	// it again).
+	return DocumentResult{Error: codeUnknown}, 0, nil
 }
 
 // replay answers a document that was claimed before: sent again as it
@@ -324,49 +343,31 @@ func (s *Service) replay(stored []byte) DocumentResult {
 	return DocumentResult{Error: codeUnknown}
 }
 
-// send holds the price, hands the letter to the providers and settles.
-// keep reports whether the document's claim must stay: it was sent, or
-// may have been.
-func (s *Service) send(ctx context.Context, c call, lt *letter, tr *trace) (res DocumentResult, cost storage.Credits, keep bool, err error) {
-	txn, err := s.ledger.Authorize(ctx, storage.AuthorizeRequest{
-		Service:     storage.Snailmail,
-		Account:     c.tok,
-		Amount:      lt.price,
-		Description: "Letter: " + strconv.Itoa(lt.pages) + " page(s) to " + lt.l.Country + ", send " + tr.id,
-		TTL:         s.cfg.HoldTTL,
-		FirstSight:  storage.FirstSight{DBUUID: c.dbuuid},
-	})
-	switch {
-	case storage.Is(err, storage.InsufficientCredit):
-		if !c.batch {
-			return DocumentResult{}, 0, false, err // InsufficientCreditError, as asked
-		}
-		return DocumentResult{Error: codeCredit}, 0, false, nil
-	case storage.Is(err, storage.Forbidden): // banned or unregistered meanwhile
-		return DocumentResult{Error: codeTrial}, 0, false, nil
-	case err != nil:
-		return DocumentResult{}, 0, false, err
-	}
+// letterSteps are the letter service's steps of a send (sendflow.Steps).
+type letterSteps struct {
+	s        *Service
+	lt       *letter
+	tr       *trace
+	provider string // the provider that accepted it or may have
+	sendID   string // its id for the letter
+}
 
-	settle := context.WithoutCancel(ctx)
-	failpoint.Hit("letter.held")
-	tr.v.Txn = txn.Token
-	if err := tr.step(ctx, stepHeld); err != nil {
-		// Without its trace the hold could not be settled after a crash:
-		// nothing is sent.
-		s.cancel(settle, txn.Token)
-		return DocumentResult{}, 0, false, err
-	}
-	failpoint.Hit("letter.recorded")
+func (st *letterSteps) Held(ctx context.Context, txn string) error {
+	st.tr.v.Txn = txn
+	return st.tr.step(ctx, stepHeld)
+}
 
+// Dispatch hands the letter to the providers in turn, on to the next only
+// while one is unavailable (nothing was done).
+func (st *letterSteps) Dispatch(ctx context.Context, held []*sendflow.Item) error {
+	s, lt, tr, it := st.s, st.lt, st.tr, held[0]
 	sendCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.SendTimeout)
 	defer cancel()
 	var last error
 	for _, name := range s.cfg.Providers {
 		tr.v.Provider = name
 		if err := tr.step(ctx, stepHanding); err != nil {
-			s.cancel(settle, txn.Token)
-			return DocumentResult{}, 0, false, err
+			return err // not handed over: released
 		}
 		failpoint.Hit("letter.handed")
 		sent, err := s.senders[name].SendLetter(sendCtx, lt.l)
@@ -376,19 +377,13 @@ func (s *Service) send(ctx context.Context, c call, lt *letter, tr *trace) (res 
 		}
 		if err == nil {
 			s.m.calls.WithLabelValues(name, "accepted").Inc()
+			it.State, st.provider, st.sendID = sendflow.Accepted, name, sent.ProviderID
 			tr.v.SendID = sent.ProviderID
 			if terr := tr.step(ctx, stepAnswered); terr != nil {
 				s.log.Error("snailmail: recording a provider's answer failed", "provider", name, "err", terr)
 			}
 			failpoint.Hit("letter.answer-recorded")
-			if _, cerr := s.ledger.Capture(settle, storage.CaptureRequest{Service: storage.Snailmail, Transaction: txn.Token}); cerr != nil {
-				s.log.Error("snailmail: capturing a sent letter failed; its hold will expire uncharged",
-					"transaction", txn.Token, "provider", name, "err", cerr)
-			}
-			failpoint.Hit("letter.captured")
-			s.record(settle, lt, letterRecord{State: "sent", SendID: sent.ProviderID, Provider: name, Cost: lt.price.String(), Pages: lt.pages})
-			failpoint.Hit("letter.final")
-			return DocumentResult{Sent: true, SendID: sent.ProviderID}, lt.price, true, nil
+			return nil
 		}
 		kind := providers.KindOf(err)
 		s.m.calls.WithLabelValues(name, kind.String()).Inc()
@@ -398,29 +393,33 @@ func (s *Service) send(ctx context.Context, c call, lt *letter, tr *trace) (res 
 			s.log.Warn("snailmail: provider unavailable", "provider", name, "err", err)
 			continue // nothing was done: the next provider may do it
 		case providers.Invalid:
-			s.cancel(settle, txn.Token)
 			s.log.Info("snailmail: provider refused the letter", "provider", name, "err", err)
-			return DocumentResult{Error: codeFormat}, 0, false, nil
+			it.State = sendflow.Invalid
+			return nil
 		default:
 			// May have been posted: the price stays held until the
 			// operator reconciles (or the hold expires), and a retry is
 			// answered UNKNOWN_ERROR, never posted again.
 			s.log.Warn("snailmail: letter indeterminate, hold kept for reconciliation",
-				"provider", name, "transaction", txn.Token, "amount", lt.price.String(), "err", err)
-			s.record(settle, lt, letterRecord{State: "indeterminate", Provider: name, Txn: txn.Token, Cost: lt.price.String(), Pages: lt.pages})
-			return DocumentResult{Error: codeUnknown}, 0, true, nil
+				"provider", name, "amount", lt.price.String(), "err", err)
+			it.State, st.provider = sendflow.Indeterminate, name
+			return nil
 		}
 	}
 	// No provider took it: nothing was done. The hold is released, the
 	// claim too (Odoo may send the document again).
-	s.cancel(settle, txn.Token)
 	s.log.Warn("snailmail: no provider could take the letter", "err", last)
-	return DocumentResult{Error: codeUnknown}, 0, false, nil
+	it.State = sendflow.Unavailable
+	return nil
 }
 
-func (s *Service) cancel(ctx context.Context, txn string) {
-	if _, err := s.ledger.Cancel(ctx, storage.Snailmail, txn); err != nil {
-		s.log.Error("snailmail: releasing a hold failed; it will expire", "transaction", txn, "err", err)
+func (st *letterSteps) Record(ctx context.Context, held []*sendflow.Item) {
+	it, lt := held[0], st.lt
+	switch it.State {
+	case sendflow.Accepted:
+		st.s.record(ctx, lt, letterRecord{State: "sent", SendID: st.sendID, Provider: st.provider, Cost: lt.price.String(), Pages: lt.pages})
+	case sendflow.Indeterminate:
+		st.s.record(ctx, lt, letterRecord{State: "indeterminate", Provider: st.provider, Txn: it.Kept, Cost: lt.price.String(), Pages: lt.pages})
 	}
 }
 
@@ -431,13 +430,6 @@ func (s *Service) record(ctx context.Context, lt *letter, rec letterRecord) {
 	v, _ := json.Marshal(rec)
 	if err := s.rec.PutRecord(ctx, nsLetter, lt.key, v, now.Add(s.cfg.DedupeTTL)); err != nil {
 		s.log.Error("snailmail: recording a letter failed; a retry of it would be answered UNKNOWN_ERROR", "state", rec.State, "err", err)
-	}
-}
-
-// release deletes a claim, so that Odoo may send the document again.
-func (s *Service) release(ctx context.Context, key string) {
-	if err := s.rec.DeleteRecord(context.WithoutCancel(ctx), nsLetter, key); err != nil {
-		s.log.Error("snailmail: releasing a letter claim failed; a retry of it will be answered UNKNOWN_ERROR", "err", err)
 	}
 }
 

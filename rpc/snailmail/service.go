@@ -13,6 +13,7 @@ import (
 	"github.com/iapd/iapd/providers"
 	"github.com/iapd/iapd/rpc"
 	"github.com/iapd/iapd/rpc/fallback"
+	"github.com/iapd/iapd/rpc/sendflow"
 	"github.com/iapd/iapd/storage"
 )
 
@@ -53,6 +54,7 @@ type Service struct {
 	log     *slog.Logger
 	now     func() time.Time
 	m       *metrics
+	flow    *sendflow.Flow // claim, hold, dispatch, settle, record
 	// refusals counts protective refusals (Deps.Refusals).
 	refusals interface{ Refused(reason string) }
 }
@@ -87,6 +89,8 @@ func New(cfg Settings, deps Deps) (*Service, error) {
 	if s.m, err = newMetrics(deps.Registerer); err != nil {
 		return nil, fmt.Errorf("snailmail: metrics: %w", err)
 	}
+	s.flow = &sendflow.Flow{Ledger: s.ledger, Records: s.rec, Claims: sendflow.ClaimsOf(deps.Ledger, deps.Records),
+		Service: storage.Snailmail, NS: nsLetter, ClaimTTL: cfg.DedupeTTL, HoldTTL: cfg.HoldTTL, Step: "letter", Log: s.log, Now: s.now}
 	return s, nil
 }
 

@@ -142,12 +142,24 @@ func TestCrashChild(t *testing.T) {
 					ack("R %s %s %d %d", tok, ref, amount, en.Seq)
 				case op < 6:
 					amount := storage.Credits(rng.Int64N(5 * storage.Scale))
-					tx, err := l.Authorize(ctx, storage.AuthorizeRequest{Service: crashService, Account: tok, Amount: amount, TTL: 1000 * time.Hour, Description: desc})
+					r := storage.AuthorizeRequest{Service: crashService, Account: tok, Amount: amount, TTL: 1000 * time.Hour, Description: desc}
+					var tx storage.Transaction
+					var err error
+					key := fmt.Sprintf("c%s-w%d-%d", cycle, w, n)
+					if op == 5 { // a claim with its hold (claimhold.go): one record
+						r.Amount = 0
+						tx, _, err = l.AuthorizeClaims(ctx, r, []storage.Claim{{NS: crashRecNS, Key: key, Value: []byte(key + desc), Price: amount}})
+					} else {
+						tx, err = l.Authorize(ctx, r)
+					}
 					if storage.Is(err, storage.InsufficientCredit) {
 						continue
 					}
 					if err != nil {
 						die(err)
+					}
+					if op == 5 {
+						ack("P %s", key)
 					}
 					ack("A %s %s %d", tok, tx.Token, amount)
 					open = append(open, hold{tx.Token, amount})

@@ -36,71 +36,83 @@ func (l *Ledger) Authorize(ctx context.Context, r storage.AuthorizeRequest) (sto
 	if err := checkAmount(op, r.Amount); err != nil {
 		return storage.Transaction{}, err
 	}
-	if r.TTL <= 0 || r.TTL > maxTTL {
-		return storage.Transaction{}, storage.Ef(op, storage.Invalid, "ttl %v out of range", r.TTL)
-	}
-	if err := checkText(op, "description", r.Description, maxText); err != nil {
-		return storage.Transaction{}, err
-	}
-	if err := checkText(op, "db uuid", r.FirstSight.DBUUID, maxShortText); err != nil {
+	if err := checkHoldRequest(op, r); err != nil {
 		return storage.Transaction{}, err
 	}
 	var out storage.Transaction
-	err := l.writeHold(ctx, op, l.stripe(r.Service, r.Account), func(tx *wtxn, now time.Time) (error, error) {
-		a, created, err := accountForWrite(op, tx, r.Service, r.Account, r.FirstSight, now)
-		if err != nil {
-			return nil, err
-		}
-		var refusal error
-		switch {
-		case a.State == storage.Banned:
-			refusal = storage.E(op, storage.Forbidden, "account is banned")
-		case a.State != storage.Registered:
-			refusal = storage.E(op, storage.Forbidden, "account is not registered")
-		case a.Available < r.Amount:
-			refusal = &storage.Error{Op: op, Kind: storage.InsufficientCredit,
-				Msg: "not enough credit", Service: r.Service, Credit: r.Amount}
-		}
-		if refusal != nil {
-			if !created {
-				return nil, refusal
-			}
-			return refusal, putAccount(tx, &a) // keep the first sight
-		}
-		id := newTxnID(now)
-		t := storage.Transaction{
-			Token:       hex.EncodeToString(id[:]),
-			Service:     r.Service,
-			Account:     r.Account,
-			State:       storage.Held,
-			Amount:      r.Amount,
-			Description: r.Description,
-			CreatedAt:   now,
-			ExpiresAt:   now.Add(r.TTL),
-		}
-		if _, err := appendEntry(tx, &a.Account, storage.Entry{
-			Kind:        storage.EntryHold,
-			DAvailable:  -r.Amount,
-			DHeld:       r.Amount,
-			Transaction: t.Token,
-			Description: r.Description,
-		}, now); err != nil {
-			return nil, err
-		}
-		if err := putTxn(tx, id, &t); err != nil {
-			return nil, err
-		}
-		if err := tx.setNew(expiryKey(t.ExpiresAt, id), nil); err != nil {
-			return nil, err
-		}
-		tx.aggHold(t.Service, +1)
-		out = t
-		return nil, putAccount(tx, &a)
+	err := l.writeHold(ctx, op, l.stripe(r.Service, r.Account), func(tx *wtxn, now time.Time) (refusal error, err error) {
+		out, refusal, err = authorizeIn(op, tx, r, now)
+		return refusal, err
 	})
 	if err != nil {
 		return storage.Transaction{}, err
 	}
 	return out, nil
+}
+
+// checkHoldRequest validates an AuthorizeRequest's ttl and texts (the
+// account and amount are checked by the caller).
+func checkHoldRequest(op string, r storage.AuthorizeRequest) error {
+	if r.TTL <= 0 || r.TTL > maxTTL {
+		return storage.Ef(op, storage.Invalid, "ttl %v out of range", r.TTL)
+	}
+	if err := checkText(op, "description", r.Description, maxText); err != nil {
+		return err
+	}
+	return checkText(op, "db uuid", r.FirstSight.DBUUID, maxShortText)
+}
+
+// authorizeIn makes the hold of r in tx, which holds the account's stripe:
+// Authorize's change. A refusal (Forbidden, InsufficientCredit) comes back
+// as refusal, with the account's creation on first sight written.
+func authorizeIn(op string, tx *wtxn, r storage.AuthorizeRequest, now time.Time) (t storage.Transaction, refusal, err error) {
+	a, created, err := accountForWrite(op, tx, r.Service, r.Account, r.FirstSight, now)
+	if err != nil {
+		return t, nil, err
+	}
+	switch {
+	case a.State == storage.Banned:
+		refusal = storage.E(op, storage.Forbidden, "account is banned")
+	case a.State != storage.Registered:
+		refusal = storage.E(op, storage.Forbidden, "account is not registered")
+	case a.Available < r.Amount:
+		refusal = &storage.Error{Op: op, Kind: storage.InsufficientCredit,
+			Msg: "not enough credit", Service: r.Service, Credit: r.Amount}
+	}
+	if refusal != nil {
+		if !created {
+			return t, nil, refusal
+		}
+		return t, refusal, putAccount(tx, &a) // keep the first sight
+	}
+	id := newTxnID(now)
+	t = storage.Transaction{
+		Token:       hex.EncodeToString(id[:]),
+		Service:     r.Service,
+		Account:     r.Account,
+		State:       storage.Held,
+		Amount:      r.Amount,
+		Description: r.Description,
+		CreatedAt:   now,
+		ExpiresAt:   now.Add(r.TTL),
+	}
+	if _, err := appendEntry(tx, &a.Account, storage.Entry{
+		Kind:        storage.EntryHold,
+		DAvailable:  -r.Amount,
+		DHeld:       r.Amount,
+		Transaction: t.Token,
+		Description: r.Description,
+	}, now); err != nil {
+		return t, nil, err
+	}
+	if err := putTxn(tx, id, &t); err != nil {
+		return t, nil, err
+	}
+	if err := tx.setNew(expiryKey(t.ExpiresAt, id), nil); err != nil {
+		return t, nil, err
+	}
+	tx.aggHold(t.Service, +1)
+	return t, nil, putAccount(tx, &a)
 }
 
 // newTxnID draws a fresh transaction id: the Unix time in milliseconds

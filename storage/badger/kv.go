@@ -29,12 +29,17 @@ const (
 
 // recordLock returns the mutex of (ns, key).
 func (l *Ledger) recordLock(ns, key string) *sync.Mutex {
+	return &l.recLocks[l.recordLockIndex(ns, key)]
+}
+
+// recordLockIndex is the index of (ns, key)'s mutex in recLocks.
+func (l *Ledger) recordLockIndex(ns, key string) int {
 	var h maphash.Hash
 	h.SetSeed(l.seed)
 	h.WriteString(ns)
 	h.WriteByte(0)
 	h.WriteString(key)
-	return &l.recLocks[h.Sum64()%recordLocks]
+	return int(h.Sum64() % recordLocks)
 }
 
 func checkRecordKey(op, ns, key string) error {

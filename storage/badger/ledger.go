@@ -527,15 +527,25 @@ func (l *Ledger) writeJournaled(ctx context.Context, op string, mu *sync.Mutex, 
 	if err != nil {
 		return err
 	}
-	if seq != 0 {
-		if err := l.jn.waitCtx(ctx, seq); err != nil {
-			if errors.Is(err, errNotYetDurable) {
-				return storage.Wrap(op, storage.Unavailable, err)
-			}
-			return l.syncErr(op, err)
-		}
+	if err := l.waitJournaled(ctx, op, seq); err != nil {
+		return err
 	}
 	return after
+}
+
+// waitJournaled is writeJournaled's wait for the journal record seq (0:
+// none) to be durable.
+func (l *Ledger) waitJournaled(ctx context.Context, op string, seq uint64) error {
+	if seq == 0 {
+		return nil
+	}
+	if err := l.jn.waitCtx(ctx, seq); err != nil {
+		if errors.Is(err, errNotYetDurable) {
+			return storage.Wrap(op, storage.Unavailable, err)
+		}
+		return l.syncErr(op, err)
+	}
+	return nil
 }
 
 // commitJournaled runs fn under mu (st: the account stripe whose mutex mu

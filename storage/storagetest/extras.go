@@ -49,6 +49,10 @@ func RunExtras(t *testing.T, open ExtrasOpener) {
 		{"AlertsOutbox", testAlertsOutbox},
 		{"AlertsConcurrent", testAlertsConcurrent},
 		{"AlertsReopen", testAlertsReopen},
+		{"Claims", testClaims},
+		{"ClaimsRefused", testClaimsRefused},
+		{"ClaimsReopen", testClaimsReopen},
+		{"ClaimsConcurrent", testClaimsConcurrent},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
