@@ -538,6 +538,9 @@ func (fakeName) Session(context.Context, string) (payments.Session, error) {
 func (fakeName) SessionOfPayment(context.Context, string) (payments.Session, error) {
 	return payments.Session{}, payments.ErrNotFound
 }
+func (fakeName) Refunds(context.Context, string) ([]payments.Refund, error) {
+	return nil, payments.ErrNotFound
+}
 func (fakeName) Event([]byte, string) (payments.Event, error) {
 	return payments.Event{}, payments.ErrSignature
 }
