@@ -151,7 +151,7 @@ func (ps *payState) account(svc storage.ServiceName, ref string) (storage.Accoun
 // for both: a refunded payment later disputed is debited once); refundRef
 // of the share of one partial refund.
 func (ps *payState) creditRef(sessionID string) string { return ps.prov.Name() + ":" + sessionID }
-func (ps *payState) refundRef(refundID string) string { return ps.prov.Name() + ":" + refundID }
+func (ps *payState) refundRef(refundID string) string  { return ps.prov.Name() + ":" + refundID }
 func (ps *payState) reversalRef(sessionID string) string {
 	return ps.prov.Name() + ":" + sessionID + ":reversal"
 }
