@@ -314,6 +314,25 @@ func TestRefundOfSpentCredit(t *testing.T) {
 	e.noSecretsLogged()
 }
 
+// A refund that failed before its event was handled takes nothing back
+// (outcome ignored); the next refund takes its own share only.
+func TestFailedRefundTakesNothing(t *testing.T) {
+	e := newPayEnv(t)
+	s := e.paid(1)
+	ev, re := e.refund(s, 300)
+	if !e.fake.SetRefundStatus(re, "failed") {
+		t.Fatal("no refund to fail")
+	}
+	e.mustDeliver("failed refund", ev)
+	e.wantLedger("failed refund", "105", nil)
+	if e.outcome(PayIgnored) != 1 {
+		t.Fatalf("ignored %v", e.outcome(PayIgnored))
+	}
+	ev2, re2 := e.refund(s, 500)
+	e.mustDeliver("next refund", ev2)
+	e.wantLedger("next refund", "55", map[string]string{"stripe:" + re2: "50"})
+}
+
 // A failed refund takes nothing back; a refund list that adds up to more
 // than was paid (Stripe allows none) takes nothing and says so.
 func TestTakeBackPlanRefusesNonsense(t *testing.T) {
