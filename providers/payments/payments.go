@@ -103,6 +103,9 @@ type Event struct {
 	Kind      EventKind
 	Session   Session // Paid
 	PaymentID string  // Reversed, Refunded
+	// Refunded is the payment's total refunded when the event was sent
+	// (Refunded): a list of refunds that adds up to less is behind it.
+	Refunded Money
 }
 
 // Refund is one refund of a payment, as the provider lists it: an amount

@@ -73,7 +73,8 @@ func takeBackPlan(ps *payState, session string, credits storage.Credits, paid pa
 // takeBack debits what a refund (ev.Kind Refunded) or a lost dispute
 // (Reversed) of a payment takes back: the session's credit is made sure
 // of first (events may come out of order), then every debit of
-// takeBackPlan over the refunds the provider lists now, each at most once
+// takeBackPlan over the refunds the provider lists now (an error when
+// they add up to less than ev.Refunded: the list is behind), each at most once
 // (a debit the account cannot cover takes what is available; the rest is
 // logged). Outcome: PayReversed when the rest was debited, PayPartialRefund
 // when only shares were, PayReversalShort when a debit fell short (or the
@@ -99,6 +100,19 @@ func (p *Portal) takeBack(ctx context.Context, ev payments.Event) (string, error
 	logArgs := []any{"provider", ps.prov.Name(), "event", ev.ID, "type", ev.Type, "session", s.ID, "service", svc,
 		"account", rpc.TokenRef(tok)}
 	refunds, err := ps.prov.Refunds(ctx, ev.PaymentID)
+	if err == nil && ev.Kind == payments.Refunded {
+		// Refunds never vanish nor change amount: a list adding up to
+		// less than the event's total is behind it; the provider
+		// delivers again later.
+		var listed int64
+		for _, r := range refunds {
+			listed += r.Amount.Value
+		}
+		if listed < ev.Refunded.Value {
+			return "", fmt.Errorf("the refunds listed add up to %s, the event says %s refunded: the list is behind",
+				payments.Money{Value: listed, Currency: ev.Refunded.Currency}, ev.Refunded)
+		}
+	}
 	var plan []takeBackDebit
 	if err == nil {
 		plan, err = takeBackPlan(ps, s.ID, credit.DRecharged, s.Amount, refunds, ev.Kind == payments.Reversed)

@@ -2,6 +2,7 @@ package portal
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -331,6 +332,31 @@ func TestFailedRefundTakesNothing(t *testing.T) {
 	ev2, re2 := e.refund(s, 500)
 	e.mustDeliver("next refund", ev2)
 	e.wantLedger("next refund", "55", map[string]string{"stripe:" + re2: "50"})
+}
+
+// A charge.refunded event whose total is more than the refunds Stripe
+// lists (the list behind the event) answers 503 and debits nothing: Stripe
+// delivers it again, and then, the list caught up, the share is debited.
+func TestRefundListBehindTheEvent(t *testing.T) {
+	e := newPayEnv(t)
+	s := e.paid(1)
+	ahead, err := e.fake.ChargeRefunded(s.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ev map[string]any
+	if err := json.Unmarshal(ahead, &ev); err != nil {
+		t.Fatal(err)
+	}
+	ev["data"].(map[string]any)["object"].(map[string]any)["amount_refunded"] = 400
+	ahead, _ = json.Marshal(ev)
+	if st := e.deliver(ahead, nil); st != http.StatusServiceUnavailable {
+		t.Fatalf("a list behind the event: %d", st)
+	}
+	e.wantLedger("list behind", "105", nil)
+	_, re := e.refund(s, 400)
+	e.mustDeliver("delivered again", ahead)
+	e.wantLedger("list caught up", "65", map[string]string{"stripe:" + re: "40"})
 }
 
 // A failed refund takes nothing back; a refund list that adds up to more

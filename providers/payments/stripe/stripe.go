@@ -241,6 +241,7 @@ func (p *Provider) Event(payload []byte, signature string) (payments.Event, erro
 			return out, nil // not a payment of a Checkout Session
 		}
 		out.Kind, out.PaymentID = payments.Refunded, c.PaymentIntent.ID
+		out.Refunded = payments.FromMinorUnits(c.AmountRefunded, string(c.Currency))
 	case "charge.dispute.closed":
 		var d stripeapi.Dispute
 		if err := json.Unmarshal(ev.Data.Raw, &d); err != nil {

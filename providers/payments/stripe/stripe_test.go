@@ -163,18 +163,20 @@ func TestEvents(t *testing.T) {
 	won, _ := fake.Dispute(co.ID, "won")
 	other := stripetest.Event("invoice.paid", map[string]any{"id": "in_1", "object": "invoice"})
 	for name, c := range map[string]struct {
-		payload []byte
-		kind    payments.EventKind
-		pi      string
+		payload  []byte
+		kind     payments.EventKind
+		pi       string
+		refunded int64 // ten-thousandths of EUR
 	}{
-		"full refund":  {full, payments.Refunded, x.PaymentIntent},
-		"part refund":  {part, payments.Refunded, x.PaymentIntent},
-		"dispute lost": {lost, payments.Reversed, x.PaymentIntent},
-		"dispute won":  {won, payments.Ignored, ""},
-		"other type":   {other, payments.Ignored, ""},
+		"full refund":  {full, payments.Refunded, x.PaymentIntent, 455000},
+		"part refund":  {part, payments.Refunded, x.PaymentIntent, 10000},
+		"dispute lost": {lost, payments.Reversed, x.PaymentIntent, 0},
+		"dispute won":  {won, payments.Ignored, "", 0},
+		"other type":   {other, payments.Ignored, "", 0},
 	} {
 		got, err := p.Event(c.payload, stripetest.Sign(c.payload, testSecret, now))
-		if err != nil || got.Kind != c.kind || got.PaymentID != c.pi {
+		if err != nil || got.Kind != c.kind || got.PaymentID != c.pi || got.Refunded.Value != c.refunded ||
+			(c.refunded != 0 && got.Refunded.Currency != "EUR") {
 			t.Errorf("%s: %+v %v", name, got, err)
 		}
 	}
