@@ -1,9 +1,10 @@
 // Package stripe is the Stripe Checkout adapter of online payment
 // (providers/payments): it creates Checkout Sessions through Stripe's API
 // (github.com/stripe/stripe-go/v82), reads them back, finds the session of
-// a refunded or disputed payment, and verifies and decodes webhook events
-// (the Stripe-Signature scheme: HMAC-SHA256 of "t.payload" with the
-// endpoint's secret, compared in constant time, at most 5 minutes old).
+// a refunded or disputed payment, lists a payment's refunds, and verifies
+// and decodes webhook events (the Stripe-Signature scheme: HMAC-SHA256 of
+// "t.payload" with the endpoint's secret, compared in constant time, at
+// most 5 minutes old).
 //
 // The secret key and the webhook secret are given by the caller (cmd
 // resolves ${ENV} and *_file); they are never logged nor returned. It
