@@ -122,7 +122,8 @@ payments:
 	if v := seriesValue(t, mf, "iap_credits_sold_total", "service", "sms"); v != 1000 {
 		t.Fatalf("iap_credits_sold_total{service=sms} = %v", v)
 	}
-	// A re-delivery changes nothing; a refund takes the credit back.
+	// A re-delivery changes nothing; a quarter refunded debits a quarter
+	// of the pack, the rest refunded the rest.
 	ev, err := fake.SessionEvent("checkout.session.completed", x.ID)
 	if err != nil {
 		t.Fatal(err)
@@ -130,7 +131,18 @@ payments:
 	if st, err := fake.Deliver(ev); err != nil || st != 200 {
 		t.Fatalf("re-delivery: %d %v", st, err)
 	}
-	refund, err := fake.Refund(x.ID, x.AmountTotal)
+	quarter, err := fake.Refund(x.ID, x.AmountTotal/4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := fake.Deliver(quarter); err != nil || st != 200 {
+		t.Fatalf("partial refund: %d %v", st, err)
+	}
+	mf = scrapeMetrics(t, s.ops)
+	if v := seriesValue(t, mf, "iap_payments_total", "provider", "stripe", "outcome", "partial_refund"); v != 1 {
+		t.Fatalf("iap_payments_total{outcome=partial_refund} = %v", v)
+	}
+	refund, err := fake.Refund(x.ID, x.AmountTotal-x.AmountTotal/4)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -87,12 +87,13 @@ const (
 	Ignored EventKind = iota
 	// Paid: Session is complete; credit it if Session.Paid.
 	Paid
-	// Reversed: the payment PaymentID was refunded in full or a dispute
-	// on it was lost: take back what it credited.
+	// Reversed: a dispute on the payment PaymentID was lost: take back
+	// what it credited and no refund took back yet.
 	Reversed
-	// PartlyRefunded: part of PaymentID was refunded; left to the
-	// operator.
-	PartlyRefunded
+	// Refunded: the payment PaymentID was refunded, in part or in full:
+	// take back each refund's share (the refunds are read from the
+	// provider, not from the event).
+	Refunded
 )
 
 // Event is a verified, decoded webhook delivery.
@@ -101,7 +102,22 @@ type Event struct {
 	Type      string // the provider's event type, for logs
 	Kind      EventKind
 	Session   Session // Paid
-	PaymentID string  // Reversed, PartlyRefunded
+	PaymentID string  // Reversed, Refunded
+	// Refunded is the payment's total refunded when the event was sent
+	// (Refunded): a list of refunds that adds up to less is behind it.
+	Refunded Money
+}
+
+// Refund is one refund of a payment, as the provider lists it: an amount
+// that never changes once made.
+type Refund struct {
+	ID     string // the provider's refund id, unique per provider
+	Amount Money  // > 0, in the payment's currency
+	// Status is the provider's word (pending, succeeded, failed, …);
+	// Returned says whether it counts as money given back: true unless
+	// the refund failed or was cancelled.
+	Status   string
+	Returned bool
 }
 
 // Errors of the adapters (compare with errors.Is).

@@ -47,6 +47,10 @@ type Payments interface {
 	// SessionOfPayment returns the session that made the payment
 	// paymentID. payments.ErrNotFound when none did.
 	SessionOfPayment(ctx context.Context, paymentID string) (payments.Session, error)
+	// Refunds lists every refund of the payment paymentID, in any order.
+	// payments.ErrInvalid when they cannot all be listed; another error
+	// when the provider could not be reached (try later).
+	Refunds(ctx context.Context, paymentID string) ([]payments.Refund, error)
 	// Event verifies a webhook delivery (the body as received, the value
 	// of SignatureHeader) and decodes it. payments.ErrSignature when it
 	// is not signed right (or too old); another error when a signed body
@@ -63,9 +67,9 @@ const (
 	PayUnpaid           = "unpaid"          // a completed session not paid yet (async)
 	PayAmountMismatch   = "amount_mismatch" // paid amount or pack differs: not credited
 	PayUnknownAccount   = "unknown_account" // a session iapd cannot map to an account
-	PayReversed         = "reversed"        // a refund or lost dispute debited the credit
-	PayReversalShort    = "reversal_short"  // the account had less than the credit to debit
-	PayPartialRefund    = "partial_refund"  // left to the operator
+	PayReversed         = "reversed"        // a full refund or lost dispute debited the rest of the credit
+	PayReversalShort    = "reversal_short"  // the account had less than the credit to debit, or the refunds make no sense
+	PayPartialRefund    = "partial_refund"  // a partial refund debited its share of the credit
 	PayIgnored          = "ignored"         // an event type iapd does not use
 	PayBadSignature     = "bad_signature"   // refused with 400
 	PayInvalid          = "invalid"         // a signed event iapd cannot read
@@ -143,9 +147,11 @@ func (ps *payState) account(svc storage.ServiceName, ref string) (storage.Accoun
 }
 
 // creditRef is the ledger ref of the credit of a session; reversalRef of
-// its debit on a refund or a lost dispute (one for both: a refunded
-// payment later disputed is debited once).
+// the debit of what is left of it on a full refund or a lost dispute (one
+// for both: a refunded payment later disputed is debited once); refundRef
+// of the share of one partial refund.
 func (ps *payState) creditRef(sessionID string) string { return ps.prov.Name() + ":" + sessionID }
+func (ps *payState) refundRef(refundID string) string  { return ps.prov.Name() + ":" + refundID }
 func (ps *payState) reversalRef(sessionID string) string {
 	return ps.prov.Name() + ":" + sessionID + ":reversal"
 }

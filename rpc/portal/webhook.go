@@ -28,8 +28,8 @@ func payContext() (context.Context, context.CancelFunc) {
 func WebhookPath(provider string) string { return "/payments/" + provider + "/webhook" }
 
 // webhook serves WebhookPath: a signed event credits a paid pack once
-// (keyed on the session id), debits it on a refund or a lost dispute, and
-// is otherwise ignored. Answers: 200 when done or nothing is to be done
+// (keyed on the session id), debits each refund's share and the rest on a
+// full refund or a lost dispute (refund.go), and is otherwise ignored. Answers: 200 when done or nothing is to be done
 // (the provider stops re-delivering), 400 for a bad signature or an
 // unreadable event, 413 for a body over 256 KiB, 503 when the ledger or
 // the provider failed (the provider delivers again later).
@@ -63,12 +63,8 @@ func (p *Portal) webhook(ctx *fasthttp.RequestCtx) {
 	switch ev.Kind {
 	case payments.Paid:
 		outcome, _, err = p.credit(rctx, ev.Session)
-	case payments.Reversed:
-		outcome, err = p.reverse(rctx, ev)
-	case payments.PartlyRefunded:
-		outcome = PayPartialRefund
-		p.log.Warn("portal: a payment was partly refunded: adjust the account by hand if credit is to be taken back",
-			"provider", ps.prov.Name(), "event", ev.ID, "payment", ev.PaymentID)
+	case payments.Refunded, payments.Reversed:
+		outcome, err = p.takeBack(rctx, ev)
 	default:
 		outcome = PayIgnored
 	}
@@ -132,70 +128,4 @@ func (p *Portal) credit(ctx context.Context, s payments.Session) (string, storag
 	p.log.Info("portal: payment credited", "provider", ps.prov.Name(), "session", s.ID, "service", svc,
 		"account", rpc.TokenRef(tok), "credits", pk.Credits.String(), "paid", s.Amount.String(), "seq", e.Seq)
 	return PayCredited, e, nil
-}
-
-// reverse takes back the credit of a refunded or lost-disputed payment:
-// the session's credit is made sure of first (events may come out of
-// order), then an adjustment of minus the credit (at most what is still
-// available) with ref <provider>:<id>:reversal, once.
-func (p *Portal) reverse(ctx context.Context, ev payments.Event) (string, error) {
-	ps := p.pay
-	s, err := ps.prov.SessionOfPayment(ctx, ev.PaymentID)
-	if errors.Is(err, payments.ErrNotFound) {
-		return PayIgnored, nil // a payment not made through iapd
-	}
-	if err != nil {
-		return "", err
-	}
-	outcome, credit, err := p.credit(ctx, s)
-	if err != nil || (outcome != PayCredited && outcome != PayDuplicate) {
-		return outcome, err
-	}
-	svc := storage.ServiceName(s.Service)
-	tok, _ := ps.account(svc, s.Reference)
-	a, err := p.ledger.LookupAccount(ctx, svc, tok)
-	if err != nil {
-		return "", err
-	}
-	debit := func(amount storage.Credits) (storage.Entry, error) {
-		return p.ledger.Recharge(ctx, storage.RechargeRequest{
-			Service: svc, Account: tok, Amount: -amount, Kind: storage.EntryAdjustment,
-			Ref: ps.reversalRef(s.ID), Description: "Payment reversed (" + ev.Type + ")",
-		})
-	}
-	// The whole credit first: a reversal done before is found by its ref
-	// whatever the balance now.
-	amount := credit.DRecharged
-	e, err := debit(amount)
-	if storage.Is(err, storage.InsufficientCredit) {
-		if amount = a.Available; amount > 0 {
-			e, err = debit(amount)
-		} else {
-			err = nil
-		}
-	}
-	switch {
-	case storage.Is(err, storage.Conflict):
-		return PayDuplicate, nil // reversed before, in part
-	case err != nil:
-		return "", err // InsufficientCredit: spent meanwhile; the re-delivery tries again
-	case amount > 0 && e.Seq <= a.Seq:
-		return PayDuplicate, nil
-	}
-	short := credit.DRecharged - amount
-	if amount <= 0 {
-		p.log.Error("portal: a refunded or disputed payment could not be debited: the account has no credit left",
-			"provider", ps.prov.Name(), "event", ev.ID, "session", s.ID, "service", svc, "account", rpc.TokenRef(tok),
-			"short", short.String())
-		return PayReversalShort, nil
-	}
-	if short > 0 {
-		p.log.Error("portal: a refunded or disputed payment was debited only in part: the account had spent the rest",
-			"provider", ps.prov.Name(), "event", ev.ID, "session", s.ID, "service", svc, "account", rpc.TokenRef(tok),
-			"debited", amount.String(), "short", short.String())
-		return PayReversalShort, nil
-	}
-	p.log.Info("portal: payment reversed", "provider", ps.prov.Name(), "event", ev.ID, "type", ev.Type,
-		"session", s.ID, "service", svc, "account", rpc.TokenRef(tok), "debited", amount.String())
-	return PayReversed, nil
 }

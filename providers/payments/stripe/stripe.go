@@ -1,9 +1,10 @@
 // Package stripe is the Stripe Checkout adapter of online payment
 // (providers/payments): it creates Checkout Sessions through Stripe's API
 // (github.com/stripe/stripe-go/v82), reads them back, finds the session of
-// a refunded or disputed payment, and verifies and decodes webhook events
-// (the Stripe-Signature scheme: HMAC-SHA256 of "t.payload" with the
-// endpoint's secret, compared in constant time, at most 5 minutes old).
+// a refunded or disputed payment, lists a payment's refunds, and verifies
+// and decodes webhook events (the Stripe-Signature scheme: HMAC-SHA256 of
+// "t.payload" with the endpoint's secret, compared in constant time, at
+// most 5 minutes old).
 //
 // The secret key and the webhook secret are given by the caller (cmd
 // resolves ${ENV} and *_file); they are never logged nor returned. It
@@ -177,6 +178,35 @@ func (p *Provider) SessionOfPayment(ctx context.Context, paymentID string) (paym
 	return payments.Session{}, payments.ErrNotFound
 }
 
+// maxRefunds bounds the refunds read of one payment (Stripe lists 100 a
+// page; a payment refunded more often than this is left to the operator).
+const maxRefunds = 1000
+
+// Refunds lists the refunds of the PaymentIntent paymentID (all pages),
+// in Stripe's order (newest first). ErrNotFound when paymentID is not a
+// PaymentIntent id; ErrInvalid when it has more than 1000 refunds.
+func (p *Provider) Refunds(ctx context.Context, paymentID string) ([]payments.Refund, error) {
+	if !validID(paymentID, "pi_") {
+		return nil, payments.ErrNotFound
+	}
+	params := &stripeapi.RefundListParams{PaymentIntent: stripeapi.String(paymentID)}
+	params.Limit = stripeapi.Int64(100)
+	var out []payments.Refund
+	for r, err := range p.client.V1Refunds.List(ctx, params) {
+		if err != nil {
+			return nil, classify("listing refunds", err)
+		}
+		if len(out) == maxRefunds {
+			return nil, fmt.Errorf("%w: more than %d refunds of one payment", payments.ErrInvalid, maxRefunds)
+		}
+		out = append(out, payments.Refund{
+			ID: r.ID, Amount: payments.FromMinorUnits(r.Amount, string(r.Currency)), Status: string(r.Status),
+			Returned: r.Status != stripeapi.RefundStatusFailed && r.Status != stripeapi.RefundStatusCanceled,
+		})
+	}
+	return out, nil
+}
+
 // Event verifies a webhook delivery (payload as received, the
 // Stripe-Signature header's value) and decodes it: ErrSignature when the
 // signature is missing, wrong or older than Tolerance; another error when
@@ -211,11 +241,8 @@ func (p *Provider) Event(payload []byte, signature string) (payments.Event, erro
 		if c.PaymentIntent == nil || c.PaymentIntent.ID == "" {
 			return out, nil // not a payment of a Checkout Session
 		}
-		out.PaymentID = c.PaymentIntent.ID
-		out.Kind = payments.PartlyRefunded
-		if c.Refunded {
-			out.Kind = payments.Reversed
-		}
+		out.Kind, out.PaymentID = payments.Refunded, c.PaymentIntent.ID
+		out.Refunded = payments.FromMinorUnits(c.AmountRefunded, string(c.Currency))
 	case "charge.dispute.closed":
 		var d stripeapi.Dispute
 		if err := json.Unmarshal(ev.Data.Raw, &d); err != nil {

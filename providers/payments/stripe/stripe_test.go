@@ -157,30 +157,84 @@ func TestEvents(t *testing.T) {
 		t.Errorf("within tolerance: %v", err)
 	}
 	x, _ := fake.Session(co.ID)
-	full, _ := fake.Refund(co.ID, x.AmountTotal)
 	part, _ := fake.Refund(co.ID, 100)
+	full, _ := fake.Refund(co.ID, x.AmountTotal-100)
 	lost, _ := fake.Dispute(co.ID, "lost")
 	won, _ := fake.Dispute(co.ID, "won")
 	other := stripetest.Event("invoice.paid", map[string]any{"id": "in_1", "object": "invoice"})
 	for name, c := range map[string]struct {
-		payload []byte
-		kind    payments.EventKind
-		pi      string
+		payload  []byte
+		kind     payments.EventKind
+		pi       string
+		refunded int64 // ten-thousandths of EUR
 	}{
-		"full refund":  {full, payments.Reversed, x.PaymentIntent},
-		"part refund":  {part, payments.PartlyRefunded, x.PaymentIntent},
-		"dispute lost": {lost, payments.Reversed, x.PaymentIntent},
-		"dispute won":  {won, payments.Ignored, ""},
-		"other type":   {other, payments.Ignored, ""},
+		"full refund":  {full, payments.Refunded, x.PaymentIntent, 455000},
+		"part refund":  {part, payments.Refunded, x.PaymentIntent, 10000},
+		"dispute lost": {lost, payments.Reversed, x.PaymentIntent, 0},
+		"dispute won":  {won, payments.Ignored, "", 0},
+		"other type":   {other, payments.Ignored, "", 0},
 	} {
 		got, err := p.Event(c.payload, stripetest.Sign(c.payload, testSecret, now))
-		if err != nil || got.Kind != c.kind || got.PaymentID != c.pi {
+		if err != nil || got.Kind != c.kind || got.PaymentID != c.pi || got.Refunded.Value != c.refunded ||
+			(c.refunded != 0 && got.Refunded.Currency != "EUR") {
 			t.Errorf("%s: %+v %v", name, got, err)
 		}
 	}
 	bad := []byte(`{"id":"evt_1","object":"event","type":"checkout.session.completed","data":{"object":{"amount_total":"x"}}}`)
 	if _, err := p.Event(bad, stripetest.Sign(bad, testSecret, now)); err == nil || errors.Is(err, payments.ErrSignature) {
 		t.Errorf("a signed but unreadable event: %v", err)
+	}
+}
+
+// Refunds reads every page of GET /v1/refunds?payment_intent=… (Stripe
+// lists 100 a page): 150 refunds come back with their amounts, a failed
+// one not Returned; another payment's refunds are not among them.
+func TestRefundsListed(t *testing.T) {
+	p, fake := newProvider(t)
+	ctx := context.Background()
+	pay := func() stripetest.Session {
+		co, err := p.Checkout(ctx, order())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fake.Pay(co.ID); err != nil {
+			t.Fatal(err)
+		}
+		x, _ := fake.Session(co.ID)
+		return x
+	}
+	x, y := pay(), pay()
+	for i := range 150 {
+		if _, err := fake.Refund(x.ID, int64(1+i%2)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := fake.Refund(y.ID, 500); err != nil {
+		t.Fatal(err)
+	}
+	failed := fake.Refunds(x.PaymentIntent)[7].ID
+	fake.SetRefundStatus(failed, "failed")
+	got, err := p.Refunds(ctx, x.PaymentIntent)
+	if err != nil || len(got) != 150 {
+		t.Fatalf("%d refunds, %v", len(got), err)
+	}
+	var sum int64
+	seen := map[string]bool{}
+	for _, r := range got {
+		if seen[r.ID] || r.Amount.Currency != "EUR" || r.Returned != (r.ID != failed) {
+			t.Fatalf("refund %+v (seen %v)", r, seen[r.ID])
+		}
+		seen[r.ID] = true
+		sum += r.Amount.Value
+	}
+	if sum != 225*100 { // 75×1 + 75×2 cents
+		t.Fatalf("refunds add up to %d ten-thousandths", sum)
+	}
+	if _, err := p.Refunds(ctx, "../v1/charges"); !errors.Is(err, payments.ErrNotFound) {
+		t.Fatalf("a path as id: %v", err)
+	}
+	if got, err := p.Refunds(ctx, "pi_none"); err != nil || len(got) != 0 {
+		t.Fatalf("a payment without refunds: %v %v", got, err)
 	}
 }
 
@@ -207,7 +261,7 @@ func TestMinorUnits(t *testing.T) {
 }
 
 // FuzzEvent: any signed payload decodes or fails with an error, never a
-// panic; a Reversed or PartlyRefunded event names a payment.
+// panic; a Reversed or Refunded event names a payment.
 func FuzzEvent(f *testing.F) {
 	p, err := New(Config{SecretKey: testKey, WebhookSecret: testSecret, APIURL: "http://127.0.0.1:1"}, nil)
 	if err != nil {
@@ -225,7 +279,7 @@ func FuzzEvent(f *testing.F) {
 			}
 			return
 		}
-		if (ev.Kind == payments.Reversed || ev.Kind == payments.PartlyRefunded) && ev.PaymentID == "" {
+		if (ev.Kind == payments.Reversed || ev.Kind == payments.Refunded) && ev.PaymentID == "" {
 			t.Fatalf("%+v names no payment", ev)
 		}
 		if ev.Kind == payments.Paid && ev.Session.Pack < 0 {

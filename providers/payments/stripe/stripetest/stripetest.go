@@ -1,7 +1,8 @@
 // Package stripetest runs, in process, a server that speaks the parts of
 // Stripe's API the stripe adapter uses, in Stripe's shapes: Checkout
 // Sessions created by a form-encoded POST /v1/checkout/sessions, read by
-// GET /v1/checkout/sessions/{id} and listed by payment_intent, answered
+// GET /v1/checkout/sessions/{id} and listed by payment_intent, refunds
+// (made by Refund) listed by GET /v1/refunds?payment_intent=…, answered
 // as Stripe's JSON; a hosted checkout page (/pay/{id}) a browser pays on;
 // and webhook events (checkout.session.completed, charge.refunded,
 // charge.dispute.closed) signed as Stripe signs them and delivered to a
@@ -45,6 +46,15 @@ type Session struct {
 	ProductName   string
 }
 
+// Refund is a refund as the server keeps it.
+type Refund struct {
+	ID            string
+	Amount        int64
+	PaymentIntent string
+	Status        string // succeeded, pending, failed, canceled
+	Created       int64
+}
+
 // Server is the fake Stripe.
 type Server struct {
 	URL           string
@@ -59,6 +69,7 @@ type Server struct {
 	order    []string
 	webhook  string
 	creates  int
+	refunds  []*Refund // oldest first
 }
 
 // New starts a server that accepts secretKey and signs events with
@@ -148,19 +159,132 @@ func (s *Server) SessionEvent(typ, id string) ([]byte, error) {
 	return Event(typ, obj), nil
 }
 
-// Refund returns the charge.refunded event of the session's payment:
-// amountRefunded of its amount (all of it: refunded true).
-func (s *Server) Refund(id string, amountRefunded int64) ([]byte, error) {
+// Refund refunds amount (minor units) of the session's payment, as
+// Stripe's POST /v1/refunds does (refused beyond what is left), and
+// returns the charge.refunded event it sends: the charge with its total
+// amount_refunded, refunded true once all of it is, and its refunds not
+// expanded (Stripe's API since 2022-11-15).
+func (s *Server) Refund(id string, amount int64) ([]byte, error) {
 	x, ok := s.Session(id)
 	if !ok || x.PaymentIntent == "" {
 		return nil, fmt.Errorf("stripetest: session %s is not paid", id)
 	}
+	s.mu.Lock()
+	left := x.AmountTotal - s.refundedLocked(x.PaymentIntent)
+	if amount < 1 || amount > left {
+		s.mu.Unlock()
+		return nil, fmt.Errorf("stripetest: refund of %d asked, %d left to refund", amount, left)
+	}
+	s.refunds = append(s.refunds, &Refund{ID: randID("re_test_"), Amount: amount, PaymentIntent: x.PaymentIntent,
+		Status: "succeeded", Created: time.Now().Unix()})
+	s.mu.Unlock()
+	return s.ChargeRefunded(id)
+}
+
+// ChargeRefunded returns a charge.refunded event of the session's payment
+// as it is now.
+func (s *Server) ChargeRefunded(id string) ([]byte, error) {
+	x, ok := s.Session(id)
+	if !ok || x.PaymentIntent == "" {
+		return nil, fmt.Errorf("stripetest: session %s is not paid", id)
+	}
+	s.mu.Lock()
+	refunded := s.refundedLocked(x.PaymentIntent)
+	s.mu.Unlock()
 	return Event("charge.refunded", map[string]any{
 		"id": "ch_" + x.PaymentIntent[3:], "object": "charge", "amount": x.AmountTotal, "amount_captured": x.AmountTotal,
-		"amount_refunded": amountRefunded, "currency": x.Currency, "paid": true, "captured": true,
-		"refunded": amountRefunded == x.AmountTotal, "payment_intent": x.PaymentIntent, "status": "succeeded",
+		"amount_refunded": refunded, "currency": x.Currency, "paid": true, "captured": true,
+		"refunded": refunded == x.AmountTotal, "payment_intent": x.PaymentIntent, "status": "succeeded",
 		"metadata": map[string]string{}, "livemode": false, "created": time.Now().Unix(),
 	}), nil
+}
+
+// SetRefundStatus changes a refund's status (a refund that failed).
+func (s *Server) SetRefundStatus(refundID, status string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range s.refunds {
+		if r.ID == refundID {
+			r.Status = status
+			return true
+		}
+	}
+	return false
+}
+
+// Refunds returns copies of the refunds of a PaymentIntent, oldest first.
+func (s *Server) Refunds(paymentIntent string) []Refund {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Refund
+	for _, r := range s.refunds {
+		if r.PaymentIntent == paymentIntent {
+			out = append(out, *r)
+		}
+	}
+	return out
+}
+
+// refundedLocked is the amount refunded of a PaymentIntent (failed and
+// cancelled refunds apart). s.mu is held.
+func (s *Server) refundedLocked(pi string) int64 {
+	var n int64
+	for _, r := range s.refunds {
+		if r.PaymentIntent == pi && r.Status != "failed" && r.Status != "canceled" {
+			n += r.Amount
+		}
+	}
+	return n
+}
+
+func refundJSON(r *Refund, currency string) map[string]any {
+	return map[string]any{
+		"id": r.ID, "object": "refund", "amount": r.Amount, "currency": currency, "status": r.Status,
+		"payment_intent": r.PaymentIntent, "charge": "ch_" + r.PaymentIntent[3:], "created": r.Created,
+		"metadata": map[string]string{}, "reason": nil,
+	}
+}
+
+// listRefunds serves GET /v1/refunds?payment_intent=…: newest first,
+// limit (1-100, default 10) a page, starting_after the last id seen.
+func (s *Server) listRefunds(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	limit := 10
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 100 {
+			stripeError(w, http.StatusBadRequest, "invalid_request_error", "Invalid integer: limit")
+			return
+		}
+		limit = n
+	}
+	pi, after := q.Get("payment_intent"), q.Get("starting_after")
+	s.mu.Lock()
+	cur := map[string]string{}
+	for _, x := range s.sessions {
+		if x.PaymentIntent != "" {
+			cur[x.PaymentIntent] = x.Currency
+		}
+	}
+	data, skipping := []any{}, after != ""
+	hasMore := false
+	for i := len(s.refunds) - 1; i >= 0; i-- {
+		x := s.refunds[i]
+		if pi != "" && x.PaymentIntent != pi {
+			continue
+		}
+		if skipping {
+			skipping = x.ID != after
+			continue
+		}
+		if len(data) == limit {
+			hasMore = true
+			break
+		}
+		data = append(data, refundJSON(x, cur[x.PaymentIntent]))
+	}
+	s.mu.Unlock()
+	writeJSON(w, map[string]any{"object": "list", "data": data, "has_more": hasMore, "url": "/v1/refunds"})
 }
 
 // Dispute returns the charge.dispute.closed event of the session's
@@ -269,6 +393,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		s.mu.Unlock()
 		writeJSON(w, map[string]any{"object": "list", "data": data, "has_more": false, "url": "/v1/checkout/sessions"})
+	case r.URL.Path == "/v1/refunds" && r.Method == http.MethodGet:
+		s.listRefunds(w, r)
 	case strings.HasPrefix(r.URL.Path, "/v1/checkout/sessions/") && r.Method == http.MethodGet:
 		id := strings.TrimPrefix(r.URL.Path, "/v1/checkout/sessions/")
 		s.mu.Lock()
