@@ -3,6 +3,8 @@ package badger
 import (
 	"os"
 	"strings"
+
+	"github.com/iapd/iapd/storage/badger/internal/journal"
 )
 
 // DiskUse is the bytes the ledger's files take in its data directory, by
@@ -48,7 +50,7 @@ func (l *Ledger) DiskUse() (DiskUse, error) {
 			d.ValueLog += n
 		case strings.HasSuffix(name, ".mem"):
 			d.Memtables += n
-		case strings.HasPrefix(name, journalPrefix) && strings.HasSuffix(name, journalSuffix):
+		case journal.IsFile(name):
 			d.Journal += n
 		default:
 			d.Other += n

@@ -1,8 +1,9 @@
 // Package badger is the storage.Ledger backed by an embedded Badger v4
 // database in one data directory.
 //
-// It imports the standard library, github.com/dgraph-io/badger/v4 and
-// github.com/iapd/iapd/storage, nothing else of iapd. The key layout and the
+// It imports the standard library, github.com/dgraph-io/badger/v4,
+// github.com/iapd/iapd/storage and its own storage/badger/internal/journal,
+// nothing else of iapd. The key layout and the
 // value encoding are private to this package (keys.go, codec.go); values
 // start with a format byte so that a later format can be read next to the
 // old one.

@@ -469,7 +469,7 @@ func (s *sweep) commit(mu *sync.Mutex, st *stripe, fn change) error {
 // wait returns once every change committed is durable.
 func (s *sweep) wait() error {
 	if s.lastSeq != 0 {
-		if err := s.l.jn.wait(s.lastSeq); err != nil {
+		if err := s.l.jn.Wait(s.lastSeq); err != nil {
 			return s.l.syncErr(s.op, err)
 		}
 	}

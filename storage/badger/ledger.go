@@ -15,6 +15,7 @@ import (
 	"github.com/dgraph-io/badger/v4/options"
 
 	"github.com/iapd/iapd/storage"
+	"github.com/iapd/iapd/storage/badger/internal/journal"
 )
 
 // Defaults sized for a small server (2 cores, server RSS under 100 MB with
@@ -146,7 +147,7 @@ type Ledger struct {
 
 	// The journal of the hold operations and its overlay (journal.go,
 	// overlay.go); nil and empty in memory.
-	jn     *journal
+	jn     *journal.Journal
 	ov     overlay
 	ckMu   sync.Mutex   // one checkpoint at a time
 	ckRW   sync.RWMutex // held by a checkpoint's commits; readTxn waits for them
@@ -338,7 +339,7 @@ func (l *Ledger) Close() error {
 		if cerr != nil {
 			l.log.Error("last checkpoint failed; the journal is kept and replayed at the next start", "err", cerr)
 		}
-		if err := l.jn.close(cerr == nil && !l.broken.Load()); err != nil {
+		if err := l.jn.Close(cerr == nil && !l.broken.Load()); err != nil {
 			l.log.Error("closing the journal", "err", err)
 		}
 	}
@@ -382,7 +383,7 @@ func (l *Ledger) enter(op string, ctx context.Context) error {
 	case l.closed:
 		l.gate.RUnlock()
 		return storage.E(op, storage.Unavailable, "ledger closed")
-	case l.broken.Load() || l.gs != nil && l.gs.failedNow() || l.jn != nil && l.jn.failedNow():
+	case l.broken.Load() || l.gs != nil && l.gs.failedNow() || l.jn != nil && l.jn.Failed():
 		l.gate.RUnlock()
 		return storage.E(op, storage.Unavailable, "ledger stopped after a storage failure; restart it")
 	}
@@ -415,7 +416,7 @@ type wtxn struct {
 	// (journal.go) instead of going to a Badger txn; Txn is then nil and
 	// reads go through the caches, the overlay and Badger (readLatest).
 	journaled bool
-	pend      []jwrite
+	pend      []journal.Write
 	writes    int
 	maxValue  int
 	st        *stripe // the stripe held, nil for writes outside any account
@@ -434,7 +435,7 @@ func (w *wtxn) set(k, v []byte) error {
 	}
 	w.writes++
 	if w.journaled {
-		w.pend = append(w.pend, jwrite{key: k, value: v})
+		w.pend = append(w.pend, journal.Write{Key: k, Value: v})
 		return nil
 	}
 	return w.Txn.Set(k, v)
@@ -447,14 +448,14 @@ func (w *wtxn) setNew(k, v []byte) error {
 	if err := w.set(k, v); err != nil || !w.journaled {
 		return err
 	}
-	w.pend[len(w.pend)-1].fresh = true
+	w.pend[len(w.pend)-1].Fresh = true
 	return nil
 }
 
 func (w *wtxn) del(k []byte) error {
 	w.writes++
 	if w.journaled {
-		w.pend = append(w.pend, jwrite{key: k, del: true})
+		w.pend = append(w.pend, journal.Write{Key: k, Del: true})
 		return nil
 	}
 	return w.Txn.Delete(k)
@@ -528,8 +529,8 @@ func (l *Ledger) writeJournaled(ctx context.Context, op string, mu *sync.Mutex, 
 		return err
 	}
 	if seq != 0 {
-		if err := l.jn.waitCtx(ctx, seq); err != nil {
-			if errors.Is(err, errNotYetDurable) {
+		if err := l.jn.WaitCtx(ctx, seq); err != nil {
+			if errors.Is(err, journal.ErrNotYetDurable) {
 				return storage.Wrap(op, storage.Unavailable, err)
 			}
 			return l.syncErr(op, err)
@@ -565,7 +566,7 @@ func (l *Ledger) commitJournaled(op string, mu *sync.Mutex, st *stripe, fn chang
 		return after, 0, nil
 	}
 	l.ov.mu.Lock()
-	seq, jerr := l.jn.append(tx.pend)
+	seq, jerr := l.jn.Append(tx.pend)
 	if jerr == nil {
 		l.ov.put(seq, tx.pend)
 	}
@@ -720,7 +721,7 @@ func (l *Ledger) settle(op string) error {
 		return nil
 	}
 	if l.jn != nil {
-		if err := l.jn.wait(l.jn.lastSeq()); err != nil {
+		if err := l.jn.Wait(l.jn.LastSeq()); err != nil {
 			return l.syncErr(op, err)
 		}
 	}

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+
+	"github.com/iapd/iapd/storage/badger/internal/journal"
 )
 
 // The overlay holds the writes of journaled operations (journal.go) that
@@ -68,24 +70,24 @@ func (o *overlay) get(key []byte) (value []byte, del, found bool) {
 }
 
 // put applies the writes of record seq. The caller holds o.mu.
-func (o *overlay) put(seq uint64, ws []jwrite) {
+func (o *overlay) put(seq uint64, ws []journal.Write) {
 	if o.m == nil {
 		o.m = make(map[string]*ovEntry)
 	}
 	for _, w := range ws {
-		k := string(w.key)
+		k := string(w.Key)
 		e, ok := o.m[k]
 		if !ok {
-			e = &ovEntry{fresh: w.fresh}
+			e = &ovEntry{fresh: w.Fresh}
 			o.m[k] = e
 			o.size += len(k) + 48
 		} else {
 			o.size -= len(e.value)
 		}
 		e.seq = seq
-		e.del = w.del
-		e.value = w.value
-		o.size += len(w.value)
+		e.del = w.Del
+		e.value = w.Value
+		o.size += len(w.Value)
 	}
 }
 
@@ -228,12 +230,12 @@ func (l *Ledger) checkpoint() error {
 	ws := l.ov.snapshot()
 	// Every record up to mark is in the snapshot (with the overlay's
 	// mutex held, no record is half applied).
-	mark := l.jn.lastSeq()
+	mark := l.jn.LastSeq()
 	l.ov.mu.Unlock()
 	// Only durable records reach Badger: a crash after the checkpoint
 	// must find in the journal every record above the previous marker
 	// that the checkpoint may have written.
-	if err := l.jn.wait(mark); err != nil {
+	if err := l.jn.Wait(mark); err != nil {
 		return err
 	}
 	l.ckRW.Lock()
@@ -246,7 +248,7 @@ func (l *Ledger) checkpoint() error {
 		return fmt.Errorf("checkpoint sync: %w", err)
 	}
 	l.ov.forget(mark)
-	l.jn.covered(mark)
+	l.jn.Covered(mark)
 	if l.onCk != nil {
 		l.onCk(len(ws), time.Since(start))
 	}
@@ -302,13 +304,13 @@ func (l *Ledger) applyToBadger(ws []ckWrite, mark uint64) (int, error) {
 // marker, makes them durable, removes the journal files and starts a new
 // journal.
 //
-// It walks the journal first (walkJournal) and sorts each damage found:
-//   - a torn tail (damage with no valid record after it, in the newest
-//     file): a crash during a write; nothing in it was acknowledged. The
-//     records before it are replayed, the damage is logged and dropped.
+// It walks the journal first and sorts the damage found (journal.Classify):
+//   - a torn tail: a crash during a write; nothing in it was
+//     acknowledged. The records before it are replayed, the damage is
+//     logged and dropped.
 //   - damage whose unreadable records are all at or below the marker:
 //     Badger holds them, nothing is lost. The records after it are
-//     replayed; the journal files are moved aside (moveJournalAside), as
+//     replayed; the journal files are moved aside (journal.MoveAside), as
 //     evidence of a failing disk, and an error is logged.
 //   - anything else is corruption: acknowledged records are unreadable,
 //     and the valid ones after them cannot be replayed over the gap (each
@@ -324,34 +326,20 @@ func (l *Ledger) replayJournal(dir string, onSync func(int, time.Duration), acti
 	if err != nil {
 		return fmt.Errorf("reading the journal marker: %w", err)
 	}
-	scan, err := walkJournal(dir, nil)
+	scan, err := journal.Walk(dir, nil)
 	if err != nil {
 		return err
 	}
-	var (
-		corrupt *journalDamage
-		kept    *journalDamage // damage the checkpoint covers
-	)
-sort:
-	for i := range scan.damages {
-		d := &scan.damages[i]
-		switch {
-		case d.unscanned:
-		case d.next == 0 && d.newest:
-			l.log.Warn("journal ends with a torn record (a crash during a write); it was never acknowledged",
-				"file", filepath.Base(d.path), "offset", d.at.off, "bytes", d.end-d.at.off, "what", d.why)
-			continue
-		case d.next != 0 && d.next-1 <= mark:
-			l.log.Error("journal damaged where the checkpoint already holds the records: nothing lost; the disk may be failing",
-				"file", d.path, "offset", d.at.off, "bytes", d.end-d.at.off, "what", d.why)
-			if kept == nil {
-				kept = d
-			}
-			continue
-		}
-		corrupt = d
-		break sort
+	v := scan.Classify(mark)
+	for _, d := range v.Torn {
+		l.log.Warn("journal ends with a torn record (a crash during a write); it was never acknowledged",
+			"file", filepath.Base(d.Path), "offset", d.At.Off, "bytes", d.End-d.At.Off, "what", d.Why)
 	}
+	for _, d := range v.Covered {
+		l.log.Error("journal damaged where the checkpoint already holds the records: nothing lost; the disk may be failing",
+			"file", d.Path, "offset", d.At.Off, "bytes", d.End-d.At.Off, "what", d.Why)
+	}
+	corrupt := v.Corrupt
 	var cerr *JournalCorruptError
 	if corrupt == nil && action == JournalMoveAside {
 		l.log.Warn("the journal is not corrupt: nothing to move aside; start without the move-aside option from now on")
@@ -390,19 +378,19 @@ sort:
 		order = order[:0]
 		return nil
 	}
-	if _, err := walkJournal(dir, func(at jpos, seq uint64, ws []jwrite) error {
-		if seq <= mark || corrupt != nil && !at.before(corrupt.at) {
+	if _, err := journal.Walk(dir, func(at journal.Pos, seq uint64, ws []journal.Write) error {
+		if seq <= mark || corrupt != nil && !at.Before(corrupt.At) {
 			return nil
 		}
 		for _, w := range ws {
-			k := string(w.key)
+			k := string(w.Key)
 			p, ok := pending[k]
 			if !ok {
 				p = &ckWrite{key: k}
 				pending[k] = p
 				order = append(order, k)
 			}
-			p.value, p.del, p.seq = append([]byte(nil), w.value...), w.del, seq
+			p.value, p.del, p.seq = append([]byte(nil), w.Value...), w.Del, seq
 		}
 		applied++
 		last = seq
@@ -421,33 +409,34 @@ sort:
 	}
 	switch {
 	case cerr != nil:
-		aside, err := moveJournalAside(dir, scan.files, cerr, last)
+		aside, err := moveJournalAside(dir, scan.Files, cerr, last)
 		if err != nil {
 			return fmt.Errorf("moving the damaged journal aside: %w", err)
 		}
 		l.log.Error("journal corrupt: started from the records before the damage; the journal files are moved aside",
 			"file", cerr.File, "offset", cerr.Offset, "what", cerr.Reason,
 			"replayed", applied, "replayed_to", last, "records_after", cerr.After,
-			"not_replayed", cerr.Unreplayed+int(cerr.Unreadable), "moved_to", aside, "files", len(scan.files))
-	case kept != nil:
-		aside, err := moveJournalAside(dir, scan.files, &JournalCorruptError{
-			File: kept.path, Offset: kept.at.off, Reason: kept.why, LastGood: kept.prev, After: kept.after,
+			"not_replayed", cerr.Unreplayed+int(cerr.Unreadable), "moved_to", aside, "files", len(scan.Files))
+	case len(v.Covered) > 0:
+		kept := v.Covered[0]
+		aside, err := moveJournalAside(dir, scan.Files, &JournalCorruptError{
+			File: kept.Path, Offset: kept.At.Off, Reason: kept.Why, LastGood: kept.Prev, After: kept.After,
 		}, last)
 		if err != nil {
 			return fmt.Errorf("moving the damaged journal aside: %w", err)
 		}
-		l.log.Error("the damaged journal files are moved aside", "moved_to", aside, "files", len(scan.files))
+		l.log.Error("the damaged journal files are moved aside", "moved_to", aside, "files", len(scan.Files))
 	default:
-		for _, f := range scan.files {
+		for _, f := range scan.Files {
 			if err := os.Remove(f); err != nil {
 				return err
 			}
 		}
 	}
-	// startJournal syncs the directory as it creates the new file: the
+	// journal.Start syncs the directory as it creates the new file: the
 	// removals are durable with it (and harmless if lost: a replayed
 	// record at or below the marker is skipped). It starts above every
 	// seq read, those moved aside included.
-	l.jn, err = startJournal(dir, max(last, scan.top), l.log, onSync)
+	l.jn, err = journal.Start(dir, max(last, scan.Top), l.log, onSync)
 	return err
 }
