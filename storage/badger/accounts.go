@@ -330,7 +330,7 @@ func (l *Ledger) Recharge(ctx context.Context, r storage.RechargeRequest) (stora
 		}
 		if r.Ref != "" && !created {
 			var seq uint64
-			dup, err := get(tx.Txn, refKey(r.Service, r.Account, r.Ref), func(b []byte) (err error) {
+			dup, err := tx.get(refKey(r.Service, r.Account, r.Ref), func(b []byte) (err error) {
 				seq, err = decodeSeq(b)
 				return err
 			})
@@ -338,7 +338,7 @@ func (l *Ledger) Recharge(ctx context.Context, r storage.RechargeRequest) (stora
 				return nil, err
 			}
 			if dup {
-				first, found, err := getEntry(tx.Txn, r.Service, r.Account, seq)
+				first, found, err := tx.entry(r.Service, r.Account, seq)
 				if err != nil {
 					return nil, err
 				}

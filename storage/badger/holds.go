@@ -451,7 +451,7 @@ type sweep struct {
 // nil): journaled when the ledger has a journal.
 func (s *sweep) commit(mu *sync.Mutex, st *stripe, fn change) error {
 	if s.l.jn != nil {
-		_, seq, err := s.l.commitJournaled(s.op, mu, st, fn)
+		_, seq, err := s.l.commitJournaled(s.op, mu, nil, st, fn)
 		if err == nil && seq != 0 {
 			s.n++
 			s.lastSeq = seq

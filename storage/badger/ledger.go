@@ -138,7 +138,12 @@ type Ledger struct {
 	gs   *groupSync // nil in memory
 	seed maphash.Seed
 
-	stripes  [nStripes]stripe
+	stripes [nStripes]stripe
+	// sharedMu serialises the writes of the keys no account owns
+	// (services, the key index, vouchers, the alert queue's deliveries,
+	// migrations): with the journal there is no conflict detection, so
+	// every writer of a key holds the one mutex its key has (overlay.go).
+	sharedMu sync.Mutex
 	recLocks [recordLocks]sync.Mutex // kv.go
 	alerts   alertIDs                // alerts.go
 	services serviceCache
@@ -418,6 +423,7 @@ type wtxn struct {
 	journaled bool
 	pend      []journal.Write
 	writes    int
+	size      int64 // bytes of the writes, as Badger counts a txn (roughly)
 	maxValue  int
 	st        *stripe // the stripe held, nil for writes outside any account
 	l         *Ledger
@@ -433,12 +439,30 @@ func (w *wtxn) set(k, v []byte) error {
 	if len(v) > w.maxValue {
 		return fmt.Errorf("record of %d bytes exceeds %d", len(v), w.maxValue)
 	}
-	w.writes++
 	if w.journaled {
+		if err := w.grow(k, v); err != nil {
+			return err
+		}
+		w.writes++
 		w.pend = append(w.pend, journal.Write{Key: k, Value: v})
 		return nil
 	}
+	w.writes++
 	return w.Txn.Set(k, v)
+}
+
+// grow counts a journaled write against the bounds of one Badger txn,
+// which a journaled write keeps as a Badger write did (an atomic write
+// too big for one txn fails badger.ErrTxnTooBig), so that records stay
+// small (far below journal's bound) and a caller sees the same limit with
+// or without a journal.
+func (w *wtxn) grow(k, v []byte) error {
+	size := w.size + int64(len(k)+len(v)) + 12 // Badger's per-entry meta, roughly
+	if size >= w.l.db.MaxBatchSize() || int64(w.writes+1) >= w.l.db.MaxBatchCount() {
+		return badger.ErrTxnTooBig
+	}
+	w.size = size
+	return nil
 }
 
 // setNew is set for a key the caller has just created (an expiry index
@@ -453,11 +477,15 @@ func (w *wtxn) setNew(k, v []byte) error {
 }
 
 func (w *wtxn) del(k []byte) error {
-	w.writes++
 	if w.journaled {
+		if err := w.grow(k, nil); err != nil {
+			return err
+		}
+		w.writes++
 		w.pend = append(w.pend, journal.Write{Key: k, Del: true})
 		return nil
 	}
+	w.writes++
 	return w.Txn.Delete(k)
 }
 
@@ -468,12 +496,28 @@ func (w *wtxn) del(k []byte) error {
 // run several times (Badger conflicts) and must leave no other trace.
 type change func(tx *wtxn, now time.Time) (after error, err error)
 
-// write runs fn under st (the account's stripe, or nil), commits, and
-// waits until the commit is durable. When fn writes nothing or fails, write
-// still waits until what fn read is durable, so that no answer rests on a
-// change a crash could take back.
+// write runs fn under st (the account's stripe, or nil: the ledger's
+// shared lock), commits, and waits until the commit is durable: a journal
+// record (writeJournaled), or in memory and at Open before the journal
+// starts a Badger txn. When fn writes nothing or fails, write still waits
+// until what fn read is durable, so that no answer rests on a change a
+// crash could take back.
 func (l *Ledger) write(op string, st *stripe, fn change) error {
-	after, committed, err := l.commit(op, st, fn)
+	return l.writeAlso(op, st, nil, fn)
+}
+
+// writeAlso is write holding also (if not nil) too, taken after st's
+// mutex: for a write under an account's stripe that also writes a key
+// shared with other accounts.
+func (l *Ledger) writeAlso(op string, st *stripe, also *sync.Mutex, fn change) error {
+	if l.jn != nil {
+		mu := &l.sharedMu
+		if st != nil {
+			mu = &st.mu
+		}
+		return l.writeJournaled(context.Background(), op, mu, also, st, fn)
+	}
+	after, committed, err := l.commitAlso(op, st, also, fn)
 	if err != nil {
 		return err
 	}
@@ -485,12 +529,23 @@ func (l *Ledger) write(op string, st *stripe, fn change) error {
 	return after
 }
 
-// commit is write without the wait for a committed change: committed
-// reports a commit the caller must settle with gs.waitCommitted.
-func (l *Ledger) commit(op string, st *stripe, fn change) (after error, committed bool, err error) {
+// commitAlso is writeAlso's Badger txn, without the wait for a committed
+// change: committed reports a commit the caller must settle with
+// gs.waitCommitted.
+func (l *Ledger) commitAlso(op string, st *stripe, also *sync.Mutex, fn change) (after error, committed bool, err error) {
 	var mu *sync.Mutex
 	if st != nil {
 		mu = &st.mu
+	}
+	if also != nil {
+		// Badger's conflict detection guards the shared keys here; the
+		// lock keeps the order of writeJournaled's.
+		if mu == nil {
+			mu = also
+		} else {
+			also.Lock()
+			defer also.Unlock()
+		}
 	}
 	return l.commitLocked(op, st, mu, fn)
 }
@@ -504,7 +559,7 @@ func (l *Ledger) writeHold(ctx context.Context, op string, st *stripe, fn change
 	if l.jn == nil {
 		return l.write(op, st, fn)
 	}
-	return l.writeJournaled(ctx, op, &st.mu, st, fn)
+	return l.writeJournaled(ctx, op, &st.mu, nil, st, fn)
 }
 
 // writeRecord is writeLocked for the bookkeeping records (kv.go), under
@@ -515,7 +570,7 @@ func (l *Ledger) writeRecord(ctx context.Context, op string, mu *sync.Mutex, fn 
 	if l.jn == nil {
 		return l.writeLocked(op, mu, fn)
 	}
-	return l.writeJournaled(ctx, op, mu, nil, fn)
+	return l.writeJournaled(ctx, op, mu, nil, nil, fn)
 }
 
 // writeJournaled commits fn and waits until its record is durable, or
@@ -523,8 +578,8 @@ func (l *Ledger) writeRecord(ctx context.Context, op string, mu *sync.Mutex, fn 
 // durable, and the error (Unavailable: "try again later") does not say
 // it failed, since it may well not have (a retry of a capture or cancel
 // is idempotent; an authorize's hold left unanswered expires).
-func (l *Ledger) writeJournaled(ctx context.Context, op string, mu *sync.Mutex, st *stripe, fn change) error {
-	after, seq, err := l.commitJournaled(op, mu, st, fn)
+func (l *Ledger) writeJournaled(ctx context.Context, op string, mu, also *sync.Mutex, st *stripe, fn change) error {
+	after, seq, err := l.commitJournaled(op, mu, also, st, fn)
 	if err != nil {
 		return err
 	}
@@ -540,12 +595,18 @@ func (l *Ledger) writeJournaled(ctx context.Context, op string, mu *sync.Mutex, 
 }
 
 // commitJournaled runs fn under mu (st: the account stripe whose mutex mu
-// is, or nil) with its writes going to the journal and the overlay, and
-// returns without waiting: seq is the journal record to wait for (0:
-// nothing was written, and what fn read is durable). Every writer of the
-// keys fn writes must hold mu: there is no conflict detection here.
-func (l *Ledger) commitJournaled(op string, mu *sync.Mutex, st *stripe, fn change) (after error, seq uint64, err error) {
+// is, or nil) and also (if not nil, taken after mu) with its writes going
+// to the journal and the overlay, and returns without waiting: seq is the
+// journal record to wait for (0: nothing was written, and what fn read is
+// durable). Every writer of the keys fn writes must hold mu or also:
+// there is no conflict detection here.
+func (l *Ledger) commitJournaled(op string, mu, also *sync.Mutex, st *stripe, fn change) (after error, seq uint64, err error) {
 	mu.Lock()
+	unlock := mu.Unlock
+	if also != nil {
+		also.Lock()
+		unlock = func() { also.Unlock(); mu.Unlock() }
+	}
 	tx := &wtxn{journaled: true, maxValue: l.maxValue, st: st, l: l}
 	tx.accts, tx.txns = tx.acctBuf[:0], tx.txnBuf[:0]
 	after, err = fn(tx, l.clock())
@@ -556,7 +617,7 @@ func (l *Ledger) commitJournaled(op string, mu *sync.Mutex, st *stripe, fn chang
 		err = tx.flushAgg() // flat.go
 	}
 	if err != nil || tx.writes == 0 {
-		mu.Unlock()
+		unlock()
 		if serr := l.settle(op); serr != nil {
 			return nil, 0, serr
 		}
@@ -581,7 +642,7 @@ func (l *Ledger) commitJournaled(op string, mu *sync.Mutex, st *stripe, fn chang
 		}
 		tx.keepAgg()
 	}
-	mu.Unlock()
+	unlock()
 	if jerr != nil {
 		return nil, 0, l.syncErr(op, jerr)
 	}

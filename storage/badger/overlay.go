@@ -14,33 +14,31 @@ import (
 	"github.com/iapd/iapd/storage/badger/internal/journal"
 )
 
-// The overlay holds the writes of journaled operations (journal.go) that
-// no checkpoint has written into Badger yet: for each key, its last value
-// (or its deletion) and the seq of the record that wrote it.
+// The overlay holds the writes of journaled operations (every write, once
+// the journal is started at Open; storage/badger/internal/journal) that no
+// checkpoint has written into Badger yet: for each key, its last value (or
+// its deletion) and the seq of the record that wrote it.
 //
 // Who reads what:
 //
-//   - The journaled operations read account and transaction records
-//     through the stripe and transaction caches, then the overlay, then
-//     Badger (wtxn.account, wtxn.txn, Ledger.lookupTxn). Badger is read
-//     with a txn opened after the overlay was consulted: a checkpoint
-//     removes a key from the overlay only after committing it to Badger,
-//     so such a read finds the key in one place or the other.
-//   - Everything else — reads, scans, and the writes that go to Badger
-//     directly — first drains the overlay (Ledger.drain: a checkpoint of
-//     everything appended so far), then works on Badger alone, as it did
-//     before the journal existed. A direct write that holds an account's
-//     stripe drains after taking it, so no record of that account can
-//     reach the overlay until it is done.
+//   - The writes read through their own writes, the stripe and
+//     transaction caches, then the overlay, then Badger (wtxn.get,
+//     wtxn.account, wtxn.txn, Ledger.lookupTxn). Badger is read with a
+//     txn opened after the overlay was consulted: a checkpoint removes a
+//     key from the overlay only after committing it to Badger, so such a
+//     read finds the key in one place or the other.
+//   - Reads and scans first drain the overlay (Ledger.drain: a checkpoint
+//     of everything appended so far), then read Badger alone.
 //
-// Keys in the overlay are only ever those of the tables the hold
-// operations write (account, transaction, expiry index, entry, token
-// index, recharge ref of a trial, queued alert), all owned by one account
-// and written under its stripe, and those of the bookkeeping records
-// (kv.go: record and record expiry index), written under the record's
-// lock. Every writer of such a key holds that same mutex, so Badger's
-// conflict detection is not needed for them; the keys shared more widely
-// (services, key index, vouchers) never pass through the overlay.
+// There is no conflict detection: every writer of a key holds the one
+// mutex that key has. The keys an account owns (account, transaction,
+// expiry index, entry, token index, recharge refs, queued alert,
+// aggregate share of its stripe) are written under its stripe; the
+// bookkeeping records (kv.go) under their record lock; the keys no
+// account owns (services, key index, vouchers, the alert queue's
+// deliveries, the format marker and migrations) under the ledger's
+// sharedMu — a voucher's redemption holds its account's stripe and
+// sharedMu.
 type overlay struct {
 	mu   sync.Mutex
 	m    map[string]*ovEntry

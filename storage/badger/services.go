@@ -39,7 +39,7 @@ func (l *Ledger) EnsureService(ctx context.Context, s storage.Service) (storage.
 	var out storage.Service
 	defer l.services.writing()()
 	err := l.write(op, nil, func(tx *wtxn, now time.Time) (error, error) {
-		cur, found, err := getService(tx.Txn, s.Name)
+		cur, found, err := tx.service(s.Name)
 		if err != nil {
 			return nil, err
 		}
@@ -60,7 +60,7 @@ func (l *Ledger) EnsureService(ctx context.Context, s storage.Service) (storage.
 		if !next.HasKey {
 			next.KeyHash = [32]byte{}
 		} else {
-			taken, err := get(tx.Txn, keyHashKey(next.KeyHash), func([]byte) error { return nil })
+			taken, err := tx.get(keyHashKey(next.KeyHash), func([]byte) error { return nil })
 			if err != nil {
 				return nil, err
 			}
@@ -149,7 +149,7 @@ func (l *Ledger) SetServiceKey(ctx context.Context, name storage.ServiceName, ke
 	}
 	defer l.services.writing()()
 	return l.write(op, nil, func(tx *wtxn, now time.Time) (error, error) {
-		s, found, err := getService(tx.Txn, name)
+		s, found, err := tx.service(name)
 		if err != nil {
 			return nil, err
 		}
@@ -160,7 +160,7 @@ func (l *Ledger) SetServiceKey(ctx context.Context, name storage.ServiceName, ke
 			return nil, nil
 		}
 		var owner storage.ServiceName
-		taken, err := get(tx.Txn, keyHashKey(keyHash), func(b []byte) (err error) {
+		taken, err := tx.get(keyHashKey(keyHash), func(b []byte) (err error) {
 			owner, err = decodeName(b)
 			return err
 		})
