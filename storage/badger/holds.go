@@ -443,7 +443,7 @@ type sweep struct {
 	l       *Ledger
 	op      string
 	n       int    // changes committed
-	pending int64  // Badger commits to wait for (in memory: none)
+	pending int64  // Badger commits made (no journal: in memory)
 	lastSeq uint64 // the last journal record to wait for
 }
 
@@ -473,8 +473,8 @@ func (s *sweep) wait() error {
 			return s.l.syncErr(s.op, err)
 		}
 	}
-	if s.pending > 0 && s.l.gs != nil {
-		if err := s.l.gs.waitCommitted(s.pending); err != nil {
+	if s.pending > 0 {
+		if err := s.l.syncBadger(); err != nil {
 			return s.l.syncErr(s.op, err)
 		}
 	}

@@ -49,7 +49,6 @@ func crashClose(t *testing.T, l *Ledger) {
 	if err := l.jn.Close(false); err != nil {
 		t.Fatal(err)
 	}
-	l.gs.close()
 	if err := l.db.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -95,10 +95,9 @@ type Options struct {
 	// are not compressed and are read from the mmapped tables.
 	IndexCacheSize int64
 
-	// OnSync, if set, is called after each group sync round — of the
-	// journal (journal.go: the hold operations) and of Badger's WAL (the
-	// other writes and the checkpoints) — with the number of commits it
-	// made durable and the round's duration. It must be quick and must
+	// OnSync, if set, is called after each group sync round of the
+	// journal (which every change goes through) with the number of
+	// records it made durable and the round's duration. It must be quick and must
 	// not call the ledger.
 	OnSync func(batch int, d time.Duration)
 	// OnCheckpoint, if set, is called after each checkpoint of the
@@ -135,7 +134,6 @@ type Ledger struct {
 	dir  string // "" in memory
 	log  *slog.Logger
 	now  func() time.Time
-	gs   *groupSync // nil in memory
 	seed maphash.Seed
 
 	stripes [nStripes]stripe
@@ -217,7 +215,13 @@ func Open(opts Options) (*Ledger, error) {
 	bo := badger.DefaultOptions(dir).
 		WithInMemory(opts.InMemory).
 		WithLogger(engineLogger(log, opts.EngineLogger)).
-		WithSyncWrites(false). // the group syncer makes commits durable
+		// Every change is made durable by the journal; Badger is written
+		// only by checkpoints (and at Open before the journal starts), and
+		// a checkpoint's txns must be on stable storage before the journal
+		// files that hold them go. With SyncWrites Badger syncs each of its
+		// write batches before Commit returns, whichever memtable it went
+		// to: db.Sync() alone would miss a memtable rotated meanwhile.
+		WithSyncWrites(true).
 		WithDetectConflicts(true).
 		WithMetricsEnabled(false). // Badger's metrics are process-global expvars
 		WithMemTableSize(mts).
@@ -260,7 +264,9 @@ func Open(opts Options) (*Ledger, error) {
 		if err := checkOpenSpace(dir, freeFn, flushTable, log); err != nil {
 			return nil, err
 		}
-		if err := removeEmptyWALs(dir, log); err != nil { // recover.go
+		// Not a durability path: a start-up repair of a Badger v4.9 bug
+		// (recover.go).
+		if err := removeEmptyWALs(dir, log); err != nil {
 			return nil, storage.Wrap(op, storage.Unavailable, err)
 		}
 	}
@@ -278,11 +284,6 @@ func Open(opts Options) (*Ledger, error) {
 			log.Warn("starting with little free space on the data volume: "+s.Reason(), "free", s.Free, "reserve", s.Reserve, "floor", s.Floor)
 		}
 		go l.space.run(poll)
-		l.gs, err = startGroupSync(dir, log, opts.OnSync)
-		if err != nil {
-			_ = db.Close()
-			return nil, storage.Wrap(op, storage.Unavailable, err)
-		}
 	}
 	if err := l.upgrade(dir); err != nil { // version.go: format check, migrations
 		return nil, err
@@ -348,9 +349,6 @@ func (l *Ledger) Close() error {
 			l.log.Error("closing the journal", "err", err)
 		}
 	}
-	if l.gs != nil {
-		l.gs.close()
-	}
 	if sp.Level == SpaceCritical && sp.Free < l.space.flushTable+spaceSlack {
 		l.log.Error("closing without flushing Badger's memtable: the data volume cannot take it; its WAL is durable and replayed at the next start",
 			"free", sp.Free)
@@ -388,7 +386,7 @@ func (l *Ledger) enter(op string, ctx context.Context) error {
 	case l.closed:
 		l.gate.RUnlock()
 		return storage.E(op, storage.Unavailable, "ledger closed")
-	case l.broken.Load() || l.gs != nil && l.gs.failedNow() || l.jn != nil && l.jn.Failed():
+	case l.broken.Load() || l.jn != nil && l.jn.Failed():
 		l.gate.RUnlock()
 		return storage.E(op, storage.Unavailable, "ledger stopped after a storage failure; restart it")
 	}
@@ -521,8 +519,8 @@ func (l *Ledger) writeAlso(op string, st *stripe, also *sync.Mutex, fn change) e
 	if err != nil {
 		return err
 	}
-	if committed && l.gs != nil {
-		if err := l.gs.waitCommitted(1); err != nil {
+	if committed {
+		if err := l.syncBadger(); err != nil {
 			return l.syncErr(op, err)
 		}
 	}
@@ -667,8 +665,8 @@ func (l *Ledger) writeLocked(op string, mu *sync.Mutex, fn change) error {
 	if err != nil {
 		return err
 	}
-	if committed && l.gs != nil {
-		if err := l.gs.waitCommitted(1); err != nil {
+	if committed {
+		if err := l.syncBadger(); err != nil {
 			return l.syncErr(op, err)
 		}
 	}
@@ -712,9 +710,6 @@ func (l *Ledger) commitLocked(op string, st *stripe, mu *sync.Mutex, fn change) 
 			}
 			return after, false, nil
 		}
-		if l.gs != nil {
-			l.gs.begin()
-		}
 		cerr := tx.Commit()
 		if cerr == nil && st != nil {
 			for i := range tx.accts {
@@ -730,9 +725,6 @@ func (l *Ledger) commitLocked(op string, st *stripe, mu *sync.Mutex, fn change) 
 		}
 		if cerr == nil {
 			return after, true, nil
-		}
-		if l.gs != nil {
-			l.gs.abort()
 		}
 		if errors.Is(cerr, badger.ErrConflict) {
 			if attempt < maxConflictRetries {
@@ -777,19 +769,28 @@ func (l *Ledger) readTxn() *badger.Txn {
 }
 
 // settle waits until every change a reader may have seen is durable.
+// Only journal records can be seen before they are durable: a Badger
+// commit is durable when it returns (syncBadger).
 func (l *Ledger) settle(op string) error {
-	if l.gs == nil {
+	if l.jn == nil {
 		return nil
 	}
-	if l.jn != nil {
-		if err := l.jn.Wait(l.jn.LastSeq()); err != nil {
-			return l.syncErr(op, err)
-		}
-	}
-	if err := l.gs.waitVisible(); err != nil {
+	if err := l.jn.Wait(l.jn.LastSeq()); err != nil {
 		return l.syncErr(op, err)
 	}
 	return nil
+}
+
+// syncBadger completes the durability of the Badger txns committed so
+// far, each synced by Badger itself (SyncWrites): Badger creates its
+// memtable files without syncing the directory, so a commit that went to
+// a file created meanwhile needs the data directory synced. A no-op in
+// memory.
+func (l *Ledger) syncBadger() error {
+	if l.dir == "" {
+		return nil
+	}
+	return syncDir(l.dir)
 }
 
 func (l *Ledger) syncErr(op string, err error) error {

@@ -237,12 +237,13 @@ func (l *Ledger) checkpoint() error {
 		return err
 	}
 	l.ckRW.Lock()
-	n, err := l.applyToBadger(ws, mark)
+	err := l.applyToBadger(ws, mark)
 	l.ckRW.Unlock()
 	if err != nil {
 		return err
 	}
-	if err := l.gs.waitCommitted(int64(n)); err != nil {
+	// Durable in Badger before the journal files that hold it go.
+	if err := l.syncBadger(); err != nil {
 		return fmt.Errorf("checkpoint sync: %w", err)
 	}
 	l.ov.forget(mark)
@@ -254,19 +255,15 @@ func (l *Ledger) checkpoint() error {
 }
 
 // applyToBadger commits ws and the marker mark in as few Badger txns as
-// Badger's size limits allow, the marker in the last. It returns the
-// number of txns committed (each begun on the group syncer).
-func (l *Ledger) applyToBadger(ws []ckWrite, mark uint64) (int, error) {
-	n := 0
+// Badger's size limits allow, the marker in the last; each is synced by
+// Badger (SyncWrites) when its Commit returns.
+func (l *Ledger) applyToBadger(ws []ckWrite, mark uint64) error {
 	txn := l.db.NewTransaction(true)
 	defer func() { txn.Discard() }()
 	commit := func() error {
-		l.gs.begin()
 		if err := txn.Commit(); err != nil {
-			l.gs.abort()
 			return err
 		}
-		n++
 		txn = l.db.NewTransaction(true)
 		return nil
 	}
@@ -289,13 +286,13 @@ func (l *Ledger) applyToBadger(ws []ckWrite, mark uint64) (int, error) {
 	}
 	for _, w := range ws {
 		if err := put([]byte(w.key), w.value, w.del); err != nil {
-			return n, err
+			return err
 		}
 	}
 	if err := put(journalMarkKey(), binary.AppendUvarint(nil, mark), false); err != nil {
-		return n, err
+		return err
 	}
-	return n, commit()
+	return commit()
 }
 
 // replayJournal applies, at Open, the journal records above Badger's
@@ -365,11 +362,10 @@ func (l *Ledger) replayJournal(dir string, onSync func(int, time.Duration), acti
 		for _, k := range order {
 			ws = append(ws, *pending[k])
 		}
-		n, err := l.applyToBadger(ws, upTo)
-		if err != nil {
+		if err := l.applyToBadger(ws, upTo); err != nil {
 			return err
 		}
-		if err := l.gs.waitCommitted(int64(n)); err != nil {
+		if err := l.syncBadger(); err != nil {
 			return err
 		}
 		clear(pending)

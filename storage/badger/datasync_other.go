@@ -1,8 +1,0 @@
-//go:build !linux
-
-package badger
-
-import "os"
-
-// datasync is fsync where fdatasync is not available.
-func datasync(f *os.File) error { return f.Sync() }
