@@ -27,8 +27,10 @@
 // to full every write fails; Open refuses, naming the shortfall, a volume
 // that cannot take what opening writes.
 //
-// How the package does all this (journal and group commit, the syncing of
-// Badger's WAL files, the caches, the free-space bounds) and why: see
+// Every change is a record of the package's journal
+// (storage/badger/internal/journal), durable before it is acknowledged;
+// Badger holds what checkpoints copy from it. How (group commit, the
+// overlay, checkpoints, the caches, the free-space bounds) and why: see
 // docs/storage.md.
 //
 // # Choices where the storage.Ledger contract is silent
