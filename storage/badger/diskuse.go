@@ -14,7 +14,7 @@ type DiskUse struct {
 	Tables    int64 // Badger's LSM tables (*.sst): the keys and small values
 	ValueLog  int64 // Badger's value log (*.vlog): the values too large for a table
 	Memtables int64 // Badger's memtable write-ahead files (*.mem)
-	Journal   int64 // the journal of hold operations (journal-*.log)
+	Journal   int64 // the journal every change goes through (journal-*.log)
 	Other     int64 // the rest: MANIFEST, KEYREGISTRY, DISCARD, the format marker
 }
 

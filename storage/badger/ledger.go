@@ -148,8 +148,8 @@ type Ledger struct {
 	txns     txnCache
 	maxValue int // the largest value that stays out of the value log
 
-	// The journal of the hold operations and its overlay (journal.go,
-	// overlay.go); nil and empty in memory.
+	// The journal every change goes through and its overlay
+	// (internal/journal, overlay.go); nil and empty in memory.
 	jn     *journal.Journal
 	ov     overlay
 	ckMu   sync.Mutex   // one checkpoint at a time
@@ -528,8 +528,8 @@ func (l *Ledger) writeAlso(op string, st *stripe, also *sync.Mutex, fn change) e
 }
 
 // commitAlso is writeAlso's Badger txn, without the wait for a committed
-// change: committed reports a commit the caller must settle with
-// gs.waitCommitted.
+// change: committed reports a commit the caller must complete with
+// syncBadger.
 func (l *Ledger) commitAlso(op string, st *stripe, also *sync.Mutex, fn change) (after error, committed bool, err error) {
 	var mu *sync.Mutex
 	if st != nil {
@@ -549,10 +549,9 @@ func (l *Ledger) commitAlso(op string, st *stripe, also *sync.Mutex, fn change) 
 }
 
 // writeHold is write for the hold operations (authorize, capture,
-// cancel): fn runs under the account's stripe st and its writes go to the
-// journal and the overlay (journal.go), not to a Badger txn; it returns
-// once the journal record is durable. In memory there is no journal: it is
-// write.
+// cancel): write under the account's stripe st, whose wait for the
+// journal record ends with ctx (writeJournaled). In memory there is no
+// journal: it is write.
 func (l *Ledger) writeHold(ctx context.Context, op string, st *stripe, fn change) error {
 	if l.jn == nil {
 		return l.write(op, st, fn)
@@ -560,10 +559,8 @@ func (l *Ledger) writeHold(ctx context.Context, op string, st *stripe, fn change
 	return l.writeJournaled(ctx, op, &st.mu, nil, st, fn)
 }
 
-// writeRecord is writeLocked for the bookkeeping records (kv.go), under
-// their record lock mu: journaled like the hold operations, which they
-// accompany (an SMS send writes its uuid between the hold and the
-// capture), so that they do not drain the overlay at every call.
+// writeRecord is write for the bookkeeping records (kv.go), under their
+// record lock mu, whose wait ends with ctx (writeJournaled).
 func (l *Ledger) writeRecord(ctx context.Context, op string, mu *sync.Mutex, fn change) error {
 	if l.jn == nil {
 		return l.writeLocked(op, mu, fn)
