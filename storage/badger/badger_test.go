@@ -146,9 +146,9 @@ func TestReopen(t *testing.T) {
 	storagetest.Audit(t, l, "sms", "tok")
 }
 
-// TestGroupSync checks that concurrent writers share sync rounds and that
-// the hook sees every caller.
-func TestGroupSync(t *testing.T) {
+// TestGroupCommit checks that concurrent writers share the journal's sync
+// rounds and that the hook sees every caller.
+func TestGroupCommit(t *testing.T) {
 	ctx := context.Background()
 	var rounds, callers int64
 	var mu = make(chan struct{}, 1)

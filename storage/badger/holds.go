@@ -350,15 +350,13 @@ func (l *Ledger) Transaction(ctx context.Context, txn string) (storage.Transacti
 		return storage.Transaction{}, storage.E(op, storage.NotFound, "no such transaction")
 	}
 	var t storage.Transaction
-	err := l.view(op, func(btx *badger.Txn) error {
-		var found bool
-		var err error
-		t, found, err = getTxn(btx, id)
-		if err == nil && !found {
-			err = storage.E(op, storage.NotFound, "no such transaction")
-		}
+	found, err := l.pointRead(op, txnKey(id), func(b []byte) (err error) {
+		t, err = decodeTxn(b, hex.EncodeToString(id[:]))
 		return err
 	})
+	if err == nil && !found {
+		err = storage.E(op, storage.NotFound, "no such transaction")
+	}
 	return t, err
 }
 

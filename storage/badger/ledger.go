@@ -754,6 +754,17 @@ func (l *Ledger) view(op string, fn func(txn *badger.Txn) error) error {
 	return l.wrap(op, err)
 }
 
+// pointRead reads one key as last written (readLatest: the overlay, then
+// Badger; no checkpoint, unlike view) and waits until what it read is
+// durable.
+func (l *Ledger) pointRead(op string, key []byte, dec func([]byte) error) (bool, error) {
+	found, err := l.readLatest(key, dec)
+	if serr := l.settle(op); serr != nil {
+		return false, serr
+	}
+	return found, l.wrap(op, err)
+}
+
 // readTxn opens a read-only Badger txn between checkpoints: a checkpoint
 // commits the overlay in several Badger txns, and a snapshot taken between
 // two of them would show half of it (an account without its entries).

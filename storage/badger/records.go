@@ -26,14 +26,6 @@ func get(txn *badger.Txn, key []byte, dec func([]byte) error) (found bool, err e
 	return true, item.Value(dec)
 }
 
-func getService(txn *badger.Txn, name storage.ServiceName) (s storage.Service, found bool, err error) {
-	found, err = get(txn, serviceKey(name), func(b []byte) (err error) {
-		s, err = decodeService(b)
-		return err
-	})
-	return s, found, err
-}
-
 func putService(tx *wtxn, s *storage.Service) error {
 	return tx.set(serviceKey(s.Name), encodeService(s))
 }

@@ -92,15 +92,13 @@ func (l *Ledger) Service(ctx context.Context, name storage.ServiceName) (storage
 		return storage.Service{}, storage.E(op, storage.Invalid, "invalid service name")
 	}
 	var s storage.Service
-	err := l.view(op, func(txn *badger.Txn) error {
-		var found bool
-		var err error
-		s, found, err = getService(txn, name)
-		if err == nil && !found {
-			err = storage.E(op, storage.NotFound, "no such service")
-		}
+	found, err := l.pointRead(op, serviceKey(name), func(b []byte) (err error) {
+		s, err = decodeService(b)
 		return err
 	})
+	if err == nil && !found {
+		err = storage.E(op, storage.NotFound, "no such service")
+	}
 	return s, err
 }
 
@@ -199,31 +197,27 @@ func (l *Ledger) ServiceByKey(ctx context.Context, keyHash [32]byte) (storage.Se
 	if ok {
 		return s, nil
 	}
-	err := l.view(op, func(txn *badger.Txn) error {
-		var name storage.ServiceName
-		found, err := get(txn, keyHashKey(keyHash), func(b []byte) (err error) {
-			name, err = decodeName(b)
+	var name storage.ServiceName
+	found, err := l.pointRead(op, keyHashKey(keyHash), func(b []byte) (err error) {
+		name, err = decodeName(b)
+		return err
+	})
+	if err == nil && !found {
+		err = storage.E(op, storage.Unauthorized, "unknown service key")
+	}
+	if err == nil {
+		found, err = l.pointRead(op, serviceKey(name), func(b []byte) (err error) {
+			s, err = decodeService(b)
 			return err
 		})
-		if err != nil {
-			return err
-		}
-		if !found {
-			return storage.E(op, storage.Unauthorized, "unknown service key")
-		}
-		s, found, err = getService(txn, name)
-		if err != nil {
-			return err
-		}
-		if !found || !s.HasKey || s.KeyHash != keyHash {
+		if err == nil && (!found || !s.HasKey || s.KeyHash != keyHash) {
 			// A stale index entry: never trust it.
-			return storage.E(op, storage.Unauthorized, "unknown service key")
+			err = storage.E(op, storage.Unauthorized, "unknown service key")
 		}
-		return nil
-	})
+	}
 	if err != nil {
 		return storage.Service{}, err
 	}
-	l.services.put(gen, keyHash, s) // durable: view waited for it
+	l.services.put(gen, keyHash, s) // durable: pointRead waited for it
 	return s, nil
 }
