@@ -27,8 +27,9 @@ import (
 //     txn opened after the overlay was consulted: a checkpoint removes a
 //     key from the overlay only after committing it to Badger, so such a
 //     read finds the key in one place or the other.
-//   - Reads and scans first drain the overlay (Ledger.drain: a checkpoint
-//     of everything appended so far), then read Badger alone.
+//   - Point reads (Ledger.pointRead) read the overlay, then Badger, as
+//     the writes do. Scans first drain the overlay (Ledger.drain: a
+//     checkpoint of everything appended so far), then read Badger alone.
 //
 // There is no conflict detection: every writer of a key holds the one
 // mutex that key has. The keys an account owns (account, transaction,
