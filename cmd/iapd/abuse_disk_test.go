@@ -339,6 +339,7 @@ func diskScenario(t *testing.T, mnt string) {
 	if _, rerr, err := p.Call("/iap/1/cancel", map[string]any{"token": holds[2], "key": key.Key}, 30*time.Second); err != nil || !isDiskRefusal(rerr) {
 		t.Fatalf("cancel on a full volume: %v %v (want the temporary-problem refusal)", rerr, err)
 	}
+	reserveAtStop := int64(metricValue(t, p, "iap_disk_reserve_bytes"))
 	p.Stop()
 	noFault(t, p.Stderr.String())
 
@@ -358,6 +359,10 @@ func diskScenario(t *testing.T, mnt string) {
 	if err := os.Remove(filler2); err != nil {
 		t.Fatal(err)
 	}
+	// Close deleted the journal, which holds every write since the last
+	// rotation (the accounts created above among them): fill that space
+	// again, so that the restart is below the reserve.
+	fill(t, filler2, mnt, reserveAtStop-256<<10)
 
 	// Restart below the reserve: it starts, refusing new writes, serving
 	// reads.

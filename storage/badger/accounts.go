@@ -33,11 +33,16 @@ func (l *Ledger) Account(ctx context.Context, svc storage.ServiceName, tok stora
 	if found {
 		err = l.settle(op)
 	} else {
-		err = l.view(op, func(txn *badger.Txn) error {
-			r, f, err := getAccount(txn, svc, tok)
-			a, found = r.Account, f
+		// A miss needs no settle: the write below waits for its own
+		// record, and so for every record before it.
+		found, err = l.readLatest(accountKey(svc, tok), func(b []byte) error {
+			r, err := decodeAcct(b, svc, tok)
+			a = r.Account
 			return err
 		})
+		if err = l.wrap(op, err); err == nil && found {
+			err = l.settle(op)
+		}
 	}
 	if err != nil || found {
 		return a, err
@@ -72,16 +77,23 @@ func (l *Ledger) LookupAccount(ctx context.Context, svc storage.ServiceName, tok
 	if a, ok := l.cachedAccount(svc, tok); ok {
 		return a, l.settle(op)
 	}
-	var a storage.Account
-	err := l.view(op, func(txn *badger.Txn) error {
-		r, found, err := getAccount(txn, svc, tok)
+	a, found, err := l.readAccount(op, svc, tok)
+	if err == nil && !found {
+		err = storage.E(op, storage.NotFound, "no such account")
+	}
+	return a, err
+}
+
+// readAccount reads an account as last written (a point read: the
+// overlay, then Badger, with no checkpoint) and waits until what it read
+// is durable.
+func (l *Ledger) readAccount(op string, svc storage.ServiceName, tok storage.AccountToken) (a storage.Account, found bool, err error) {
+	found, err = l.pointRead(op, accountKey(svc, tok), func(b []byte) error {
+		r, err := decodeAcct(b, svc, tok)
 		a = r.Account
-		if err == nil && !found {
-			err = storage.E(op, storage.NotFound, "no such account")
-		}
 		return err
 	})
-	return a, err
+	return a, found, err
 }
 
 // cachedAccount returns the last committed record of an account when its
@@ -330,7 +342,7 @@ func (l *Ledger) Recharge(ctx context.Context, r storage.RechargeRequest) (stora
 		}
 		if r.Ref != "" && !created {
 			var seq uint64
-			dup, err := get(tx.Txn, refKey(r.Service, r.Account, r.Ref), func(b []byte) (err error) {
+			dup, err := tx.get(refKey(r.Service, r.Account, r.Ref), func(b []byte) (err error) {
 				seq, err = decodeSeq(b)
 				return err
 			})
@@ -338,7 +350,7 @@ func (l *Ledger) Recharge(ctx context.Context, r storage.RechargeRequest) (stora
 				return nil, err
 			}
 			if dup {
-				first, found, err := getEntry(tx.Txn, r.Service, r.Account, seq)
+				first, found, err := tx.entry(r.Service, r.Account, seq)
 				if err != nil {
 					return nil, err
 				}

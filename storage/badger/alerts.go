@@ -114,8 +114,8 @@ func checkAlert(tx *wtxn, a *acct, mayQueue bool) error {
 	return tx.set(alertKey(n.ID), encodeAlert(&n))
 }
 
-func getAlert(txn *badger.Txn, id uint64) (n storage.AlertNotice, found bool, err error) {
-	found, err = get(txn, alertKey(id), func(b []byte) (err error) {
+func (w *wtxn) alert(id uint64) (n storage.AlertNotice, found bool, err error) {
+	found, err = w.get(alertKey(id), func(b []byte) (err error) {
 		n, err = decodeAlert(b, id)
 		return err
 	})
@@ -174,7 +174,7 @@ func (l *Ledger) AlertSent(ctx context.Context, id uint64) error {
 	}
 	defer l.leave()
 	return l.write(op, nil, func(tx *wtxn, now time.Time) (error, error) {
-		found, err := get(tx.Txn, alertKey(id), func([]byte) error { return nil })
+		found, err := tx.get(alertKey(id), func([]byte) error { return nil })
 		if err != nil || !found {
 			return nil, err
 		}
@@ -193,7 +193,7 @@ func (l *Ledger) AlertFailed(ctx context.Context, id uint64, next time.Time, rea
 	defer l.leave()
 	reason = cutText(reason, maxAlertError)
 	return l.write(op, nil, func(tx *wtxn, now time.Time) (error, error) {
-		n, found, err := getAlert(tx.Txn, id)
+		n, found, err := tx.alert(id)
 		if err != nil {
 			return nil, err
 		}

@@ -5,9 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -149,9 +146,9 @@ func TestReopen(t *testing.T) {
 	storagetest.Audit(t, l, "sms", "tok")
 }
 
-// TestGroupSync checks that concurrent writers share sync rounds and that
-// the hook sees every caller.
-func TestGroupSync(t *testing.T) {
+// TestGroupCommit checks that concurrent writers share the journal's sync
+// rounds and that the hook sees every caller.
+func TestGroupCommit(t *testing.T) {
 	ctx := context.Background()
 	var rounds, callers int64
 	var mu = make(chan struct{}, 1)
@@ -194,136 +191,6 @@ func TestGroupSync(t *testing.T) {
 	}
 	if r >= c {
 		t.Fatalf("no grouping: %d rounds for %d callers", r, c)
-	}
-}
-
-// TestRotatedWALSynced writes through tiny memtables until a sync round
-// has found a rotated memtable's WAL next to the active one and synced it.
-func TestRotatedWALSynced(t *testing.T) {
-	ctx := context.Background()
-	l := openTemp(t, t.TempDir(), nil, func(o *Options) { o.MemTableSize = MinMemTableSize })
-	if _, err := l.EnsureService(ctx, storage.Service{Name: "sms", AutoRegister: true}); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(20 * time.Second)
-	errs := make(chan error, 8)
-	for w := 0; w < 8; w++ {
-		go func() {
-			tok := storage.AccountToken(fmt.Sprintf("w%d", w))
-			var err error
-			for err == nil && l.gs.mostWALs.Load() < 2 && time.Now().Before(deadline) {
-				_, err = l.Recharge(ctx, storage.RechargeRequest{Service: "sms", Account: tok, Amount: 1, Kind: storage.EntryRecharge,
-					Description: strings.Repeat("x", 2000)})
-			}
-			errs <- err
-		}()
-	}
-	for w := 0; w < 8; w++ {
-		if err := <-errs; err != nil {
-			t.Fatal(err)
-		}
-	}
-	if n := l.gs.mostWALs.Load(); n < 2 {
-		t.Fatalf("no round saw a rotated WAL (most WAL files in a round: %d)", n)
-	}
-	for w := 0; w < 8; w++ {
-		storagetest.Audit(t, l, "sms", storage.AccountToken(fmt.Sprintf("w%d", w)))
-	}
-}
-
-// TestWALSyncCoverage checks, round by round while tiny memtables rotate
-// fast, the rule that makes a round enough: every WAL file present when a
-// round starts is synced by that round, unless it was synced already at a
-// time its successor existed (so after its last write), or it has vanished
-// (flushed into a synced SST).
-func TestWALSyncCoverage(t *testing.T) {
-	t.Run("watch", func(t *testing.T) { testWALSyncCoverage(t, true) })
-	t.Run("listing", func(t *testing.T) { testWALSyncCoverage(t, false) })
-}
-
-func testWALSyncCoverage(t *testing.T, watch bool) {
-	dir := t.TempDir()
-	var (
-		mu       sync.Mutex
-		present  map[int]bool     // at the start of the round
-		before   map[int]bool     // when the round starts syncing
-		final    = map[int]bool{} // synced when its successor existed
-		problems []string
-		rounds   int
-	)
-	list := func() map[int]bool {
-		m := map[int]bool{}
-		ents, _ := os.ReadDir(dir)
-		for _, e := range ents {
-			if n, ok := strings.CutSuffix(e.Name(), ".mem"); ok {
-				if v, err := strconv.Atoi(n); err == nil {
-					m[v] = true
-				}
-			}
-		}
-		return m
-	}
-	hook := func(phase int, synced []int) {
-		mu.Lock()
-		defer mu.Unlock()
-		switch phase {
-		case 0:
-			present = list()
-			return
-		case 1:
-			before = list()
-			return
-		}
-		rounds++
-		did := map[int]bool{}
-		for _, n := range synced {
-			did[n] = true
-			if before[n+1] {
-				final[n] = true
-			}
-		}
-		now := list()
-		for n := range present {
-			if !did[n] && !final[n] && now[n] {
-				problems = append(problems, fmt.Sprintf("round %d: WAL %d present, neither synced nor final (synced %v)", rounds, n, synced))
-			}
-		}
-	}
-	l := openTemp(t, dir, nil, func(o *Options) { o.MemTableSize = MinMemTableSize })
-	l.gs.mu.Lock() // the syncer takes it before each round
-	l.gs.testRound = hook
-	if !watch && l.gs.watch != nil {
-		l.gs.watch.close()
-		l.gs.watch = nil
-	}
-	l.gs.mu.Unlock()
-	ctx := context.Background()
-	if _, err := l.EnsureService(ctx, storage.Service{Name: "sms", AutoRegister: true}); err != nil {
-		t.Fatal(err)
-	}
-	fid0 := maxMemFid(t, dir)
-	var wg sync.WaitGroup
-	for w := range 8 {
-		wg.Go(func() {
-			tok := storage.AccountToken(fmt.Sprintf("w%d", w))
-			for i := 0; i < 150; i++ {
-				if _, err := l.Recharge(ctx, storage.RechargeRequest{Service: "sms", Account: tok, Amount: 1, Kind: storage.EntryRecharge,
-					Description: strings.Repeat("x", 2000)}); err != nil {
-					t.Error(err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	mu.Lock()
-	defer mu.Unlock()
-	if maxMemFid(t, dir)-fid0 < 3 {
-		t.Fatalf("memtables did not rotate (WAL %d → %d)", fid0, maxMemFid(t, dir))
-	}
-	t.Logf("%d rounds, WAL %d → %d", rounds, fid0, maxMemFid(t, dir))
-	for _, p := range problems {
-		t.Error(p)
 	}
 }
 

@@ -141,7 +141,7 @@ func (l *Ledger) AuthorizeClaims(ctx context.Context, r storage.AuthorizeRequest
 	} else {
 		var after error
 		var seq uint64
-		after, seq, err = l.commitJournaled(op, &st.mu, st, fn)
+		after, seq, err = l.commitJournaled(op, &st.mu, nil, st, fn)
 		unlock()
 		if err == nil {
 			err = l.waitJournaled(ctx, op, seq)

@@ -18,6 +18,7 @@ import (
 // corruptAccount rewrites an account record with change applied.
 func corruptAccount(t testing.TB, l *Ledger, svc storage.ServiceName, tok storage.AccountToken, change func(*storage.Account)) {
 	t.Helper()
+	rawDrain(t, l)
 	if err := l.db.Update(func(txn *badger.Txn) error {
 		a, found, err := getAccount(txn, svc, tok)
 		if err != nil || !found {
@@ -52,6 +53,7 @@ func corruptTxn(t testing.TB, l *Ledger, token string, change func(*storage.Tran
 	if !ok {
 		t.Fatalf("corruptTxn: bad token %q", token)
 	}
+	rawDrain(t, l)
 	if err := l.db.Update(func(txn *badger.Txn) error {
 		tr, found, err := getTxn(txn, id)
 		if err != nil || !found {

@@ -3,6 +3,8 @@ package badger
 import (
 	"os"
 	"strings"
+
+	"github.com/iapd/iapd/storage/badger/internal/journal"
 )
 
 // DiskUse is the bytes the ledger's files take in its data directory, by
@@ -12,7 +14,7 @@ type DiskUse struct {
 	Tables    int64 // Badger's LSM tables (*.sst): the keys and small values
 	ValueLog  int64 // Badger's value log (*.vlog): the values too large for a table
 	Memtables int64 // Badger's memtable write-ahead files (*.mem)
-	Journal   int64 // the journal of hold operations (journal-*.log)
+	Journal   int64 // the journal every change goes through (journal-*.log)
 	Other     int64 // the rest: MANIFEST, KEYREGISTRY, DISCARD, the format marker
 }
 
@@ -48,7 +50,7 @@ func (l *Ledger) DiskUse() (DiskUse, error) {
 			d.ValueLog += n
 		case strings.HasSuffix(name, ".mem"):
 			d.Memtables += n
-		case strings.HasPrefix(name, journalPrefix) && strings.HasSuffix(name, journalSuffix):
+		case journal.IsFile(name):
 			d.Journal += n
 		default:
 			d.Other += n

@@ -1,8 +1,9 @@
 // Package badger is the storage.Ledger backed by an embedded Badger v4
 // database in one data directory.
 //
-// It imports the standard library, github.com/dgraph-io/badger/v4 and
-// github.com/iapd/iapd/storage, nothing else of iapd. The key layout and the
+// It imports the standard library, github.com/dgraph-io/badger/v4,
+// github.com/iapd/iapd/storage and its own storage/badger/internal/journal,
+// nothing else of iapd. The key layout and the
 // value encoding are private to this package (keys.go, codec.go); values
 // start with a format byte so that a later format can be read next to the
 // old one.
@@ -26,8 +27,10 @@
 // to full every write fails; Open refuses, naming the shortfall, a volume
 // that cannot take what opening writes.
 //
-// How the package does all this (journal and group commit, the syncing of
-// Badger's WAL files, the caches, the free-space bounds) and why: see
+// Every change is a record of the package's journal
+// (storage/badger/internal/journal), durable before it is acknowledged;
+// Badger holds what checkpoints copy from it. How (group commit, the
+// overlay, checkpoints, the caches, the free-space bounds) and why: see
 // docs/storage.md.
 //
 // # Choices where the storage.Ledger contract is silent

@@ -286,13 +286,7 @@ func (w *wtxn) flushAgg() error {
 				cur, err = decodeAgg(b)
 				return err
 			}
-			var err error
-			if w.journaled {
-				_, err = w.l.readLatest(key, dec)
-			} else {
-				_, err = get(w.Txn, key, dec)
-			}
-			if err != nil {
+			if _, err := w.get(key, dec); err != nil {
 				return err
 			}
 		}
@@ -578,11 +572,19 @@ func (l *Ledger) migrateFlat() error {
 // like the others'.
 func (l *Ledger) finishUpgrade() error {
 	const op = "open"
-	for cur := l.pendingFormat; cur != 0 && cur < FormatVersion; cur++ {
+	if l.pendingFormat == 0 {
+		return nil
+	}
+	for cur := l.pendingFormat; cur < FormatVersion; cur++ {
 		if err := l.migrate(op, cur); err != nil {
 			return err
 		}
 	}
 	l.pendingFormat = 0
+	// The migration's writes went to the journal: checkpoint them, so that
+	// Badger holds the migrated ledger (and its format marker) at once.
+	if err := l.drain(); err != nil {
+		return storage.Wrap(op, storage.Internal, err)
+	}
 	return nil
 }

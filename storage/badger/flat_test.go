@@ -19,6 +19,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"github.com/iapd/iapd/storage"
+	"github.com/iapd/iapd/storage/badger/internal/journal"
 )
 
 // aggregatesMatch fails t unless the aggregate figures equal a full walk
@@ -275,13 +276,13 @@ func TestOpenFormat3WithJournal(t *testing.T) {
 	a.Held += 4 * storage.Scale
 	e := storage.Entry{Seq: a.Seq, Time: at, Service: "sms", Account: "a", Kind: storage.EntryHold,
 		DAvailable: -4 * storage.Scale, DHeld: 4 * storage.Scale, Transaction: tr.Token}
-	rec := appendRecord(nil, mark+1, []jwrite{
-		{key: entryKey("sms", "a", a.Seq), value: encodeEntry(&e)},
-		{key: txnKey(id), value: encodeTxn(&tr)},
-		{key: expiryKey(tr.ExpiresAt, id), value: nil},
-		{key: accountKey("sms", "a"), value: encodeAccount(&a)},
+	rec := journal.AppendRecord(nil, mark+1, []journal.Write{
+		{Key: entryKey("sms", "a", a.Seq), Value: encodeEntry(&e)},
+		{Key: txnKey(id), Value: encodeTxn(&tr)},
+		{Key: expiryKey(tr.ExpiresAt, id), Value: nil},
+		{Key: accountKey("sms", "a"), Value: encodeAccount(&a)},
 	})
-	if err := os.WriteFile(filepath.Join(dir, journalName(mark+1)), rec, 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, journal.FileName(mark+1)), rec, 0o600); err != nil {
 		t.Fatal(err)
 	}
 

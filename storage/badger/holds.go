@@ -362,15 +362,13 @@ func (l *Ledger) Transaction(ctx context.Context, txn string) (storage.Transacti
 		return storage.Transaction{}, storage.E(op, storage.NotFound, "no such transaction")
 	}
 	var t storage.Transaction
-	err := l.view(op, func(btx *badger.Txn) error {
-		var found bool
-		var err error
-		t, found, err = getTxn(btx, id)
-		if err == nil && !found {
-			err = storage.E(op, storage.NotFound, "no such transaction")
-		}
+	found, err := l.pointRead(op, txnKey(id), func(b []byte) (err error) {
+		t, err = decodeTxn(b, hex.EncodeToString(id[:]))
 		return err
 	})
+	if err == nil && !found {
+		err = storage.E(op, storage.NotFound, "no such transaction")
+	}
 	return t, err
 }
 
@@ -455,7 +453,7 @@ type sweep struct {
 	l       *Ledger
 	op      string
 	n       int    // changes committed
-	pending int64  // Badger commits to wait for (in memory: none)
+	pending int64  // Badger commits made (no journal: in memory)
 	lastSeq uint64 // the last journal record to wait for
 }
 
@@ -463,7 +461,7 @@ type sweep struct {
 // nil): journaled when the ledger has a journal.
 func (s *sweep) commit(mu *sync.Mutex, st *stripe, fn change) error {
 	if s.l.jn != nil {
-		_, seq, err := s.l.commitJournaled(s.op, mu, st, fn)
+		_, seq, err := s.l.commitJournaled(s.op, mu, nil, st, fn)
 		if err == nil && seq != 0 {
 			s.n++
 			s.lastSeq = seq
@@ -481,12 +479,12 @@ func (s *sweep) commit(mu *sync.Mutex, st *stripe, fn change) error {
 // wait returns once every change committed is durable.
 func (s *sweep) wait() error {
 	if s.lastSeq != 0 {
-		if err := s.l.jn.wait(s.lastSeq); err != nil {
+		if err := s.l.jn.Wait(s.lastSeq); err != nil {
 			return s.l.syncErr(s.op, err)
 		}
 	}
-	if s.pending > 0 && s.l.gs != nil {
-		if err := s.l.gs.waitCommitted(s.pending); err != nil {
+	if s.pending > 0 {
+		if err := s.l.syncBadger(); err != nil {
 			return s.l.syncErr(s.op, err)
 		}
 	}

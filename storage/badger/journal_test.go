@@ -2,81 +2,14 @@ package badger
 
 import (
 	"context"
-	"encoding/binary"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/iapd/iapd/storage"
+	"github.com/iapd/iapd/storage/badger/internal/journal"
 )
-
-func TestJournalRecordRoundTrip(t *testing.T) {
-	ws := []jwrite{
-		{key: []byte("a\x00k"), value: []byte("v1")},
-		{key: []byte("x123"), del: true},
-		{key: []byte("e"), value: nil},
-	}
-	b := appendRecord(nil, 42, ws)
-	if n := binary.LittleEndian.Uint32(b); int(n) != len(b)-8 {
-		t.Fatalf("length %d, record %d bytes", n, len(b))
-	}
-	seq, got, err := decodeJournalRecord(b[8:])
-	if err != nil || seq != 42 || len(got) != 3 {
-		t.Fatalf("decode: seq %d, %d writes, %v", seq, len(got), err)
-	}
-	if string(got[0].key) != "a\x00k" || string(got[0].value) != "v1" || got[0].del ||
-		string(got[1].key) != "x123" || !got[1].del || string(got[2].key) != "e" || got[2].del || len(got[2].value) != 0 {
-		t.Fatalf("decode: %+v", got)
-	}
-	for _, bad := range [][]byte{{}, {0x80}, {1, 9, 1, 'k'}, {1, jSet, 5, 'k'}} {
-		if _, _, err := decodeJournalRecord(bad); err == nil {
-			t.Errorf("decode %x: want an error", bad)
-		}
-	}
-}
-
-// A crash leaves the journal's last record short or with a bad checksum:
-// never acknowledged (its fdatasync had not returned), it and what follows
-// are ignored; the records before it are all read.
-func TestReadJournalStopsAtTornRecord(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		tear func(b []byte, last int) []byte // last: where the 4th record starts
-	}{
-		{"short", func(b []byte, _ int) []byte { return b[:len(b)-3] }},
-		{"header only", func(b []byte, last int) []byte { return b[:last+8] }},
-		{"partial header", func(b []byte, last int) []byte { return b[:last+5] }},
-		{"checksum", func(b []byte, _ int) []byte { b[len(b)-1] ^= 0xff; return b }},
-		{"zero length", func(b []byte, last int) []byte { return append(b[:last], 0, 0, 0, 0, 1, 2, 3, 4) }},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			dir := t.TempDir()
-			var b []byte
-			for seq := uint64(1); seq <= 3; seq++ {
-				b = appendRecord(b, seq, []jwrite{{key: []byte{byte('a' + seq)}, value: []byte("v")}})
-			}
-			last := len(b)
-			b = appendRecord(b, 4, []jwrite{{key: []byte("d"), value: []byte("torn")}})
-			b = tc.tear(b, last)
-			if err := os.WriteFile(filepath.Join(dir, journalName(1)), b, 0o600); err != nil {
-				t.Fatal(err)
-			}
-			var seqs []uint64
-			scan, err := walkJournal(dir, func(_ jpos, seq uint64, ws []jwrite) error {
-				seqs = append(seqs, seq)
-				return nil
-			})
-			if err != nil || scan.top != 3 || len(seqs) != 3 {
-				t.Fatalf("walkJournal: top %d, records %v, err %v; want 3 records", scan.top, seqs, err)
-			}
-			// A torn tail: the newest file's last damage, nothing after it.
-			if len(scan.damages) != 1 || scan.damages[0].next != 0 || !scan.damages[0].newest || scan.damages[0].after != 0 {
-				t.Fatalf("damages %+v; want one torn tail", scan.damages)
-			}
-		})
-	}
-}
 
 // Open replays the journal records above the checkpoint marker, in order,
 // ignores a torn tail, and removes the journal files; Close checkpoints and
@@ -91,7 +24,7 @@ func TestOpenReplaysJournal(t *testing.T) {
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if files, _ := listJournal(dir); len(files) != 0 {
+	if files, _ := journal.List(dir); len(files) != 0 {
 		t.Fatalf("journal files after a clean Close: %v", files)
 	}
 
@@ -99,14 +32,14 @@ func TestOpenReplaysJournal(t *testing.T) {
 	// rotation, the last record torn.
 	const base = uint64(1) << 40
 	put := func(seq uint64, key, value string) []byte {
-		return appendRecord(nil, seq, []jwrite{{key: recordKey("test", key), value: encodeRecord(time.Time{}, []byte(value))}})
+		return journal.AppendRecord(nil, seq, []journal.Write{{Key: recordKey("test", key), Value: encodeRecord(time.Time{}, []byte(value))}})
 	}
 	f1 := append(put(base+1, "a", "old"), put(base+2, "before", "2")...)
 	f2 := append(put(base+3, "a", "new"), put(base+4, "b", "torn")[:9]...)
-	if err := os.WriteFile(filepath.Join(dir, journalName(base+1)), f1, 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, journal.FileName(base+1)), f1, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, journalName(base+3)), f2, 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, journal.FileName(base+3)), f2, 0o600); err != nil {
 		t.Fatal(err)
 	}
 
@@ -120,8 +53,8 @@ func TestOpenReplaysJournal(t *testing.T) {
 	if _, err := l.GetRecord(ctx, "test", "b"); !storage.Is(err, storage.NotFound) {
 		t.Errorf("the torn record was applied: %v", err)
 	}
-	if files, _ := listJournal(dir); len(files) != 1 || filepath.Base(files[0]) != journalName(base+4) {
-		t.Errorf("journal files after replay: %v, want only the new %s", files, journalName(base+4))
+	if files, _ := journal.List(dir); len(files) != 1 || filepath.Base(files[0]) != journal.FileName(base+4) {
+		t.Errorf("journal files after replay: %v, want only the new %s", files, journal.FileName(base+4))
 	}
 	if mark, err := l.readJournalMark(); err != nil || mark != base+3 {
 		t.Errorf("marker after replay = %d, %v; want %d", mark, err, base+3)

@@ -3,7 +3,6 @@ package badger
 import (
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/iapd/iapd/storage"
+	"github.com/iapd/iapd/storage/badger/internal/journal"
 )
 
 // JournalCorruptAction says what Open does with a corrupt journal (see
@@ -105,20 +105,16 @@ func (e *JournalCorruptError) Error() string {
 
 // JournalAsideDir is the prefix of the folders, in the data directory,
 // that hold moved-aside journal files.
-const JournalAsideDir = "journal-corrupt-"
-
-// journalDamageFile describes a moved-aside folder (JournalCorruptError
-// as JSON).
-const journalDamageFile = "damage.json"
+const JournalAsideDir = journal.AsideDir
 
 // describeCorruption fills a JournalCorruptError for the damage d: it
 // walks the journal again to count the records after it.
-func describeCorruption(dir string, d *journalDamage, mark uint64) (*JournalCorruptError, error) {
-	e := &JournalCorruptError{File: d.path, Offset: d.at.off, Reason: d.why, LastGood: d.prev, Unscanned: d.unscanned}
+func describeCorruption(dir string, d *journal.Damage, mark uint64) (*JournalCorruptError, error) {
+	e := &JournalCorruptError{File: d.Path, Offset: d.At.Off, Reason: d.Why, LastGood: d.Prev, Unscanned: d.Unscanned}
 	txns := map[string]JournalTransaction{}
 	var order []string
-	if _, err := walkJournal(dir, func(at jpos, seq uint64, ws []jwrite) error {
-		if at.before(d.at) {
+	if _, err := journal.Walk(dir, func(at journal.Pos, seq uint64, ws []journal.Write) error {
+		if at.Before(d.At) {
 			return nil
 		}
 		if e.After == 0 {
@@ -131,11 +127,11 @@ func describeCorruption(dir string, d *journalDamage, mark uint64) (*JournalCorr
 		}
 		e.Unreplayed++
 		for _, w := range ws {
-			if w.del || len(w.key) != 1+txnIDBytes || w.key[0] != pTxn {
+			if w.Del || len(w.Key) != 1+txnIDBytes || w.Key[0] != pTxn {
 				continue
 			}
-			tok := hex.EncodeToString(w.key[1:])
-			t, err := decodeTxn(w.value, tok)
+			tok := hex.EncodeToString(w.Key[1:])
+			t, err := decodeTxn(w.Value, tok)
 			if err != nil {
 				continue // reported by the counts; the list is a help
 			}
@@ -153,33 +149,18 @@ func describeCorruption(dir string, d *journalDamage, mark uint64) (*JournalCorr
 	}
 	// The records lost in the damage are the seqs between the last one
 	// before it and the first one after it.
-	if d.next > 0 {
-		if from := max(d.prev, mark) + 1; d.next > from {
-			e.Unreadable = d.next - from
+	if d.Next > 0 {
+		if from := max(d.Prev, mark) + 1; d.Next > from {
+			e.Unreadable = d.Next - from
 		}
 	}
 	return e, nil
 }
 
-// moveJournalAside moves the journal files into a new folder of dir
-// named JournalAsideDir and the time, with damage.json (e, with the last
-// record replayed), all durable before it returns the folder's path.
+// moveJournalAside moves the journal files aside (journal.MoveAside) with
+// e, completed with the last record replayed, as the folder's damage.json.
 func moveJournalAside(dir string, files []string, e *JournalCorruptError, replayedTo uint64) (string, error) {
 	now := time.Now().UTC()
-	var aside string
-	for i := 0; ; i++ {
-		aside = filepath.Join(dir, JournalAsideDir+now.Format("20060102T150405Z"))
-		if i > 0 {
-			aside += fmt.Sprintf("-%d", i)
-		}
-		err := os.Mkdir(aside, 0o700)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, os.ErrExist) || i > 100 {
-			return "", err
-		}
-	}
 	d := *e
 	d.ReplayedTo, d.MovedAt = replayedTo, now
 	for _, f := range files {
@@ -189,38 +170,7 @@ func moveJournalAside(dir string, files []string, e *JournalCorruptError, replay
 	if err != nil {
 		return "", err
 	}
-	if err := writeFileSync(filepath.Join(aside, journalDamageFile), append(js, '\n')); err != nil {
-		return "", err
-	}
-	// Newest first: if a crash stops this half way, the files left are
-	// the oldest ones, which the next Open sorts again (the damage, or
-	// records all at or below the marker) — never the records after the
-	// damage without it.
-	for i := len(files) - 1; i >= 0; i-- {
-		if err := os.Rename(files[i], filepath.Join(aside, filepath.Base(files[i]))); err != nil {
-			return "", err
-		}
-	}
-	if err := syncDir(aside); err != nil {
-		return "", err
-	}
-	return aside, syncDir(dir)
-}
-
-func writeFileSync(path string, b []byte) error {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	return journal.MoveAside(dir, files, append(js, '\n'), now)
 }
 
 // JournalAside is a moved-aside journal folder found in a data directory.
@@ -243,7 +193,7 @@ func ListJournalAside(dir string) ([]JournalAside, error) {
 			continue
 		}
 		a := JournalAside{Path: filepath.Join(dir, e.Name())}
-		b, err := os.ReadFile(filepath.Join(a.Path, journalDamageFile))
+		b, err := os.ReadFile(filepath.Join(a.Path, journal.DamageFile))
 		if err == nil {
 			err = json.Unmarshal(b, &a.Damage)
 		}

@@ -3,7 +3,6 @@ package badger
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"math/rand/v2"
 	"os"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/iapd/iapd/storage"
+	"github.com/iapd/iapd/storage/badger/internal/journal"
 )
 
 // Journal integrity (issue 13, finding 6): a ledger writes hold
@@ -46,10 +46,9 @@ func crashClose(t *testing.T, l *Ledger) {
 	if l.ckStop != nil {
 		stopCheckpoints(l)
 	}
-	if err := l.jn.close(false); err != nil {
+	if err := l.jn.Close(false); err != nil {
 		t.Fatal(err)
 	}
-	l.gs.close()
 	if err := l.db.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +81,7 @@ func buildJDJournal(t *testing.T, checkpointAfter int) jdJournal {
 	if _, err := l.Recharge(ctx, storage.RechargeRequest{Service: "jsvc", Account: jdToken, Amount: 1000 * storage.Scale, Ref: "seed", Kind: storage.EntryRecharge}); err != nil {
 		t.Fatal(err)
 	}
-	j.base = l.jn.lastSeq()
+	j.base = l.jn.LastSeq()
 	for i := range jdOps {
 		if i == checkpointAfter && i > 0 {
 			if err := l.checkpoint(); err != nil {
@@ -100,17 +99,17 @@ func buildJDJournal(t *testing.T, checkpointAfter int) jdJournal {
 		}
 	}
 	crashClose(t, l)
-	scan, err := walkJournal(j.dir, func(at jpos, seq uint64, _ []jwrite) error {
+	scan, err := journal.Walk(j.dir, func(at journal.Pos, seq uint64, _ []journal.Write) error {
 		if seq > j.base {
-			j.offs = append(j.offs, at.off)
+			j.offs = append(j.offs, at.Off)
 		}
 		return nil
 	})
-	if err != nil || len(scan.files) != 1 || len(scan.damages) != 0 || len(j.offs) != jdOps || scan.top != j.base+jdOps {
+	if err != nil || len(scan.Files) != 1 || len(scan.Damages) != 0 || len(j.offs) != jdOps || scan.Top != j.base+jdOps {
 		t.Fatalf("the journal written: %d files, %d damages, %d records after %d (top %d), %v; want 1 file, %d records",
-			len(scan.files), len(scan.damages), len(j.offs), j.base, scan.top, err, jdOps)
+			len(scan.Files), len(scan.Damages), len(j.offs), j.base, scan.Top, err, jdOps)
 	}
-	j.file = scan.files[0]
+	j.file = scan.Files[0]
 	return j
 }
 
@@ -290,7 +289,7 @@ func TestJournalTornTailOpens(t *testing.T) {
 	j := buildJDJournal(t, 0)
 	// The record a crash interrupted: the one the next operation would
 	// have written.
-	next := appendRecord(nil, j.base+jdOps+1, []jwrite{{key: []byte("x-never-acknowledged"), value: bytes.Repeat([]byte("v"), 40)}})
+	next := journal.AppendRecord(nil, j.base+jdOps+1, []journal.Write{{Key: []byte("x-never-acknowledged"), Value: bytes.Repeat([]byte("v"), 40)}})
 	garbage := make([]byte, 300)
 	for i := range garbage {
 		garbage[i] = byte(rand.IntN(256))
@@ -383,7 +382,7 @@ func TestJournalDamageCoveredByCheckpoint(t *testing.T) {
 func TestJournalDamageInOlderFile(t *testing.T) {
 	const base = uint64(1) << 40
 	rec := func(seq uint64) []byte {
-		return appendRecord(nil, seq, []jwrite{{key: recordKey("test", itoa(int64(seq))), value: encodeRecord(time.Time{}, []byte("v"))}})
+		return journal.AppendRecord(nil, seq, []journal.Write{{Key: recordKey("test", itoa(int64(seq))), Value: encodeRecord(time.Time{}, []byte("v"))}})
 	}
 	f1 := append(append(rec(base+1), rec(base+2)...), rec(base+3)...)
 	f1[len(f1)-1] ^= 1
@@ -401,103 +400,20 @@ func TestJournalDamageInOlderFile(t *testing.T) {
 			if err := l.Close(); err != nil {
 				t.Fatal(err)
 			}
-			if err := os.WriteFile(filepath.Join(dir, journalName(base+1)), f1, 0o600); err != nil {
+			if err := os.WriteFile(filepath.Join(dir, journal.FileName(base+1)), f1, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			if err := os.WriteFile(filepath.Join(dir, journalName(base+4)), tc.f2, 0o600); err != nil {
+			if err := os.WriteFile(filepath.Join(dir, journal.FileName(base+4)), tc.f2, 0o600); err != nil {
 				t.Fatal(err)
 			}
 			_, err := Open(Options{Dir: dir})
 			var ce *JournalCorruptError
-			if !errors.As(err, &ce) || filepath.Base(ce.File) != journalName(base+1) || ce.After != tc.after || ce.Unreadable != 1 {
-				t.Fatalf("Open: %v (%+v); want corruption in %s with %d records after", err, ce, journalName(base+1), tc.after)
+			if !errors.As(err, &ce) || filepath.Base(ce.File) != journal.FileName(base+1) || ce.After != tc.after || ce.Unreadable != 1 {
+				t.Fatalf("Open: %v (%+v); want corruption in %s with %d records after", err, ce, journal.FileName(base+1), tc.after)
 			}
-			if files, _ := listJournal(dir); len(files) != 2 {
+			if files, _ := journal.List(dir); len(files) != 2 {
 				t.Fatalf("journal files after a refusal: %v", files)
 			}
 		})
-	}
-}
-
-// Resynchronising reads a damaged journal in time linear in its size.
-// Random bytes with a plausible header every 16 bytes are read through
-// (their bodies do not decode, no checksum is computed). When every 16
-// bytes a header claims a 1 MiB record whose body decodes (a deletion
-// whose key runs to its end, over the next headers) and only its checksum
-// is wrong, checking them all would checksum about 190 GiB: the search
-// stops at its budget and says so.
-func TestJournalResyncBounded(t *testing.T) {
-	for _, tc := range []struct {
-		name      string
-		length    uint32
-		unscanned bool
-	}{
-		{"bodies that do not decode", 6, false},
-		{"bodies that decode", 1 << 20, true},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			dir := t.TempDir()
-			const size = 4 << 20
-			junk := make([]byte, size)
-			r := rand.New(rand.NewPCG(1, 2))
-			for i := range junk {
-				junk[i] = byte(r.IntN(256))
-			}
-			for p := 0; p+16 < len(junk); p += 16 {
-				binary.LittleEndian.PutUint32(junk[p:], tc.length)
-				junk[p+8] = 1 // seq 1: the window admits it
-				if tc.length > 16 {
-					junk[p+9] = jDel
-					binary.PutUvarint(junk[p+10:p+13], uint64(tc.length-5)) // 3 bytes
-				}
-			}
-			if err := os.WriteFile(filepath.Join(dir, journalName(1)), junk, 0o600); err != nil {
-				t.Fatal(err)
-			}
-			scan, err := walkJournal(dir, nil)
-			if err != nil || scan.records != 0 || len(scan.damages) != 1 || scan.damages[0].next != 0 || scan.damages[0].unscanned != tc.unscanned {
-				t.Fatalf("%d records, damages %+v, %v", scan.records, scan.damages, err)
-			}
-		})
-	}
-}
-
-// BenchmarkJournalWalkDamaged reads a 4 MiB journal damaged at 10 %: the
-// records before, the resynchronisation, the records after.
-func BenchmarkJournalWalkDamaged(b *testing.B) {
-	dir := b.TempDir()
-	var f []byte
-	for seq := uint64(1); len(f) < 4<<20; seq++ {
-		f = appendRecord(f, seq, []jwrite{{key: []byte("account-key-0123456789"), value: bytes.Repeat([]byte{byte(seq)}, 120)}})
-	}
-	f[len(f)/10] ^= 1
-	if err := os.WriteFile(filepath.Join(dir, journalName(1)), f, 0o600); err != nil {
-		b.Fatal(err)
-	}
-	b.SetBytes(int64(len(f)))
-	for b.Loop() {
-		scan, err := walkJournal(dir, nil)
-		if err != nil || len(scan.damages) != 1 || scan.damages[0].after == 0 {
-			b.Fatalf("%+v %v", scan.damages, err)
-		}
-	}
-}
-
-// A valid record whose seq does not follow is damage like any other (not
-// an error Open cannot get past): here a record written twice.
-func TestJournalRecordOutOfSequence(t *testing.T) {
-	dir := t.TempDir()
-	var b []byte
-	for _, seq := range []uint64{1, 2, 2, 3, 4} {
-		b = appendRecord(b, seq, []jwrite{{key: []byte("k"), value: []byte(itoa(int64(seq)))}})
-	}
-	if err := os.WriteFile(filepath.Join(dir, journalName(1)), b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	var seqs []uint64
-	scan, err := walkJournal(dir, func(_ jpos, seq uint64, _ []jwrite) error { seqs = append(seqs, seq); return nil })
-	if err != nil || len(seqs) != 4 || len(scan.damages) != 1 || scan.damages[0].after != 2 || scan.damages[0].next != 3 ||
-		!strings.Contains(scan.damages[0].why, "out of sequence") {
-		t.Fatalf("records %v, damages %+v, %v", seqs, scan.damages, err)
 	}
 }

@@ -10,35 +10,36 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+
+	"github.com/iapd/iapd/storage/badger/internal/journal"
 )
 
-// The overlay holds the writes of journaled operations (journal.go) that
-// no checkpoint has written into Badger yet: for each key, its last value
-// (or its deletion) and the seq of the record that wrote it.
+// The overlay holds the writes of journaled operations (every write, once
+// the journal is started at Open; storage/badger/internal/journal) that no
+// checkpoint has written into Badger yet: for each key, its last value (or
+// its deletion) and the seq of the record that wrote it.
 //
 // Who reads what:
 //
-//   - The journaled operations read account and transaction records
-//     through the stripe and transaction caches, then the overlay, then
-//     Badger (wtxn.account, wtxn.txn, Ledger.lookupTxn). Badger is read
-//     with a txn opened after the overlay was consulted: a checkpoint
-//     removes a key from the overlay only after committing it to Badger,
-//     so such a read finds the key in one place or the other.
-//   - Everything else — reads, scans, and the writes that go to Badger
-//     directly — first drains the overlay (Ledger.drain: a checkpoint of
-//     everything appended so far), then works on Badger alone, as it did
-//     before the journal existed. A direct write that holds an account's
-//     stripe drains after taking it, so no record of that account can
-//     reach the overlay until it is done.
+//   - The writes read through their own writes, the stripe and
+//     transaction caches, then the overlay, then Badger (wtxn.get,
+//     wtxn.account, wtxn.txn, Ledger.lookupTxn). Badger is read with a
+//     txn opened after the overlay was consulted: a checkpoint removes a
+//     key from the overlay only after committing it to Badger, so such a
+//     read finds the key in one place or the other.
+//   - Point reads (Ledger.pointRead) read the overlay, then Badger, as
+//     the writes do. Scans first drain the overlay (Ledger.drain: a
+//     checkpoint of everything appended so far), then read Badger alone.
 //
-// Keys in the overlay are only ever those of the tables the hold
-// operations write (account, transaction, expiry index, entry, token
-// index, recharge ref of a trial, queued alert), all owned by one account
-// and written under its stripe, and those of the bookkeeping records
-// (kv.go: record and record expiry index), written under the record's
-// lock. Every writer of such a key holds that same mutex, so Badger's
-// conflict detection is not needed for them; the keys shared more widely
-// (services, key index, vouchers) never pass through the overlay.
+// There is no conflict detection: every writer of a key holds the one
+// mutex that key has. The keys an account owns (account, transaction,
+// expiry index, entry, token index, recharge refs, queued alert,
+// aggregate share of its stripe) are written under its stripe; the
+// bookkeeping records (kv.go) under their record lock; the keys no
+// account owns (services, key index, vouchers, the alert queue's
+// deliveries, the format marker and migrations) under the ledger's
+// sharedMu — a voucher's redemption holds its account's stripe and
+// sharedMu.
 type overlay struct {
 	mu   sync.Mutex
 	m    map[string]*ovEntry
@@ -68,24 +69,24 @@ func (o *overlay) get(key []byte) (value []byte, del, found bool) {
 }
 
 // put applies the writes of record seq. The caller holds o.mu.
-func (o *overlay) put(seq uint64, ws []jwrite) {
+func (o *overlay) put(seq uint64, ws []journal.Write) {
 	if o.m == nil {
 		o.m = make(map[string]*ovEntry)
 	}
 	for _, w := range ws {
-		k := string(w.key)
+		k := string(w.Key)
 		e, ok := o.m[k]
 		if !ok {
-			e = &ovEntry{fresh: w.fresh}
+			e = &ovEntry{fresh: w.Fresh}
 			o.m[k] = e
 			o.size += len(k) + 48
 		} else {
 			o.size -= len(e.value)
 		}
 		e.seq = seq
-		e.del = w.del
-		e.value = w.value
-		o.size += len(w.value)
+		e.del = w.Del
+		e.value = w.Value
+		o.size += len(w.Value)
 	}
 }
 
@@ -228,25 +229,26 @@ func (l *Ledger) checkpoint() error {
 	ws := l.ov.snapshot()
 	// Every record up to mark is in the snapshot (with the overlay's
 	// mutex held, no record is half applied).
-	mark := l.jn.lastSeq()
+	mark := l.jn.LastSeq()
 	l.ov.mu.Unlock()
 	// Only durable records reach Badger: a crash after the checkpoint
 	// must find in the journal every record above the previous marker
 	// that the checkpoint may have written.
-	if err := l.jn.wait(mark); err != nil {
+	if err := l.jn.Wait(mark); err != nil {
 		return err
 	}
 	l.ckRW.Lock()
-	n, err := l.applyToBadger(ws, mark)
+	err := l.applyToBadger(ws, mark)
 	l.ckRW.Unlock()
 	if err != nil {
 		return err
 	}
-	if err := l.gs.waitCommitted(int64(n)); err != nil {
+	// Durable in Badger before the journal files that hold it go.
+	if err := l.syncBadger(); err != nil {
 		return fmt.Errorf("checkpoint sync: %w", err)
 	}
 	l.ov.forget(mark)
-	l.jn.covered(mark)
+	l.jn.Covered(mark)
 	if l.onCk != nil {
 		l.onCk(len(ws), time.Since(start))
 	}
@@ -254,19 +256,15 @@ func (l *Ledger) checkpoint() error {
 }
 
 // applyToBadger commits ws and the marker mark in as few Badger txns as
-// Badger's size limits allow, the marker in the last. It returns the
-// number of txns committed (each begun on the group syncer).
-func (l *Ledger) applyToBadger(ws []ckWrite, mark uint64) (int, error) {
-	n := 0
+// Badger's size limits allow, the marker in the last; each is synced by
+// Badger (SyncWrites) when its Commit returns.
+func (l *Ledger) applyToBadger(ws []ckWrite, mark uint64) error {
 	txn := l.db.NewTransaction(true)
 	defer func() { txn.Discard() }()
 	commit := func() error {
-		l.gs.begin()
 		if err := txn.Commit(); err != nil {
-			l.gs.abort()
 			return err
 		}
-		n++
 		txn = l.db.NewTransaction(true)
 		return nil
 	}
@@ -289,26 +287,26 @@ func (l *Ledger) applyToBadger(ws []ckWrite, mark uint64) (int, error) {
 	}
 	for _, w := range ws {
 		if err := put([]byte(w.key), w.value, w.del); err != nil {
-			return n, err
+			return err
 		}
 	}
 	if err := put(journalMarkKey(), binary.AppendUvarint(nil, mark), false); err != nil {
-		return n, err
+		return err
 	}
-	return n, commit()
+	return commit()
 }
 
 // replayJournal applies, at Open, the journal records above Badger's
 // marker, makes them durable, removes the journal files and starts a new
 // journal.
 //
-// It walks the journal first (walkJournal) and sorts each damage found:
-//   - a torn tail (damage with no valid record after it, in the newest
-//     file): a crash during a write; nothing in it was acknowledged. The
-//     records before it are replayed, the damage is logged and dropped.
+// It walks the journal first and sorts the damage found (journal.Classify):
+//   - a torn tail: a crash during a write; nothing in it was
+//     acknowledged. The records before it are replayed, the damage is
+//     logged and dropped.
 //   - damage whose unreadable records are all at or below the marker:
 //     Badger holds them, nothing is lost. The records after it are
-//     replayed; the journal files are moved aside (moveJournalAside), as
+//     replayed; the journal files are moved aside (journal.MoveAside), as
 //     evidence of a failing disk, and an error is logged.
 //   - anything else is corruption: acknowledged records are unreadable,
 //     and the valid ones after them cannot be replayed over the gap (each
@@ -324,34 +322,20 @@ func (l *Ledger) replayJournal(dir string, onSync func(int, time.Duration), acti
 	if err != nil {
 		return fmt.Errorf("reading the journal marker: %w", err)
 	}
-	scan, err := walkJournal(dir, nil)
+	scan, err := journal.Walk(dir, nil)
 	if err != nil {
 		return err
 	}
-	var (
-		corrupt *journalDamage
-		kept    *journalDamage // damage the checkpoint covers
-	)
-sort:
-	for i := range scan.damages {
-		d := &scan.damages[i]
-		switch {
-		case d.unscanned:
-		case d.next == 0 && d.newest:
-			l.log.Warn("journal ends with a torn record (a crash during a write); it was never acknowledged",
-				"file", filepath.Base(d.path), "offset", d.at.off, "bytes", d.end-d.at.off, "what", d.why)
-			continue
-		case d.next != 0 && d.next-1 <= mark:
-			l.log.Error("journal damaged where the checkpoint already holds the records: nothing lost; the disk may be failing",
-				"file", d.path, "offset", d.at.off, "bytes", d.end-d.at.off, "what", d.why)
-			if kept == nil {
-				kept = d
-			}
-			continue
-		}
-		corrupt = d
-		break sort
+	v := scan.Classify(mark)
+	for _, d := range v.Torn {
+		l.log.Warn("journal ends with a torn record (a crash during a write); it was never acknowledged",
+			"file", filepath.Base(d.Path), "offset", d.At.Off, "bytes", d.End-d.At.Off, "what", d.Why)
 	}
+	for _, d := range v.Covered {
+		l.log.Error("journal damaged where the checkpoint already holds the records: nothing lost; the disk may be failing",
+			"file", d.Path, "offset", d.At.Off, "bytes", d.End-d.At.Off, "what", d.Why)
+	}
+	corrupt := v.Corrupt
 	var cerr *JournalCorruptError
 	if corrupt == nil && action == JournalMoveAside {
 		l.log.Warn("the journal is not corrupt: nothing to move aside; start without the move-aside option from now on")
@@ -379,30 +363,29 @@ sort:
 		for _, k := range order {
 			ws = append(ws, *pending[k])
 		}
-		n, err := l.applyToBadger(ws, upTo)
-		if err != nil {
+		if err := l.applyToBadger(ws, upTo); err != nil {
 			return err
 		}
-		if err := l.gs.waitCommitted(int64(n)); err != nil {
+		if err := l.syncBadger(); err != nil {
 			return err
 		}
 		clear(pending)
 		order = order[:0]
 		return nil
 	}
-	if _, err := walkJournal(dir, func(at jpos, seq uint64, ws []jwrite) error {
-		if seq <= mark || corrupt != nil && !at.before(corrupt.at) {
+	if _, err := journal.Walk(dir, func(at journal.Pos, seq uint64, ws []journal.Write) error {
+		if seq <= mark || corrupt != nil && !at.Before(corrupt.At) {
 			return nil
 		}
 		for _, w := range ws {
-			k := string(w.key)
+			k := string(w.Key)
 			p, ok := pending[k]
 			if !ok {
 				p = &ckWrite{key: k}
 				pending[k] = p
 				order = append(order, k)
 			}
-			p.value, p.del, p.seq = append([]byte(nil), w.value...), w.del, seq
+			p.value, p.del, p.seq = append([]byte(nil), w.Value...), w.Del, seq
 		}
 		applied++
 		last = seq
@@ -421,33 +404,34 @@ sort:
 	}
 	switch {
 	case cerr != nil:
-		aside, err := moveJournalAside(dir, scan.files, cerr, last)
+		aside, err := moveJournalAside(dir, scan.Files, cerr, last)
 		if err != nil {
 			return fmt.Errorf("moving the damaged journal aside: %w", err)
 		}
 		l.log.Error("journal corrupt: started from the records before the damage; the journal files are moved aside",
 			"file", cerr.File, "offset", cerr.Offset, "what", cerr.Reason,
 			"replayed", applied, "replayed_to", last, "records_after", cerr.After,
-			"not_replayed", cerr.Unreplayed+int(cerr.Unreadable), "moved_to", aside, "files", len(scan.files))
-	case kept != nil:
-		aside, err := moveJournalAside(dir, scan.files, &JournalCorruptError{
-			File: kept.path, Offset: kept.at.off, Reason: kept.why, LastGood: kept.prev, After: kept.after,
+			"not_replayed", cerr.Unreplayed+int(cerr.Unreadable), "moved_to", aside, "files", len(scan.Files))
+	case len(v.Covered) > 0:
+		kept := v.Covered[0]
+		aside, err := moveJournalAside(dir, scan.Files, &JournalCorruptError{
+			File: kept.Path, Offset: kept.At.Off, Reason: kept.Why, LastGood: kept.Prev, After: kept.After,
 		}, last)
 		if err != nil {
 			return fmt.Errorf("moving the damaged journal aside: %w", err)
 		}
-		l.log.Error("the damaged journal files are moved aside", "moved_to", aside, "files", len(scan.files))
+		l.log.Error("the damaged journal files are moved aside", "moved_to", aside, "files", len(scan.Files))
 	default:
-		for _, f := range scan.files {
+		for _, f := range scan.Files {
 			if err := os.Remove(f); err != nil {
 				return err
 			}
 		}
 	}
-	// startJournal syncs the directory as it creates the new file: the
+	// journal.Start syncs the directory as it creates the new file: the
 	// removals are durable with it (and harmless if lost: a replayed
 	// record at or below the marker is skipped). It starts above every
 	// seq read, those moved aside included.
-	l.jn, err = startJournal(dir, max(last, scan.top), l.log, onSync)
+	l.jn, err = journal.Start(dir, max(last, scan.Top), l.log, onSync)
 	return err
 }

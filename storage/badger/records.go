@@ -1,6 +1,7 @@
 package badger
 
 import (
+	"bytes"
 	"encoding/hex"
 	"errors"
 	"time"
@@ -23,14 +24,6 @@ func get(txn *badger.Txn, key []byte, dec func([]byte) error) (found bool, err e
 		return false, err
 	}
 	return true, item.Value(dec)
-}
-
-func getService(txn *badger.Txn, name storage.ServiceName) (s storage.Service, found bool, err error) {
-	found, err = get(txn, serviceKey(name), func(b []byte) (err error) {
-		s, err = decodeService(b)
-		return err
-	})
-	return s, found, err
 }
 
 func putService(tx *wtxn, s *storage.Service) error {
@@ -76,6 +69,40 @@ func (w *wtxn) account(svc storage.ServiceName, tok storage.AccountToken) (acct,
 		return a, found, err
 	}
 	return getAccount(w.Txn, svc, tok)
+}
+
+// get reads key as this write sees it: its own writes first, then, for a
+// journaled write, the overlay and Badger (readLatest); else its Badger
+// txn.
+func (w *wtxn) get(key []byte, dec func([]byte) error) (bool, error) {
+	if !w.journaled {
+		return get(w.Txn, key, dec)
+	}
+	for i := len(w.pend) - 1; i >= 0; i-- {
+		if bytes.Equal(w.pend[i].Key, key) {
+			if w.pend[i].Del {
+				return false, nil
+			}
+			return true, dec(w.pend[i].Value)
+		}
+	}
+	return w.l.readLatest(key, dec)
+}
+
+func (w *wtxn) service(name storage.ServiceName) (s storage.Service, found bool, err error) {
+	found, err = w.get(serviceKey(name), func(b []byte) (err error) {
+		s, err = decodeService(b)
+		return err
+	})
+	return s, found, err
+}
+
+func (w *wtxn) entry(svc storage.ServiceName, tok storage.AccountToken, seq uint64) (e storage.Entry, found bool, err error) {
+	found, err = w.get(entryKey(svc, tok, seq), func(b []byte) (err error) {
+		e, err = decodeEntry(b, svc, tok, seq)
+		return err
+	})
+	return e, found, err
 }
 
 // readLatest reads key as last written: from the overlay of journaled
@@ -215,17 +242,7 @@ func appendEntry(tx *wtxn, a *storage.Account, e storage.Entry, now time.Time) (
 // writes the token index and the trial entry; the caller writes the
 // account. NotFound if the service is unknown.
 func createAccount(op string, tx *wtxn, svc storage.ServiceName, tok storage.AccountToken, fs storage.FirstSight, now time.Time) (acct, error) {
-	var s storage.Service
-	var found bool
-	var err error
-	if tx.Txn == nil { // a journaled write has no Badger txn (services never go through the overlay)
-		err = tx.l.db.View(func(txn *badger.Txn) (err error) {
-			s, found, err = getService(txn, svc)
-			return err
-		})
-	} else {
-		s, found, err = getService(tx.Txn, svc)
-	}
+	s, found, err := tx.service(svc)
 	if err != nil {
 		return acct{}, err
 	}

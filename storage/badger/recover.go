@@ -7,16 +7,18 @@ import (
 	"strings"
 )
 
-// removeEmptyWALs deletes the zero-length memtable WALs (*.mem) in dir
+// removeEmptyWALs deletes the zero-length memtable files (*.mem) in dir
 // before Badger opens it.
 //
-// Badger creates a memtable's WAL with O_CREATE and then truncates it to its
-// full size; a process killed between the two leaves an empty file, and
-// Badger v4.9 refuses to open a directory holding one ("while opening
-// memtables err: while opening fid: N err: Create a new file"). The crash
-// drill in cmd/iapd hit it once in a CI run. An empty WAL holds no record,
-// so nothing acknowledged can be in it: removing it is exact. Files with any
-// content are left to Badger's own replay.
+// Badger creates a memtable's file with O_CREATE and then sizes it; a
+// process killed between the two leaves an empty file, and Badger v4.9
+// refuses to open a directory holding one ("while opening memtables err:
+// while opening fid: N err: Create a new file"; the crash drill in
+// cmd/iapd hit it once; TestReopenAfterKillAtWALCreate reproduces it).
+// An empty file holds nothing: removing it is exact. It must happen
+// before Open: a failed Open has already sized the file. This is a
+// start-up repair, not a durability path — nothing iapd acknowledges
+// rests on Badger's files until a checkpoint has synced them (overlay.go).
 func removeEmptyWALs(dir string, log *slog.Logger) error {
 	ents, err := os.ReadDir(dir)
 	if err != nil {

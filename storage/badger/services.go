@@ -39,7 +39,7 @@ func (l *Ledger) EnsureService(ctx context.Context, s storage.Service) (storage.
 	var out storage.Service
 	defer l.services.writing()()
 	err := l.write(op, nil, func(tx *wtxn, now time.Time) (error, error) {
-		cur, found, err := getService(tx.Txn, s.Name)
+		cur, found, err := tx.service(s.Name)
 		if err != nil {
 			return nil, err
 		}
@@ -60,7 +60,7 @@ func (l *Ledger) EnsureService(ctx context.Context, s storage.Service) (storage.
 		if !next.HasKey {
 			next.KeyHash = [32]byte{}
 		} else {
-			taken, err := get(tx.Txn, keyHashKey(next.KeyHash), func([]byte) error { return nil })
+			taken, err := tx.get(keyHashKey(next.KeyHash), func([]byte) error { return nil })
 			if err != nil {
 				return nil, err
 			}
@@ -92,15 +92,13 @@ func (l *Ledger) Service(ctx context.Context, name storage.ServiceName) (storage
 		return storage.Service{}, storage.E(op, storage.Invalid, "invalid service name")
 	}
 	var s storage.Service
-	err := l.view(op, func(txn *badger.Txn) error {
-		var found bool
-		var err error
-		s, found, err = getService(txn, name)
-		if err == nil && !found {
-			err = storage.E(op, storage.NotFound, "no such service")
-		}
+	found, err := l.pointRead(op, serviceKey(name), func(b []byte) (err error) {
+		s, err = decodeService(b)
 		return err
 	})
+	if err == nil && !found {
+		err = storage.E(op, storage.NotFound, "no such service")
+	}
 	return s, err
 }
 
@@ -149,7 +147,7 @@ func (l *Ledger) SetServiceKey(ctx context.Context, name storage.ServiceName, ke
 	}
 	defer l.services.writing()()
 	return l.write(op, nil, func(tx *wtxn, now time.Time) (error, error) {
-		s, found, err := getService(tx.Txn, name)
+		s, found, err := tx.service(name)
 		if err != nil {
 			return nil, err
 		}
@@ -160,7 +158,7 @@ func (l *Ledger) SetServiceKey(ctx context.Context, name storage.ServiceName, ke
 			return nil, nil
 		}
 		var owner storage.ServiceName
-		taken, err := get(tx.Txn, keyHashKey(keyHash), func(b []byte) (err error) {
+		taken, err := tx.get(keyHashKey(keyHash), func(b []byte) (err error) {
 			owner, err = decodeName(b)
 			return err
 		})
@@ -199,31 +197,27 @@ func (l *Ledger) ServiceByKey(ctx context.Context, keyHash [32]byte) (storage.Se
 	if ok {
 		return s, nil
 	}
-	err := l.view(op, func(txn *badger.Txn) error {
-		var name storage.ServiceName
-		found, err := get(txn, keyHashKey(keyHash), func(b []byte) (err error) {
-			name, err = decodeName(b)
+	var name storage.ServiceName
+	found, err := l.pointRead(op, keyHashKey(keyHash), func(b []byte) (err error) {
+		name, err = decodeName(b)
+		return err
+	})
+	if err == nil && !found {
+		err = storage.E(op, storage.Unauthorized, "unknown service key")
+	}
+	if err == nil {
+		found, err = l.pointRead(op, serviceKey(name), func(b []byte) (err error) {
+			s, err = decodeService(b)
 			return err
 		})
-		if err != nil {
-			return err
-		}
-		if !found {
-			return storage.E(op, storage.Unauthorized, "unknown service key")
-		}
-		s, found, err = getService(txn, name)
-		if err != nil {
-			return err
-		}
-		if !found || !s.HasKey || s.KeyHash != keyHash {
+		if err == nil && (!found || !s.HasKey || s.KeyHash != keyHash) {
 			// A stale index entry: never trust it.
-			return storage.E(op, storage.Unauthorized, "unknown service key")
+			err = storage.E(op, storage.Unauthorized, "unknown service key")
 		}
-		return nil
-	})
+	}
 	if err != nil {
 		return storage.Service{}, err
 	}
-	l.services.put(gen, keyHash, s) // durable: view waited for it
+	l.services.put(gen, keyHash, s) // durable: pointRead waited for it
 	return s, nil
 }

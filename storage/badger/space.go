@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/iapd/iapd/storage"
+	"github.com/iapd/iapd/storage/badger/internal/journal"
 )
 
 // Free space on the data volume (issue 13: a full disk never kills iapd).
@@ -320,7 +321,7 @@ func (l *Ledger) Space() SpaceStatus {
 func checkOpenSpace(dir string, freeFn FreeSpaceFunc, flushTable int64, log *slog.Logger) error {
 	var t treeSize
 	var mems int
-	var journal int64
+	var jbytes int64
 	ents, err := os.ReadDir(dir)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
@@ -335,8 +336,8 @@ func checkOpenSpace(dir string, freeFn FreeSpaceFunc, flushTable int64, log *slo
 			t.total += fi.Size()
 		case strings.HasSuffix(name, ".mem"):
 			mems++
-		case strings.HasPrefix(name, journalPrefix) && strings.HasSuffix(name, journalSuffix):
-			journal += fi.Size()
+		case journal.IsFile(name):
+			jbytes += fi.Size()
 		}
 	}
 	// The levels are unknown before Open: every table may be in the base
@@ -351,14 +352,14 @@ func checkOpenSpace(dir string, freeFn FreeSpaceFunc, flushTable int64, log *slo
 		log.Error("cannot measure free space on the data volume; opening without the check", "dir", dir, "err", err)
 		return nil
 	}
-	need := floorFor(flushTable, t, journal, mems)
+	need := floorFor(flushTable, t, jbytes, mems)
 	if free >= need {
 		return nil
 	}
 	return &storage.Error{Op: "open", Kind: storage.Unavailable, Err: ErrDiskFull, Msg: fmt.Sprintf(
 		"not enough free space on the volume of %s to open the ledger without risking a crash: %d bytes free, %d needed "+
 			"(%d memtable(s) to flush, %d bytes of journal to replay, %d bytes of tables Badger may compact); free at least %d more bytes",
-		dir, free, need, mems+1, journal, t.total, need-free)}
+		dir, free, need, mems+1, jbytes, t.total, need-free)}
 }
 
 // treeSize reads Badger's levels.

@@ -13,6 +13,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"github.com/iapd/iapd/storage"
+	"github.com/iapd/iapd/storage/badger/internal/journal"
 )
 
 // Severity says how bad a Problem is: an error is a ledger that is wrong
@@ -259,11 +260,11 @@ func (v *verifier) journalAside(dir string) error {
 		d := a.Damage
 		switch {
 		case a.Err != nil:
-			v.errorf(CheckJournal, "", "", "", "%s: a journal moved aside, its %s unreadable: %v", a.Path, journalDamageFile, a.Err)
+			v.errorf(CheckJournal, "", "", "", "%s: a journal moved aside, its %s unreadable: %v", a.Path, journal.DamageFile, a.Err)
 		case d.Unreplayed > 0 || d.Unreadable > 0 || d.Unscanned:
 			v.errorf(CheckJournal, "", "", "", "%s: journal corrupt in %s at byte %d (%s); replayed up to record %d, "+
 				"%d records after the damage and %d in it not replayed (%s lists the %d holds they wrote); reconcile, then remove the folder",
-				a.Path, filepath.Base(d.File), d.Offset, d.Reason, d.ReplayedTo, d.Unreplayed, d.Unreadable, journalDamageFile, len(d.Transactions))
+				a.Path, filepath.Base(d.File), d.Offset, d.Reason, d.ReplayedTo, d.Unreplayed, d.Unreadable, journal.DamageFile, len(d.Transactions))
 		default:
 			v.add(Problem{Severity: SeverityWarning, Check: CheckJournal, Detail: fmt.Sprintf(
 				"%s: journal damaged in %s at byte %d (%s), nothing lost (the checkpoint held those records); check the disk, then remove the folder",

@@ -22,14 +22,6 @@ import (
 // first 16 hex digits of the code hash.
 func voucherRef(h [32]byte) string { return "voucher:" + hex.EncodeToString(h[:8]) }
 
-func getVoucher(txn *badger.Txn, h [32]byte) (v storage.Voucher, found bool, err error) {
-	found, err = get(txn, voucherKey(h), func(b []byte) (err error) {
-		v, err = decodeVoucher(b, h)
-		return err
-	})
-	return v, found, err
-}
-
 // CreateVouchers stores new vouchers, all or none, in one atomic write.
 // A zero CreatedAt is set to now; ExpiresAt zero means never. Exists if a
 // code hash is stored already or given twice; NotFound if a service is
@@ -71,7 +63,7 @@ func (l *Ledger) CreateVouchers(ctx context.Context, vs []storage.Voucher) error
 		for i := range vs {
 			v := vs[i]
 			if !services[v.Service] {
-				_, found, err := getService(tx.Txn, v.Service)
+				_, found, err := tx.service(v.Service)
 				if err != nil {
 					return nil, err
 				}
@@ -80,7 +72,7 @@ func (l *Ledger) CreateVouchers(ctx context.Context, vs []storage.Voucher) error
 				}
 				services[v.Service] = true
 			}
-			taken, err := get(tx.Txn, voucherKey(v.CodeHash), func([]byte) error { return nil })
+			taken, err := tx.get(voucherKey(v.CodeHash), func([]byte) error { return nil })
 			if err != nil {
 				return nil, err
 			}
@@ -126,10 +118,12 @@ func (l *Ledger) RedeemVoucher(ctx context.Context, codeHash [32]byte, svc stora
 	}
 	var v storage.Voucher
 	var out storage.Entry
-	err := l.write(op, l.stripe(svc, tok), func(tx *wtxn, clock time.Time) (error, error) {
+	// The voucher is shared by every account: its writers (CreateVouchers,
+	// the redemptions) hold the ledger's shared lock too.
+	err := l.writeAlso(op, l.stripe(svc, tok), &l.sharedMu, func(tx *wtxn, clock time.Time) (error, error) {
 		var found bool
 		var err error
-		v, found, err = getVoucher(tx.Txn, codeHash)
+		v, found, err = tx.voucher(codeHash)
 		if err != nil {
 			return nil, err
 		}
@@ -150,7 +144,7 @@ func (l *Ledger) RedeemVoucher(ctx context.Context, codeHash [32]byte, svc stora
 		}
 		ref := voucherRef(codeHash)
 		if !created {
-			dup, err := get(tx.Txn, refKey(svc, tok, ref), func([]byte) error { return nil })
+			dup, err := tx.get(refKey(svc, tok, ref), func([]byte) error { return nil })
 			if err != nil {
 				return nil, err
 			}
@@ -244,3 +238,11 @@ func (l *Ledger) ListVouchers(ctx context.Context, f storage.VoucherFilter) ([]s
 }
 
 var _ storage.Vouchers = (*Ledger)(nil)
+
+func (w *wtxn) voucher(h [32]byte) (v storage.Voucher, found bool, err error) {
+	found, err = w.get(voucherKey(h), func(b []byte) (err error) {
+		v, err = decodeVoucher(b, h)
+		return err
+	})
+	return v, found, err
+}

@@ -1,4 +1,4 @@
-package badger
+package journal
 
 import (
 	"context"
@@ -17,79 +17,52 @@ import (
 	"time"
 )
 
-// The journal: how the hold operations (authorize, capture, cancel, the
-// expiry of one hold) become durable without a Badger txn each.
-//
-// Such an operation runs under its account's stripe as every write does,
-// but its writes are not given to Badger: they are encoded as one journal
-// record (the keys set and deleted, in order), appended to the journal
-// and applied to the overlay (overlay.go), both under one mutex so that
-// the journal's order is the overlay's. The caller is answered once a
-// group fdatasync of the journal file covers its record. A checkpoint
-// later writes the overlay into Badger in a few large txns — an account
-// written a hundred times meanwhile is written once, a hold authorized and
-// captured meanwhile has one transaction record written and no expiry
-// index at all — together with a marker: the sequence number of the last
-// record the checkpoint covers. Journal files whose records are all at or
-// below a durable marker are deleted.
-//
-// Open replays, in order, every valid record above the marker, then
-// checkpoints (overlay.go, replayJournal). What a crash can leave is a torn
-// tail: records are appended in sequence order by one goroutine, a round
-// writes its records and fdatasyncs before any of them is acknowledged,
-// and a file is closed (a new one started) only after the fdatasync of its
-// last round; so only the newest file's last round can be short, hold
-// zeros (a file size written back before its data) or garbage, and
-// nothing in it was acknowledged. Any other damage is corruption: a bad
-// record followed by a valid one (walkJournal resynchronises past it), or
-// a bad record in a file that is not the newest. See replayJournal for
-// what Open does with each.
-//
-// Record layout: length u32 (of what follows the checksum), CRC-32C u32
-// (Castagnoli, of what follows it), seq uvarint, then for each write a kind
-// byte (jSet, jDel), the key (uvarint length, bytes) and for jSet the value
-// (uvarint length, bytes).
-
 const (
-	jSet = 1
-	jDel = 2
+	// Set and Del are the kinds of a write in a record.
+	Set = 1
+	Del = 2
 
-	journalPrefix = "journal-"
-	journalSuffix = ".log"
-	// journalFileSize: a file is closed once it holds this much; a new
-	// one is started (and the old one deleted once a checkpoint covers it).
-	journalFileSize = 8 << 20
-	// maxJournalRecord bounds a record's length at replay: a hold
+	filePrefix = "journal-"
+	fileSuffix = ".log"
+	// maxRecord bounds a record's length at replay: a hold
 	// operation writes a handful of small records.
-	maxJournalRecord = 1 << 24
+	maxRecord = 1 << 24
 )
+
+// fileSize: a file is closed once it holds this much; a new one is
+// started (and the old one deleted once the caller says it is covered).
+// A variable for tests.
+var fileSize int64 = 8 << 20
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// jwrite is one write of a journaled operation.
-type jwrite struct {
-	key   []byte
-	value []byte // nil for a delete
-	del   bool
-	fresh bool // the key was created by this operation (see overlay.put)
+// Write is one write of a record: Value set at Key, or with Del the key
+// deleted.
+type Write struct {
+	Key   []byte
+	Value []byte // nil for a delete
+	Del   bool
+	// Fresh is not recorded: the caller's mark that the write created the
+	// key (storage/badger's overlay needs no tombstone for it).
+	Fresh bool
 }
 
-// appendRecord encodes a record for seq and writes.
-func appendRecord(b []byte, seq uint64, ws []jwrite) []byte {
+// AppendRecord encodes a record for seq and writes.
+func AppendRecord(b []byte, seq uint64, ws []Write) []byte {
 	start := len(b)
 	b = append(b, 0, 0, 0, 0, 0, 0, 0, 0) // length, checksum
 	b = binary.AppendUvarint(b, seq)
 	for _, w := range ws {
-		if w.del {
-			b = append(b, jDel)
+		if w.Del {
+			b = append(b, Del)
 		} else {
-			b = append(b, jSet)
+			b = append(b, Set)
 		}
-		b = binary.AppendUvarint(b, uint64(len(w.key)))
-		b = append(b, w.key...)
-		if !w.del {
-			b = binary.AppendUvarint(b, uint64(len(w.value)))
-			b = append(b, w.value...)
+		b = binary.AppendUvarint(b, uint64(len(w.Key)))
+		b = append(b, w.Key...)
+		if !w.Del {
+			b = binary.AppendUvarint(b, uint64(len(w.Value)))
+			b = append(b, w.Value...)
 		}
 	}
 	body := b[start+8:]
@@ -98,8 +71,8 @@ func appendRecord(b []byte, seq uint64, ws []jwrite) []byte {
 	return b
 }
 
-// decodeJournalRecord decodes a record's body (after length and checksum).
-func decodeJournalRecord(body []byte) (seq uint64, ws []jwrite, err error) {
+// decodeRecord decodes a record's body (after length and checksum).
+func decodeRecord(body []byte) (seq uint64, ws []Write, err error) {
 	bad := errors.New("malformed journal record")
 	seq, n := binary.Uvarint(body)
 	if n <= 0 {
@@ -123,14 +96,14 @@ func decodeJournalRecord(body []byte) (seq uint64, ws []jwrite, err error) {
 			return 0, nil, bad
 		}
 		switch kind {
-		case jSet:
+		case Set:
 			v, ok := field()
 			if !ok {
 				return 0, nil, bad
 			}
-			ws = append(ws, jwrite{key: k, value: v})
-		case jDel:
-			ws = append(ws, jwrite{key: k, del: true})
+			ws = append(ws, Write{Key: k, Value: v})
+		case Del:
+			ws = append(ws, Write{Key: k, Del: true})
 		default:
 			return 0, nil, bad
 		}
@@ -138,9 +111,9 @@ func decodeJournalRecord(body []byte) (seq uint64, ws []jwrite, err error) {
 	return seq, ws, nil
 }
 
-// journal appends records to the active journal file and makes them
-// durable in group fdatasyncs run by one goroutine.
-type journal struct {
+// Journal appends records to the active journal file and makes them
+// durable in group fdatasyncs run by one goroutine. Create it with Start.
+type Journal struct {
 	dir    string
 	log    *slog.Logger
 	onSync func(batch int, d time.Duration) // Options.OnSync, may be nil
@@ -167,11 +140,11 @@ type journal struct {
 	fFirst      uint64 // the first seq of the active file (its name)
 	// closedFiles are the files closed by rotation, with the last seq
 	// each holds, oldest first (guarded by mu: checkpoints prune them).
-	closedFiles []journalFile
+	closedFiles []closedFile
 	dirF        *os.File
 }
 
-type journalFile struct {
+type closedFile struct {
 	path string
 	last uint64
 }
@@ -181,12 +154,13 @@ type jround struct {
 	err  error
 }
 
-func journalName(first uint64) string {
-	return fmt.Sprintf("%s%020d%s", journalPrefix, first, journalSuffix)
+// FileName is the name of the journal file whose first record is first.
+func FileName(first uint64) string {
+	return fmt.Sprintf("%s%020d%s", filePrefix, first, fileSuffix)
 }
 
-// listJournal returns the journal files of dir in sequence order.
-func listJournal(dir string) ([]string, error) {
+// List returns the journal files of dir in sequence order.
+func List(dir string) ([]string, error) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, err
@@ -198,10 +172,10 @@ func listJournal(dir string) ([]string, error) {
 	var fs []named
 	for _, e := range ents {
 		n := e.Name()
-		if !strings.HasPrefix(n, journalPrefix) || !strings.HasSuffix(n, journalSuffix) {
+		if !strings.HasPrefix(n, filePrefix) || !strings.HasSuffix(n, fileSuffix) {
 			continue
 		}
-		first, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimPrefix(n, journalPrefix), journalSuffix), 10, 64)
+		first, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimPrefix(n, filePrefix), fileSuffix), 10, 64)
 		if err != nil {
 			continue
 		}
@@ -215,63 +189,66 @@ func listJournal(dir string) ([]string, error) {
 	return out, nil
 }
 
-// minJournalRecord is the length of the smallest record: the header and
+// minRecord is the length of the smallest record: the header and
 // a one-byte seq.
-const minJournalRecord = 9
+const minRecord = 9
 
-// jpos is a place in the journal: a file (its index in sequence order)
+// Pos is a place in the journal: a file (its index in sequence order)
 // and a byte offset in it.
-type jpos struct {
-	file int
-	off  int64
+type Pos struct {
+	File int   // the index of the file in Scan.Files
+	Off  int64 // the byte offset in it
 }
 
-func (a jpos) before(b jpos) bool { return a.file < b.file || a.file == b.file && a.off < b.off }
+// Before reports whether a is before b in the journal.
+func (a Pos) Before(b Pos) bool { return a.File < b.File || a.File == b.File && a.Off < b.Off }
 
-// journalDamage is a stretch of a journal file that does not read as
+// Damage is a stretch of a journal file that does not read as
 // records: from at up to end (the next valid record of the file, or its
 // end).
-type journalDamage struct {
-	path   string
-	at     jpos
-	end    int64
-	why    string
-	prev   uint64 // the seq of the last record read before it; 0: none
-	next   uint64 // the first seq known to follow it (a record read after it, or a later file's name); 0: none
-	after  int    // valid records read after it, in this file and later ones
-	newest bool   // in the newest journal file
-	// unscanned: the search for a valid record after it gave up (its
+type Damage struct {
+	Path string
+	At   Pos
+	End  int64 // the offset of the next valid record of the file, or its size
+	Why  string
+	Prev uint64 // the seq of the last record read before it; 0: none
+	Next uint64 // the first seq known to follow it (a record read after it, or a later file's name); 0: none
+	// After counts the valid records read after it, in this file and
+	// later ones.
+	After  int
+	Newest bool // in the newest journal file
+	// Unscanned: the search for a valid record after it gave up (its
 	// budget ran out); what follows is unknown.
-	unscanned bool
+	Unscanned bool
 }
 
-// journalScan is what walkJournal read.
-type journalScan struct {
-	files   []string
-	records int    // valid records
-	top     uint64 // the highest seq read
-	damages []journalDamage
+// Scan is what Walk read.
+type Scan struct {
+	Files   []string // the journal files, in sequence order
+	Records int      // valid records
+	Top     uint64   // the highest seq read
+	Damages []Damage
 }
 
-// walkJournal reads the journal files of dir in sequence order and calls
+// Walk reads the journal files of dir in sequence order and calls
 // rec (if not nil) for every valid record, in order. Where a file does
-// not read as records, it notes a journalDamage and resumes at the next
+// not read as records, it notes a Damage and resumes at the next
 // valid record of that file, if any: a position whose header has a
 // possible length, whose seq could follow the last one read (seqs go up
-// by one per record, so at most one per minJournalRecord bytes) and whose
+// by one per record, so at most one per minRecord bytes) and whose
 // checksum and body are good. Checking a position costs a few loads;
 // the checksums computed while resynchronising are bounded by twice the
 // file's size (past it the damage is marked unscanned), so a walk is
 // linear in the journal's size. A valid record whose seq is not above the
 // last one read is damage too. An error is a file that cannot be read, or
 // rec's error.
-func walkJournal(dir string, rec func(at jpos, seq uint64, ws []jwrite) error) (journalScan, error) {
-	var scan journalScan
-	files, err := listJournal(dir)
+func Walk(dir string, rec func(at Pos, seq uint64, ws []Write) error) (Scan, error) {
+	var scan Scan
+	files, err := List(dir)
 	if err != nil {
 		return scan, err
 	}
-	scan.files = files
+	scan.Files = files
 	var (
 		last    uint64
 		pending []int // damages whose next is not known yet
@@ -281,10 +258,10 @@ func walkJournal(dir string, rec func(at jpos, seq uint64, ws []jwrite) error) (
 		if err != nil {
 			return scan, err
 		}
-		first, named := journalFirst(path)
+		first, named := fileFirst(path)
 		if named {
 			for _, i := range pending {
-				scan.damages[i].next = first
+				scan.Damages[i].Next = first
 			}
 			pending = pending[:0]
 		}
@@ -294,48 +271,48 @@ func walkJournal(dir string, rec func(at jpos, seq uint64, ws []jwrite) error) (
 		}
 		budget := 2*len(b) + 1<<20
 		for p := 0; p < len(b); {
-			n, seq, ws, why := parseJournalRecord(b, p)
+			n, seq, ws, why := parseRecord(b, p)
 			if why == "" && last != 0 && seq <= last {
 				why = fmt.Sprintf("a record out of sequence (%d after %d)", seq, last)
 			}
 			if why == "" {
 				if rec != nil {
-					if err := rec(jpos{fi, int64(p)}, seq, ws); err != nil {
+					if err := rec(Pos{File: fi, Off: int64(p)}, seq, ws); err != nil {
 						return scan, err
 					}
 				}
 				for _, i := range pending {
-					scan.damages[i].next = seq
+					scan.Damages[i].Next = seq
 				}
 				pending = pending[:0]
-				scan.records++
-				last, lower, scan.top = seq, seq, seq
+				scan.Records++
+				last, lower, scan.Top = seq, seq, seq
 				p += n
 				continue
 			}
-			q, found, exhausted := resyncJournal(b, p, lower, &budget)
-			d := journalDamage{path: path, at: jpos{fi, int64(p)}, end: int64(len(b)), why: why, prev: last,
-				after: -scan.records, newest: fi == len(files)-1, unscanned: exhausted}
+			q, found, exhausted := resync(b, p, lower, &budget)
+			d := Damage{Path: path, At: Pos{File: fi, Off: int64(p)}, End: int64(len(b)), Why: why, Prev: last,
+				After: -scan.Records, Newest: fi == len(files)-1, Unscanned: exhausted}
 			if found {
-				d.end = int64(q)
+				d.End = int64(q)
 			}
-			pending = append(pending, len(scan.damages))
-			scan.damages = append(scan.damages, d)
+			pending = append(pending, len(scan.Damages))
+			scan.Damages = append(scan.Damages, d)
 			if !found {
 				break
 			}
 			p = q
 		}
 	}
-	for i := range scan.damages {
-		scan.damages[i].after += scan.records
+	for i := range scan.Damages {
+		scan.Damages[i].After += scan.Records
 	}
 	return scan, nil
 }
 
-// parseJournalRecord reads the record at b[p:]: its length n, seq and
+// parseRecord reads the record at b[p:]: its length n, seq and
 // writes, or why it is not a valid record.
-func parseJournalRecord(b []byte, p int) (n int, seq uint64, ws []jwrite, why string) {
+func parseRecord(b []byte, p int) (n int, seq uint64, ws []Write, why string) {
 	if len(b)-p < 8 {
 		return 0, 0, nil, "a partial record header"
 	}
@@ -343,7 +320,7 @@ func parseJournalRecord(b []byte, p int) (n int, seq uint64, ws []jwrite, why st
 	switch {
 	case l == 0 && binary.LittleEndian.Uint32(b[p+4:]) == 0:
 		return 0, 0, nil, "zeros"
-	case l == 0 || l > maxJournalRecord:
+	case l == 0 || l > maxRecord:
 		return 0, 0, nil, fmt.Sprintf("an impossible record length (%d)", l)
 	case int64(l) > int64(len(b)-p-8):
 		return 0, 0, nil, "a partial record"
@@ -352,46 +329,46 @@ func parseJournalRecord(b []byte, p int) (n int, seq uint64, ws []jwrite, why st
 	if crc32.Checksum(body, castagnoli) != binary.LittleEndian.Uint32(b[p+4:]) {
 		return 0, 0, nil, "a record that fails its checksum"
 	}
-	seq, ws, err := decodeJournalRecord(body)
+	seq, ws, err := decodeRecord(body)
 	if err != nil {
 		return 0, 0, nil, "a record that does not decode"
 	}
 	return 8 + int(l), seq, ws, ""
 }
 
-// resyncJournal looks for the first valid record of b after the damage
+// resync looks for the first valid record of b after the damage
 // at bad, whose seq must be above lower (the last seq read). budget is
 // what is left of the bytes it may checksum; exhausted reports that it
 // ran out before the end of b.
-func resyncJournal(b []byte, bad int, lower uint64, budget *int) (q int, found, exhausted bool) {
-	for p := bad + 1; p+minJournalRecord <= len(b); p++ {
+func resync(b []byte, bad int, lower uint64, budget *int) (q int, found, exhausted bool) {
+	for p := bad + 1; p+minRecord <= len(b); p++ {
 		l := int64(binary.LittleEndian.Uint32(b[p:]))
-		if l == 0 || l > maxJournalRecord || l > int64(len(b)-p-8) {
+		if l == 0 || l > maxRecord || l > int64(len(b)-p-8) {
 			continue
 		}
 		seq, k := binary.Uvarint(b[p+8 : p+8+int(l)])
 		// The records lost in b[bad:p] are at least one and at most one
-		// per minJournalRecord bytes.
-		if k <= 0 || seq <= lower || seq > lower+1+uint64(p-bad)/minJournalRecord ||
-			!journalBodyShaped(b[p+8+k:p+8+int(l)]) {
+		// per minRecord bytes.
+		if k <= 0 || seq <= lower || seq > lower+1+uint64(p-bad)/minRecord ||
+			!bodyShaped(b[p+8+k:p+8+int(l)]) {
 			continue
 		}
 		if *budget < int(l) {
 			return 0, false, true
 		}
 		*budget -= int(l)
-		if _, _, _, why := parseJournalRecord(b, p); why == "" {
+		if _, _, _, why := parseRecord(b, p); why == "" {
 			return p, true, false
 		}
 	}
 	return 0, false, false
 }
 
-// journalBodyShaped reports whether the writes of a record body (after
-// its seq) decode: kinds jSet or jDel, lengths that fit, nothing left
+// bodyShaped reports whether the writes of a record body (after
+// its seq) decode: kinds Set or Del, lengths that fit, nothing left
 // over. On random bytes it fails within a few fields, without reading the
-// keys and values: the check that makes resyncJournal cheap.
-func journalBodyShaped(b []byte) bool {
+// keys and values: the check that makes resync cheap.
+func bodyShaped(b []byte) bool {
 	skip := func() bool {
 		l, n := binary.Uvarint(b)
 		if n <= 0 || l > uint64(len(b)-n) {
@@ -403,29 +380,29 @@ func journalBodyShaped(b []byte) bool {
 	for len(b) > 0 {
 		kind := b[0]
 		b = b[1:]
-		if kind != jSet && kind != jDel || !skip() || kind == jSet && !skip() {
+		if kind != Set && kind != Del || !skip() || kind == Set && !skip() {
 			return false
 		}
 	}
 	return true
 }
 
-// journalFirst is the first seq a journal file's name says it holds.
-func journalFirst(path string) (uint64, bool) {
-	n := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(path), journalPrefix), journalSuffix)
+// fileFirst is the first seq a journal file's name says it holds.
+func fileFirst(path string) (uint64, bool) {
+	n := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(path), filePrefix), fileSuffix)
 	first, err := strconv.ParseUint(n, 10, 64)
 	return first, err == nil
 }
 
-// startJournal starts a new journal file in dir whose first record will
+// Start starts a new journal file in dir whose first record will
 // be last+1, and the writer goroutine. Older journal files must have been
 // replayed and removed.
-func startJournal(dir string, last uint64, log *slog.Logger, onSync func(int, time.Duration)) (*journal, error) {
+func Start(dir string, last uint64, log *slog.Logger, onSync func(int, time.Duration)) (*Journal, error) {
 	dirF, err := os.Open(dir)
 	if err != nil {
 		return nil, err
 	}
-	j := &journal{
+	j := &Journal{
 		dir: dir, log: log, onSync: onSync, last: last, next: &jround{done: make(chan struct{})},
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
 		dirF: dirF,
@@ -442,8 +419,8 @@ func startJournal(dir string, last uint64, log *slog.Logger, onSync func(int, ti
 // openFile creates the journal file whose first record is first and
 // syncs the directory, so that the file survives a crash once a record in
 // it is synced.
-func (j *journal) openFile(first uint64) error {
-	f, err := os.OpenFile(filepath.Join(j.dir, journalName(first)), os.O_CREATE|os.O_EXCL|os.O_WRONLY|os.O_APPEND, 0o600)
+func (j *Journal) openFile(first uint64) error {
+	f, err := os.OpenFile(filepath.Join(j.dir, FileName(first)), os.O_CREATE|os.O_EXCL|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
 	}
@@ -455,9 +432,11 @@ func (j *journal) openFile(first uint64) error {
 	return nil
 }
 
-// append hands out the next seq and queues the record of ws. The caller
-// holds the overlay's mutex (so that records are in overlay order).
-func (j *journal) append(ws []jwrite) (uint64, error) {
+// Append hands out the next seq and queues the record of ws; the record
+// is durable once Wait(seq) returns nil. Records are in the order of the
+// Append calls: a caller that keeps an in-memory view of the records
+// serialises its Append with the update of that view.
+func (j *Journal) Append(ws []Write) (uint64, error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if j.err != nil {
@@ -465,29 +444,30 @@ func (j *journal) append(ws []jwrite) (uint64, error) {
 	}
 	j.last++
 	j.recs++
-	j.buf = appendRecord(j.buf, j.last, ws)
+	j.buf = AppendRecord(j.buf, j.last, ws)
 	return j.last, nil
 }
 
-// lastSeq is the last seq handed out: what a reader may have seen.
-func (j *journal) lastSeq() uint64 {
+// LastSeq is the last seq handed out: what a reader may have seen.
+func (j *Journal) LastSeq() uint64 {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	return j.last
 }
 
-// wait returns once the record seq is durable.
-func (j *journal) wait(seq uint64) error { return j.waitCtx(context.Background(), seq) }
+// Wait returns once the record seq is durable, or the error that means
+// it may never be (a failed write or sync).
+func (j *Journal) Wait(seq uint64) error { return j.WaitCtx(context.Background(), seq) }
 
-// errNotYetDurable: ctx ended before the record was durable. The record
+// ErrNotYetDurable: ctx ended before the record was durable. The record
 // is committed (readers see it) and becomes durable with the writer's
 // next round unless the journal fails: the outcome is unknown to the
 // caller, not failed.
-var errNotYetDurable = errors.New("the change is committed but was not yet confirmed durable when the request's deadline came; it becomes durable unless the journal fails")
+var ErrNotYetDurable = errors.New("the change is committed but was not yet confirmed durable when the request's deadline came; it becomes durable unless the journal fails")
 
-// waitCtx is wait giving up when ctx is done, with errNotYetDurable
+// WaitCtx is Wait giving up when ctx is done, with ErrNotYetDurable
 // wrapping ctx's error.
-func (j *journal) waitCtx(ctx context.Context, seq uint64) error {
+func (j *Journal) WaitCtx(ctx context.Context, seq uint64) error {
 	for {
 		if j.durable.Load() >= seq {
 			return nil
@@ -511,7 +491,7 @@ func (j *journal) waitCtx(ctx context.Context, seq uint64) error {
 		select {
 		case <-r.done:
 		case <-ctx.Done():
-			return fmt.Errorf("%w (%w)", errNotYetDurable, ctx.Err())
+			return fmt.Errorf("%w (%w)", ErrNotYetDurable, ctx.Err())
 		}
 		if r.err != nil {
 			return r.err
@@ -519,11 +499,13 @@ func (j *journal) waitCtx(ctx context.Context, seq uint64) error {
 	}
 }
 
-func (j *journal) failedNow() bool { return j.failed.Load() }
+// Failed reports whether a write or sync has failed: nothing is durable
+// since, and every Append fails.
+func (j *Journal) Failed() bool { return j.failed.Load() }
 
 // run is the writer goroutine: each round writes what was appended since
 // the last one, fdatasyncs the file and releases the round's waiters.
-func (j *journal) run() {
+func (j *Journal) run() {
 	defer close(j.done)
 	for {
 		select {
@@ -538,9 +520,8 @@ func (j *journal) run() {
 }
 
 // gather waits, before a round, for more records when the last round made
-// many durable and few are queued: the group syncer's reasoning
-// (groupsync.go, gatherFrom and gatherMax), with records for callers.
-func (j *journal) gather() {
+// many durable and few are queued (gatherWait).
+func (j *Journal) gather() {
 	gatherWait(&j.gatherTimer, j.lastBatch, func() int {
 		j.mu.Lock()
 		defer j.mu.Unlock()
@@ -548,7 +529,7 @@ func (j *journal) gather() {
 	}, j.kick, j.stop)
 }
 
-func (j *journal) round() {
+func (j *Journal) round() {
 	j.mu.Lock()
 	buf, last, r, recs := j.buf, j.last, j.next, j.recs
 	j.buf, j.recs = j.spare[:0], 0
@@ -589,7 +570,7 @@ func (j *journal) round() {
 
 // writeSync writes buf (records up to last) and fdatasyncs; then starts a
 // new file if this one is full.
-func (j *journal) writeSync(buf []byte, last uint64) error {
+func (j *Journal) writeSync(buf []byte, last uint64) error {
 	if _, err := j.f.Write(buf); err != nil {
 		return err
 	}
@@ -597,7 +578,7 @@ func (j *journal) writeSync(buf []byte, last uint64) error {
 		return err
 	}
 	j.fSize += int64(len(buf))
-	if j.fSize < journalFileSize {
+	if j.fSize < fileSize {
 		return nil
 	}
 	old := j.f
@@ -608,16 +589,16 @@ func (j *journal) writeSync(buf []byte, last uint64) error {
 		return err
 	}
 	j.mu.Lock()
-	j.closedFiles = append(j.closedFiles, journalFile{path: old.Name(), last: last})
+	j.closedFiles = append(j.closedFiles, closedFile{path: old.Name(), last: last})
 	j.mu.Unlock()
 	return nil
 }
 
-// covered deletes the closed journal files whose records are all at or
-// below marker, a checkpoint marker that is durable in Badger.
-func (j *journal) covered(marker uint64) {
+// Covered deletes the closed journal files whose records are all at or
+// below marker: the caller holds their writes durably elsewhere.
+func (j *Journal) Covered(marker uint64) {
 	j.mu.Lock()
-	var del []journalFile
+	var del []closedFile
 	for len(j.closedFiles) > 0 && j.closedFiles[0].last <= marker {
 		del = append(del, j.closedFiles[0])
 		j.closedFiles = j.closedFiles[1:]
@@ -630,10 +611,10 @@ func (j *journal) covered(marker uint64) {
 	}
 }
 
-// close writes and syncs what is left, stops the writer and closes the
-// file. With removeAll (everything is checkpointed and durable in
-// Badger), it also deletes every journal file.
-func (j *journal) close(removeAll bool) error {
+// Close writes and syncs what is left, stops the writer and closes the
+// file. With removeAll (the caller holds every record durably
+// elsewhere), it also deletes every journal file.
+func (j *Journal) Close(removeAll bool) error {
 	close(j.stop)
 	<-j.done
 	j.mu.Lock()
@@ -654,4 +635,54 @@ func (j *journal) close(removeAll bool) error {
 	}
 	j.dirF.Close()
 	return err
+}
+
+// Gathering. Under load, a round that makes many records durable is
+// followed by a round of the one or two callers that come back first:
+// they cost a whole sync round (a device cache flush), and the others,
+// who need a request's worth of CPU each before they append again, then
+// wait for that round to end before theirs can start. So when the last
+// round made at least gatherFrom records durable and fewer than a quarter
+// as many are queued, the writer waits, at most gatherMax, for half as
+// many. Measured at 64 connections on two cores: with no wait, 48% of the
+// rounds synced a single caller and a round served 13 on average; waiting
+// up to 1ms, about 20% and 18 to 20. A lone caller, or a load that stops,
+// costs at most one such wait.
+const (
+	gatherFrom = 8
+	gatherMax  = time.Millisecond
+)
+
+// gatherWait is that wait: last is how many the last round made durable,
+// queued reports how many wait now; kick is sent to when one more
+// queues, stop ends the wait. t is the writer's reusable timer.
+func gatherWait(t **time.Timer, last int, queued func() int, kick, stop <-chan struct{}) {
+	n := queued()
+	if last < gatherFrom || n == 0 || n >= last/4 {
+		return
+	}
+	want := last / 2
+	if *t == nil {
+		*t = time.NewTimer(gatherMax)
+	} else {
+		(*t).Reset(gatherMax)
+	}
+	defer (*t).Stop()
+	for {
+		select {
+		case <-kick:
+		case <-(*t).C:
+			return
+		case <-stop:
+			return
+		}
+		if queued() >= want {
+			return
+		}
+	}
+}
+
+// IsFile reports whether name is a journal file's name.
+func IsFile(name string) bool {
+	return strings.HasPrefix(name, filePrefix) && strings.HasSuffix(name, fileSuffix)
 }
