@@ -374,6 +374,8 @@ func readDataDir(dir string) (dataDir, error) {
 			} else {
 				c.kept = append(c.kept, name+"/")
 			}
+		case e.IsDir() && name == "registers": // iapd directory import's index: not ledger state
+			c.kept = append(c.kept, name+"/")
 		case e.IsDir() && strings.HasPrefix(name, badger.JournalAsideDir):
 			c.kept = append(c.kept, name+"/")
 		case e.IsDir():

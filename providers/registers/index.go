@@ -72,6 +72,7 @@ type Index struct {
 	readOnly  bool
 	importing atomic.Bool
 	countries atomic.Pointer[[]string] // the countries present, sorted
+	sources   atomic.Pointer[[]string] // the sources imported, sorted
 	seqMu     sync.Mutex
 	seq       uint64 // the next id
 }
@@ -161,9 +162,10 @@ func (x *Index) Size() int64 {
 	return lsm + vlog
 }
 
-// refreshCountries lists the countries of the mining keys, one seek each.
+// refreshCountries lists the countries of the mining keys and the
+// sources of the key entries, one seek each.
 func (x *Index) refreshCountries() error {
-	var out []string
+	var countries, sources []string
 	err := x.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: false})
 		defer it.Close()
@@ -173,16 +175,26 @@ func (x *Index) refreshCountries() error {
 			if len(k) < 3 {
 				return errCorrupt
 			}
-			cc := string(k[1:3])
-			out = append(out, cc)
-			seek = []byte{pCountry, k[1], k[2], 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
+			countries = append(countries, string(k[1:3]))
+			seek = []byte{pCountry, k[1], k[2], 0xff}
+		}
+		seek = []byte{pKey}
+		for it.Seek(seek); it.ValidForPrefix([]byte{pKey}); it.Seek(seek) {
+			k := it.Item().Key()
+			src, _, ok := strings.Cut(string(k[1:]), "\x00")
+			if !ok {
+				return errCorrupt
+			}
+			sources = append(sources, src)
+			seek = cat([]byte{pKey}, []byte(src), []byte{1})
 		}
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	x.countries.Store(&out)
+	x.countries.Store(&countries)
+	x.sources.Store(&sources)
 	return nil
 }
 
@@ -446,16 +458,28 @@ func (x *Index) ByKey(ctx context.Context, source, key string) (*providers.Compa
 }
 
 // ByID answers an id as the index gives them ("source:key"), a bare
-// LEI, or a registry number.
+// LEI, a registry number, or a bare key of any source (sources in name
+// order).
 func (x *Index) ByID(ctx context.Context, id string) (*providers.Company, error) {
 	id = strings.TrimSpace(id)
+	if id == "" {
+		return nil, nil
+	}
 	if src, key, ok := strings.Cut(id, ":"); ok {
 		return x.ByKey(ctx, src, key)
 	}
 	if c, err := x.ByLEI(ctx, id); c != nil || err != nil {
 		return c, err
 	}
-	return x.ByRegistryID(ctx, id)
+	if c, err := x.ByRegistryID(ctx, id); c != nil || err != nil {
+		return c, err
+	}
+	for _, src := range *x.sources.Load() {
+		if c, err := x.ByKey(ctx, src, id); c != nil || err != nil {
+			return c, err
+		}
+	}
+	return nil, nil
 }
 
 // Name search.

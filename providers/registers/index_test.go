@@ -253,6 +253,8 @@ func TestExactLookups(t *testing.T) {
 	check("ID as a registry number (the active record first)", c, err, "gleif:969500T3MBS4SQAMHJ45")
 	c, err = x.ByID(ctx, "sirene:55212022200013")
 	check("ID as answered", c, err, "sirene:55212022200013")
+	c, err = x.ByID(ctx, "55212022200013")
+	check("ID as a bare key", c, err, "sirene:55212022200013")
 	c, err = x.ByDomain(ctx, "jane@mail.societegenerale.example")
 	check("domain of a sub-domain's e-mail", c, err, "sirene:55212022200013")
 	for _, miss := range []string{"", "X", "FR00000000000"} {
