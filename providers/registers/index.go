@@ -240,15 +240,17 @@ func entries(r *Record, id uint64) []indexEntry {
 	exact(pReg, normalizeReg(r.CompanyReg))
 
 	nameWords := words(r.Name)
-	all := append(append([]string(nil), nameWords...), words(r.LegalName)...)
+	var all []string
+	seen := map[string]bool{}
+	for _, w := range append(nameWords, words(r.LegalName)...) {
+		if !seen[w] && len(all) < maxWords {
+			seen[w] = true
+			all = append(all, w)
+		}
+	}
 	core, _ := split(nameWords)
 	sum := nameSummary(r.Active, strings.Join(core, " "), all)
-	seen := map[string]bool{}
 	for _, w := range all {
-		if seen[w] || len(seen) == maxWords {
-			continue
-		}
-		seen[w] = true
 		p := byte(pName)
 		if legalForms[w] {
 			p = pLegal
