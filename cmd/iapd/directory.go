@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -23,6 +24,12 @@ type registerReader func(ctx context.Context, format, path string, sink register
 // maxBadShown bounds the bad rows an import names one by one; the rest
 // are counted.
 const maxBadShown = 100
+
+// importMemoryLimit is the Go memory limit of an import (unless
+// GOMEMLIMIT is set): what is live stays under 100 MB (Badger's memtable
+// and table builder) whatever the file's size; the limit keeps garbage
+// from piling up over it.
+const importMemoryLimit = 256 << 20
 
 // plainProgressEvery is how often an import off a terminal (cron,
 // systemd) writes a progress line.
@@ -68,6 +75,9 @@ func runDirectory(ctx context.Context, args []string, s stdio, read registerRead
 	}
 	if err := dataDirInUse(*data); err != nil { // datadir.go: names the pid
 		return fmt.Errorf("directory import: %w", err)
+	}
+	if s.getenv("GOMEMLIMIT") == "" {
+		defer debug.SetMemoryLimit(debug.SetMemoryLimit(importMemoryLimit))
 	}
 	log := slog.New(slog.NewTextHandler(s.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	dir := registers.DefaultDir(*data)

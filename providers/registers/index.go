@@ -52,7 +52,7 @@ var seqKey = []byte("mseq")
 // whatever the number of companies.
 const (
 	// maxNameScan bounds the name-index entries one name search reads.
-	maxNameScan = 20000
+	maxNameScan = 8000
 	// maxWords bounds the words of one company the name index holds.
 	maxWords = 16
 	// batchRecords is how many records one import transaction holds.
@@ -110,7 +110,7 @@ func Open(dir string, readOnly bool, log *slog.Logger) (*Index, error) {
 		WithMetricsEnabled(false).
 		WithDetectConflicts(false). // one writer: the import
 		WithSyncWrites(false).      // Commit syncs
-		WithMemTableSize(32 << 20).
+		WithMemTableSize(16 << 20).
 		WithNumMemtables(2).
 		WithNumLevelZeroTables(4).
 		WithNumLevelZeroTablesStall(8).
