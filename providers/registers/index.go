@@ -112,6 +112,7 @@ func Open(dir string, readOnly bool, log *slog.Logger) (*Index, error) {
 		WithSyncWrites(false).      // Commit syncs
 		WithMemTableSize(16 << 20).
 		WithNumMemtables(2).
+		WithBaseTableSize(4 << 20).
 		WithNumLevelZeroTables(4).
 		WithNumLevelZeroTablesStall(8).
 		WithCompression(options.None).
@@ -120,6 +121,9 @@ func Open(dir string, readOnly bool, log *slog.Logger) (*Index, error) {
 		WithNumCompactors(2).
 		WithValueThreshold(1 << 20). // every value in the LSM tree
 		WithValueLogFileSize(16 << 20)
+	// Tables of one size at every level: a compaction's table builders,
+	// the import's largest memory, do not grow with the index.
+	bo.TableSizeMultiplier = 1
 	db, err := badger.Open(bo)
 	if err != nil {
 		return nil, err
