@@ -67,6 +67,7 @@ var ErrNoIndex = errors.New("no company register index")
 // Index is the on-disk company index. Lookups are safe for concurrent
 // use; one import at a time writes to it.
 type Index struct {
+	name      string // the provider instance, in errors
 	db        *badger.DB
 	dir       string
 	readOnly  bool
@@ -128,7 +129,7 @@ func Open(dir string, readOnly bool, log *slog.Logger) (*Index, error) {
 	if err != nil {
 		return nil, err
 	}
-	x := &Index{db: db, dir: dir, readOnly: readOnly}
+	x := &Index{name: Type, db: db, dir: dir, readOnly: readOnly}
 	err = db.View(func(txn *badger.Txn) error {
 		it, err := txn.Get(seqKey)
 		if errors.Is(err, badger.ErrKeyNotFound) {
@@ -388,9 +389,9 @@ func (x *Index) exact(ctx context.Context, p byte, value string) (*providers.Com
 // unreadable (Unavailable either way: a lookup changes nothing).
 func (x *Index) fail(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
-		return &providers.Error{Provider: "registers", Kind: providers.Unavailable, Msg: "cancelled", Err: ctx.Err()}
+		return &providers.Error{Provider: x.name, Kind: providers.Unavailable, Msg: "cancelled", Err: ctx.Err()}
 	}
-	return &providers.Error{Provider: "registers", Kind: providers.Unavailable, Msg: "reading the company index", Err: err}
+	return &providers.Error{Provider: x.name, Kind: providers.Unavailable, Msg: "reading the company index", Err: err}
 }
 
 // ByVAT returns the company with this VAT number, or nil.
@@ -526,6 +527,9 @@ func (a cand) less(b cand) bool {
 // reads at most maxNameScan index entries, the caller's country first,
 // so that a one-letter query costs what a long one does.
 func (x *Index) ByName(ctx context.Context, name, country string, limit int) ([]providers.Company, error) {
+	if ctx.Err() != nil {
+		return nil, x.fail(ctx, ctx.Err())
+	}
 	qw := words(name)
 	if len(qw) == 0 || limit <= 0 {
 		return nil, nil
@@ -696,6 +700,9 @@ func (x *Index) records(ctx context.Context, cs []cand) ([]providers.Company, er
 // an unknown size matches no bound) and domain not in c.Exclude; at most
 // c.Limit (default 10). Contacts are chosen by providers.SelectContacts.
 func (x *Index) Search(ctx context.Context, c providers.Criteria) ([]providers.Company, error) {
+	if ctx.Err() != nil {
+		return nil, x.fail(ctx, ctx.Err())
+	}
 	set := func(ss []string, upper bool) map[string]bool {
 		if len(ss) == 0 {
 			return nil

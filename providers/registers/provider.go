@@ -82,6 +82,7 @@ func (c *Config) New(name string, log *slog.Logger) (*Registers, error) {
 	if err != nil {
 		return nil, err
 	}
+	x.name = name
 	r := &Registers{cfg: *c, name: name, x: x, log: log}
 	if err := r.Reload(); err != nil {
 		_ = x.Close()
