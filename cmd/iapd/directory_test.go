@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/iapd/iapd/providers"
 	"github.com/iapd/iapd/providers/registers"
@@ -283,3 +284,38 @@ func TestCompanyFixturesFromRegisters(t *testing.T) {
 		t.Errorf("charged services %v: want partner_autocomplete and reveal", charged)
 	}
 }
+
+// Off a terminal the import writes a plain progress line every
+// plainProgressEvery, with the file's percentage, records/s and ETA; bad
+// rows are named up to maxBadShown, then counted.
+func TestImportProgressLines(t *testing.T) {
+	var out bytes.Buffer
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	sink := &countingSink{Sink: discardSink{}}
+	p := newImportProgress(&out, "gleif: golden.csv", sink, func() time.Time { return now })
+	for range 3000 {
+		_ = sink.Put(registers.Record{})
+	}
+	now = now.Add(time.Second)
+	p.bytes(10e6, 40e6)
+	if out.Len() != 0 {
+		t.Fatalf("a line before %s: %q", plainProgressEvery, out.String())
+	}
+	now = now.Add(plainProgressEvery)
+	p.bytes(10e6, 40e6)
+	want := "gleif: golden.csv 25% (10.0 of 40.0 MB), 3000 records, 97 records/s, ETA 1m33s\n"
+	if out.String() != want {
+		t.Fatalf("progress line %q, want %q", out.String(), want)
+	}
+	out.Reset()
+	for i := range maxBadShown + 5 {
+		p.bad("f.csv", int64(i+2), fmt.Errorf("bad"))
+	}
+	if n := strings.Count(out.String(), ": skipped: bad\n"); n != maxBadShown || !strings.Contains(out.String(), "more bad rows skipped") {
+		t.Errorf("%d bad rows named:\n%s", n, out.String())
+	}
+}
+
+type discardSink struct{}
+
+func (discardSink) Put(registers.Record) error { return nil }

@@ -113,7 +113,7 @@ func Open(dir string, readOnly bool, log *slog.Logger) (*Index, error) {
 		WithSyncWrites(false).      // Commit syncs
 		WithMemTableSize(16 << 20).
 		WithNumMemtables(2).
-		WithBaseTableSize(4 << 20).
+		WithBaseTableSize(2 << 20).
 		WithNumLevelZeroTables(4).
 		WithNumLevelZeroTablesStall(8).
 		WithCompression(options.None).
