@@ -134,6 +134,14 @@ func (d *decoder) count() int {
 	return int(n)
 }
 
+// view reads a length-prefixed string without copying it.
+func (d *decoder) view() []byte {
+	n := d.count()
+	v := d.b[:n:n]
+	d.b = d.b[n:]
+	return v
+}
+
 func (d *decoder) string() string {
 	n := d.count()
 	s := string(d.b[:n])

@@ -1,6 +1,7 @@
 package registers
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -281,17 +282,19 @@ func nameSummary(active bool, core string, all []string) []byte {
 	return appendString(b, strings.Join(all, " "))
 }
 
+// nameSum is a decoded name summary; core and all are views of the
+// value (valid while Badger's item is).
 type nameSum struct {
 	active bool
-	core   string
-	all    string
+	core   []byte // distinctive words of the name, joined by spaces
+	all    []byte // every word of the names, joined by spaces
 }
 
 func decodeNameSummary(v []byte) (nameSum, bool) {
 	d := decoder{b: v}
 	s := nameSum{active: d.byte()&1 != 0}
-	s.core = d.string()
-	s.all = d.string()
+	s.core = d.view()
+	s.all = d.view()
 	return s, !d.bad
 }
 
@@ -550,6 +553,7 @@ func (x *Index) ByName(ctx context.Context, name, country string, limit int) ([]
 		}
 	}
 	qcore := strings.Join(core, " ")
+	q := newNameQuery(qw, qcore)
 	country = strings.ToUpper(country)
 	order := []string{}
 	if len(country) == 2 {
@@ -587,25 +591,32 @@ func (x *Index) ByName(ctx context.Context, name, country string, limit int) ([]
 				if seen[id] {
 					continue
 				}
-				var s nameSum
-				var ok bool
-				if err := item.Value(func(v []byte) error { s, ok = decodeNameSummary(v); return nil }); err != nil {
+				var c cand
+				var match bool
+				if err := item.Value(func(v []byte) error {
+					s, ok := decodeNameSummary(v)
+					if !ok {
+						return nil
+					}
+					c.rank, match = q.match(s)
+					if match {
+						c.core = string(s.core) // the one copy, of a match
+						c.idle = 1
+						if s.active {
+							c.idle = 0
+						}
+					}
+					return nil
+				}); err != nil {
 					return err
 				}
-				if !ok {
-					continue
-				}
-				rank, match := matchName(qw, qcore, s)
 				if !match {
 					continue
 				}
 				seen[id] = true
-				c := cand{id: id, other: 1, rank: rank, length: len(s.core), core: s.core}
+				c.id, c.length, c.other = id, len(c.core), 1
 				if country == "" || ci == 0 && cc == country {
 					c.other = 0
-				}
-				if !s.active {
-					c.idle = 1
 				}
 				if len(best) == limit && !c.less(best[limit-1]) {
 					continue
@@ -632,43 +643,54 @@ func (x *Index) ByName(ctx context.Context, name, country string, limit int) ([]
 	return x.records(ctx, best)
 }
 
-// matchName reports whether every query word starts a word of the
-// company's names, and how well the company matches (cand.rank).
-func matchName(qw []string, qcore string, s nameSum) (int, bool) {
-	coreWords := strings.Fields(s.core)
-	all := strings.Fields(s.all)
+// nameQuery is a name search's words, ready for matching summaries
+// without allocating.
+type nameQuery struct {
+	words  [][]byte // folded query words
+	spaced [][]byte // each with a space before: a word start inside a summary
+	legal  []bool   // the word is a legal form
+	core   []byte   // the distinctive query words joined by spaces
+}
+
+func newNameQuery(qw []string, qcore string) nameQuery {
+	q := nameQuery{core: []byte(qcore)}
+	for _, w := range qw {
+		q.words = append(q.words, []byte(w))
+		q.spaced = append(q.spaced, []byte(" "+w))
+		q.legal = append(q.legal, legalForms[w])
+	}
+	return q
+}
+
+// match reports whether every query word starts a word of the company's
+// names, and how well the company matches (cand.rank).
+func (q nameQuery) match(s nameSum) (int, bool) {
 	onlyLegal := false
-	for _, q := range qw {
-		if hasPrefixWord(coreWords, q) {
+	for i, w := range q.words {
+		if startsWord(s.core, w, q.spaced[i]) {
 			continue
 		}
-		if !hasPrefixWord(all, q) {
+		if !startsWord(s.all, w, q.spaced[i]) {
 			return 0, false
 		}
-		if !legalForms[q] {
-			// a word of the legal name, not of the name
-			continue
-		}
-		onlyLegal = true
+		// a word of the legal name, not of the name, or a legal form
+		onlyLegal = onlyLegal || q.legal[i]
 	}
 	switch {
 	case onlyLegal:
 		return 3, true
-	case s.core == qcore:
+	case bytes.Equal(s.core, q.core):
 		return 0, true
-	case strings.HasPrefix(s.core, qcore):
+	case bytes.HasPrefix(s.core, q.core):
 		return 1, true
 	}
 	return 2, true
 }
 
-func hasPrefixWord(ws []string, q string) bool {
-	for _, w := range ws {
-		if strings.HasPrefix(w, q) {
-			return true
-		}
-	}
-	return false
+// startsWord reports whether w starts a word of the space-separated
+// words of s (spaced is " "+w).
+func startsWord(s, w, spaced []byte) bool {
+	return bytes.HasPrefix(s, w) || bytes.Contains(s, spaced)
 }
 
 // records reads the companies of the candidates, in order.
