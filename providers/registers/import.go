@@ -5,7 +5,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -277,7 +280,27 @@ func (im *Import) Commit() (ImportStats, error) {
 	if err := im.x.db.Sync(); err != nil {
 		return im.stats, err
 	}
+	if err := im.x.logImport(im.source, im.stats); err != nil {
+		return im.stats, err
+	}
 	return im.stats, im.x.refreshCountries()
+}
+
+// logImport appends a committed import to the directory's ImportsFile,
+// durably.
+func (x *Index) logImport(source string, st ImportStats) error {
+	f, err := os.OpenFile(filepath.Join(x.dir, ImportsFile), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(f, "%s %s %d %d %d %d\n", time.Now().UTC().Format(time.RFC3339), source, st.New, st.Changed, st.Unchanged, st.StruckOff)
+	if serr := f.Sync(); err == nil {
+		err = serr
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // Abort ends the session without striking anything off. The records of

@@ -82,11 +82,20 @@ type Index struct {
 // IndexDir is where the index of a registers directory lives.
 func IndexDir(dir string) string { return filepath.Join(dir, "index") }
 
-// HasData reports whether dir (<data>/registers) holds an index, which
-// is what makes cmd/iapd answer company lookups from it by default.
+// ImportsFile is the log of committed imports in a registers directory:
+// one line each, "time source new changed unchanged struck-off".
+const ImportsFile = "IMPORTS"
+
+// HasData reports whether dir (<data>/registers) holds an index into
+// which an import was committed, which is what makes cmd/iapd answer
+// company lookups from it by default.
 func HasData(dir string) bool {
 	st, err := os.Stat(filepath.Join(IndexDir(dir), "MANIFEST"))
-	return err == nil && st.Mode().IsRegular()
+	if err != nil || !st.Mode().IsRegular() {
+		return false
+	}
+	st, err = os.Stat(filepath.Join(dir, ImportsFile))
+	return err == nil && st.Size() > 0
 }
 
 // Open opens (with create, makes) the index of dir. readOnly opens it

@@ -184,6 +184,38 @@ func TestPutRefuses(t *testing.T) {
 	}
 }
 
+// An index no import was committed into does not count as data: a failed
+// first import leaves iapd on its default (the sandbox sample).
+func TestHasDataNeedsACommittedImport(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "registers")
+	x, err := Open(dir, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, err := x.BeginImport("kbo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = im.Put(rec("kbo", "1", "A", "BE"))
+	im.Abort()
+	if err := x.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if HasData(dir) {
+		t.Fatal("HasData after an aborted first import")
+	}
+	x, err = Open(dir, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	importAll(t, x, "kbo", rec("kbo", "1", "A", "BE"))
+	x.Close()
+	b, err := os.ReadFile(filepath.Join(dir, ImportsFile))
+	if !HasData(dir) || err != nil || !strings.Contains(string(b), " kbo 1 0 0 0\n") {
+		t.Fatalf("after a committed import: HasData %v, %s: %q, %v", HasData(dir), ImportsFile, b, err)
+	}
+}
+
 // Name search ranks as people type.
 func TestNameRanking(t *testing.T) {
 	x, _ := openTemp(t)
