@@ -23,7 +23,8 @@ import (
 //
 //	REGISTERS_BENCH_N=1000000 go test -run '^$' -bench . -benchtime 2000x ./providers/registers/
 //
-// BenchmarkImport reports the import rate, the index's bytes per company
+// REGISTERS_BENCH_REUSE=1 searches the index an earlier run left in
+// REGISTERS_BENCH_DIR instead of building one. BenchmarkImport reports the import rate, the index's bytes per company
 // and the Go heap while importing; BenchmarkNameSearch the p50 and p99
 // of name searches as people type (a prefix of a company's name, with or
 // without its country) and the Go heap while searching.
@@ -134,11 +135,21 @@ func buildBench(b *testing.B) *benchIndex {
 		}
 		dir, benchTmp = d, d // TestMain removes it
 	}
+	s := newSynth()
+	if os.Getenv("REGISTERS_BENCH_REUSE") != "" {
+		// the index an earlier run left in REGISTERS_BENCH_DIR (holding at
+		// least REGISTERS_BENCH_N companies): searched, not rebuilt
+		x, err := Open(filepath.Join(dir, "registers"), true, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		benchIdx = &benchIndex{x: x, n: benchSize, s: s, perCo: float64(dirSize(filepath.Join(dir, "registers"))) / float64(benchSize)}
+		return benchIdx
+	}
 	x, err := Open(filepath.Join(dir, "registers"), false, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
-	s := newSynth()
 	im, err := x.BeginImport("bench")
 	if err != nil {
 		b.Fatal(err)
