@@ -181,7 +181,7 @@ func (c *adminClient) stream(ctx context.Context, path string, query url.Values)
 func runRestore(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("restore", stderr, "iapd restore -data DIR [-force] FILE")
 	data := fs.String("data", "", "data `directory` to restore into: absent or empty (iapd must not be running on it)")
-	force := fs.Bool("force", false, "delete the ledger of a non-empty data directory first (it must hold an iapd ledger and nothing iapd did not make; portal/ and providers/ are kept)")
+	force := fs.Bool("force", false, "delete the ledger of a non-empty data directory first (it must hold an iapd ledger and nothing iapd did not make; portal/, providers/ and registers/ are kept)")
 	pos, err := parseArgs(fs, args, 1)
 	if err != nil {
 		return err
@@ -374,6 +374,8 @@ func readDataDir(dir string) (dataDir, error) {
 			} else {
 				c.kept = append(c.kept, name+"/")
 			}
+		case e.IsDir() && name == "registers": // iapd directory import's index: not ledger state
+			c.kept = append(c.kept, name+"/")
 		case e.IsDir() && strings.HasPrefix(name, badger.JournalAsideDir):
 			c.kept = append(c.kept, name+"/")
 		case e.IsDir():

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/iapd/iapd/providers/registers/formats"
 	"github.com/iapd/iapd/storage/badger"
 )
 
@@ -126,6 +127,11 @@ func commands() []command {
 			"iapd verify -data DIR [-grace D] [-show-tokens]",
 		}, run: func(ctx context.Context, args []string, s stdio) error {
 			return runRestore(ctx, args, s.getenv, s.stdout, s.stderr)
+		}},
+		{names: []string{"directory"}, section: secOffline, subs: []string{"import"}, synopses: []string{
+			"iapd directory import -format gleif|sirene|companies-house|kbo [-data DIR] FILE…",
+		}, run: func(ctx context.Context, args []string, s stdio) error {
+			return runDirectory(ctx, args, s, formats.ReadFile) // directory.go
 		}},
 		{names: []string{"help"}, section: secOther, synopses: []string{
 			"iapd help [COMMAND]                 this text, or one command's flags (as iapd COMMAND -h)",

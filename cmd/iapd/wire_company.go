@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/iapd/iapd/providers"
+	"github.com/iapd/iapd/providers/registers"
 	"github.com/iapd/iapd/rpc/company"
 	"github.com/iapd/iapd/storage"
 )
@@ -14,10 +15,12 @@ import (
 // partner autocomplete on the partner_autocomplete service, lead
 // enrichment, lead mining and website reveal on the reveal service. Each
 // service's settings (services.<name>.settings) list its provider
-// instances in order; without a list, the sandbox "directory" (the
-// embedded sample, or the configured instance of that name) answers,
-// followed by every configured instance of type vies (VIES calls the
-// real EU service, so it is never a default of its own).
+// instances in order; without a list, "registers" answers when the data
+// directory holds imported registers (<data>/registers, filled by iapd
+// directory import), else the sandbox "directory" (the embedded sample,
+// or the configured instance of that name), followed by every configured
+// instance of type vies (VIES calls the real EU service, so it is never a
+// default of its own).
 func wireCompany(w *wiring) error {
 	var ac company.AutocompleteConfig
 	if err := w.cfg.Services[string(storage.PartnerAutocomplete)].Settings.Decode(&ac); err != nil {
@@ -57,14 +60,18 @@ func wireCompany(w *wiring) error {
 }
 
 // companyProviders returns the instances named, or the default list. A
-// name that is not configured may be "directory" or "vies", built with
-// their defaults (the sample directory; the EU's VIES).
+// name that is not configured may be "directory", "registers" or "vies",
+// built with their defaults (the sample directory; the imported
+// registers; the EU's VIES).
 func (w *wiring) companyProviders(names []string) ([]providers.Provider, error) {
 	if len(names) == 0 {
 		names = []string{"directory"}
+		if registers.HasData(registers.DefaultDir(w.cfg.Data)) {
+			names = []string{"registers"}
+		}
 		var vies []string
 		for n, p := range w.providers {
-			if p.Type() == "vies" && n != "directory" {
+			if p.Type() == "vies" && n != names[0] {
 				vies = append(vies, n)
 			}
 		}
@@ -74,7 +81,7 @@ func (w *wiring) companyProviders(names []string) ([]providers.Provider, error) 
 	out := make([]providers.Provider, 0, len(names))
 	for _, n := range names {
 		def := ""
-		if n == "directory" || n == "vies" {
+		if n == "directory" || n == "registers" || n == "vies" {
 			def = n
 		}
 		p, err := w.provider(n, def)

@@ -9,6 +9,7 @@ import (
 	_ "github.com/iapd/iapd/providers/httpsms"
 	_ "github.com/iapd/iapd/providers/outbox"
 	_ "github.com/iapd/iapd/providers/pingen"
+	_ "github.com/iapd/iapd/providers/registers"
 	_ "github.com/iapd/iapd/providers/smtp"
 	_ "github.com/iapd/iapd/providers/twilio"
 	_ "github.com/iapd/iapd/providers/vies"

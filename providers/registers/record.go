@@ -3,7 +3,8 @@
 // under the data directory, and answers every company capability of
 // package providers from it.
 //
-// It imports providers only.
+// It imports providers, providers/directory (its VAT and domain
+// normalisation) and Badger.
 package registers
 
 import "github.com/iapd/iapd/providers"
