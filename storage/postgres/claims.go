@@ -79,7 +79,7 @@ func (l *Ledger) AuthorizeClaims(ctx context.Context, r storage.AuthorizeRequest
 		out, results = storage.Transaction{}, nil
 		// The account's row lock first (every writer of an account takes
 		// it first), then the claims' rows, in one round trip.
-		a, found, got, err := cs.claim(ctx, tx, r, true, now)
+		a, found, got, err := cs.claim(tx, r, true, now)
 		if err != nil {
 			return nil, err
 		}
@@ -103,7 +103,7 @@ func (l *Ledger) AuthorizeClaims(ctx context.Context, r storage.AuthorizeRequest
 				return nil, err
 			}
 			tx.queue(nil, "SAVEPOINT iapd_claims")
-			if _, _, got, err = cs.claim(ctx, tx, r, false, now); err != nil {
+			if _, _, got, err = cs.claim(tx, r, false, now); err != nil {
 				return nil, err
 			}
 			if rs, amount, err = cs.tally(op, r.Amount, got); err != nil {
@@ -202,7 +202,7 @@ type claimed struct {
 // CONFLICT DO UPDATE locks a conflicting row even when its WHERE is
 // false); then the read of every claimed row, whose values the lock keeps
 // as read until the transaction ends. Keyed by NS "\x00" Key.
-func (cs *claimSet) claim(_ context.Context, tx *wtx, r storage.AuthorizeRequest, lock bool, now time.Time) (a acct, found bool, got map[string]claimed, err error) {
+func (cs *claimSet) claim(tx *wtx, r storage.AuthorizeRequest, lock bool, now time.Time) (a acct, found bool, got map[string]claimed, err error) {
 	got = make(map[string]claimed, len(cs.nss))
 	var qs []rowsQuery
 	if lock {
