@@ -194,6 +194,7 @@ func newClaimSet(claims []storage.Claim) *claimSet {
 type claimed struct {
 	value   []byte
 	created bool
+	read    bool
 }
 
 // claim runs, in one round trip (with BEGIN and the queued writes before
@@ -243,8 +244,11 @@ RETURNING ns, key`,
 					return err
 				}
 				k := ns + "\x00" + string(key)
+				if value == nil {
+					value = []byte{}
+				}
 				c := got[k]
-				c.value = value
+				c.value, c.read = value, true
 				got[k] = c
 				return nil
 			},
@@ -268,7 +272,7 @@ func (cs *claimSet) tally(op string, base storage.Credits, got map[string]claime
 			continue
 		}
 		g, ok := got[c.NS+"\x00"+c.Key]
-		if !ok || g.value == nil {
+		if !ok || !g.read {
 			return nil, 0, errors.New("a claimed record was not read back")
 		}
 		rs[i] = storage.ClaimResult{Stored: g.value, Created: g.created}

@@ -184,9 +184,15 @@ func TestClaimsFirstSightRefused(t *testing.T) {
 		t.Fatalf("first sight not kept: %+v %v", a, err)
 	}
 
-	txn, rs, err := l.AuthorizeClaims(ctx, storage.AuthorizeRequest{Service: "sms", Account: "fresh-token-0002", TTL: time.Hour}, cs[:1])
-	if err != nil || txn.Amount != storage.Scale || len(rs) != 1 || !rs[0].Created {
+	txn, rs, err := l.AuthorizeClaims(ctx, storage.AuthorizeRequest{Service: "sms", Account: "fresh-token-0002", TTL: time.Hour},
+		[]storage.Claim{cs[0], {NS: "uuids", Key: "empty"}})
+	if err != nil || txn.Amount != storage.Scale || len(rs) != 2 || !rs[0].Created || !rs[1].Created || rs[1].Stored == nil || len(rs[1].Stored) != 0 {
 		t.Fatalf("first sight with credit: %+v %v %v", txn, rs, err)
+	}
+	// A found claim of an empty value reads back empty, not nil.
+	if _, rs, err := l.AuthorizeClaims(ctx, claimsReq("fresh-token-0002", 0), []storage.Claim{{NS: "uuids", Key: "empty", Value: []byte("x")}}); err != nil ||
+		len(rs) != 1 || rs[0].Created || rs[0].Stored == nil || len(rs[0].Stored) != 0 {
+		t.Fatalf("empty value found: %v %v", rs, err)
 	}
 	if a, err := l.LookupAccount(ctx, "sms", "fresh-token-0002"); err != nil || a.Available != storage.Scale || a.Held != storage.Scale {
 		t.Fatalf("account after the hold: %+v %v", a, err)
