@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/iapd/iapd/rpc/admin"
+	"github.com/iapd/iapd/rpc/sendflow"
 	"github.com/iapd/iapd/rpc/sms"
 	"github.com/iapd/iapd/rpc/snailmail"
 	"github.com/iapd/iapd/storage"
@@ -202,6 +203,13 @@ func (r scopedRecords) ns(ns string) string {
 		return ns + "@" + r.node
 	}
 	return ns
+}
+
+// PassesThrough: every namespace but the node-scoped ones is the
+// ledger's own, so a send's claims there may go with its hold
+// (rpc/sendflow.ClaimsOf).
+func (r scopedRecords) PassesThrough(ns string) (sendflow.Records, bool) {
+	return r.recordStore, !nodeScoped[ns]
 }
 
 func (r scopedRecords) PutRecordIfAbsent(ctx context.Context, ns, key string, value []byte, expires time.Time) ([]byte, bool, error) {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/iapd/iapd/rpc/admin"
+	"github.com/iapd/iapd/rpc/sendflow"
 	"github.com/iapd/iapd/rpc/sms"
 	"github.com/iapd/iapd/rpc/snailmail"
 	"github.com/iapd/iapd/storage"
@@ -368,6 +369,15 @@ func TestNodeScopedRecords(t *testing.T) {
 	}
 	if v, made, err := b.PutRecordIfAbsent(ctx, "sms-uuid", "db/uuid1", []byte("y"), time.Time{}); err != nil || made || string(v) != "x" {
 		t.Fatalf("shared namespace: node b created %v (%q, %v); want node a's claim", made, v, err)
+	}
+	// A send's claims in a shared namespace go with its hold (one ledger
+	// change); in a node-scoped one they could not (the ledger would write
+	// them unscoped), so the send claims first.
+	if sendflow.ClaimsOf(l, a, "sms-uuid") == nil {
+		t.Error("claims in a shared namespace: ClaimsOf nil, want the ledger's AuthorizeClaims")
+	}
+	if sendflow.ClaimsOf(l, a, sms.OpenNamespace) != nil {
+		t.Error("claims in a node-scoped namespace would go with the hold, unscoped")
 	}
 }
 

@@ -82,14 +82,21 @@ type ClaimHolder interface {
 	AuthorizeClaims(ctx context.Context, r storage.AuthorizeRequest, claims []storage.Claim) (storage.Transaction, []storage.ClaimResult, error)
 }
 
-// ClaimsOf returns l as a ClaimHolder when its claims land where r reads
-// them: l is r, or wraps it (Unwrap() storage.Ledger, as rpc/admit's
-// ledger does), every layer down to r holding claims. Else nil: claims
-// first, then the hold.
-func ClaimsOf(l Ledger, r Records) ClaimHolder {
+// ClaimsOf returns l as a ClaimHolder when its claims of namespace ns land
+// where r reads them: l is r, or wraps it (Unwrap() storage.Ledger, as
+// rpc/admit's ledger does), every layer down to r holding claims. A
+// Records that passes ns through unchanged to another store
+// (PassThrough) is compared as that store. Else nil: claims first, then
+// the hold.
+func ClaimsOf(l Ledger, r Records, ns string) ClaimHolder {
 	ch, ok := l.(ClaimHolder)
 	if !ok {
 		return nil
+	}
+	if p, ok := r.(PassThrough); ok {
+		if base, ok := p.PassesThrough(ns); ok {
+			r = base
+		}
 	}
 	for x := any(l); ; {
 		if _, ok := x.(ClaimHolder); !ok {
@@ -104,6 +111,13 @@ func ClaimsOf(l Ledger, r Records) ClaimHolder {
 		}
 		x = u.Unwrap()
 	}
+}
+
+// PassThrough is a Records that keeps some namespaces as the store it
+// wraps does: PassesThrough(ns) returns that store and true when records
+// of ns are read and written there under the same namespace and key.
+type PassThrough interface {
+	PassesThrough(ns string) (Records, bool)
 }
 
 // Steps are the sending service's part of a send.

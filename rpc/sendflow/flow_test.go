@@ -86,7 +86,7 @@ type fenv struct {
 
 func newFenv(t *testing.T, b backend, auto bool) *fenv {
 	l := b.open(t, auto)
-	f := &Flow{Ledger: l, Records: l, Claims: ClaimsOf(l, l), Service: storage.SMS, NS: "flow",
+	f := &Flow{Ledger: l, Records: l, Claims: ClaimsOf(l, l, "flow"), Service: storage.SMS, NS: "flow",
 		ClaimTTL: time.Hour, HoldTTL: time.Hour, Step: "test", Log: slog.New(slog.DiscardHandler), Now: time.Now}
 	if (f.Claims != nil) != b.claims {
 		t.Fatalf("ClaimsOf: %v, want %v", f.Claims != nil, b.claims)
@@ -449,7 +449,7 @@ func TestClaimsOf(t *testing.T) {
 		{"admit over a ledger without claims", overPlain, l, false},
 		{"a wrapper without claims", &twoStep{l}, l, false},
 	} {
-		if got := ClaimsOf(c.l, c.r) != nil; got != c.want {
+		if got := ClaimsOf(c.l, c.r, "flow") != nil; got != c.want {
 			t.Errorf("%s: %v, want %v", c.name, got, c.want)
 		}
 	}

@@ -116,7 +116,7 @@ func New(cfg Settings, deps Deps) (*Service, error) {
 	}
 	s.flow = &sendflow.Flow{Ledger: s.ledger, Records: s.rec, Service: storage.SMS, NS: nsDedupe,
 		ClaimTTL: cfg.DedupeTTL, HoldTTL: cfg.HoldTTL, Step: "sms", Log: s.log, Now: s.now}
-	s.flow.Claims = sendflow.ClaimsOf(deps.Ledger, deps.Records)
+	s.flow.Claims = sendflow.ClaimsOf(deps.Ledger, deps.Records, nsDedupe)
 	client, err := newWebhookClient(cfg.Webhooks)
 	if err != nil {
 		return nil, err

@@ -89,7 +89,7 @@ func New(cfg Settings, deps Deps) (*Service, error) {
 	if s.m, err = newMetrics(deps.Registerer); err != nil {
 		return nil, fmt.Errorf("snailmail: metrics: %w", err)
 	}
-	s.flow = &sendflow.Flow{Ledger: s.ledger, Records: s.rec, Claims: sendflow.ClaimsOf(deps.Ledger, deps.Records),
+	s.flow = &sendflow.Flow{Ledger: s.ledger, Records: s.rec, Claims: sendflow.ClaimsOf(deps.Ledger, deps.Records, nsLetter),
 		Service: storage.Snailmail, NS: nsLetter, ClaimTTL: cfg.DedupeTTL, HoldTTL: cfg.HoldTTL, Step: "letter", Log: s.log, Now: s.now}
 	return s, nil
 }
