@@ -75,6 +75,11 @@ func (l *Ledger) Authorize(ctx context.Context, r storage.AuthorizeRequest) (sto
 	if err := checkText(op, "db uuid", r.FirstSight.DBUUID, maxShortText); err != nil {
 		return storage.Transaction{}, err
 	}
+	if t, ok, err := l.fastAuthorize(ctx, r, l.clock()); err != nil {
+		return storage.Transaction{}, l.wrap(op, err)
+	} else if ok {
+		return t, nil
+	}
 	var out storage.Transaction
 	err := l.write(ctx, op, func(tx *wtx, now time.Time) (error, error) {
 		a, created, err := accountForWrite(ctx, op, tx, r.Service, r.Account, r.FirstSight, now)
