@@ -158,7 +158,14 @@ func TestLedgerCopy(t *testing.T) {
 	}
 	must(l.Close())
 
-	// 3. The copy, as the README says; a second copy is refused.
+	// 3. The copy, as the README says, into a database where a node
+	// started once (its built-in services get Badger's); a directory that
+	// holds no ledger and a second copy are refused.
+	pn := startAbuse(t, abuseOpts{Args: []string{"-ledger", target}})
+	pn.Stop()
+	if out, err := cli(nil, "ledger", "copy", "-from", t.TempDir(), "-to", target); err == nil || !strings.Contains(out+err.Error(), "no Badger ledger") {
+		t.Fatalf("copy of an empty directory: %v\n%s; want a refusal", err, out)
+	}
 	out, err := cli(nil, "ledger", "copy", "-from", data, "-to", target)
 	if err != nil {
 		t.Fatalf("iapd ledger copy: %v\n%s", err, out)
