@@ -122,6 +122,11 @@ func commands() []command {
 		}, run: func(ctx context.Context, args []string, s stdio) error {
 			return runMigrate(ctx, args, s.getenv, s.stdout, s.stderr) // ledger_pg.go
 		}},
+		{names: []string{"ledger"}, section: secOffline, subs: []string{"copy"}, synopses: []string{
+			"iapd ledger copy -from DIR -to URL   move a stopped Badger ledger into an empty PostgreSQL one",
+		}, run: func(ctx context.Context, args []string, s stdio) error {
+			return runLedger(ctx, args, s.getenv, s.stdout, s.stderr) // ledger_copy.go
+		}},
 		{names: []string{"restore"}, section: secOffline, synopses: []string{
 			"iapd restore -data DIR [-force] FILE",
 			"iapd verify -data DIR [-grace D] [-show-tokens]",

@@ -75,6 +75,11 @@ func (l *Ledger) Authorize(ctx context.Context, r storage.AuthorizeRequest) (sto
 	if err := checkText(op, "db uuid", r.FirstSight.DBUUID, maxShortText); err != nil {
 		return storage.Transaction{}, err
 	}
+	if t, ok, err := l.fastAuthorize(ctx, r, l.clock()); err != nil {
+		return storage.Transaction{}, l.wrap(op, err)
+	} else if ok {
+		return t, nil
+	}
 	var out storage.Transaction
 	err := l.write(ctx, op, func(tx *wtx, now time.Time) (error, error) {
 		a, created, err := accountForWrite(ctx, op, tx, r.Service, r.Account, r.FirstSight, now)
@@ -212,6 +217,11 @@ func (l *Ledger) Capture(ctx context.Context, r storage.CaptureRequest) (storage
 	if !validTxnToken(r.Transaction) {
 		return storage.Transaction{}, storage.E(op, storage.NotFound, "no such transaction")
 	}
+	if t, ok, err := l.fastEnd(ctx, fastCaptureSQL, storage.Captured, r.Service, r.Transaction, r.Amount, l.clock()); err != nil {
+		return storage.Transaction{}, l.wrap(op, err)
+	} else if ok {
+		return t, nil
+	}
 	var out storage.Transaction
 	err := l.write(ctx, op, func(tx *wtx, now time.Time) (error, error) {
 		t, a, _, err := loadHold(ctx, op, tx, r.Service, r.Transaction, false)
@@ -293,6 +303,11 @@ func (l *Ledger) Cancel(ctx context.Context, svc storage.ServiceName, txn string
 	}
 	if !validTxnToken(txn) {
 		return storage.Transaction{}, storage.E(op, storage.NotFound, "no such transaction")
+	}
+	if t, ok, err := l.fastEnd(ctx, fastCancelSQL, storage.Cancelled, svc, txn, nil, l.clock()); err != nil {
+		return storage.Transaction{}, l.wrap(op, err)
+	} else if ok {
+		return t, nil
 	}
 	var out storage.Transaction
 	err := l.write(ctx, op, func(tx *wtx, now time.Time) (error, error) {

@@ -13,7 +13,8 @@ import (
 // save round trips: BEGIN rides with the first read, writes are queued and
 // ride with the next read or with COMMIT. An authorize on an existing
 // account is then two round trips ([BEGIN, lock the account] and [insert
-// the hold and its entry, update the account, COMMIT]), a capture or a
+// the hold and its entry, update the account, COMMIT]; fast.go does the
+// common case in one), a capture or a
 // cancel two as well (docs/postgres.md).
 type wtx struct {
 	ctx     context.Context
