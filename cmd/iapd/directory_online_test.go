@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -159,11 +160,14 @@ func TestDirectoryImportOnline(t *testing.T) {
 		Records   int64  `json:"records"`
 		Bad       int64  `json:"bad_rows"`
 		BadShown  []string
-		New       int64  `json:"new"`
-		Unchanged int64  `json:"unchanged"`
-		StruckOff int64  `json:"struck_off"`
-		Error     string `json:"error"`
+		New       int64     `json:"new"`
+		Unchanged int64     `json:"unchanged"`
+		StruckOff int64     `json:"struck_off"`
+		Error     string    `json:"error"`
+		Started   time.Time `json:"started"`
+		Finished  time.Time `json:"finished"`
 	}
+	var during []time.Duration
 	lookupsDuring := 0
 	deadline := time.Now().Add(5 * time.Minute)
 	for {
@@ -189,7 +193,10 @@ func TestDirectoryImportOnline(t *testing.T) {
 			break
 		}
 		// Lookups answer from the index while the import writes it.
-		if got := search("example trading"); len(got) == 0 || !strings.EqualFold(got[0], "EXAMPLE TRADING PLC") {
+		t0 := time.Now()
+		got := search("example trading")
+		during = append(during, time.Since(t0))
+		if len(got) == 0 || !strings.EqualFold(got[0], "EXAMPLE TRADING PLC") {
 			t.Errorf("during the import, 'example trading' finds %q", got)
 		}
 		lookupsDuring++
@@ -201,7 +208,10 @@ func TestDirectoryImportOnline(t *testing.T) {
 	if lookupsDuring == 0 {
 		t.Errorf("no lookup met the running import (%d companies): the test did not test lookups during an import", onlineSynthetic)
 	}
-	t.Logf("online import: %+v; %d lookups answered during it", st, lookupsDuring)
+	slices.Sort(during)
+	secs := st.Finished.Sub(st.Started).Seconds()
+	t.Logf("online import: %d records in %.1fs (%.0f records/s), %d new, %d struck off; %d lookups answered during it (HTTP round trip p50 %v, max %v)",
+		st.Records, secs, float64(st.Records)/secs, st.New, st.StruckOff, lookupsDuring, during[len(during)/2], during[len(during)-1])
 	if st.State != "done" || st.Error != "" || st.New != onlineSynthetic+1 || st.StruckOff != 1 || st.Unchanged != 3 {
 		t.Errorf("online import ended %+v, want done, %d new, 3 unchanged, 1 struck off", st, onlineSynthetic+1)
 	}
@@ -230,6 +240,7 @@ func TestDirectoryImportOnline(t *testing.T) {
 	if err != nil || !strings.Contains(o, "0 new, 0 changed, "+fmt.Sprint(onlineSynthetic+4)+" unchanged, 0 struck off") {
 		t.Errorf("iapd directory import (online) of the same file again: %v\n%s", err, o)
 	}
+	t.Logf("iapd directory import (online, unchanged):\n%s", o)
 	o, err = cli(newerDir, "-format", "kbo", filepath.Base(newer))
 	var ee *exec.ExitError
 	if err == nil || !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(o, "failed") {
