@@ -11,11 +11,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/iapd/iapd/providers"
+	"github.com/iapd/iapd/providers/registers"
 	"github.com/iapd/iapd/providers/registers/formats"
 	"github.com/iapd/iapd/storage"
 )
@@ -88,7 +92,7 @@ func TestDirectoryImportOnline(t *testing.T) {
 	}
 
 	stderr := &syncBuffer{}
-	_, _, public, ops := launch(t, bin, []string{"serve", "-listen", "127.0.0.1:0", "-ops-listen", "127.0.0.1:0", "-data", data},
+	srv, exited, public, ops := launch(t, bin, []string{"serve", "-listen", "127.0.0.1:0", "-ops-listen", "127.0.0.1:0", "-data", data},
 		[]string{"IAPD_ADMIN_TOKEN=" + testAdminToken}, stderr)
 	const token = "0123456789abcdef0123456789abcdef"
 	companyCredit(t, &testServer{ops: ops}, storage.PartnerAutocomplete, token, "100000")
@@ -255,5 +259,55 @@ func TestDirectoryImportOnline(t *testing.T) {
 	}
 	if got := search("zylophone harbour"); len(got) == 0 {
 		t.Errorf("after a failed import, 'zylophone harbour' is not found any more")
+	}
+
+	// iapd stopping (SIGTERM) during an import aborts it: iapd exits
+	// cleanly, nothing is struck off, no import is logged as committed.
+	imports, err := os.ReadFile(filepath.Join(data, "registers", registers.ImportsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var only strings.Builder
+	only.WriteString(strings.SplitAfter(string(src), "\n")[0])
+	for i := range onlineSynthetic {
+		only.WriteString(strings.NewReplacer(`"EXAMPLE PARTNERS LLP"`, fmt.Sprintf(`"SYNTHETIC GADGETS %d LLP"`, i), `"OC301234"`, fmt.Sprintf(`"%08d"`, 20000000+i)).Replace(template))
+	}
+	newest := filepath.Join(newerDir, "BasicCompanyDataAsOneFile-2027-02-01.csv")
+	if err := os.WriteFile(newest, []byte(only.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, raw := call("POST", testAdminToken, map[string]any{"format": "companies-house", "files": []string{newest}}); code != http.StatusAccepted {
+		t.Fatalf("import before the stop: HTTP %d %s", code, raw)
+	}
+	if err := srv.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("iapd stopped during an import: %v\n%s", err, stderr.String())
+		}
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("iapd did not stop during an import\n%s", stderr.String())
+	}
+	if !regexp.MustCompile(`msg="company register import ended" .*state=aborted`).MatchString(stderr.String()) {
+		t.Errorf("no aborted import logged:\n%s", stderr.String())
+	}
+	after, err := os.ReadFile(filepath.Join(data, "registers", registers.ImportsFile))
+	if err != nil || string(after) != string(imports) {
+		t.Errorf("an aborted import was logged as committed: %q, %v", after, err)
+	}
+	r, err := (&registers.Config{Dir: registers.DefaultDir(data)}).New("registers", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	mined, err := r.SearchCompanies(context.Background(), providers.Criteria{Countries: []string{"GB"}, Limit: 10})
+	found := false
+	for _, c := range mined {
+		found = found || c.Name == "ZYLOPHONE HARBOUR LLP"
+	}
+	if err != nil || !found {
+		t.Errorf("after an aborted import, ZYLOPHONE HARBOUR LLP is not active: %v, %v", mined, err)
 	}
 }

@@ -32,8 +32,9 @@ func (w *wiring) registerImports(ctx context.Context, log *slog.Logger) (imports
 		return names[i] == "registers" || (names[j] != "registers" && names[i] < names[j])
 	})
 	ictx, cancel := context.WithCancel(ctx)
-	im := online.New(ictx, w.providers[names[0]].(*registers.Registers), nil, nil)
-	return onlineImports{im: im, log: log.With("provider", names[0])}, func() { cancel(); im.Wait() }
+	log = log.With("provider", names[0])
+	im := online.New(ictx, w.providers[names[0]].(*registers.Registers), nil, nil, log)
+	return onlineImports{im: im, log: log}, func() { cancel(); im.Wait() }
 }
 
 // onlineImports adapts online.Importer to admin.RegisterImports.

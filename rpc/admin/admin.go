@@ -138,8 +138,8 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (s *server) logRequest(r *http.Request, status int, start time.Time) {
 	lvl := slog.LevelInfo
-	if r.URL.Path == "/healthz" || r.URL.Path == "/readyz" {
-		lvl = slog.LevelDebug
+	if r.URL.Path == "/healthz" || r.URL.Path == "/readyz" || (r.Method == http.MethodGet && r.URL.Path == "/v1/registers/import" && status == http.StatusOK) {
+		lvl = slog.LevelDebug // probes, and an import's progress polled
 	}
 	// The path only: query strings carry account and transaction tokens.
 	s.log.Log(r.Context(), lvl, "admin request", "method", r.Method, "path", r.URL.Path,

@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -65,6 +66,7 @@ type Importer struct {
 	target Target
 	read   ReadFunc
 	now    func() time.Time
+	log    *slog.Logger
 
 	wg      sync.WaitGroup
 	mu      sync.Mutex
@@ -75,15 +77,19 @@ type Importer struct {
 
 // New returns an Importer writing into target; ctx is the server's: its
 // cancellation aborts a running import (nothing struck off). read nil is
-// formats.ReadFile, now nil time.Now.
-func New(ctx context.Context, target Target, read ReadFunc, now func() time.Time) *Importer {
+// formats.ReadFile, now nil time.Now; log (nil discards) gets one line
+// per import ended.
+func New(ctx context.Context, target Target, read ReadFunc, now func() time.Time, log *slog.Logger) *Importer {
 	if read == nil {
 		read = formats.ReadFile
 	}
 	if now == nil {
 		now = time.Now
 	}
-	return &Importer{ctx: ctx, target: target, read: read, now: now}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Importer{ctx: ctx, target: target, read: read, now: now, log: log}
 }
 
 // Start checks the request and starts importing files (absolute paths
@@ -178,6 +184,13 @@ func (im *Importer) run(session *registers.Import, format string, files []string
 	}
 	im.mu.Lock()
 	defer im.mu.Unlock()
+	lvl := slog.LevelInfo
+	if err != nil {
+		lvl = slog.LevelError
+	}
+	im.log.Log(context.Background(), lvl, "company register import ended", "state", state, "format", format,
+		"records", im.st.Records, "bad_rows", im.st.Bad, "new", stats.New, "changed", stats.Changed,
+		"unchanged", stats.Unchanged, "struck_off", stats.StruckOff, "duration", im.now().Sub(im.st.Started).Round(time.Millisecond), "err", err)
 	im.st.State, im.st.Stats, im.st.Finished, im.st.File = state, stats, im.now(), ""
 	if err != nil {
 		im.st.Error = err.Error()

@@ -70,7 +70,7 @@ func waitDone(t *testing.T, im *Importer) Status {
 }
 
 func TestStartRefusesBadRequests(t *testing.T) {
-	im := New(context.Background(), serving(t), reader(nil, 0), nil)
+	im := New(context.Background(), serving(t), reader(nil, 0), nil, nil)
 	dir := t.TempDir()
 	for _, c := range []struct {
 		format string
@@ -96,7 +96,7 @@ func TestStartRefusesBadRequests(t *testing.T) {
 func TestOneImportAtATime(t *testing.T) {
 	r := serving(t)
 	release := make(chan struct{})
-	im := New(context.Background(), r, reader(release, MaxBadRows+20, company("00000001", "ALPHA LTD"), company("00000002", "BETA LTD")), nil)
+	im := New(context.Background(), r, reader(release, MaxBadRows+20, company("00000001", "ALPHA LTD"), company("00000002", "BETA LTD")), nil, nil)
 	f := file(t)
 	if err := im.Start("companies-house", []string{f}); err != nil {
 		t.Fatal(err)
@@ -134,14 +134,14 @@ func TestShutdownAborts(t *testing.T) {
 	f := file(t)
 	done := make(chan struct{})
 	close(done)
-	first := New(context.Background(), r, reader(done, 0, company("00000001", "ALPHA LTD"), company("00000002", "BETA LTD")), nil)
+	first := New(context.Background(), r, reader(done, 0, company("00000001", "ALPHA LTD"), company("00000002", "BETA LTD")), nil, nil)
 	if err := first.Start("companies-house", []string{f}); err != nil {
 		t.Fatal(err)
 	}
 	waitDone(t, first)
 
 	ctx, cancel := context.WithCancel(context.Background())
-	im := New(ctx, r, reader(make(chan struct{}), 0, company("00000001", "ALPHA LTD")), nil)
+	im := New(ctx, r, reader(make(chan struct{}), 0, company("00000001", "ALPHA LTD")), nil, nil)
 	if err := im.Start("companies-house", []string{f}); err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +158,7 @@ func TestShutdownAborts(t *testing.T) {
 		t.Errorf("Start once stopping: %v", err)
 	}
 	// A new session can begin: the aborted one released the index.
-	again := New(context.Background(), r, reader(done, 0), func() time.Time { return time.Unix(0, 0) })
+	again := New(context.Background(), r, reader(done, 0), func() time.Time { return time.Unix(0, 0) }, nil)
 	if err := again.Start("companies-house", []string{f}); err != nil {
 		t.Errorf("an import after an aborted one: %v", err)
 	}
