@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -36,9 +37,11 @@ const importMemoryLimit = 256 << 20
 const plainProgressEvery = 30 * time.Second
 
 // runDirectory is "iapd directory import": register files read into the
-// company index of a stopped iapd's data directory (<data>/registers),
-// as one import of the format's source. Bad rows are named (file:line)
-// and skipped; a file that cannot be read aborts the import, striking
+// company index as one import of the format's source. With -data, into
+// the index of a stopped iapd's data directory (<data>/registers);
+// without, through the admin API of the running iapd (runDirectoryOnline),
+// which reads the files itself. Bad rows are named (file:line) and
+// skipped; a file that cannot be read aborts the import, striking
 // nothing off.
 func runDirectory(ctx context.Context, args []string, s stdio, read registerReader) error {
 	if len(args) == 0 {
@@ -53,9 +56,10 @@ func runDirectory(ctx context.Context, args []string, s stdio, read registerRead
 	default:
 		return fmt.Errorf("directory: unknown sub-command %q (want import)", sub)
 	}
-	fs := newFlagSet("directory import", s.stderr, "iapd directory import -format "+strings.Join(formats.Formats, "|")+" [-data DIR] FILE…")
+	fs := newFlagSet("directory import", s.stderr, "iapd directory import -format "+strings.Join(formats.Formats, "|")+" [-data DIR | -ops ADDR] FILE…")
 	format := fs.String("format", "", "the register's bulk `format`: "+strings.Join(formats.Formats, ", "))
-	data := fs.String("data", DefaultData, "data `directory` of the stopped iapd; the index is its registers/ folder")
+	data := fs.String("data", DefaultData, "data `directory` of a stopped iapd, imported offline (its registers/ folder); without -data, the running iapd imports through its admin API")
+	cf := addClientFlags(fs, s.getenv)
 	files, err := parseArgs(fs, args, -1)
 	if err != nil {
 		return err
@@ -73,8 +77,13 @@ func runDirectory(ctx context.Context, args []string, s stdio, read registerRead
 			return fmt.Errorf("directory import: %w", err)
 		}
 	}
+	offline := false
+	fs.Visit(func(f *flag.Flag) { offline = offline || f.Name == "data" })
+	if !offline {
+		return runDirectoryOnline(ctx, *format, files, cf, s)
+	}
 	if err := dataDirInUse(*data); err != nil { // datadir.go: names the pid
-		return fmt.Errorf("directory import: %w", err)
+		return fmt.Errorf("directory import: %w (import online: leave -data out)", err)
 	}
 	if s.getenv("GOMEMLIMIT") == "" {
 		defer debug.SetMemoryLimit(debug.SetMemoryLimit(importMemoryLimit))

@@ -134,7 +134,7 @@ func commands() []command {
 			return runRestore(ctx, args, s.getenv, s.stdout, s.stderr)
 		}},
 		{names: []string{"directory"}, section: secOffline, subs: []string{"import"}, synopses: []string{
-			"iapd directory import -format gleif|sirene|companies-house|kbo [-data DIR] FILE…",
+			"iapd directory import -format gleif|sirene|companies-house|kbo [-data DIR | -ops ADDR] FILE…",
 		}, run: func(ctx context.Context, args []string, s stdio) error {
 			return runDirectory(ctx, args, s, formats.ReadFile) // directory.go
 		}},

@@ -259,12 +259,17 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer, 
 		}
 		return ledger.Check()
 	}
+	// Online imports of company registers run with the server's context
+	// and end (aborted) before the providers close (wire_registers.go).
+	regImports, stopImports := w.registerImports(ctx, log.With("component", "registers"))
+	defer stopImports()
 	adminHandler := admin.New(admin.Config{
-		Ledger:   ledger,
-		Token:    cfg.AdminToken,
-		Logger:   log.With("component", "admin"),
-		Ready:    ready,
-		Operator: oper, // backup, verify, export (operator.go, ledger_pg.go)
+		Ledger:    ledger,
+		Token:     cfg.AdminToken,
+		Logger:    log.With("component", "admin"),
+		Ready:     ready,
+		Operator:  oper,       // backup, verify, export (operator.go, ledger_pg.go)
+		Registers: regImports, // POST/GET /v1/registers/import
 	})
 	// The ops listener's own mux: the admin handler serves the probes and
 	// the admin API; /metrics beside it (no token: it shows no account).

@@ -70,7 +70,9 @@ func init() {
 	})
 }
 
-// New opens the index of c.Dir read-only and reads the reveal mapping.
+// New opens the index of c.Dir read-write (lookups are answered while an
+// online import writes; the directory lock keeps offline imports out)
+// and reads the reveal mapping.
 func (c *Config) New(name string, log *slog.Logger) (*Registers, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
@@ -78,7 +80,7 @@ func (c *Config) New(name string, log *slog.Logger) (*Registers, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	x, err := Open(c.Dir, true, log)
+	x, err := Open(c.Dir, false, log)
 	if err != nil {
 		return nil, err
 	}
@@ -103,8 +105,8 @@ type Registers struct {
 
 // Reload reads the reveal mapping again (cmd/iapd calls it on SIGHUP); a
 // file that does not load leaves the mapping as it was and is the error.
-// The index itself is read as it is on disk: an import needs iapd
-// stopped.
+// The index itself needs no reload: an online import (BeginImport)
+// writes into the open index, and lookups see each batch it commits.
 func (r *Registers) Reload() error {
 	files := r.cfg.IPRanges
 	if len(files) == 0 {
@@ -130,6 +132,10 @@ func (r *Registers) Reload() error {
 	r.log.Info("company registers opened", "dir", r.cfg.Dir, "ip_ranges", len(t.m), "countries", len(*r.x.countries.Load()))
 	return nil
 }
+
+// BeginImport starts an import session of source into the serving index
+// (Index.BeginImport): one at a time.
+func (r *Registers) BeginImport(source string) (*Import, error) { return r.x.BeginImport(source) }
 
 // Name implements providers.Provider.
 func (r *Registers) Name() string { return r.name }

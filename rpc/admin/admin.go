@@ -33,6 +33,9 @@ type Config struct {
 	// Operator serves backup, verify and export (operations.go); nil
 	// makes those routes answer 503.
 	Operator Operator
+	// Registers runs online imports of company registers
+	// (registers.go); nil makes those routes answer 503.
+	Registers RegisterImports
 }
 
 // maxBodyBytes bounds every request body of the admin API.
@@ -51,6 +54,7 @@ func New(c Config) http.Handler {
 		log:     c.Logger,
 		ready:   c.Ready,
 		ops:     c.Operator,
+		regs:    c.Registers,
 		mux:     http.NewServeMux(),
 	}
 	if s.log == nil {
@@ -67,6 +71,7 @@ type server struct {
 	log     *slog.Logger
 	ready   func() error
 	ops     Operator // backup, verify, export
+	regs    RegisterImports
 	mux     *http.ServeMux
 
 	// mu serialises the admin API's own read-then-write sequences (create a
@@ -94,6 +99,7 @@ func (s *server) routes() {
 	s.mux.HandleFunc("GET /v1/transaction", s.showTransaction)
 	s.operatorRoutes() // GET /v1/backup, /v1/verify, /v1/export (operations.go)
 	s.voucherRoutes()  // POST and GET /v1/vouchers (vouchers.go)
+	s.registerRoutes() // POST and GET /v1/registers/import (registers.go)
 
 	// Go's profiles, behind the admin token like every route but the
 	// probes: an operator takes a CPU profile of a live server with curl
@@ -132,8 +138,8 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (s *server) logRequest(r *http.Request, status int, start time.Time) {
 	lvl := slog.LevelInfo
-	if r.URL.Path == "/healthz" || r.URL.Path == "/readyz" {
-		lvl = slog.LevelDebug
+	if r.URL.Path == "/healthz" || r.URL.Path == "/readyz" || (r.Method == http.MethodGet && r.URL.Path == "/v1/registers/import" && status == http.StatusOK) {
+		lvl = slog.LevelDebug // probes, and an import's progress polled
 	}
 	// The path only: query strings carry account and transaction tokens.
 	s.log.Log(r.Context(), lvl, "admin request", "method", r.Method, "path", r.URL.Path,

@@ -45,6 +45,11 @@
 //	GET  /v1/export?format=csv|jsonl&service=&token=&since=&until=
 //	                                     ledger entries for accounting, streamed
 //
+//	POST /v1/registers/import            {"format", "files": [absolute paths on the server]}
+//	                                     starts an online import of company registers: 202,
+//	                                     409 while one runs (registers.go)
+//	GET  /v1/registers/import            the running or last import's status
+//
 // Account and transaction tokens travel in query strings or JSON bodies,
 // never in paths, so that access logs (which record the path only) never
 // hold them.
