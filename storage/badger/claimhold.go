@@ -32,13 +32,7 @@ func (l *Ledger) AuthorizeClaims(ctx context.Context, r storage.AuthorizeRequest
 		return storage.Transaction{}, nil, err
 	}
 	defer l.leave()
-	if err := checkAccount(op, r.Service, r.Account); err != nil {
-		return storage.Transaction{}, nil, err
-	}
-	if err := checkAmount(op, r.Amount); err != nil {
-		return storage.Transaction{}, nil, err
-	}
-	if err := checkHoldRequest(op, r); err != nil {
+	if err := r.Check(op); err != nil {
 		return storage.Transaction{}, nil, err
 	}
 	size := 0
@@ -48,7 +42,7 @@ func (l *Ledger) AuthorizeClaims(ctx context.Context, r storage.AuthorizeRequest
 		if err := l.checkRecordPut(op, c.NS, c.Key, c.Value, c.Expires); err != nil {
 			return storage.Transaction{}, nil, err
 		}
-		if err := checkAmount(op, c.Price); err != nil {
+		if err := storage.CheckAmount(op, c.Price); err != nil {
 			return storage.Transaction{}, nil, err
 		}
 		size += len(c.Key) + len(c.Value)

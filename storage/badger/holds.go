@@ -30,13 +30,7 @@ func (l *Ledger) Authorize(ctx context.Context, r storage.AuthorizeRequest) (sto
 		return storage.Transaction{}, err
 	}
 	defer l.leave()
-	if err := checkAccount(op, r.Service, r.Account); err != nil {
-		return storage.Transaction{}, err
-	}
-	if err := checkAmount(op, r.Amount); err != nil {
-		return storage.Transaction{}, err
-	}
-	if err := checkHoldRequest(op, r); err != nil {
+	if err := r.Check(op); err != nil {
 		return storage.Transaction{}, err
 	}
 	var out storage.Transaction
@@ -48,18 +42,6 @@ func (l *Ledger) Authorize(ctx context.Context, r storage.AuthorizeRequest) (sto
 		return storage.Transaction{}, err
 	}
 	return out, nil
-}
-
-// checkHoldRequest validates an AuthorizeRequest's ttl and texts (the
-// account and amount are checked by the caller).
-func checkHoldRequest(op string, r storage.AuthorizeRequest) error {
-	if r.TTL <= 0 || r.TTL > maxTTL {
-		return storage.Ef(op, storage.Invalid, "ttl %v out of range", r.TTL)
-	}
-	if err := checkText(op, "description", r.Description, maxText); err != nil {
-		return err
-	}
-	return checkText(op, "db uuid", r.FirstSight.DBUUID, maxShortText)
 }
 
 // authorizeIn makes the hold of r in tx, which holds the account's stripe:
@@ -223,7 +205,7 @@ func (l *Ledger) Capture(ctx context.Context, r storage.CaptureRequest) (storage
 		return storage.Transaction{}, storage.E(op, storage.Invalid, "invalid service name")
 	}
 	if r.Amount != nil {
-		if err := checkAmount(op, *r.Amount); err != nil {
+		if err := storage.CheckAmount(op, *r.Amount); err != nil {
 			return storage.Transaction{}, err
 		}
 	}

@@ -60,19 +60,7 @@ func (l *Ledger) Authorize(ctx context.Context, r storage.AuthorizeRequest) (sto
 		return storage.Transaction{}, err
 	}
 	defer l.leave()
-	if err := checkAccount(op, r.Service, r.Account); err != nil {
-		return storage.Transaction{}, err
-	}
-	if err := checkAmount(op, r.Amount); err != nil {
-		return storage.Transaction{}, err
-	}
-	if r.TTL <= 0 || r.TTL > maxTTL {
-		return storage.Transaction{}, storage.Ef(op, storage.Invalid, "ttl %v out of range", r.TTL)
-	}
-	if err := checkText(op, "description", r.Description, maxText); err != nil {
-		return storage.Transaction{}, err
-	}
-	if err := checkText(op, "db uuid", r.FirstSight.DBUUID, maxShortText); err != nil {
+	if err := r.Check(op); err != nil {
 		return storage.Transaction{}, err
 	}
 	if t, ok, err := l.fastAuthorize(ctx, r, l.clock()); err != nil {
@@ -86,41 +74,16 @@ func (l *Ledger) Authorize(ctx context.Context, r storage.AuthorizeRequest) (sto
 		if err != nil {
 			return nil, err
 		}
-		var refusal error
-		switch {
-		case a.State == storage.Banned:
-			refusal = storage.E(op, storage.Forbidden, "account is banned")
-		case a.State != storage.Registered:
-			refusal = storage.E(op, storage.Forbidden, "account is not registered")
-		case a.Available < r.Amount:
-			refusal = &storage.Error{Op: op, Kind: storage.InsufficientCredit,
-				Msg: "not enough credit", Service: r.Service, Credit: r.Amount}
-		}
-		if refusal != nil {
+		if refusal := holdRefusal(op, &a, r.Service, r.Amount); refusal != nil {
 			if !created {
 				return nil, refusal
 			}
 			return refusal, putAccount(ctx, tx, &a, true) // keep the first sight
 		}
-		t := storage.Transaction{
-			Token:       newTxnToken(now),
-			Service:     r.Service,
-			Account:     r.Account,
-			State:       storage.Held,
-			Amount:      r.Amount,
-			Description: r.Description,
-			CreatedAt:   now,
-			ExpiresAt:   micro(now.Add(r.TTL)),
-		}
-		tx.queue(nil, `INSERT INTO iapd_transactions (`+txnCols+`)
-VALUES ($1, $2, $3, 'held', $4, 0, $5, $6, $7, NULL)`, t.Token, t.Service, t.Account, t.Amount, t.Description, t.CreatedAt, t.ExpiresAt)
-		if _, err := appendEntry(ctx, tx, &a, storage.Entry{
-			Kind: storage.EntryHold, DAvailable: -r.Amount, DHeld: r.Amount,
-			Transaction: t.Token, Description: r.Description,
-		}, now); err != nil {
+		t, err := holdIn(ctx, tx, &a, r, now)
+		if err != nil {
 			return nil, err
 		}
-		a.holds++
 		out = t
 		return nil, putAccount(ctx, tx, &a, true)
 	})
@@ -210,7 +173,7 @@ func (l *Ledger) Capture(ctx context.Context, r storage.CaptureRequest) (storage
 		return storage.Transaction{}, storage.E(op, storage.Invalid, "invalid service name")
 	}
 	if r.Amount != nil {
-		if err := checkAmount(op, *r.Amount); err != nil {
+		if err := storage.CheckAmount(op, *r.Amount); err != nil {
 			return storage.Transaction{}, err
 		}
 	}

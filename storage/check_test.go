@@ -1,0 +1,68 @@
+package storage
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestChecks pins the shared request checks at their bounds: each case is
+// either accepted (nil) or refused Invalid with the given message, the
+// same for every backend (both call these).
+func TestChecks(t *testing.T) {
+	const op = "op"
+	ok := RechargeRequest{Service: "sms", Account: "tok", Kind: EntryRecharge, Amount: 1}
+	rc := func(f func(*RechargeRequest)) error { r := ok; f(&r); return r.Check(op) }
+	hold := AuthorizeRequest{Service: "sms", Account: "tok", Amount: 0, TTL: time.Minute}
+	ah := func(f func(*AuthorizeRequest)) error { r := hold; f(&r); return r.Check(op) }
+	svc := Service{Name: "sms", TrialCredits: MaxCredits, UnitName: strings.Repeat("u", MaxShortText)}
+	sv := func(f func(*Service)) error { s := svc; f(&s); return s.Check(op) }
+	vo := Voucher{CodeHash: [32]byte{1}, Service: "sms", Amount: MaxCredits, Batch: strings.Repeat("b", MaxShortText)}
+	vc := func(f func(*Voucher)) error { v := vo; f(&v); return v.Check(op) }
+	for _, c := range []struct {
+		name string
+		err  error
+		want string // "" accepted; else the Invalid message
+	}{
+		{"recharge ok", rc(func(r *RechargeRequest) {}), ""},
+		{"recharge max", rc(func(r *RechargeRequest) { r.Amount = MaxCredits }), ""},
+		{"recharge zero", rc(func(r *RechargeRequest) { r.Amount = 0 }), "recharge amount 0 out of range"},
+		{"recharge over", rc(func(r *RechargeRequest) { r.Amount = MaxCredits + 1 }), "out of range"},
+		{"adjustment negative", rc(func(r *RechargeRequest) { r.Kind, r.Amount = EntryAdjustment, -MaxCredits }), ""},
+		{"adjustment zero", rc(func(r *RechargeRequest) { r.Kind, r.Amount = EntryAdjustment, 0 }), "adjustment amount"},
+		{"recharge kind", rc(func(r *RechargeRequest) { r.Kind = EntryHold }), "kind must be recharge or adjustment"},
+		{"recharge trial ref", rc(func(r *RechargeRequest) { r.Ref = TrialRef }), `ref "trial" is reserved`},
+		{"recharge long ref", rc(func(r *RechargeRequest) { r.Ref = strings.Repeat("r", MaxShortText+1) }), "ref longer than 256 bytes"},
+		{"recharge long description", rc(func(r *RechargeRequest) { r.Description = strings.Repeat("d", MaxText+1) }), "description longer than 4096 bytes"},
+		{"recharge token plus", rc(func(r *RechargeRequest) { r.Account = "a+b" }), "invalid account token"},
+		{"recharge token long", rc(func(r *RechargeRequest) { r.Account = AccountToken(strings.Repeat("t", 65)) }), "invalid account token"},
+		{"recharge service", rc(func(r *RechargeRequest) { r.Service = "" }), "invalid service name"},
+		{"hold ok", ah(func(r *AuthorizeRequest) {}), ""},
+		{"hold negative", ah(func(r *AuthorizeRequest) { r.Amount = -1 }), "amount -0.0001 out of range"},
+		{"hold ttl zero", ah(func(r *AuthorizeRequest) { r.TTL = 0 }), "ttl 0s out of range"},
+		{"hold ttl max", ah(func(r *AuthorizeRequest) { r.TTL = MaxTTL }), ""},
+		{"hold ttl over", ah(func(r *AuthorizeRequest) { r.TTL = MaxTTL + 1 }), "out of range"},
+		{"hold db uuid", ah(func(r *AuthorizeRequest) { r.FirstSight.DBUUID = strings.Repeat("x", MaxShortText+1) }), "db uuid longer"},
+		{"service ok", sv(func(s *Service) {}), ""},
+		{"service zero key", sv(func(s *Service) { s.HasKey = true }), "zero key hash"},
+		{"service trial over", sv(func(s *Service) { s.TrialCredits = MaxCredits + 1 }), "out of range"},
+		{"service unit name", sv(func(s *Service) { s.UnitName += "u" }), "unit name longer"},
+		{"voucher ok", vc(func(v *Voucher) {}), ""},
+		{"voucher zero hash", vc(func(v *Voucher) { v.CodeHash = [32]byte{} }), "zero voucher code hash"},
+		{"voucher zero amount", vc(func(v *Voucher) { v.Amount = 0 }), "voucher amount"},
+		{"voucher redeemed", vc(func(v *Voucher) { v.Entry = 3 }), "a new voucher cannot be redeemed"},
+		{"voucher batch", vc(func(v *Voucher) { v.Batch += "b" }), "batch longer"},
+		{"record ok", CheckRecord(op, strings.Repeat("n", MaxRecordNS), strings.Repeat("k", MaxRecordKey), make([]byte, MaxRecordValue)), ""},
+		{"record ns space", CheckRecord(op, "a b", "k", nil), "invalid record namespace"},
+		{"record ns long", CheckRecord(op, strings.Repeat("n", MaxRecordNS+1), "k", nil), "invalid record namespace"},
+		{"record empty key", CheckRecord(op, "ns", "", nil), "record key must be 1 to 512 bytes"},
+		{"record value", CheckRecord(op, "ns", "k", make([]byte, MaxRecordValue+1)), "record value of"},
+	} {
+		switch {
+		case c.want == "" && c.err != nil:
+			t.Errorf("%s: %v, want accepted", c.name, c.err)
+		case c.want != "" && (!Is(c.err, Invalid) || !strings.Contains(c.err.Error(), c.want)):
+			t.Errorf("%s: %v, want Invalid %q", c.name, c.err, c.want)
+		}
+	}
+}
