@@ -198,3 +198,61 @@ func CheckRecord(op, ns, key string, value []byte) error {
 	}
 	return nil
 }
+
+// Check validates an account update before any store is read: Invalid for
+// an unknown State, a SenderName over MaxShortText bytes, an alert
+// Threshold outside [0, MaxCredits], more than MaxRecipients recipients, an
+// e-mail over MaxShortText or a language over MaxLang bytes.
+func (u AccountUpdate) Check(op string) error {
+	if u.State != nil && !u.State.Valid() {
+		return E(op, Invalid, "invalid account state")
+	}
+	if u.SenderName != nil {
+		if err := CheckText(op, "sender name", *u.SenderName, MaxShortText); err != nil {
+			return err
+		}
+	}
+	if u.Alerts == nil {
+		return nil
+	}
+	if err := CheckAmount(op, u.Alerts.Threshold); err != nil {
+		return err
+	}
+	if len(u.Alerts.Recipients) > MaxRecipients {
+		return Ef(op, Invalid, "more than %d recipients", MaxRecipients)
+	}
+	for _, r := range u.Alerts.Recipients {
+		if err := CheckText(op, "e-mail", r.Email, MaxShortText); err != nil {
+			return err
+		}
+		if err := CheckText(op, "language", r.Lang, MaxLang); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Check validates a capture before any store is read: Invalid for a bad
+// service name or an Amount (when set) outside [0, MaxCredits]. The
+// transaction token's form is the backend's (an unknown one is NotFound).
+func (r CaptureRequest) Check(op string) error {
+	if !ValidServiceName(string(r.Service)) {
+		return E(op, Invalid, "invalid service name")
+	}
+	if r.Amount != nil {
+		return CheckAmount(op, *r.Amount)
+	}
+	return nil
+}
+
+// CheckServiceKey validates a key given to SetServiceKey: Invalid for a bad
+// service name or a zero key hash.
+func CheckServiceKey(op string, name ServiceName, keyHash [32]byte) error {
+	if !ValidServiceName(string(name)) {
+		return E(op, Invalid, "invalid service name")
+	}
+	if keyHash == ([32]byte{}) {
+		return E(op, Invalid, "zero key hash")
+	}
+	return nil
+}

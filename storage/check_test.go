@@ -19,6 +19,10 @@ func TestChecks(t *testing.T) {
 	sv := func(f func(*Service)) error { s := svc; f(&s); return s.Check(op) }
 	vo := Voucher{CodeHash: [32]byte{1}, Service: "sms", Amount: MaxCredits, Batch: strings.Repeat("b", MaxShortText)}
 	vc := func(f func(*Voucher)) error { v := vo; f(&v); return v.Check(op) }
+	bad, long := AccountState("gone"), strings.Repeat("s", MaxShortText+1)
+	many := make([]Recipient, MaxRecipients+1)
+	over := MaxCredits + 1
+	upd := func(u AccountUpdate) error { return u.Check(op) }
 	for _, c := range []struct {
 		name string
 		err  error
@@ -52,6 +56,20 @@ func TestChecks(t *testing.T) {
 		{"voucher zero amount", vc(func(v *Voucher) { v.Amount = 0 }), "voucher amount"},
 		{"voucher redeemed", vc(func(v *Voucher) { v.Entry = 3 }), "a new voucher cannot be redeemed"},
 		{"voucher batch", vc(func(v *Voucher) { v.Batch += "b" }), "batch longer"},
+		{"update empty", upd(AccountUpdate{}), ""},
+		{"update state", upd(AccountUpdate{State: &bad}), "invalid account state"},
+		{"update sender", upd(AccountUpdate{SenderName: &long}), "sender name longer than 256 bytes"},
+		{"update threshold", upd(AccountUpdate{Alerts: &Alerts{Threshold: -1}}), "out of range"},
+		{"update recipients max", upd(AccountUpdate{Alerts: &Alerts{Recipients: many[:MaxRecipients]}}), ""},
+		{"update recipients", upd(AccountUpdate{Alerts: &Alerts{Recipients: many}}), "more than 50 recipients"},
+		{"update e-mail", upd(AccountUpdate{Alerts: &Alerts{Recipients: []Recipient{{Email: long}}}}), "e-mail longer"},
+		{"update lang", upd(AccountUpdate{Alerts: &Alerts{Recipients: []Recipient{{Lang: strings.Repeat("l", MaxLang+1)}}}}), "language longer than 32 bytes"},
+		{"capture nil", CaptureRequest{Service: "sms"}.Check(op), ""},
+		{"capture service", CaptureRequest{Service: "a b"}.Check(op), "invalid service name"},
+		{"capture amount", CaptureRequest{Service: "sms", Amount: &over}.Check(op), "out of range"},
+		{"service key ok", CheckServiceKey(op, "sms", [32]byte{1}), ""},
+		{"service key zero", CheckServiceKey(op, "sms", [32]byte{}), "zero key hash"},
+		{"service key name", CheckServiceKey(op, "", [32]byte{1}), "invalid service name"},
 		{"record ok", CheckRecord(op, strings.Repeat("n", MaxRecordNS), strings.Repeat("k", MaxRecordKey), make([]byte, MaxRecordValue)), ""},
 		{"record ns space", CheckRecord(op, "a b", "k", nil), "invalid record namespace"},
 		{"record ns long", CheckRecord(op, strings.Repeat("n", MaxRecordNS+1), "k", nil), "invalid record namespace"},

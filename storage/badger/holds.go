@@ -201,13 +201,8 @@ func (l *Ledger) Capture(ctx context.Context, r storage.CaptureRequest) (storage
 		return storage.Transaction{}, err
 	}
 	defer l.leave()
-	if !storage.ValidServiceName(string(r.Service)) {
-		return storage.Transaction{}, storage.E(op, storage.Invalid, "invalid service name")
-	}
-	if r.Amount != nil {
-		if err := storage.CheckAmount(op, *r.Amount); err != nil {
-			return storage.Transaction{}, err
-		}
+	if err := r.Check(op); err != nil {
+		return storage.Transaction{}, err
 	}
 	id, t, err := l.lookupTxn(op, r.Service, r.Transaction)
 	if err != nil {

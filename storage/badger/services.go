@@ -127,11 +127,8 @@ func (l *Ledger) SetServiceKey(ctx context.Context, name storage.ServiceName, ke
 		return err
 	}
 	defer l.leave()
-	if !storage.ValidServiceName(string(name)) {
-		return storage.E(op, storage.Invalid, "invalid service name")
-	}
-	if keyHash == ([32]byte{}) {
-		return storage.E(op, storage.Invalid, "zero key hash")
+	if err := storage.CheckServiceKey(op, name, keyHash); err != nil {
+		return err
 	}
 	defer l.services.writing()()
 	return l.write(op, nil, func(tx *wtxn, now time.Time) (error, error) {

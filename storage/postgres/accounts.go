@@ -354,29 +354,8 @@ func (l *Ledger) UpdateAccount(ctx context.Context, svc storage.ServiceName, tok
 	if err := storage.CheckAccount(op, svc, tok); err != nil {
 		return storage.Account{}, err
 	}
-	if u.State != nil && !u.State.Valid() {
-		return storage.Account{}, storage.E(op, storage.Invalid, "invalid account state")
-	}
-	if u.SenderName != nil {
-		if err := storage.CheckText(op, "sender name", *u.SenderName, storage.MaxShortText); err != nil {
-			return storage.Account{}, err
-		}
-	}
-	if u.Alerts != nil {
-		if err := storage.CheckAmount(op, u.Alerts.Threshold); err != nil {
-			return storage.Account{}, err
-		}
-		if len(u.Alerts.Recipients) > storage.MaxRecipients {
-			return storage.Account{}, storage.Ef(op, storage.Invalid, "more than %d recipients", storage.MaxRecipients)
-		}
-		for _, r := range u.Alerts.Recipients {
-			if err := storage.CheckText(op, "e-mail", r.Email, storage.MaxShortText); err != nil {
-				return storage.Account{}, err
-			}
-			if err := storage.CheckText(op, "language", r.Lang, storage.MaxLang); err != nil {
-				return storage.Account{}, err
-			}
-		}
+	if err := u.Check(op); err != nil {
+		return storage.Account{}, err
 	}
 	var out storage.Account
 	err := l.write(ctx, op, func(tx *wtx, now time.Time) (error, error) {

@@ -121,11 +121,8 @@ func (l *Ledger) SetServiceKey(ctx context.Context, name storage.ServiceName, ke
 		return err
 	}
 	defer l.leave()
-	if !storage.ValidServiceName(string(name)) {
-		return storage.E(op, storage.Invalid, "invalid service name")
-	}
-	if keyHash == ([32]byte{}) {
-		return storage.E(op, storage.Invalid, "zero key hash")
+	if err := storage.CheckServiceKey(op, name, keyHash); err != nil {
+		return err
 	}
 	defer l.keys.drop()
 	return l.write(ctx, op, func(tx *wtx, now time.Time) (error, error) {
