@@ -1,6 +1,9 @@
 package storage
 
-import "time"
+import (
+	"errors"
+	"time"
+)
 
 // The checks every backend makes on a request before touching its store:
 // one place, so storage/badger and storage/postgres refuse the same
@@ -254,5 +257,32 @@ func CheckServiceKey(op string, name ServiceName, keyHash [32]byte) error {
 	if keyHash == ([32]byte{}) {
 		return E(op, Invalid, "zero key hash")
 	}
+	return nil
+}
+
+// ApplyEntry appends e to account a in memory, the one rule every backend
+// follows: an entry whose deltas do not balance (DRecharged ≠ DAvailable +
+// DHeld + DCaptured) is refused with a plain error (an Internal fault, not
+// the caller's) and changes nothing; otherwise e gets a's next Seq, its
+// Service and Account, and a time that never goes back within the account
+// (now, or a.UpdatedAt if the clock stepped back), and its deltas are
+// added to a's figures. The backend stores e and a afterwards.
+func ApplyEntry(a *Account, e *Entry, now time.Time) error {
+	if e.DRecharged != e.DAvailable+e.DHeld+e.DCaptured {
+		return errors.New("entry deltas do not balance; change refused")
+	}
+	if now.Before(a.UpdatedAt) {
+		now = a.UpdatedAt
+	}
+	a.Seq++
+	e.Seq = a.Seq
+	e.Time = now
+	e.Service = a.Service
+	e.Account = a.Token
+	a.Recharged += e.DRecharged
+	a.Available += e.DAvailable
+	a.Held += e.DHeld
+	a.Captured += e.DCaptured
+	a.UpdatedAt = now
 	return nil
 }

@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -82,5 +83,27 @@ func TestChecks(t *testing.T) {
 		case c.want != "" && (!Is(c.err, Invalid) || !strings.Contains(c.err.Error(), c.want)):
 			t.Errorf("%s: %v, want Invalid %q", c.name, c.err, c.want)
 		}
+	}
+}
+
+// TestApplyEntry: an unbalanced entry changes nothing; a balanced one takes
+// the next seq and a time that does not go back when the clock does.
+func TestApplyEntry(t *testing.T) {
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	a := Account{Service: "sms", Token: "tok", Seq: 4, Recharged: 10, Available: 10, UpdatedAt: t0}
+	before := a
+	e := Entry{Kind: EntryHold, DAvailable: -3, DHeld: 2}
+	if err := ApplyEntry(&a, &e, t0.Add(time.Second)); err == nil || !reflect.DeepEqual(a, before) || e.Seq != 0 {
+		t.Fatalf("unbalanced: err %v, account %+v, entry %+v", err, a, e)
+	}
+	e = Entry{Kind: EntryHold, DAvailable: -3, DHeld: 3}
+	if err := ApplyEntry(&a, &e, t0.Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if e.Seq != 5 || a.Seq != 5 || !e.Time.Equal(t0) || !a.UpdatedAt.Equal(t0) || e.Service != "sms" || e.Account != "tok" {
+		t.Fatalf("entry %+v, account %+v", e, a)
+	}
+	if a.Available != 7 || a.Held != 3 || a.Recharged != 10 || a.Captured != 0 {
+		t.Fatalf("figures %+v", a)
 	}
 }

@@ -216,22 +216,9 @@ func getEntry(txn *badger.Txn, svc storage.ServiceName, tok storage.AccountToken
 // back within the account (even if the clock does), applies its deltas to
 // a and writes it. The caller writes a afterwards.
 func appendEntry(tx *wtxn, a *storage.Account, e storage.Entry, now time.Time) (storage.Entry, error) {
-	if e.DRecharged != e.DAvailable+e.DHeld+e.DCaptured {
-		return e, errors.New("entry deltas do not balance; change refused")
+	if err := storage.ApplyEntry(a, &e, now); err != nil {
+		return e, err
 	}
-	if now.Before(a.UpdatedAt) {
-		now = a.UpdatedAt
-	}
-	a.Seq++
-	e.Seq = a.Seq
-	e.Time = now
-	e.Service = a.Service
-	e.Account = a.Token
-	a.Recharged += e.DRecharged
-	a.Available += e.DAvailable
-	a.Held += e.DHeld
-	a.Captured += e.DCaptured
-	a.UpdatedAt = now
 	tx.aggEntry(&e)
 	return e, tx.set(entryKey(a.Service, a.Token, e.Seq), encodeEntry(&e))
 }

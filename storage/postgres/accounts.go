@@ -124,22 +124,9 @@ ON CONFLICT (service, token) DO NOTHING`, svc, tok, h[:], a.State, fs.DBUUID, no
 // back within the account, applies its deltas (and the flow figures) to a
 // and inserts it. The caller writes a afterwards (putAccount).
 func appendEntry(ctx context.Context, tx *wtx, a *acct, e storage.Entry, now time.Time) (storage.Entry, error) {
-	if e.DRecharged != e.DAvailable+e.DHeld+e.DCaptured {
-		return e, errors.New("entry deltas do not balance; change refused")
+	if err := storage.ApplyEntry(&a.Account, &e, now); err != nil {
+		return e, err
 	}
-	if now.Before(a.UpdatedAt) {
-		now = a.UpdatedAt
-	}
-	a.Seq++
-	e.Seq = a.Seq
-	e.Time = now
-	e.Service = a.Service
-	e.Account = a.Token
-	a.Recharged += e.DRecharged
-	a.Available += e.DAvailable
-	a.Held += e.DHeld
-	a.Captured += e.DCaptured
-	a.UpdatedAt = now
 	switch e.Kind {
 	case storage.EntryHold:
 		a.authorized += e.DHeld
