@@ -32,6 +32,9 @@ const (
 	// bytes.
 	MaxRecordNS  = 64
 	MaxRecordKey = 512
+	// MaxClaimBytes bounds the keys and values of one AuthorizeClaims call
+	// (in storage/badger a hold and its claims are one journal record).
+	MaxClaimBytes = 4 << 20
 )
 
 // ValidAccountToken reports whether tok is an account token as SplitToken
@@ -161,6 +164,22 @@ func (v Voucher) Check(op string) error {
 		return E(op, Invalid, "a new voucher cannot be redeemed")
 	}
 	return CheckText(op, "batch", v.Batch, MaxShortText)
+}
+
+// CheckVouchers validates a batch given to CreateVouchers, in order:
+// each voucher's Check (Invalid), then Exists for a code hash given twice.
+func CheckVouchers(op string, vs []Voucher) error {
+	seen := make(map[[32]byte]bool, len(vs))
+	for i := range vs {
+		if err := vs[i].Check(op); err != nil {
+			return err
+		}
+		if seen[vs[i].CodeHash] {
+			return E(op, Exists, "a voucher code is given twice")
+		}
+		seen[vs[i].CodeHash] = true
+	}
+	return nil
 }
 
 // ValidRecordNS reports whether ns is a usable record namespace: 1 to

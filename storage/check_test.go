@@ -24,6 +24,9 @@ func TestChecks(t *testing.T) {
 	many := make([]Recipient, MaxRecipients+1)
 	over := MaxCredits + 1
 	upd := func(u AccountUpdate) error { return u.Check(op) }
+	if err := CheckVouchers(op, []Voucher{vo, vo}); !Is(err, Exists) {
+		t.Errorf("a code given twice: %v, want Exists", err)
+	}
 	for _, c := range []struct {
 		name string
 		err  error
@@ -71,6 +74,8 @@ func TestChecks(t *testing.T) {
 		{"service key ok", CheckServiceKey(op, "sms", [32]byte{1}), ""},
 		{"service key zero", CheckServiceKey(op, "sms", [32]byte{}), "zero key hash"},
 		{"service key name", CheckServiceKey(op, "", [32]byte{1}), "invalid service name"},
+		{"vouchers ok", CheckVouchers(op, []Voucher{vo, {CodeHash: [32]byte{2}, Service: "sms", Amount: 1}}), ""},
+		{"vouchers bad second", CheckVouchers(op, []Voucher{vo, {CodeHash: [32]byte{2}, Service: "sms"}}), "voucher amount 0 out of range"},
 		{"record ok", CheckRecord(op, strings.Repeat("n", MaxRecordNS), strings.Repeat("k", MaxRecordKey), make([]byte, MaxRecordValue)), ""},
 		{"record ns space", CheckRecord(op, "a b", "k", nil), "invalid record namespace"},
 		{"record ns long", CheckRecord(op, strings.Repeat("n", MaxRecordNS+1), "k", nil), "invalid record namespace"},

@@ -14,10 +14,6 @@ import (
 	"github.com/iapd/iapd/storage"
 )
 
-// maxClaimBytes bounds the keys and values of one AuthorizeClaims call
-// (storage/badger's bound: the conformance suite runs on both).
-const maxClaimBytes = 4 << 20
-
 // AuthorizeClaims creates the claims that are absent and holds r.Amount
 // plus the Price of every claim it creates, in one transaction: either all
 // of it is committed or none of it. A claim whose (NS, Key) holds a live
@@ -56,8 +52,8 @@ func (l *Ledger) AuthorizeClaims(ctx context.Context, r storage.AuthorizeRequest
 		}
 		size += len(c.Key) + len(c.Value)
 	}
-	if size > maxClaimBytes {
-		return storage.Transaction{}, nil, storage.Ef(op, storage.Invalid, "claims of %d bytes exceed %d", size, maxClaimBytes)
+	if size > storage.MaxClaimBytes {
+		return storage.Transaction{}, nil, storage.Ef(op, storage.Invalid, "claims of %d bytes exceed %d", size, storage.MaxClaimBytes)
 	}
 	cs := newClaimSet(claims)
 

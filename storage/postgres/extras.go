@@ -237,16 +237,8 @@ func (l *Ledger) CreateVouchers(ctx context.Context, vs []storage.Voucher) error
 		return err
 	}
 	defer l.leave()
-	seen := make(map[[32]byte]bool, len(vs))
-	for i := range vs {
-		v := &vs[i]
-		if err := v.Check(op); err != nil {
-			return err
-		}
-		if seen[v.CodeHash] {
-			return storage.E(op, storage.Exists, "a voucher code is given twice")
-		}
-		seen[v.CodeHash] = true
+	if err := storage.CheckVouchers(op, vs); err != nil {
+		return err
 	}
 	if len(vs) == 0 {
 		return nil
