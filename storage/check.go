@@ -305,3 +305,57 @@ func ApplyEntry(a *Account, e *Entry, now time.Time) error {
 	a.UpdatedAt = now
 	return nil
 }
+
+// CaptureEntries is the capture decision on an open hold t of account a,
+// taking *amount (nil: the held amount; checked by CaptureRequest.Check).
+// Up to the held amount: a capture entry and, for the rest, a release
+// entry. Beyond it the capture also draws the excess from Available:
+// Forbidden unless a is registered (the excess is new spending, which
+// Authorize would refuse), InsufficientCredit (Service, Credit = the amount
+// to capture) when Available is short. It returns the entries to append in
+// order and the captured amount; a refusal changes nothing.
+func CaptureEntries(op string, t Transaction, a Account, amount *Credits) ([]Entry, Credits, error) {
+	held, c := t.Amount, t.Amount
+	if amount != nil {
+		c = *amount
+	}
+	capture := Entry{Kind: EntryCapture, Transaction: t.Token, Description: t.Description}
+	if c <= held {
+		capture.DHeld, capture.DCaptured = -c, c
+	} else {
+		extra := c - held
+		switch a.State {
+		case Registered:
+		case Banned:
+			return nil, 0, E(op, Forbidden, "account is banned: a capture may not exceed its hold")
+		default:
+			return nil, 0, E(op, Forbidden, "account is not registered: a capture may not exceed its hold")
+		}
+		if a.Available < extra {
+			return nil, 0, &Error{Op: op, Kind: InsufficientCredit,
+				Msg: "capture exceeds the hold and available credit", Service: t.Service, Credit: c}
+		}
+		capture.DHeld, capture.DAvailable, capture.DCaptured = -held, -extra, c
+	}
+	es := []Entry{capture}
+	if rest := held - c; rest > 0 {
+		es = append(es, Entry{Kind: EntryRelease, DHeld: -rest, DAvailable: rest,
+			Transaction: t.Token, Description: t.Description})
+	}
+	return es, c, nil
+}
+
+// Check validates an account listing's filter: Invalid for a bad Service
+// (when set), After without Service, or an unknown State (when set).
+func (f AccountFilter) Check(op string) error {
+	if f.Service != "" && !ValidServiceName(string(f.Service)) {
+		return E(op, Invalid, "invalid service name")
+	}
+	if f.After != "" && f.Service == "" {
+		return E(op, Invalid, "After needs Service")
+	}
+	if f.State != "" && !f.State.Valid() {
+		return E(op, Invalid, "invalid account state")
+	}
+	return nil
+}

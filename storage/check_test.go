@@ -76,6 +76,10 @@ func TestChecks(t *testing.T) {
 		{"service key name", CheckServiceKey(op, "", [32]byte{1}), "invalid service name"},
 		{"vouchers ok", CheckVouchers(op, []Voucher{vo, {CodeHash: [32]byte{2}, Service: "sms", Amount: 1}}), ""},
 		{"vouchers bad second", CheckVouchers(op, []Voucher{vo, {CodeHash: [32]byte{2}, Service: "sms"}}), "voucher amount 0 out of range"},
+		{"filter ok", AccountFilter{Service: "sms", After: "t", State: Banned}.Check(op), ""},
+		{"filter after", AccountFilter{After: "t"}.Check(op), "After needs Service"},
+		{"filter state", AccountFilter{State: "gone"}.Check(op), "invalid account state"},
+		{"filter service", AccountFilter{Service: "a b"}.Check(op), "invalid service name"},
 		{"record ok", CheckRecord(op, strings.Repeat("n", MaxRecordNS), strings.Repeat("k", MaxRecordKey), make([]byte, MaxRecordValue)), ""},
 		{"record ns space", CheckRecord(op, "a b", "k", nil), "invalid record namespace"},
 		{"record ns long", CheckRecord(op, strings.Repeat("n", MaxRecordNS+1), "k", nil), "invalid record namespace"},
@@ -110,5 +114,56 @@ func TestApplyEntry(t *testing.T) {
 	}
 	if a.Available != 7 || a.Held != 3 || a.Recharged != 10 || a.Captured != 0 {
 		t.Fatalf("figures %+v", a)
+	}
+}
+
+// TestCaptureEntries: a capture up to the hold writes capture (+ release
+// for the rest); beyond it draws Available, refused for an account not
+// registered or short of credit. Every returned entry balances.
+func TestCaptureEntries(t *testing.T) {
+	const op = "capture"
+	h := Transaction{Token: "h1", Service: "sms", Amount: 10, Description: "d"}
+	reg := Account{State: Registered, Available: 5}
+	amt := func(c Credits) *Credits { return &c }
+	for _, c := range []struct {
+		name      string
+		a         Account
+		amount    *Credits
+		kinds     []EntryKind
+		captured  Credits
+		available Credits // sum of DAvailable
+		kind      Kind    // refusal, 0 none
+	}{
+		{"held amount", reg, nil, []EntryKind{EntryCapture}, 10, 0, 0},
+		{"less", reg, amt(4), []EntryKind{EntryCapture, EntryRelease}, 4, 6, 0},
+		{"zero", reg, amt(0), []EntryKind{EntryCapture, EntryRelease}, 0, 10, 0},
+		{"more, credit", reg, amt(15), []EntryKind{EntryCapture}, 15, -5, 0},
+		{"more, short", reg, amt(16), nil, 0, 0, InsufficientCredit},
+		{"more, banned", Account{State: Banned, Available: 100}, amt(11), nil, 0, 0, Forbidden},
+		{"more, unregistered", Account{State: Unregistered, Available: 100}, amt(11), nil, 0, 0, Forbidden},
+		{"less, banned", Account{State: Banned}, amt(3), []EntryKind{EntryCapture, EntryRelease}, 3, 7, 0},
+	} {
+		es, got, err := CaptureEntries(op, h, c.a, c.amount)
+		if c.kind != 0 {
+			if !Is(err, c.kind) || es != nil {
+				t.Errorf("%s: %v %v, want %v", c.name, es, err, c.kind)
+			}
+			continue
+		}
+		if err != nil || got != c.captured || len(es) != len(c.kinds) {
+			t.Errorf("%s: %v %v %v", c.name, es, got, err)
+			continue
+		}
+		var avail, captured Credits
+		for i, e := range es {
+			if e.Kind != c.kinds[i] || e.Transaction != "h1" || e.DRecharged != e.DAvailable+e.DHeld+e.DCaptured {
+				t.Errorf("%s: entry %d %+v", c.name, i, e)
+			}
+			avail += e.DAvailable
+			captured += e.DCaptured
+		}
+		if avail != c.available || captured != c.captured {
+			t.Errorf("%s: available %s captured %s", c.name, avail, captured)
+		}
 	}
 }

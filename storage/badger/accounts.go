@@ -157,14 +157,8 @@ func (l *Ledger) Accounts(ctx context.Context, f storage.AccountFilter) ([]stora
 		return nil, err
 	}
 	defer l.leave()
-	if f.Service != "" && !storage.ValidServiceName(string(f.Service)) {
-		return nil, storage.E(op, storage.Invalid, "invalid service name")
-	}
-	if f.After != "" && f.Service == "" {
-		return nil, storage.E(op, storage.Invalid, "After needs Service")
-	}
-	if f.State != "" && !f.State.Valid() {
-		return nil, storage.E(op, storage.Invalid, "invalid account state")
+	if err := f.Check(op); err != nil {
+		return nil, err
 	}
 	limit := f.Limit
 	if limit <= 0 {

@@ -232,36 +232,12 @@ func (l *Ledger) Capture(ctx context.Context, r storage.CaptureRequest) (storage
 		if !now.Before(t.ExpiresAt) {
 			return storage.E(op, storage.Conflict, "transaction expired"), expireHold(tx, id, &t, &a, now)
 		}
-		held, c := t.Amount, t.Amount
-		if r.Amount != nil {
-			c = *r.Amount
+		es, c, refusal := storage.CaptureEntries(op, t, a.Account, r.Amount)
+		if refusal != nil {
+			return nil, refusal
 		}
-		capture := storage.Entry{Kind: storage.EntryCapture, Transaction: t.Token, Description: t.Description}
-		if c <= held {
-			capture.DHeld, capture.DCaptured = -c, c
-		} else {
-			extra := c - held
-			switch a.State {
-			case storage.Registered:
-			case storage.Banned:
-				return nil, storage.E(op, storage.Forbidden, "account is banned: a capture may not exceed its hold")
-			default:
-				return nil, storage.E(op, storage.Forbidden, "account is not registered: a capture may not exceed its hold")
-			}
-			if a.Available < extra {
-				return nil, &storage.Error{Op: op, Kind: storage.InsufficientCredit,
-					Msg: "capture exceeds the hold and available credit", Service: t.Service, Credit: c}
-			}
-			capture.DHeld, capture.DAvailable, capture.DCaptured = -held, -extra, c
-		}
-		if _, err := appendEntry(tx, &a.Account, capture, now); err != nil {
-			return nil, err
-		}
-		if rest := held - c; rest > 0 {
-			if _, err := appendEntry(tx, &a.Account, storage.Entry{
-				Kind: storage.EntryRelease, DHeld: -rest, DAvailable: rest,
-				Transaction: t.Token, Description: t.Description,
-			}, now); err != nil {
+		for _, e := range es {
+			if _, err := appendEntry(tx, &a.Account, e, now); err != nil {
 				return nil, err
 			}
 		}
