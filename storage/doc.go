@@ -11,7 +11,13 @@
 //
 //	Recharged = Available + Held + Captured
 //
+// The rules a backend applies before and while it writes are here once
+// (check.go): the request checks (RechargeRequest.Check, AuthorizeRequest.Check,
+// CheckRecord, …), ApplyEntry (how an entry changes its account) and
+// CaptureEntries (the capture decision); storage/badger and storage/postgres
+// call them rather than copy them.
+//
 // Package storage imports only the standard library. Backends live in
-// sub-packages (storage/badger); storage/storagetest is the conformance suite
+// sub-packages (storage/badger, storage/postgres); storage/storagetest is the conformance suite
 // each backend's tests run.
 package storage

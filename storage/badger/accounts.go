@@ -22,10 +22,10 @@ func (l *Ledger) Account(ctx context.Context, svc storage.ServiceName, tok stora
 		return storage.Account{}, err
 	}
 	defer l.leave()
-	if err := checkAccount(op, svc, tok); err != nil {
+	if err := storage.CheckAccount(op, svc, tok); err != nil {
 		return storage.Account{}, err
 	}
-	if err := checkText(op, "db uuid", fs.DBUUID, maxShortText); err != nil {
+	if err := storage.CheckText(op, "db uuid", fs.DBUUID, storage.MaxShortText); err != nil {
 		return storage.Account{}, err
 	}
 	a, found := l.cachedAccount(svc, tok)
@@ -71,7 +71,7 @@ func (l *Ledger) LookupAccount(ctx context.Context, svc storage.ServiceName, tok
 		return storage.Account{}, err
 	}
 	defer l.leave()
-	if err := checkAccount(op, svc, tok); err != nil {
+	if err := storage.CheckAccount(op, svc, tok); err != nil {
 		return storage.Account{}, err
 	}
 	if a, ok := l.cachedAccount(svc, tok); ok {
@@ -119,7 +119,7 @@ func (l *Ledger) AccountsByToken(ctx context.Context, tok storage.AccountToken) 
 		return nil, err
 	}
 	defer l.leave()
-	if !validToken(tok) {
+	if !storage.ValidAccountToken(tok) {
 		return nil, storage.E(op, storage.Invalid, "invalid account token")
 	}
 	out := []storage.Account{}
@@ -157,14 +157,8 @@ func (l *Ledger) Accounts(ctx context.Context, f storage.AccountFilter) ([]stora
 		return nil, err
 	}
 	defer l.leave()
-	if f.Service != "" && !storage.ValidServiceName(string(f.Service)) {
-		return nil, storage.E(op, storage.Invalid, "invalid service name")
-	}
-	if f.After != "" && f.Service == "" {
-		return nil, storage.E(op, storage.Invalid, "After needs Service")
-	}
-	if f.State != "" && !f.State.Valid() {
-		return nil, storage.E(op, storage.Invalid, "invalid account state")
+	if err := f.Check(op); err != nil {
+		return nil, err
 	}
 	limit := f.Limit
 	if limit <= 0 {
@@ -220,32 +214,11 @@ func (l *Ledger) UpdateAccount(ctx context.Context, svc storage.ServiceName, tok
 		return storage.Account{}, err
 	}
 	defer l.leave()
-	if err := checkAccount(op, svc, tok); err != nil {
+	if err := storage.CheckAccount(op, svc, tok); err != nil {
 		return storage.Account{}, err
 	}
-	if u.State != nil && !u.State.Valid() {
-		return storage.Account{}, storage.E(op, storage.Invalid, "invalid account state")
-	}
-	if u.SenderName != nil {
-		if err := checkText(op, "sender name", *u.SenderName, maxShortText); err != nil {
-			return storage.Account{}, err
-		}
-	}
-	if u.Alerts != nil {
-		if err := checkAmount(op, u.Alerts.Threshold); err != nil {
-			return storage.Account{}, err
-		}
-		if len(u.Alerts.Recipients) > maxRecipients {
-			return storage.Account{}, storage.Ef(op, storage.Invalid, "more than %d recipients", maxRecipients)
-		}
-		for _, r := range u.Alerts.Recipients {
-			if err := checkText(op, "e-mail", r.Email, maxShortText); err != nil {
-				return storage.Account{}, err
-			}
-			if err := checkText(op, "language", r.Lang, maxLang); err != nil {
-				return storage.Account{}, err
-			}
-		}
+	if err := u.Check(op); err != nil {
+		return storage.Account{}, err
 	}
 	var out storage.Account
 	err := l.write(op, l.stripe(svc, tok), func(tx *wtxn, now time.Time) (error, error) {
@@ -307,28 +280,7 @@ func (l *Ledger) Recharge(ctx context.Context, r storage.RechargeRequest) (stora
 		return storage.Entry{}, err
 	}
 	defer l.leave()
-	if err := checkAccount(op, r.Service, r.Account); err != nil {
-		return storage.Entry{}, err
-	}
-	switch r.Kind {
-	case storage.EntryRecharge:
-		if r.Amount <= 0 || r.Amount > storage.MaxCredits {
-			return storage.Entry{}, storage.Ef(op, storage.Invalid, "recharge amount %s out of range", r.Amount)
-		}
-	case storage.EntryAdjustment:
-		if r.Amount == 0 || r.Amount > storage.MaxCredits || r.Amount < -storage.MaxCredits {
-			return storage.Entry{}, storage.Ef(op, storage.Invalid, "adjustment amount %s out of range", r.Amount)
-		}
-	default:
-		return storage.Entry{}, storage.E(op, storage.Invalid, "kind must be recharge or adjustment")
-	}
-	if r.Ref == trialRef {
-		return storage.Entry{}, storage.E(op, storage.Invalid, `ref "trial" is reserved`)
-	}
-	if err := checkText(op, "ref", r.Ref, maxShortText); err != nil {
-		return storage.Entry{}, err
-	}
-	if err := checkText(op, "description", r.Description, maxText); err != nil {
+	if err := r.Check(op); err != nil {
 		return storage.Entry{}, err
 	}
 	var out storage.Entry
@@ -364,7 +316,7 @@ func (l *Ledger) Recharge(ctx context.Context, r storage.RechargeRequest) (stora
 				return nil, nil
 			}
 		}
-		if a.Recharged+r.Amount > maxTotal {
+		if a.Recharged+r.Amount > storage.MaxTotal {
 			return nil, storage.E(op, storage.Invalid, "account total out of range")
 		}
 		if a.Available+r.Amount < 0 {

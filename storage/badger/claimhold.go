@@ -9,10 +9,6 @@ import (
 	"github.com/iapd/iapd/storage"
 )
 
-// maxClaimBytes bounds the keys and values of one AuthorizeClaims call: a
-// hold and its claims are one journal record.
-const maxClaimBytes = 4 << 20
-
 // AuthorizeClaims creates the claims that are absent and holds r.Amount
 // plus the Price of every claim it creates, in one atomic change made
 // durable by one journal record (the hold operations' path): either all
@@ -32,13 +28,7 @@ func (l *Ledger) AuthorizeClaims(ctx context.Context, r storage.AuthorizeRequest
 		return storage.Transaction{}, nil, err
 	}
 	defer l.leave()
-	if err := checkAccount(op, r.Service, r.Account); err != nil {
-		return storage.Transaction{}, nil, err
-	}
-	if err := checkAmount(op, r.Amount); err != nil {
-		return storage.Transaction{}, nil, err
-	}
-	if err := checkHoldRequest(op, r); err != nil {
+	if err := r.Check(op); err != nil {
 		return storage.Transaction{}, nil, err
 	}
 	size := 0
@@ -48,14 +38,14 @@ func (l *Ledger) AuthorizeClaims(ctx context.Context, r storage.AuthorizeRequest
 		if err := l.checkRecordPut(op, c.NS, c.Key, c.Value, c.Expires); err != nil {
 			return storage.Transaction{}, nil, err
 		}
-		if err := checkAmount(op, c.Price); err != nil {
+		if err := storage.CheckAmount(op, c.Price); err != nil {
 			return storage.Transaction{}, nil, err
 		}
 		size += len(c.Key) + len(c.Value)
 		locks = append(locks, l.recordLockIndex(c.NS, c.Key))
 	}
-	if size > maxClaimBytes {
-		return storage.Transaction{}, nil, storage.Ef(op, storage.Invalid, "claims of %d bytes exceed %d", size, maxClaimBytes)
+	if size > storage.MaxClaimBytes {
+		return storage.Transaction{}, nil, storage.Ef(op, storage.Invalid, "claims of %d bytes exceed %d", size, storage.MaxClaimBytes)
 	}
 	// The claims' record locks (in index order, each once), then the
 	// account's stripe: no other operation holds a record lock while it

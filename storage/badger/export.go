@@ -33,7 +33,7 @@ func (l *Ledger) Export(ctx context.Context, f ExportFilter, fn func(storage.Ent
 	if f.Service != "" && !storage.ValidServiceName(string(f.Service)) {
 		return storage.E(op, storage.Invalid, "invalid service name")
 	}
-	if f.Account != "" && !validToken(f.Account) {
+	if f.Account != "" && !storage.ValidAccountToken(f.Account) {
 		return storage.E(op, storage.Invalid, "invalid account token")
 	}
 	if err := l.drain(); err != nil { // the journaled writes too (overlay.go)

@@ -362,7 +362,7 @@ func (l *Ledger) TokenByHash(ctx context.Context, h [sha1.Size]byte) (storage.Ac
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
 			t := storage.AccountToken(it.Item().Key()[len(prefix):])
-			if validToken(t) {
+			if storage.ValidAccountToken(t) {
 				tok = t
 				return nil
 			}

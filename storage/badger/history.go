@@ -23,7 +23,7 @@ func (l *Ledger) History(ctx context.Context, svc storage.ServiceName, tok stora
 		return nil, err
 	}
 	defer l.leave()
-	if err := checkAccount(op, svc, tok); err != nil {
+	if err := storage.CheckAccount(op, svc, tok); err != nil {
 		return nil, err
 	}
 	limit := q.Limit

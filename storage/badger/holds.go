@@ -30,13 +30,7 @@ func (l *Ledger) Authorize(ctx context.Context, r storage.AuthorizeRequest) (sto
 		return storage.Transaction{}, err
 	}
 	defer l.leave()
-	if err := checkAccount(op, r.Service, r.Account); err != nil {
-		return storage.Transaction{}, err
-	}
-	if err := checkAmount(op, r.Amount); err != nil {
-		return storage.Transaction{}, err
-	}
-	if err := checkHoldRequest(op, r); err != nil {
+	if err := r.Check(op); err != nil {
 		return storage.Transaction{}, err
 	}
 	var out storage.Transaction
@@ -48,18 +42,6 @@ func (l *Ledger) Authorize(ctx context.Context, r storage.AuthorizeRequest) (sto
 		return storage.Transaction{}, err
 	}
 	return out, nil
-}
-
-// checkHoldRequest validates an AuthorizeRequest's ttl and texts (the
-// account and amount are checked by the caller).
-func checkHoldRequest(op string, r storage.AuthorizeRequest) error {
-	if r.TTL <= 0 || r.TTL > maxTTL {
-		return storage.Ef(op, storage.Invalid, "ttl %v out of range", r.TTL)
-	}
-	if err := checkText(op, "description", r.Description, maxText); err != nil {
-		return err
-	}
-	return checkText(op, "db uuid", r.FirstSight.DBUUID, maxShortText)
 }
 
 // authorizeIn makes the hold of r in tx, which holds the account's stripe:
@@ -219,13 +201,8 @@ func (l *Ledger) Capture(ctx context.Context, r storage.CaptureRequest) (storage
 		return storage.Transaction{}, err
 	}
 	defer l.leave()
-	if !storage.ValidServiceName(string(r.Service)) {
-		return storage.Transaction{}, storage.E(op, storage.Invalid, "invalid service name")
-	}
-	if r.Amount != nil {
-		if err := checkAmount(op, *r.Amount); err != nil {
-			return storage.Transaction{}, err
-		}
+	if err := r.Check(op); err != nil {
+		return storage.Transaction{}, err
 	}
 	id, t, err := l.lookupTxn(op, r.Service, r.Transaction)
 	if err != nil {
@@ -255,36 +232,12 @@ func (l *Ledger) Capture(ctx context.Context, r storage.CaptureRequest) (storage
 		if !now.Before(t.ExpiresAt) {
 			return storage.E(op, storage.Conflict, "transaction expired"), expireHold(tx, id, &t, &a, now)
 		}
-		held, c := t.Amount, t.Amount
-		if r.Amount != nil {
-			c = *r.Amount
+		es, c, refusal := storage.CaptureEntries(op, t, a.Account, r.Amount)
+		if refusal != nil {
+			return nil, refusal
 		}
-		capture := storage.Entry{Kind: storage.EntryCapture, Transaction: t.Token, Description: t.Description}
-		if c <= held {
-			capture.DHeld, capture.DCaptured = -c, c
-		} else {
-			extra := c - held
-			switch a.State {
-			case storage.Registered:
-			case storage.Banned:
-				return nil, storage.E(op, storage.Forbidden, "account is banned: a capture may not exceed its hold")
-			default:
-				return nil, storage.E(op, storage.Forbidden, "account is not registered: a capture may not exceed its hold")
-			}
-			if a.Available < extra {
-				return nil, &storage.Error{Op: op, Kind: storage.InsufficientCredit,
-					Msg: "capture exceeds the hold and available credit", Service: t.Service, Credit: c}
-			}
-			capture.DHeld, capture.DAvailable, capture.DCaptured = -held, -extra, c
-		}
-		if _, err := appendEntry(tx, &a.Account, capture, now); err != nil {
-			return nil, err
-		}
-		if rest := held - c; rest > 0 {
-			if _, err := appendEntry(tx, &a.Account, storage.Entry{
-				Kind: storage.EntryRelease, DHeld: -rest, DAvailable: rest,
-				Transaction: t.Token, Description: t.Description,
-			}, now); err != nil {
+		for _, e := range es {
+			if _, err := appendEntry(tx, &a.Account, e, now); err != nil {
 				return nil, err
 			}
 		}

@@ -12,7 +12,7 @@ import (
 // Key layout. Every key starts with one prefix byte naming its table; the
 // parts after it are concatenated raw. A service name never contains 0x00
 // (ValidServiceName) and neither does an account token (printable ASCII,
-// validToken), so 0x00 separates variable-length parts and keeps the
+// ValidAccountToken), so 0x00 separates variable-length parts and keeps the
 // (service, token) order of the key bytes equal to the order of the names.
 //
 //	's' service                                  → service record
@@ -164,21 +164,6 @@ func refKey(svc storage.ServiceName, tok storage.AccountToken, ref string) []byt
 	return append(accountSubPrefix(pRechRef, svc, tok, len(ref)), ref...)
 }
 
-// validToken reports whether tok is an account token as storage.SplitToken
-// produces it: 1 to 64 bytes of printable ASCII other than space, without
-// the '+' that starts a suffix.
-func validToken(tok storage.AccountToken) bool {
-	if len(tok) == 0 || len(tok) > 64 {
-		return false
-	}
-	for i := 0; i < len(tok); i++ {
-		if c := tok[i]; c <= ' ' || c >= 0x7f || c == '+' {
-			return false
-		}
-	}
-	return true
-}
-
 func voucherKey(h [32]byte) []byte {
 	k := make([]byte, 0, 33)
 	k = append(k, pVoucher)
@@ -191,7 +176,7 @@ func alertKey(id uint64) []byte {
 
 // recordPart is namespace 0x00 key, the part of a record's keys after the
 // prefix (and, in the expiry index, after the time). A namespace never
-// holds 0x00 (validRecordNS), so the part splits unambiguously.
+// holds 0x00 (storage.ValidRecordNS), so the part splits unambiguously.
 func recordPart(k []byte, ns, key string) []byte {
 	k = append(k, ns...)
 	k = append(k, 0)
@@ -218,18 +203,4 @@ func parseRecordPart(p []byte) (ns, key string, ok bool) {
 		return "", "", false
 	}
 	return string(p[:i]), string(p[i+1:]), true
-}
-
-// validRecordNS reports whether ns is a usable namespace: 1 to 64 bytes of
-// printable ASCII other than space.
-func validRecordNS(ns string) bool {
-	if len(ns) == 0 || len(ns) > maxRecordNS {
-		return false
-	}
-	for i := 0; i < len(ns); i++ {
-		if c := ns[i]; c <= ' ' || c >= 0x7f {
-			return false
-		}
-	}
-	return true
 }

@@ -21,11 +21,7 @@ import (
 // that concurrent writers of one key do not turn into Badger conflict
 // retries; Badger's conflict detection still guards the rest.
 
-const (
-	maxRecordNS  = 64
-	maxRecordKey = 512
-	recordLocks  = 256
-)
+const recordLocks = 256
 
 // recordLock returns the mutex of (ns, key).
 func (l *Ledger) recordLock(ns, key string) *sync.Mutex {
@@ -42,22 +38,9 @@ func (l *Ledger) recordLockIndex(ns, key string) int {
 	return int(h.Sum64() % recordLocks)
 }
 
-func checkRecordKey(op, ns, key string) error {
-	if !validRecordNS(ns) {
-		return storage.E(op, storage.Invalid, "invalid record namespace")
-	}
-	if len(key) == 0 || len(key) > maxRecordKey {
-		return storage.Ef(op, storage.Invalid, "record key must be 1 to %d bytes", maxRecordKey)
-	}
-	return nil
-}
-
 func (l *Ledger) checkRecordPut(op, ns, key string, value []byte, expires time.Time) error {
-	if err := checkRecordKey(op, ns, key); err != nil {
+	if err := storage.CheckRecord(op, ns, key, value); err != nil {
 		return err
-	}
-	if len(value) > storage.MaxRecordValue {
-		return storage.Ef(op, storage.Invalid, "record value of %d bytes exceeds %d", len(value), storage.MaxRecordValue)
 	}
 	if !expires.IsZero() && !expires.After(l.clock()) {
 		return storage.E(op, storage.Invalid, "record expiry is not in the future")
@@ -183,7 +166,7 @@ func (l *Ledger) GetRecord(ctx context.Context, ns, key string) ([]byte, error) 
 		return nil, err
 	}
 	defer l.leave()
-	if err := checkRecordKey(op, ns, key); err != nil {
+	if err := storage.CheckRecordKey(op, ns, key); err != nil {
 		return nil, err
 	}
 	// As last written, from the overlay or Badger (readLatest), without
@@ -215,7 +198,7 @@ func (l *Ledger) DeleteRecord(ctx context.Context, ns, key string) error {
 		return err
 	}
 	defer l.leave()
-	if err := checkRecordKey(op, ns, key); err != nil {
+	if err := storage.CheckRecordKey(op, ns, key); err != nil {
 		return err
 	}
 	return l.writeRecord(ctx, op, l.recordLock(ns, key), func(tx *wtxn, now time.Time) (error, error) {
@@ -309,7 +292,7 @@ func (l *Ledger) ListRecords(ctx context.Context, ns, after string, max int) ([]
 		return nil, err
 	}
 	defer l.leave()
-	if !validRecordNS(ns) {
+	if !storage.ValidRecordNS(ns) {
 		return nil, storage.E(op, storage.Invalid, "invalid record namespace")
 	}
 	if max <= 0 {

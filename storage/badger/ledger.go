@@ -53,17 +53,7 @@ const (
 const (
 	nStripes           = 1024 // per-account mutexes; a power of two
 	maxConflictRetries = 10
-	maxTTL             = 100 * 365 * 24 * time.Hour
-	maxText            = 4096 // descriptions
-	maxShortText       = 256  // refs, db uuids, sender names, e-mails
-	maxLang            = 32
-	maxRecipients      = 50
 	defaultLimit       = 100
-	// maxTotal bounds Recharged (and so every figure of an account, all of
-	// which are between 0 and Recharged), far from int64 overflow.
-	maxTotal = storage.Credits(1 << 62)
-	// trialRef is the Ref of the trial-credit entry; Recharge refuses it.
-	trialRef = "trial"
 )
 
 // Options configure Open.

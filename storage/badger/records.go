@@ -216,22 +216,9 @@ func getEntry(txn *badger.Txn, svc storage.ServiceName, tok storage.AccountToken
 // back within the account (even if the clock does), applies its deltas to
 // a and writes it. The caller writes a afterwards.
 func appendEntry(tx *wtxn, a *storage.Account, e storage.Entry, now time.Time) (storage.Entry, error) {
-	if e.DRecharged != e.DAvailable+e.DHeld+e.DCaptured {
-		return e, errors.New("entry deltas do not balance; change refused")
+	if err := storage.ApplyEntry(a, &e, now); err != nil {
+		return e, err
 	}
-	if now.Before(a.UpdatedAt) {
-		now = a.UpdatedAt
-	}
-	a.Seq++
-	e.Seq = a.Seq
-	e.Time = now
-	e.Service = a.Service
-	e.Account = a.Token
-	a.Recharged += e.DRecharged
-	a.Available += e.DAvailable
-	a.Held += e.DHeld
-	a.Captured += e.DCaptured
-	a.UpdatedAt = now
 	tx.aggEntry(&e)
 	return e, tx.set(entryKey(a.Service, a.Token, e.Seq), encodeEntry(&e))
 }
@@ -268,13 +255,13 @@ func createAccount(op string, tx *wtxn, svc storage.ServiceName, tok storage.Acc
 			Kind:        storage.EntryRecharge,
 			DRecharged:  s.TrialCredits,
 			DAvailable:  s.TrialCredits,
-			Ref:         trialRef,
+			Ref:         storage.TrialRef,
 			Description: "trial credits",
 		}, now)
 		if err != nil {
 			return a, err
 		}
-		if err := tx.set(refKey(svc, tok, trialRef), encodeSeq(e.Seq)); err != nil {
+		if err := tx.set(refKey(svc, tok, storage.TrialRef), encodeSeq(e.Seq)); err != nil {
 			return a, err
 		}
 	}
@@ -290,30 +277,4 @@ func accountForWrite(op string, tx *wtxn, svc storage.ServiceName, tok storage.A
 	}
 	a, err = createAccount(op, tx, svc, tok, fs, now)
 	return a, err == nil, err
-}
-
-// checkAccount validates the (service, token) of a call.
-func checkAccount(op string, svc storage.ServiceName, tok storage.AccountToken) error {
-	if !storage.ValidServiceName(string(svc)) {
-		return storage.E(op, storage.Invalid, "invalid service name")
-	}
-	if !validToken(tok) {
-		return storage.E(op, storage.Invalid, "invalid account token")
-	}
-	return nil
-}
-
-// checkAmount validates an amount from outside: 0 ≤ c ≤ MaxCredits.
-func checkAmount(op string, c storage.Credits) error {
-	if c < 0 || c > storage.MaxCredits {
-		return storage.Ef(op, storage.Invalid, "amount %s out of range", c)
-	}
-	return nil
-}
-
-func checkText(op, what string, s string, max int) error {
-	if len(s) > max {
-		return storage.Ef(op, storage.Invalid, "%s longer than %d bytes", what, max)
-	}
-	return nil
 }

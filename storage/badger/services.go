@@ -21,19 +21,7 @@ func (l *Ledger) EnsureService(ctx context.Context, s storage.Service) (storage.
 		return storage.Service{}, err
 	}
 	defer l.leave()
-	if !storage.ValidServiceName(string(s.Name)) {
-		return storage.Service{}, storage.E(op, storage.Invalid, "invalid service name")
-	}
-	if err := checkAmount(op, s.TrialCredits); err != nil {
-		return storage.Service{}, err
-	}
-	if s.HasKey && s.KeyHash == ([32]byte{}) {
-		return storage.Service{}, storage.E(op, storage.Invalid, "zero key hash")
-	}
-	if err := checkText(op, "description", s.Description, maxText); err != nil {
-		return storage.Service{}, err
-	}
-	if err := checkText(op, "unit name", s.UnitName, maxShortText); err != nil {
+	if err := s.Check(op); err != nil {
 		return storage.Service{}, err
 	}
 	var out storage.Service
@@ -139,11 +127,8 @@ func (l *Ledger) SetServiceKey(ctx context.Context, name storage.ServiceName, ke
 		return err
 	}
 	defer l.leave()
-	if !storage.ValidServiceName(string(name)) {
-		return storage.E(op, storage.Invalid, "invalid service name")
-	}
-	if keyHash == ([32]byte{}) {
-		return storage.E(op, storage.Invalid, "zero key hash")
+	if err := storage.CheckServiceKey(op, name, keyHash); err != nil {
+		return err
 	}
 	defer l.services.writing()()
 	return l.write(op, nil, func(tx *wtxn, now time.Time) (error, error) {

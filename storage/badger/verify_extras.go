@@ -88,7 +88,7 @@ func (v *verifier) alertsPass() error {
 func (v *verifier) recordsPass() error {
 	return v.each(pRecord, true, func(item *badger.Item) error {
 		ns, key, ok := parseRecordPart(item.Key()[1:])
-		if !ok || !validRecordNS(ns) || len(key) > maxRecordKey {
+		if !ok || !storage.ValidRecordNS(ns) || len(key) > storage.MaxRecordKey {
 			v.errorf(CheckRecord, "", "", "", "malformed bookkeeping record key (%d bytes)", len(item.Key()))
 			return nil
 		}

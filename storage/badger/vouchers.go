@@ -35,25 +35,8 @@ func (l *Ledger) CreateVouchers(ctx context.Context, vs []storage.Voucher) error
 		return err
 	}
 	defer l.leave()
-	seen := make(map[[32]byte]bool, len(vs))
-	for i := range vs {
-		v := &vs[i]
-		switch {
-		case v.CodeHash == [32]byte{}:
-			return storage.E(op, storage.Invalid, "zero voucher code hash")
-		case !storage.ValidServiceName(string(v.Service)):
-			return storage.E(op, storage.Invalid, "invalid service name")
-		case v.Amount <= 0 || v.Amount > storage.MaxCredits:
-			return storage.Ef(op, storage.Invalid, "voucher amount %s out of range", v.Amount)
-		case v.Redeemed() || v.RedeemedBy != "" || v.Entry != 0:
-			return storage.E(op, storage.Invalid, "a new voucher cannot be redeemed")
-		case seen[v.CodeHash]:
-			return storage.E(op, storage.Exists, "a voucher code is given twice")
-		}
-		if err := checkText(op, "batch", v.Batch, maxShortText); err != nil {
-			return err
-		}
-		seen[v.CodeHash] = true
+	if err := storage.CheckVouchers(op, vs); err != nil {
+		return err
 	}
 	if len(vs) == 0 {
 		return nil
@@ -113,7 +96,7 @@ func (l *Ledger) RedeemVoucher(ctx context.Context, codeHash [32]byte, svc stora
 		return storage.Voucher{}, storage.Entry{}, err
 	}
 	defer l.leave()
-	if err := checkAccount(op, svc, tok); err != nil {
+	if err := storage.CheckAccount(op, svc, tok); err != nil {
 		return storage.Voucher{}, storage.Entry{}, err
 	}
 	var v storage.Voucher
@@ -152,7 +135,7 @@ func (l *Ledger) RedeemVoucher(ctx context.Context, codeHash [32]byte, svc stora
 				return nil, storage.E(op, storage.Conflict, "the account has a recharge with this voucher's ref")
 			}
 		}
-		if a.Recharged+v.Amount > maxTotal {
+		if a.Recharged+v.Amount > storage.MaxTotal {
 			return nil, storage.E(op, storage.Invalid, "account total out of range")
 		}
 		out, err = appendEntry(tx, &a.Account, storage.Entry{

@@ -111,7 +111,7 @@ ON CONFLICT (service, token) DO NOTHING`, svc, tok, h[:], a.State, fs.DBUUID, no
 			Kind:        storage.EntryRecharge,
 			DRecharged:  storage.Credits(trial),
 			DAvailable:  storage.Credits(trial),
-			Ref:         trialRef,
+			Ref:         storage.TrialRef,
 			Description: "trial credits",
 		}, now); err != nil {
 			return a, false, err
@@ -124,22 +124,9 @@ ON CONFLICT (service, token) DO NOTHING`, svc, tok, h[:], a.State, fs.DBUUID, no
 // back within the account, applies its deltas (and the flow figures) to a
 // and inserts it. The caller writes a afterwards (putAccount).
 func appendEntry(ctx context.Context, tx *wtx, a *acct, e storage.Entry, now time.Time) (storage.Entry, error) {
-	if e.DRecharged != e.DAvailable+e.DHeld+e.DCaptured {
-		return e, errors.New("entry deltas do not balance; change refused")
+	if err := storage.ApplyEntry(&a.Account, &e, now); err != nil {
+		return e, err
 	}
-	if now.Before(a.UpdatedAt) {
-		now = a.UpdatedAt
-	}
-	a.Seq++
-	e.Seq = a.Seq
-	e.Time = now
-	e.Service = a.Service
-	e.Account = a.Token
-	a.Recharged += e.DRecharged
-	a.Available += e.DAvailable
-	a.Held += e.DHeld
-	a.Captured += e.DCaptured
-	a.UpdatedAt = now
 	switch e.Kind {
 	case storage.EntryHold:
 		a.authorized += e.DHeld
@@ -209,10 +196,10 @@ func (l *Ledger) Account(ctx context.Context, svc storage.ServiceName, tok stora
 		return storage.Account{}, err
 	}
 	defer l.leave()
-	if err := checkAccount(op, svc, tok); err != nil {
+	if err := storage.CheckAccount(op, svc, tok); err != nil {
 		return storage.Account{}, err
 	}
-	if err := checkText(op, "db uuid", fs.DBUUID, maxShortText); err != nil {
+	if err := storage.CheckText(op, "db uuid", fs.DBUUID, storage.MaxShortText); err != nil {
 		return storage.Account{}, err
 	}
 	a, err := scanAcct(l.pool.QueryRow(ctx, "SELECT "+acctCols+" FROM iapd_accounts WHERE service = $1 AND token = $2", svc, tok))
@@ -246,7 +233,7 @@ func (l *Ledger) LookupAccount(ctx context.Context, svc storage.ServiceName, tok
 		return storage.Account{}, err
 	}
 	defer l.leave()
-	if err := checkAccount(op, svc, tok); err != nil {
+	if err := storage.CheckAccount(op, svc, tok); err != nil {
 		return storage.Account{}, err
 	}
 	a, err := scanAcct(l.pool.QueryRow(ctx, "SELECT "+acctCols+" FROM iapd_accounts WHERE service = $1 AND token = $2", svc, tok))
@@ -288,7 +275,7 @@ func (l *Ledger) AccountsByToken(ctx context.Context, tok storage.AccountToken) 
 		return nil, err
 	}
 	defer l.leave()
-	if !validToken(tok) {
+	if !storage.ValidAccountToken(tok) {
 		return nil, storage.E(op, storage.Invalid, "invalid account token")
 	}
 	return l.queryAccounts(ctx, op, "SELECT "+acctCols+" FROM iapd_accounts WHERE token = $1 ORDER BY service", tok)
@@ -323,14 +310,8 @@ func (l *Ledger) Accounts(ctx context.Context, f storage.AccountFilter) ([]stora
 		return nil, err
 	}
 	defer l.leave()
-	if f.Service != "" && !storage.ValidServiceName(string(f.Service)) {
-		return nil, storage.E(op, storage.Invalid, "invalid service name")
-	}
-	if f.After != "" && f.Service == "" {
-		return nil, storage.E(op, storage.Invalid, "After needs Service")
-	}
-	if f.State != "" && !f.State.Valid() {
-		return nil, storage.E(op, storage.Invalid, "invalid account state")
+	if err := f.Check(op); err != nil {
+		return nil, err
 	}
 	limit := f.Limit
 	if limit <= 0 {
@@ -351,32 +332,11 @@ func (l *Ledger) UpdateAccount(ctx context.Context, svc storage.ServiceName, tok
 		return storage.Account{}, err
 	}
 	defer l.leave()
-	if err := checkAccount(op, svc, tok); err != nil {
+	if err := storage.CheckAccount(op, svc, tok); err != nil {
 		return storage.Account{}, err
 	}
-	if u.State != nil && !u.State.Valid() {
-		return storage.Account{}, storage.E(op, storage.Invalid, "invalid account state")
-	}
-	if u.SenderName != nil {
-		if err := checkText(op, "sender name", *u.SenderName, maxShortText); err != nil {
-			return storage.Account{}, err
-		}
-	}
-	if u.Alerts != nil {
-		if err := checkAmount(op, u.Alerts.Threshold); err != nil {
-			return storage.Account{}, err
-		}
-		if len(u.Alerts.Recipients) > maxRecipients {
-			return storage.Account{}, storage.Ef(op, storage.Invalid, "more than %d recipients", maxRecipients)
-		}
-		for _, r := range u.Alerts.Recipients {
-			if err := checkText(op, "e-mail", r.Email, maxShortText); err != nil {
-				return storage.Account{}, err
-			}
-			if err := checkText(op, "language", r.Lang, maxLang); err != nil {
-				return storage.Account{}, err
-			}
-		}
+	if err := u.Check(op); err != nil {
+		return storage.Account{}, err
 	}
 	var out storage.Account
 	err := l.write(ctx, op, func(tx *wtx, now time.Time) (error, error) {
@@ -429,28 +389,7 @@ func (l *Ledger) Recharge(ctx context.Context, r storage.RechargeRequest) (stora
 		return storage.Entry{}, err
 	}
 	defer l.leave()
-	if err := checkAccount(op, r.Service, r.Account); err != nil {
-		return storage.Entry{}, err
-	}
-	switch r.Kind {
-	case storage.EntryRecharge:
-		if r.Amount <= 0 || r.Amount > storage.MaxCredits {
-			return storage.Entry{}, storage.Ef(op, storage.Invalid, "recharge amount %s out of range", r.Amount)
-		}
-	case storage.EntryAdjustment:
-		if r.Amount == 0 || r.Amount > storage.MaxCredits || r.Amount < -storage.MaxCredits {
-			return storage.Entry{}, storage.Ef(op, storage.Invalid, "adjustment amount %s out of range", r.Amount)
-		}
-	default:
-		return storage.Entry{}, storage.E(op, storage.Invalid, "kind must be recharge or adjustment")
-	}
-	if r.Ref == trialRef {
-		return storage.Entry{}, storage.E(op, storage.Invalid, `ref "trial" is reserved`)
-	}
-	if err := checkText(op, "ref", r.Ref, maxShortText); err != nil {
-		return storage.Entry{}, err
-	}
-	if err := checkText(op, "description", r.Description, maxText); err != nil {
+	if err := r.Check(op); err != nil {
 		return storage.Entry{}, err
 	}
 	var out storage.Entry
@@ -475,7 +414,7 @@ func (l *Ledger) Recharge(ctx context.Context, r storage.RechargeRequest) (stora
 				return nil, nil
 			}
 		}
-		if a.Recharged+r.Amount > maxTotal {
+		if a.Recharged+r.Amount > storage.MaxTotal {
 			return nil, storage.E(op, storage.Invalid, "account total out of range")
 		}
 		if a.Available+r.Amount < 0 {
@@ -527,7 +466,7 @@ func (l *Ledger) History(ctx context.Context, svc storage.ServiceName, tok stora
 		return nil, err
 	}
 	defer l.leave()
-	if err := checkAccount(op, svc, tok); err != nil {
+	if err := storage.CheckAccount(op, svc, tok); err != nil {
 		return nil, err
 	}
 	limit := q.Limit
@@ -576,44 +515,4 @@ ORDER BY seq DESC LIMIT $6`, svc, tok, before, since, until, limit)
 		return nil, l.wrap(op, err)
 	}
 	return out, nil
-}
-
-// checkAccount validates the (service, token) of a call.
-func checkAccount(op string, svc storage.ServiceName, tok storage.AccountToken) error {
-	if !storage.ValidServiceName(string(svc)) {
-		return storage.E(op, storage.Invalid, "invalid service name")
-	}
-	if !validToken(tok) {
-		return storage.E(op, storage.Invalid, "invalid account token")
-	}
-	return nil
-}
-
-// validToken: what storage.SplitToken produces (1 to 64 printable ASCII
-// bytes, no space, no '+').
-func validToken(tok storage.AccountToken) bool {
-	if len(tok) == 0 || len(tok) > 64 {
-		return false
-	}
-	for i := 0; i < len(tok); i++ {
-		if c := tok[i]; c <= ' ' || c >= 0x7f || c == '+' {
-			return false
-		}
-	}
-	return true
-}
-
-// checkAmount validates an amount from outside: 0 <= c <= MaxCredits.
-func checkAmount(op string, c storage.Credits) error {
-	if c < 0 || c > storage.MaxCredits {
-		return storage.Ef(op, storage.Invalid, "amount %s out of range", c)
-	}
-	return nil
-}
-
-func checkText(op, what string, s string, max int) error {
-	if len(s) > max {
-		return storage.Ef(op, storage.Invalid, "%s longer than %d bytes", what, max)
-	}
-	return nil
 }

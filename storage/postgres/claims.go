@@ -14,10 +14,6 @@ import (
 	"github.com/iapd/iapd/storage"
 )
 
-// maxClaimBytes bounds the keys and values of one AuthorizeClaims call
-// (storage/badger's bound: the conformance suite runs on both).
-const maxClaimBytes = 4 << 20
-
 // AuthorizeClaims creates the claims that are absent and holds r.Amount
 // plus the Price of every claim it creates, in one transaction: either all
 // of it is committed or none of it. A claim whose (NS, Key) holds a live
@@ -42,19 +38,7 @@ func (l *Ledger) AuthorizeClaims(ctx context.Context, r storage.AuthorizeRequest
 		return storage.Transaction{}, nil, err
 	}
 	defer l.leave()
-	if err := checkAccount(op, r.Service, r.Account); err != nil {
-		return storage.Transaction{}, nil, err
-	}
-	if err := checkAmount(op, r.Amount); err != nil {
-		return storage.Transaction{}, nil, err
-	}
-	if r.TTL <= 0 || r.TTL > maxTTL {
-		return storage.Transaction{}, nil, storage.Ef(op, storage.Invalid, "ttl %v out of range", r.TTL)
-	}
-	if err := checkText(op, "description", r.Description, maxText); err != nil {
-		return storage.Transaction{}, nil, err
-	}
-	if err := checkText(op, "db uuid", r.FirstSight.DBUUID, maxShortText); err != nil {
+	if err := r.Check(op); err != nil {
 		return storage.Transaction{}, nil, err
 	}
 	size := 0
@@ -63,13 +47,13 @@ func (l *Ledger) AuthorizeClaims(ctx context.Context, r storage.AuthorizeRequest
 		if err := l.checkRecordPut(op, c.NS, c.Key, c.Value, c.Expires); err != nil {
 			return storage.Transaction{}, nil, err
 		}
-		if err := checkAmount(op, c.Price); err != nil {
+		if err := storage.CheckAmount(op, c.Price); err != nil {
 			return storage.Transaction{}, nil, err
 		}
 		size += len(c.Key) + len(c.Value)
 	}
-	if size > maxClaimBytes {
-		return storage.Transaction{}, nil, storage.Ef(op, storage.Invalid, "claims of %d bytes exceed %d", size, maxClaimBytes)
+	if size > storage.MaxClaimBytes {
+		return storage.Transaction{}, nil, storage.Ef(op, storage.Invalid, "claims of %d bytes exceed %d", size, storage.MaxClaimBytes)
 	}
 	cs := newClaimSet(claims)
 
@@ -313,10 +297,10 @@ func holdRefusal(op string, a *acct, svc storage.ServiceName, amount storage.Cre
 	return nil
 }
 
-// holdIn queues the hold of r.Amount on the locked account a: the hold's
-// row and its entry (Authorize's writes); the caller writes a.
-func holdIn(ctx context.Context, tx *wtx, a *acct, r storage.AuthorizeRequest, now time.Time) (storage.Transaction, error) {
-	t := storage.Transaction{
+// newHold is the open hold r asks for at now, with a fresh token: what
+// every Authorize path stores.
+func newHold(r storage.AuthorizeRequest, now time.Time) storage.Transaction {
+	return storage.Transaction{
 		Token:       newTxnToken(now),
 		Service:     r.Service,
 		Account:     r.Account,
@@ -326,6 +310,12 @@ func holdIn(ctx context.Context, tx *wtx, a *acct, r storage.AuthorizeRequest, n
 		CreatedAt:   now,
 		ExpiresAt:   micro(now.Add(r.TTL)),
 	}
+}
+
+// holdIn queues the hold of r.Amount on the locked account a: the hold's
+// row and its entry (Authorize's writes); the caller writes a.
+func holdIn(ctx context.Context, tx *wtx, a *acct, r storage.AuthorizeRequest, now time.Time) (storage.Transaction, error) {
+	t := newHold(r, now)
 	tx.queue(nil, `INSERT INTO iapd_transactions (`+txnCols+`)
 VALUES ($1, $2, $3, 'held', $4, 0, $5, $6, $7, NULL)`, t.Token, t.Service, t.Account, t.Amount, t.Description, t.CreatedAt, t.ExpiresAt)
 	if _, err := appendEntry(ctx, tx, a, storage.Entry{

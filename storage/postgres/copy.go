@@ -179,7 +179,7 @@ func (c *Copy) Alert(ctx context.Context, n storage.AlertNotice) error {
 
 // Record writes one live record of namespace ns.
 func (c *Copy) Record(ctx context.Context, ns string, r storage.Record) error {
-	if !validRecordNS(ns) || checkRecordKey("copy records", ns, r.Key) != nil {
+	if !storage.ValidRecordNS(ns) || storage.CheckRecordKey("copy records", ns, r.Key) != nil {
 		return storage.E("copy records", storage.Invalid, "invalid record namespace or key")
 	}
 	return c.add(ctx, "iapd_records", recCopyCols, ns, []byte(r.Key), r.Value, optTime(r.Expires))

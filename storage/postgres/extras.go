@@ -18,39 +18,9 @@ import (
 // Records (storage.Records): one row per (namespace, key); expiry judged
 // on the ledger clock.
 
-const (
-	maxRecordNS  = 64
-	maxRecordKey = 512
-)
-
-func validRecordNS(ns string) bool {
-	if len(ns) == 0 || len(ns) > maxRecordNS {
-		return false
-	}
-	for i := 0; i < len(ns); i++ {
-		if c := ns[i]; c <= ' ' || c >= 0x7f {
-			return false
-		}
-	}
-	return true
-}
-
-func checkRecordKey(op, ns, key string) error {
-	if !validRecordNS(ns) {
-		return storage.E(op, storage.Invalid, "invalid record namespace")
-	}
-	if len(key) == 0 || len(key) > maxRecordKey {
-		return storage.Ef(op, storage.Invalid, "record key must be 1 to %d bytes", maxRecordKey)
-	}
-	return nil
-}
-
 func (l *Ledger) checkRecordPut(op, ns, key string, value []byte, expires time.Time) error {
-	if err := checkRecordKey(op, ns, key); err != nil {
+	if err := storage.CheckRecord(op, ns, key, value); err != nil {
 		return err
-	}
-	if len(value) > storage.MaxRecordValue {
-		return storage.Ef(op, storage.Invalid, "record value of %d bytes exceeds %d", len(value), storage.MaxRecordValue)
 	}
 	if !expires.IsZero() && !micro(expires).After(l.clock()) {
 		return storage.E(op, storage.Invalid, "record expiry is not in the future")
@@ -137,7 +107,7 @@ func (l *Ledger) GetRecord(ctx context.Context, ns, key string) ([]byte, error) 
 		return nil, err
 	}
 	defer l.leave()
-	if err := checkRecordKey(op, ns, key); err != nil {
+	if err := storage.CheckRecordKey(op, ns, key); err != nil {
 		return nil, err
 	}
 	var v []byte
@@ -160,7 +130,7 @@ func (l *Ledger) DeleteRecord(ctx context.Context, ns, key string) error {
 		return err
 	}
 	defer l.leave()
-	if err := checkRecordKey(op, ns, key); err != nil {
+	if err := storage.CheckRecordKey(op, ns, key); err != nil {
 		return err
 	}
 	return l.write(ctx, op, func(tx *wtx, now time.Time) (error, error) {
@@ -201,7 +171,7 @@ func (l *Ledger) ListRecords(ctx context.Context, ns, after string, max int) ([]
 		return nil, err
 	}
 	defer l.leave()
-	if !validRecordNS(ns) {
+	if !storage.ValidRecordNS(ns) {
 		return nil, storage.E(op, storage.Invalid, "invalid record namespace")
 	}
 	if max <= 0 {
@@ -267,25 +237,8 @@ func (l *Ledger) CreateVouchers(ctx context.Context, vs []storage.Voucher) error
 		return err
 	}
 	defer l.leave()
-	seen := make(map[[32]byte]bool, len(vs))
-	for i := range vs {
-		v := &vs[i]
-		switch {
-		case v.CodeHash == [32]byte{}:
-			return storage.E(op, storage.Invalid, "zero voucher code hash")
-		case !storage.ValidServiceName(string(v.Service)):
-			return storage.E(op, storage.Invalid, "invalid service name")
-		case v.Amount <= 0 || v.Amount > storage.MaxCredits:
-			return storage.Ef(op, storage.Invalid, "voucher amount %s out of range", v.Amount)
-		case v.Redeemed() || v.RedeemedBy != "" || v.Entry != 0:
-			return storage.E(op, storage.Invalid, "a new voucher cannot be redeemed")
-		case seen[v.CodeHash]:
-			return storage.E(op, storage.Exists, "a voucher code is given twice")
-		}
-		if err := checkText(op, "batch", v.Batch, maxShortText); err != nil {
-			return err
-		}
-		seen[v.CodeHash] = true
+	if err := storage.CheckVouchers(op, vs); err != nil {
+		return err
 	}
 	if len(vs) == 0 {
 		return nil
@@ -323,7 +276,7 @@ func (l *Ledger) RedeemVoucher(ctx context.Context, codeHash [32]byte, svc stora
 		return storage.Voucher{}, storage.Entry{}, err
 	}
 	defer l.leave()
-	if err := checkAccount(op, svc, tok); err != nil {
+	if err := storage.CheckAccount(op, svc, tok); err != nil {
 		return storage.Voucher{}, storage.Entry{}, err
 	}
 	now = micro(now)
@@ -357,7 +310,7 @@ func (l *Ledger) RedeemVoucher(ctx context.Context, codeHash [32]byte, svc stora
 				return nil, storage.E(op, storage.Conflict, "the account has a recharge with this voucher's ref")
 			}
 		}
-		if a.Recharged+v.Amount > maxTotal {
+		if a.Recharged+v.Amount > storage.MaxTotal {
 			return nil, storage.E(op, storage.Invalid, "account total out of range")
 		}
 		out, err = appendEntry(ctx, tx, &a, storage.Entry{

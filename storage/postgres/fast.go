@@ -42,16 +42,7 @@ SELECT seq FROM a`
 // the full path (also after a failure the full path retries or reports:
 // a serialization failure, a deadlock, a token collision).
 func (l *Ledger) fastAuthorize(ctx context.Context, r storage.AuthorizeRequest, now time.Time) (t storage.Transaction, ok bool, err error) {
-	t = storage.Transaction{
-		Token:       newTxnToken(now),
-		Service:     r.Service,
-		Account:     r.Account,
-		State:       storage.Held,
-		Amount:      r.Amount,
-		Description: r.Description,
-		CreatedAt:   now,
-		ExpiresAt:   micro(now.Add(r.TTL)),
-	}
+	t = newHold(r, now)
 	var seq int64
 	err = l.pool.QueryRow(ctx, fastAuthorizeSQL, r.Service, r.Account, r.Amount, now, t.Token, t.Description, t.ExpiresAt).Scan(&seq)
 	switch {

@@ -60,19 +60,7 @@ func (l *Ledger) Authorize(ctx context.Context, r storage.AuthorizeRequest) (sto
 		return storage.Transaction{}, err
 	}
 	defer l.leave()
-	if err := checkAccount(op, r.Service, r.Account); err != nil {
-		return storage.Transaction{}, err
-	}
-	if err := checkAmount(op, r.Amount); err != nil {
-		return storage.Transaction{}, err
-	}
-	if r.TTL <= 0 || r.TTL > maxTTL {
-		return storage.Transaction{}, storage.Ef(op, storage.Invalid, "ttl %v out of range", r.TTL)
-	}
-	if err := checkText(op, "description", r.Description, maxText); err != nil {
-		return storage.Transaction{}, err
-	}
-	if err := checkText(op, "db uuid", r.FirstSight.DBUUID, maxShortText); err != nil {
+	if err := r.Check(op); err != nil {
 		return storage.Transaction{}, err
 	}
 	if t, ok, err := l.fastAuthorize(ctx, r, l.clock()); err != nil {
@@ -86,41 +74,16 @@ func (l *Ledger) Authorize(ctx context.Context, r storage.AuthorizeRequest) (sto
 		if err != nil {
 			return nil, err
 		}
-		var refusal error
-		switch {
-		case a.State == storage.Banned:
-			refusal = storage.E(op, storage.Forbidden, "account is banned")
-		case a.State != storage.Registered:
-			refusal = storage.E(op, storage.Forbidden, "account is not registered")
-		case a.Available < r.Amount:
-			refusal = &storage.Error{Op: op, Kind: storage.InsufficientCredit,
-				Msg: "not enough credit", Service: r.Service, Credit: r.Amount}
-		}
-		if refusal != nil {
+		if refusal := holdRefusal(op, &a, r.Service, r.Amount); refusal != nil {
 			if !created {
 				return nil, refusal
 			}
 			return refusal, putAccount(ctx, tx, &a, true) // keep the first sight
 		}
-		t := storage.Transaction{
-			Token:       newTxnToken(now),
-			Service:     r.Service,
-			Account:     r.Account,
-			State:       storage.Held,
-			Amount:      r.Amount,
-			Description: r.Description,
-			CreatedAt:   now,
-			ExpiresAt:   micro(now.Add(r.TTL)),
-		}
-		tx.queue(nil, `INSERT INTO iapd_transactions (`+txnCols+`)
-VALUES ($1, $2, $3, 'held', $4, 0, $5, $6, $7, NULL)`, t.Token, t.Service, t.Account, t.Amount, t.Description, t.CreatedAt, t.ExpiresAt)
-		if _, err := appendEntry(ctx, tx, &a, storage.Entry{
-			Kind: storage.EntryHold, DAvailable: -r.Amount, DHeld: r.Amount,
-			Transaction: t.Token, Description: r.Description,
-		}, now); err != nil {
+		t, err := holdIn(ctx, tx, &a, r, now)
+		if err != nil {
 			return nil, err
 		}
-		a.holds++
 		out = t
 		return nil, putAccount(ctx, tx, &a, true)
 	})
@@ -206,13 +169,8 @@ func (l *Ledger) Capture(ctx context.Context, r storage.CaptureRequest) (storage
 		return storage.Transaction{}, err
 	}
 	defer l.leave()
-	if !storage.ValidServiceName(string(r.Service)) {
-		return storage.Transaction{}, storage.E(op, storage.Invalid, "invalid service name")
-	}
-	if r.Amount != nil {
-		if err := checkAmount(op, *r.Amount); err != nil {
-			return storage.Transaction{}, err
-		}
+	if err := r.Check(op); err != nil {
+		return storage.Transaction{}, err
 	}
 	if !validTxnToken(r.Transaction) {
 		return storage.Transaction{}, storage.E(op, storage.NotFound, "no such transaction")
@@ -245,36 +203,12 @@ func (l *Ledger) Capture(ctx context.Context, r storage.CaptureRequest) (storage
 			out = t
 			return storage.E(op, storage.Conflict, "transaction expired"), err
 		}
-		held, c := t.Amount, t.Amount
-		if r.Amount != nil {
-			c = *r.Amount
+		es, c, refusal := storage.CaptureEntries(op, t, a.Account, r.Amount)
+		if refusal != nil {
+			return nil, refusal
 		}
-		capture := storage.Entry{Kind: storage.EntryCapture, Transaction: t.Token, Description: t.Description}
-		if c <= held {
-			capture.DHeld, capture.DCaptured = -c, c
-		} else {
-			extra := c - held
-			switch a.State {
-			case storage.Registered:
-			case storage.Banned:
-				return nil, storage.E(op, storage.Forbidden, "account is banned: a capture may not exceed its hold")
-			default:
-				return nil, storage.E(op, storage.Forbidden, "account is not registered: a capture may not exceed its hold")
-			}
-			if a.Available < extra {
-				return nil, &storage.Error{Op: op, Kind: storage.InsufficientCredit,
-					Msg: "capture exceeds the hold and available credit", Service: t.Service, Credit: c}
-			}
-			capture.DHeld, capture.DAvailable, capture.DCaptured = -held, -extra, c
-		}
-		if _, err := appendEntry(ctx, tx, &a, capture, now); err != nil {
-			return nil, err
-		}
-		if rest := held - c; rest > 0 {
-			if _, err := appendEntry(ctx, tx, &a, storage.Entry{
-				Kind: storage.EntryRelease, DHeld: -rest, DAvailable: rest,
-				Transaction: t.Token, Description: t.Description,
-			}, now); err != nil {
+		for _, e := range es {
+			if _, err := appendEntry(ctx, tx, &a, e, now); err != nil {
 				return nil, err
 			}
 		}

@@ -18,18 +18,9 @@ import (
 	"github.com/iapd/iapd/storage"
 )
 
-// Limits shared with storage/badger (the conformance suite pins them).
+// Limits of this backend (the request limits are storage's: storage/check.go).
 const (
-	maxTTL        = 100 * 365 * 24 * time.Hour
-	maxText       = 4096 // descriptions
-	maxShortText  = 256  // refs, db uuids, sender names, e-mails
-	maxLang       = 32
-	maxRecipients = 50
-	defaultLimit  = 100
-	// maxTotal bounds Recharged, far from int64 overflow.
-	maxTotal = storage.Credits(1 << 62)
-	// trialRef is the Ref of the trial-credit entry; Recharge refuses it.
-	trialRef = "trial"
+	defaultLimit = 100
 	// maxAttempts bounds the tries of one operation on 40001/40P01.
 	maxAttempts = 8
 )
