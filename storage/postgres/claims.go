@@ -328,53 +328,6 @@ VALUES ($1, $2, $3, 'held', $4, 0, $5, $6, $7, NULL)`, t.Token, t.Service, t.Acc
 	return t, nil
 }
 
-// rowsQuery is one query of queries: each is called for every row.
-type rowsQuery struct {
-	sql  string
-	args []any
-	each func(pgx.Rows) error
-}
-
-// queries runs queries of any number of rows in one round trip (with
-// BEGIN and the queued writes before them), in order.
-func (w *wtx) queries(qs []rowsQuery) error {
-	b := &pgx.Batch{}
-	pre := 0
-	if !w.begun {
-		b.Queue("BEGIN")
-		pre++
-	}
-	for _, q := range w.pending {
-		b.Queue(q.sql, q.args...)
-	}
-	for _, q := range qs {
-		b.Queue(q.sql, q.args...)
-	}
-	br, err := w.sendBatch(b, pre)
-	if err != nil {
-		return err
-	}
-	for _, q := range qs {
-		rows, err := br.Query()
-		if err == nil {
-			for rows.Next() {
-				if err = q.each(rows); err != nil {
-					break
-				}
-			}
-			rows.Close()
-			if err == nil {
-				err = rows.Err()
-			}
-		}
-		if err != nil {
-			_ = br.Close()
-			return err
-		}
-	}
-	return br.Close()
-}
-
 // restart rolls back what the transaction did so far and drops the queued
 // writes: the next statement begins a new transaction on the same
 // connection.

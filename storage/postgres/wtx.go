@@ -36,6 +36,30 @@ func (w *wtx) queue(check func(pgconn.CommandTag) error, sql string, args ...any
 	w.pending = append(w.pending, queued{sql: sql, args: args, check: check})
 }
 
+// statement is one SQL statement and its arguments.
+type statement struct {
+	sql  string
+	args []any
+}
+
+// send sends, in one round trip, BEGIN (if not yet sent), the queued
+// writes and then stmts, and reads the results up to stmts'.
+func (w *wtx) send(stmts ...statement) (pgx.BatchResults, error) {
+	b := &pgx.Batch{}
+	pre := 0
+	if !w.begun {
+		b.Queue("BEGIN")
+		pre++
+	}
+	for _, q := range w.pending {
+		b.Queue(q.sql, q.args...)
+	}
+	for _, st := range stmts {
+		b.Queue(st.sql, st.args...)
+	}
+	return w.sendBatch(b, pre)
+}
+
 // sendBatch sends b (its first pre statements BEGIN, then the queued
 // writes, then the caller's) and reads the results up to the caller's.
 func (w *wtx) sendBatch(b *pgx.Batch, pre int) (pgx.BatchResults, error) {
@@ -65,19 +89,11 @@ func (w *wtx) sendBatch(b *pgx.Batch, pre int) (pgx.BatchResults, error) {
 // rows runs queries in one round trip (with BEGIN and the queued writes
 // before them) and hands each one's single row to its scan, in order.
 func (w *wtx) rows(qs []rowQuery) error {
-	b := &pgx.Batch{}
-	pre := 0
-	if !w.begun {
-		b.Queue("BEGIN")
-		pre++
+	stmts := make([]statement, len(qs))
+	for i, q := range qs {
+		stmts[i] = statement{q.sql, q.args}
 	}
-	for _, q := range w.pending {
-		b.Queue(q.sql, q.args...)
-	}
-	for _, q := range qs {
-		b.Queue(q.sql, q.args...)
-	}
-	br, err := w.sendBatch(b, pre)
+	br, err := w.send(stmts...)
 	if err != nil {
 		return err
 	}
@@ -95,6 +111,45 @@ type rowQuery struct {
 	sql  string
 	args []any
 	scan func(pgx.Row) error
+}
+
+// rowsQuery is one query of queries: each is called for every row.
+type rowsQuery struct {
+	sql  string
+	args []any
+	each func(pgx.Rows) error
+}
+
+// queries runs queries of any number of rows in one round trip (with
+// BEGIN and the queued writes before them), in order.
+func (w *wtx) queries(qs []rowsQuery) error {
+	stmts := make([]statement, len(qs))
+	for i, q := range qs {
+		stmts[i] = statement{q.sql, q.args}
+	}
+	br, err := w.send(stmts...)
+	if err != nil {
+		return err
+	}
+	for _, q := range qs {
+		rows, err := br.Query()
+		if err == nil {
+			for rows.Next() {
+				if err = q.each(rows); err != nil {
+					break
+				}
+			}
+			rows.Close()
+			if err == nil {
+				err = rows.Err()
+			}
+		}
+		if err != nil {
+			_ = br.Close()
+			return err
+		}
+	}
+	return br.Close()
 }
 
 // QueryRow returns a row whose Scan runs the query (see rows) and scans
@@ -116,17 +171,7 @@ func (r lazyRow) Scan(dest ...any) error {
 // Exec runs one write now (with the queued ones) and returns its tag.
 func (w *wtx) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
 	var tag pgconn.CommandTag
-	b := &pgx.Batch{}
-	pre := 0
-	if !w.begun {
-		b.Queue("BEGIN")
-		pre++
-	}
-	for _, q := range w.pending {
-		b.Queue(q.sql, q.args...)
-	}
-	b.Queue(sql, args...)
-	br, err := w.sendBatch(b, pre)
+	br, err := w.send(statement{sql, args})
 	if err != nil {
 		return tag, err
 	}
@@ -165,16 +210,7 @@ func (w *wtx) flush() error {
 	if w.begun && len(w.pending) == 0 {
 		return nil
 	}
-	b := &pgx.Batch{}
-	pre := 0
-	if !w.begun {
-		b.Queue("BEGIN")
-		pre++
-	}
-	for _, q := range w.pending {
-		b.Queue(q.sql, q.args...)
-	}
-	br, err := w.sendBatch(b, pre)
+	br, err := w.send()
 	if err != nil {
 		return err
 	}
@@ -184,34 +220,5 @@ func (w *wtx) flush() error {
 // query runs a query of many rows now (see rows), calling each for every
 // row.
 func (w *wtx) query(each func(pgx.Rows) error, sql string, args ...any) error {
-	b := &pgx.Batch{}
-	pre := 0
-	if !w.begun {
-		b.Queue("BEGIN")
-		pre++
-	}
-	for _, q := range w.pending {
-		b.Queue(q.sql, q.args...)
-	}
-	b.Queue(sql, args...)
-	br, err := w.sendBatch(b, pre)
-	if err != nil {
-		return err
-	}
-	rows, err := br.Query()
-	if err == nil {
-		for rows.Next() {
-			if err = each(rows); err != nil {
-				break
-			}
-		}
-		rows.Close()
-		if err == nil {
-			err = rows.Err()
-		}
-	}
-	if cerr := br.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	return w.queries([]rowsQuery{{sql: sql, args: args, each: each}})
 }
