@@ -25,42 +25,11 @@ import (
 // Country is GB (the register is the UK's; RegAddress.Country names the
 // nation: England, Wales, …).
 func readCompaniesHouse(ctx context.Context, path string, sink registers.Sink, opt Options) (Stats, error) {
-	src, err := openSource(path)
-	if err != nil {
-		return Stats{}, err
-	}
-	defer src.Close()
-	e := newEmitter(ctx, sink, opt, src)
-	rc, name, err := src.open(csvMember)
-	if err != nil {
-		return e.st, err
-	}
-	defer rc.Close()
-	t, err := newTable(name, rc, ',', e.badFor(name))
-	if err != nil {
-		return e.st, err
-	}
-	if err := t.require("CompanyName", "CompanyNumber", "RegAddress.PostCode", "CompanyStatus", "IncorporationDate"); err != nil {
-		return e.st, err
-	}
-	for {
-		ok, err := t.next()
-		if err != nil || !ok {
-			e.done()
-			return e.st, err
-		}
-		if err := e.tick(); err != nil {
-			return e.st, err
-		}
-		rec, bad := companiesHouseRecord(t)
-		if bad != "" {
-			t.bad(t.line, errRow(bad))
-			continue
-		}
-		if err := e.put(rec); err != nil {
-			return e.st, err
-		}
-	}
+	return readSingleCSV(ctx, path, sink, opt, []string{"CompanyName", "CompanyNumber", "RegAddress.PostCode", "CompanyStatus", "IncorporationDate"},
+		func(t *table) (registers.Record, bool, string) {
+			rec, bad := companiesHouseRecord(t)
+			return rec, false, bad
+		})
 }
 
 func companiesHouseRecord(t *table) (registers.Record, string) {

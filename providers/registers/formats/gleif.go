@@ -22,47 +22,15 @@ import (
 // whose Registration.RegistrationStatus is DUPLICATE or ANNULLED are
 // skipped.
 func readGLEIF(ctx context.Context, path string, sink registers.Sink, opt Options) (Stats, error) {
-	src, err := openSource(path)
-	if err != nil {
-		return Stats{}, err
-	}
-	defer src.Close()
-	e := newEmitter(ctx, sink, opt, src)
-	rc, name, err := src.open(csvMember)
-	if err != nil {
-		return e.st, err
-	}
-	defer rc.Close()
-	t, err := newTable(name, rc, ',', e.badFor(name))
-	if err != nil {
-		return e.st, err
-	}
-	if err := t.require("LEI", "Entity.LegalName", "Entity.LegalAddress.Country", "Entity.EntityStatus"); err != nil {
-		return e.st, err
-	}
-	for {
-		ok, err := t.next()
-		if err != nil || !ok {
-			e.done()
-			return e.st, err
-		}
-		if err := e.tick(); err != nil {
-			return e.st, err
-		}
-		// An LEI issued twice or in error names no entity of its own.
-		if st := t.get("Registration.RegistrationStatus"); st == "DUPLICATE" || st == "ANNULLED" {
-			e.st.Skipped++
-			continue
-		}
-		rec, bad := gleifRecord(t)
-		if bad != "" {
-			t.bad(t.line, errRow(bad))
-			continue
-		}
-		if err := e.put(rec); err != nil {
-			return e.st, err
-		}
-	}
+	return readSingleCSV(ctx, path, sink, opt, []string{"LEI", "Entity.LegalName", "Entity.LegalAddress.Country", "Entity.EntityStatus"},
+		func(t *table) (registers.Record, bool, string) {
+			// An LEI issued twice or in error names no entity of its own.
+			if st := t.get("Registration.RegistrationStatus"); st == "DUPLICATE" || st == "ANNULLED" {
+				return registers.Record{}, true, ""
+			}
+			rec, bad := gleifRecord(t)
+			return rec, false, bad
+		})
 }
 
 func gleifRecord(t *table) (registers.Record, string) {

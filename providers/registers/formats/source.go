@@ -297,3 +297,51 @@ func (e *emitter) progress() {
 	}
 	e.opt.Progress(min(done, total), total)
 }
+
+// readSingleCSV reads a register published as one CSV (plain, or the
+// first CSV member of a zip) with the required header columns: each row
+// goes through record, which returns the record, or skip (a row
+// deliberately not imported, counted Skipped), or why the row is bad
+// (reported with its line and skipped).
+func readSingleCSV(ctx context.Context, path string, sink registers.Sink, opt Options, required []string,
+	record func(t *table) (rec registers.Record, skip bool, bad string)) (Stats, error) {
+	src, err := openSource(path)
+	if err != nil {
+		return Stats{}, err
+	}
+	defer src.Close()
+	e := newEmitter(ctx, sink, opt, src)
+	rc, name, err := src.open(csvMember)
+	if err != nil {
+		return e.st, err
+	}
+	defer rc.Close()
+	t, err := newTable(name, rc, ',', e.badFor(name))
+	if err != nil {
+		return e.st, err
+	}
+	if err := t.require(required...); err != nil {
+		return e.st, err
+	}
+	for {
+		ok, err := t.next()
+		if err != nil || !ok {
+			e.done()
+			return e.st, err
+		}
+		if err := e.tick(); err != nil {
+			return e.st, err
+		}
+		rec, skip, bad := record(t)
+		switch {
+		case skip:
+			e.st.Skipped++
+		case bad != "":
+			t.bad(t.line, errRow(bad))
+		default:
+			if err := e.put(rec); err != nil {
+				return e.st, err
+			}
+		}
+	}
+}
