@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -17,8 +16,6 @@ import (
 	"github.com/iapd/iapd/providers"
 	"github.com/iapd/iapd/providers/registers"
 	"github.com/iapd/iapd/providers/registers/formats"
-	"github.com/iapd/iapd/rpc/rpctest"
-	"github.com/iapd/iapd/storage"
 )
 
 // jsonlRecords is a registerReader of JSONL files holding one
@@ -224,7 +221,6 @@ func withoutPartnerGID(diffs []string) []string {
 // shape the real Odoo accepted, find what the fixtures ask for (ids are
 // the index's, "kbo:<key>"), and keep the ledger invariant.
 func TestCompanyFixturesFromRegisters(t *testing.T) {
-	routes := companyRoutes()
 	env := map[string]string{"IAPD_ADMIN_TOKEN": testAdminToken}
 	paid := startServer(t, env, "-data", importSample(t))
 	broke := startServer(t, env, "-data", importSample(t))
@@ -232,57 +228,7 @@ func TestCompanyFixturesFromRegisters(t *testing.T) {
 		t.Fatalf("the default configuration does not answer from the registers:\n%s\n%s", paid.stdout.String(), paid.stderr.String())
 	}
 	ids := regexp.MustCompile(`"(clearbit_id|duns)":"`)
-	replayed := 0
-	for _, version := range rpctest.Versions {
-		for _, req := range rpctest.Load(t, version, nil) {
-			path := companyFixturePath(req.Path)
-			rt, ok := routes[path]
-			if !ok {
-				continue
-			}
-			key := version + "/" + req.Name
-			t.Run(key, func(t *testing.T) {
-				params := req.Params(t)
-				token, _ := params["account_token"].(string)
-				disabled := strings.HasSuffix(token, "+disabled")
-				s := paid
-				if req.NoCredit() {
-					s = broke
-				} else if token != "" {
-					companyCredit(t, s, rt.Service, strings.SplitN(token, "+", 2)[0], "1000")
-				}
-				a := companyPost(t, s.public+path, req.Wire(t), req.ID(t))
-				companyCheckAnswer(t, path, params, a, req.NoCredit(), disabled)
-				if want := ids.ReplaceAllString(companyMustFind[key], `"$1":"kbo:`); want != "" && !strings.Contains(string(a.result), want) {
-					t.Errorf("answer lacks %s:\n%s", want, a.raw)
-				}
-				if theirs, ok := req.Response(t); ok && a.result != nil && !disabled && !companyBrokeOdoo[req.Name] {
-					var tenv struct{ Result any }
-					var ours any
-					if json.Unmarshal(theirs, &tenv) == nil && json.Unmarshal(a.result, &ours) == nil && tenv.Result != nil {
-						if diffs := withoutPartnerGID(companyCovers(ours, tenv.Result, "result")); len(diffs) > 0 {
-							sort.Strings(diffs)
-							t.Errorf("answer lacks keys of the one Odoo accepted: %v\n%s", diffs, a.raw)
-						}
-					}
-				}
-				companyLedger(t, s)
-			})
-			replayed++
-		}
-	}
-	if replayed < 60 {
-		t.Fatalf("replayed %d captures; the fixtures hold more", replayed)
-	}
-	charged := map[storage.ServiceName]bool{}
-	for _, a := range companyLedger(t, paid) {
-		if a.Captured > 0 {
-			charged[a.Service] = true
-		}
-	}
-	if !charged[storage.PartnerAutocomplete] || !charged[storage.Reveal] {
-		t.Errorf("charged services %v: want partner_autocomplete and reveal", charged)
-	}
+	replayCompanyFixtures(t, paid, broke, func(s string) string { return ids.ReplaceAllString(s, `"$1":"kbo:`) }, withoutPartnerGID)
 }
 
 // Off a terminal the import writes a plain progress line every
