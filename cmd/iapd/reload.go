@@ -47,7 +47,7 @@ func (r *hupReloads) run(log *slog.Logger) error {
 	var errs []error
 	for _, p := range parts {
 		if err := p.f(); err != nil {
-			log.Error("reload on SIGHUP failed; the previous state is kept", "part", p.name, "err", err)
+			log.Error("reload on SIGHUP failed: the previous one is still served", "part", p.name, "err", err)
 			errs = append(errs, fmt.Errorf("%s: %w", p.name, err))
 		}
 	}
