@@ -117,7 +117,8 @@ func watchdogInterval(getenv func(string) string, pid int) time.Duration {
 }
 
 // sdWatchdog sends WATCHDOG=1 every interval/2 until ctx is done, each
-// time only if probe succeeds within interval/2: a wedged process stops
+// time only if probe succeeds within interval/4 (so two pings are never
+// more than 3/4 interval apart while it answers): a wedged process stops
 // pinging and systemd restarts it. The probe is liveness, not readiness
 // (GET /healthz on the ops listener, opsProbe): a process that is
 // degraded but serving (disk below its reserve, PostgreSQL down) answers
@@ -136,7 +137,7 @@ func sdWatchdog(ctx context.Context, sd sdNotifier, interval time.Duration, prob
 			return
 		case <-t.C:
 		}
-		pctx, cancel := context.WithTimeout(ctx, interval/2)
+		pctx, cancel := context.WithTimeout(ctx, interval/4)
 		err := probe(pctx)
 		cancel()
 		if err != nil {
