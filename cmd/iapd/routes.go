@@ -145,7 +145,7 @@ func offlineWiring(ctx context.Context, cfg Config, log *slog.Logger) (w *wiring
 	if err != nil {
 		return nil, nil, err
 	}
-	wired = &wiring{cfg: cfg, log: log, ledger: ledger, rpc: rpcSrv, reg: prometheus.NewRegistry(), publicURL: publicURL,
+	wired = &wiring{cfg: cfg, reloads: &hupReloads{}, log: log, ledger: ledger, rpc: rpcSrv, reg: prometheus.NewRegistry(), publicURL: publicURL,
 		accounts: ledger, limits: limits}
 	if err := wired.wireAll(); err != nil {
 		return nil, nil, err

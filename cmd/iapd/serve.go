@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -144,7 +145,9 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer, 
 		return listenError("public listener (-listen, listen:)", cfg.Listen, err) // datadir.go
 	}
 	defer pubLn.Close()
-	pubLn, scheme, err := wrapPublicTLS(ctx, cfg, pubLn, log) // tls.go: HTTPS when tls_cert_file is set
+	reloads, hup := &hupReloads{}, listenHUP() // reload.go: what SIGHUP reads again
+	defer signal.Stop(hup)
+	pubLn, scheme, err := wrapPublicTLS(cfg, pubLn, reloads, log) // tls.go: HTTPS when tls_cert_file is set
 	if err != nil {
 		return err
 	}
@@ -231,7 +234,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer, 
 		return fmt.Errorf("rpc: %w", err)
 	}
 	// The services, portal, alerts and proxy plug in here (wiring.go).
-	w := &wiring{cfg: cfg, log: log, ledger: ledger, rpc: rpcSrv, reg: reg, publicURL: publicURL, mtr: mtr, accounts: accounts, limits: limits}
+	w := &wiring{cfg: cfg, log: log, ledger: ledger, rpc: rpcSrv, reg: reg, publicURL: publicURL, mtr: mtr, accounts: accounts, limits: limits, reloads: reloads}
 	defer func() {
 		if cerr := w.close(); cerr != nil && err == nil {
 			err = cerr
@@ -317,6 +320,16 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer, 
 	} else if err := sd.notify("READY=1\nSTATUS=serving"); err != nil {
 		log.Warn("telling systemd iapd is ready", "err", err)
 	}
+	// systemctl reload iapd (SIGHUP) and WatchdogSec= (reload.go).
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		reloadOnHUP(sweepCtx, hup, reloads, sd, monotonicNow, log.With("component", "reload"))
+	}()
+	go func() {
+		defer wg.Done()
+		sdWatchdog(sweepCtx, sd, watchdogInterval(getenv, os.Getpid()), opsProbe(opsLn.Addr()), log.With("component", "watchdog"))
+	}()
 
 	var serveErr error
 	select {

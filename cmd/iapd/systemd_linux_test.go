@@ -107,6 +107,7 @@ func TestSystemdUnit(t *testing.T) {
 	for _, kv := range [][2]string{
 		{"Type", "notify"}, {"NotifyAccess", "main"}, {"User", "iapd"}, {"ProtectSystem", "strict"},
 		{"PrivateUsers", "yes"}, {"CapabilityBoundingSet", ""}, {"AmbientCapabilities", ""}, {"NoNewPrivileges", "yes"},
+		{"ExecReload", "/bin/kill -HUP $MAINPID"}, {"WatchdogSec", "30s"},
 	} {
 		if got := u.last("Service", kv[0]); got != kv[1] {
 			t.Errorf("%s=%q, want %q", kv[0], got, kv[1])
@@ -768,6 +769,104 @@ func TestSystemdSocketActivate443(t *testing.T) {
 	}
 	if uid, eff, bnd := procCaps(t, pid); uid != fmt.Sprint(nobodyUID) || eff != 0 || bnd != 0 {
 		t.Fatalf("iapd runs as uid %s with capabilities eff %#x bnd %#x, want nobody with none", uid, eff, bnd)
+	}
+	stopUnitProc(t, cmd, exited, stderr)
+}
+
+// awaitNotifyPast waits for a notify message holding line, counting the
+// WATCHDOG=1 pings before it and failing on any other message first or
+// after a minute. It returns the message's KEY=VALUE lines.
+func awaitNotifyPast(t *testing.T, msgs <-chan string, line string, stderr *syncBuffer) (m map[string]string, pings int) {
+	t.Helper()
+	timeout := time.After(startupWait)
+	for {
+		select {
+		case raw := <-msgs:
+			lines := strings.Split(raw, "\n")
+			if slices.Contains(lines, line) {
+				m = map[string]string{}
+				for _, l := range lines {
+					k, v, _ := strings.Cut(l, "=")
+					m[k] = v
+				}
+				return m, pings
+			}
+			if raw != "WATCHDOG=1" {
+				t.Fatalf("notify socket: got %q, want %s\n%s", raw, line, stderr.String())
+			}
+			pings++
+		case <-timeout:
+			t.Fatalf("notify socket: no %s\n%s", line, stderr.String())
+		}
+	}
+}
+
+// TestSystemdReloadWatchdog runs the unit's exec line (as nobody when
+// root) with $NOTIFY_SOCKET and $WATCHDOG_USEC=1s, as systemd does with
+// WatchdogSec=: WATCHDOG=1 pings arrive (every 0.5s) once serving, also
+// while /readyz says the disk is below its reserve (degraded but serving:
+// not a reason to be restarted); SIGHUP (systemctl reload) sends
+// RELOADING=1 with MONOTONIC_USEC, then READY=1 with STATUS=serving; with
+// the certificate made unreadable the reload fails, says so in
+// STATUS=reload failed: certificate: …, and the old certificate is still
+// served.
+func TestSystemdReloadWatchdog(t *testing.T) {
+	dir, bin, config, pool := serviceDir(t, "listen: 127.0.0.1:0\nops_listen: 127.0.0.1:0\ndata: DIR/data\n"+
+		"tls_cert_file: DIR/iapd.crt\ntls_key_file: DIR/iapd.key\npublic_url: https://iap.odoo.com\n"+
+		"disk_reserve: 1000TiB\n")
+	argv := unitExec(t, bin, config)
+	if os.Getuid() == 0 {
+		argv = append(asNobody(""), argv...)
+	}
+	notify, msgs := notifySocket(t, "")
+	cmd, exited, public, ops, stderr := startUnitProc(t, argv, []string{"NOTIFY_SOCKET=" + notify, "WATCHDOG_USEC=1000000"}, nil)
+	awaitNotifyPast(t, msgs, "READY=1", stderr)
+	if code, body := get(t, ops+"/readyz", ""); code != 200 || !strings.Contains(string(body), "degraded") {
+		t.Fatalf("/readyz with disk_reserve 1000TiB: %d %s, want degraded", code, body)
+	}
+	// Two pings in a row while degraded.
+	for range 2 {
+		select {
+		case m := <-msgs:
+			if m != "WATCHDOG=1" {
+				t.Fatalf("notify socket: got %q, want WATCHDOG=1\n%s", m, stderr.String())
+			}
+		case <-time.After(startupWait):
+			t.Fatalf("no WATCHDOG=1 while degraded but serving\n%s", stderr.String())
+		}
+	}
+
+	reload := func() map[string]string {
+		t.Helper()
+		if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		m, _ := awaitNotifyPast(t, msgs, "RELOADING=1", stderr)
+		if usec, err := strconv.ParseInt(m["MONOTONIC_USEC"], 10, 64); err != nil || usec <= 0 {
+			t.Fatalf("RELOADING=1 with MONOTONIC_USEC=%q, want a CLOCK_MONOTONIC time in µs", m["MONOTONIC_USEC"])
+		}
+		m, _ = awaitNotifyPast(t, msgs, "READY=1", stderr)
+		return m
+	}
+	if m := reload(); m["STATUS"] != "serving" {
+		t.Fatalf("after a reload: STATUS=%q, want serving", m["STATUS"])
+	}
+
+	crt := filepath.Join(dir, "iapd.crt")
+	if err := os.Chmod(crt, 0); err != nil {
+		t.Fatal(err)
+	}
+	m := reload()
+	if st := m["STATUS"]; !strings.HasPrefix(st, "reload failed: certificate: ") || !strings.Contains(st, "permission denied") {
+		t.Fatalf("after a reload with the certificate unreadable: STATUS=%q", st)
+	}
+	c := httpsClient(pool, func(ctx context.Context, network, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, strings.TrimPrefix(public, "https://"))
+	})
+	checkBalance(t, c)
+	if _, pings := awaitNotifyPast(t, msgs, "WATCHDOG=1", stderr); pings != 0 {
+		t.Fatalf("counted %d pings before a ping", pings)
 	}
 	stopUnitProc(t, cmd, exited, stderr)
 }

@@ -1,16 +1,12 @@
 package main
 
 import (
-	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
-	"os/signal"
 	"sync/atomic"
-	"syscall"
 )
 
 // certReloader holds the public listener's certificate, read from
@@ -40,8 +36,8 @@ func (r *certReloader) getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, e
 
 // wrapPublicTLS returns ln serving TLS and the scheme "https" when
 // tls_cert_file and tls_key_file are set (ln as is and "http" when
-// neither is). The certificate is reloaded on SIGHUP until ctx is done.
-func wrapPublicTLS(ctx context.Context, cfg Config, ln net.Listener, log *slog.Logger) (net.Listener, string, error) {
+// neither is). The certificate is reloaded on SIGHUP (added to reloads).
+func wrapPublicTLS(cfg Config, ln net.Listener, reloads *hupReloads, log *slog.Logger) (net.Listener, string, error) {
 	if cfg.TLSCertFile == "" && cfg.TLSKeyFile == "" {
 		return ln, "http", nil
 	}
@@ -52,35 +48,16 @@ func wrapPublicTLS(ctx context.Context, cfg Config, ln net.Listener, log *slog.L
 	if err := r.reload(); err != nil {
 		return nil, "", fmt.Errorf("config: %w", err)
 	}
-	reloadOnHUP := onSIGHUP(func() {
+	reloads.add("certificate", func() error {
 		if err := r.reload(); err != nil {
-			r.log.Error("reloading the certificate on SIGHUP failed; the previous one is still served", "err", err)
-			return
+			return err // logged by the reload loop; the previous one is still served
 		}
 		r.log.Info("certificate reloaded", "cert", r.certFile)
+		return nil
 	})
-	go reloadOnHUP(ctx)
 	return tls.NewListener(ln, &tls.Config{
 		MinVersion:     tls.VersionTLS12,
 		GetCertificate: r.getCertificate,
 		NextProtos:     []string{"http/1.1"}, // fasthttp speaks HTTP/1.1
 	}), "https", nil
-}
-
-// onSIGHUP listens for SIGHUP from now on and returns the loop that calls
-// f on each one, until ctx is done; then it stops listening.
-func onSIGHUP(f func()) func(ctx context.Context) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	return func(ctx context.Context) {
-		defer signal.Stop(hup)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-				f()
-			}
-		}
-	}
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"sort"
@@ -55,7 +54,7 @@ func wireProxy(w *wiring) error {
 			return fmt.Errorf("upstream.audit_log: %w", err)
 		}
 		w.closers = append(w.closers, audit.Close)
-		w.loops = append(w.loops, func(ctx context.Context) { reopenOnHUP(ctx, w, audit) })
+		w.reloads.add("upstream audit log", audit.Reopen) // reopened after logrotate
 	}
 	up := outbound.NewOutbound(ob.Guard, ucfg.MaxIdleConnsPerHost)
 	w.closers = append(w.closers, func() error { up.CloseIdleConnections(); return nil })
@@ -113,14 +112,4 @@ func newProxy(w *wiring, ucfg proxy.Config, up *outbound.Outbound, audit *proxy.
 		Audit:      audit,
 		Logger:     w.log.With("component", "proxy"),
 	})
-}
-
-// reopenOnHUP reopens the audit log on SIGHUP (after logrotate) until ctx
-// is done.
-func reopenOnHUP(ctx context.Context, w *wiring, audit *proxy.Audit) {
-	onSIGHUP(func() {
-		if err := audit.Reopen(); err != nil {
-			w.log.Error("reopening the upstream audit log", "err", err)
-		}
-	})(ctx)
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -44,6 +45,8 @@ type wiring struct {
 	accounts storage.Ledger
 	// limits are the abuse limits (wire_limits.go).
 	limits *abuseLimits
+	// reloads are what SIGHUP reads again (reload.go).
+	reloads *hupReloads
 
 	// outbound is the HTTP client providers use for vendor APIs; in
 	// air-gapped mode its dialer refuses every address but the
@@ -183,7 +186,7 @@ func wireProviders(w *wiring) error {
 		w.closers = append(w.closers, p.Close)
 		w.report = append(w.report, fmt.Sprintf("provider %s: type %s", n, pc.Type))
 	}
-	w.loops = append(w.loops, func(ctx context.Context) { reloadProvidersOnHUP(ctx, w) })
+	w.reloads.add("providers", w.reloadProviders)
 	return nil
 }
 
@@ -191,24 +194,24 @@ func wireProviders(w *wiring) error {
 // (the company directory's files).
 type reloader interface{ Reload() error }
 
-// reloadProvidersOnHUP reloads, on SIGHUP until ctx is done, every
-// provider that can be: one that fails keeps what it had, and says why.
-// The providers are all built before serving starts: w.providers no
-// longer changes.
-func reloadProvidersOnHUP(ctx context.Context, w *wiring) {
-	onSIGHUP(func() {
-		for name, p := range w.providers {
-			r, ok := p.(reloader)
-			if !ok {
-				continue
-			}
-			if err := r.Reload(); err != nil {
-				w.log.Error("reloading a provider on SIGHUP failed; it keeps its previous data", "provider", name, "err", err)
-			} else {
-				w.log.Info("provider reloaded on SIGHUP", "provider", name)
-			}
+// reloadProviders reloads (on SIGHUP) every provider that can be: one
+// that fails keeps what it had; the failures are returned joined. The
+// providers are all built before serving starts: w.providers no longer
+// changes.
+func (w *wiring) reloadProviders() error {
+	var errs []error
+	for name, p := range w.providers {
+		r, ok := p.(reloader)
+		if !ok {
+			continue
 		}
-	})(ctx)
+		if err := r.Reload(); err != nil {
+			errs = append(errs, fmt.Errorf("provider %s: %w", name, err))
+		} else {
+			w.log.Info("provider reloaded on SIGHUP", "provider", name)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // logReport writes the start-up report as a few structured lines, one per
