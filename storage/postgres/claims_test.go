@@ -216,18 +216,7 @@ func TestClaimsFirstSightRefused(t *testing.T) {
 // claims are created or all found.
 func TestClaimsRoundTrips(t *testing.T) {
 	ctx := context.Background()
-	cfg, err := pgxpool.ParseConfig(pgtest.Schema(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.MaxConns = 1 // one connection: its statement cache is warm after the first round
-	trips := &tripCounter{}
-	cfg.ConnConfig.Tracer = trips
-	l, err := open(ctx, cfg, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	l, trips := countedLedger(t)
 	if _, err := l.EnsureService(ctx, storage.Service{Name: "sms", AutoRegister: true, TrialCredits: storage.Scale}); err != nil {
 		t.Fatal(err)
 	}

@@ -30,23 +30,32 @@ func (c *tripCounter) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.Tr
 func (c *tripCounter) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
 func (c *tripCounter) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData)     {}
 
+// countedLedger opens a ledger on a new schema with one connection (its
+// statement cache warm after the first round) whose round trips trips
+// counts; it is closed when the test ends.
+func countedLedger(t *testing.T) (*Ledger, *tripCounter) {
+	t.Helper()
+	cfg, err := pgxpool.ParseConfig(pgtest.Schema(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.MaxConns = 1
+	trips := &tripCounter{}
+	cfg.ConnConfig.Tracer = trips
+	l, err := open(context.Background(), cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.Close() })
+	return l, trips
+}
+
 // TestRoundTrips pins the round trips of the hot operations
 // (docs/postgres.md): authorize, capture and cancel 1 each (fast.go), a key lookup
 // 1 then 0 while cached.
 func TestRoundTrips(t *testing.T) {
 	ctx := context.Background()
-	cfg, err := pgxpool.ParseConfig(pgtest.Schema(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.MaxConns = 1 // one connection: its statement cache is warm after the first round
-	trips := &tripCounter{}
-	cfg.ConnConfig.Tracer = trips
-	l, err := open(ctx, cfg, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	l, trips := countedLedger(t)
 	if _, err := l.EnsureService(ctx, storage.Service{Name: "sms", AutoRegister: true}); err != nil {
 		t.Fatal(err)
 	}
