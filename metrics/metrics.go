@@ -49,6 +49,7 @@ var RefusalReasons = []string{
 	"trial_no_database", "trial_database", "trial_address", "trial_total", // rpc/admit
 	"alert_recipients", "alert_email_account", "alert_email_recipient", // rpc, rpc/limit
 	"portal_failed_lookups", "portal_failed_lookups_total", // rpc/portal
+	"payment_calls", // rpc/portal: provider calls from the pages over their bound
 }
 
 // Config describes the build for iap_build_info.

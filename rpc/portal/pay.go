@@ -12,12 +12,14 @@ import (
 	"errors"
 	"net/url"
 	"strconv"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
 
 	"github.com/iapd/iapd/providers/payments"
 	"github.com/iapd/iapd/rpc"
+	"github.com/iapd/iapd/rpc/limit"
 	"github.com/iapd/iapd/storage"
 )
 
@@ -88,6 +90,25 @@ type payState struct {
 	seal     cipher.AEAD
 	outcomes *prometheus.CounterVec
 	sold     *prometheus.CounterVec
+	// calls bounds the provider calls the portal's pages make (a Buy
+	// creates a session, a return reads one), per account and in all
+	// (key ""): anyone may invent an account and click, and each call
+	// spends the operator's quota at the provider and up to 30 s of a
+	// request.
+	calls *limit.Table
+	total *limit.Table
+}
+
+// Provider calls from the pages: per account, and all accounts together.
+var (
+	payCallsPerAccount = limit.Rate{Burst: 10, Per: time.Hour}
+	payCallsTotal      = limit.Rate{Burst: 20, Per: time.Second}
+)
+
+// allowCall reports whether the page may call the provider for the
+// account now: both buckets had a token (the account's is taken first).
+func (ps *payState) allowCall(svc storage.ServiceName, tok storage.AccountToken, now time.Time) bool {
+	return ps.calls.Allow(string(svc)+"\x00"+string(tok), now) && ps.total.Allow("", now)
 }
 
 func newPayState(prov Payments, secret []byte, reg prometheus.Registerer) (*payState, error) {
@@ -102,6 +123,7 @@ func newPayState(prov Payments, secret []byte, reg prometheus.Registerer) (*payS
 		return nil, err
 	}
 	ps := &payState{prov: prov, seal: aead,
+		calls: limit.NewTable(4096, payCallsPerAccount), total: limit.NewTable(1, payCallsTotal),
 		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "iap_payments_total", Help: paymentsMetricHelp}, []string{"provider", "outcome"}),
 		sold:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "iap_credits_sold_total", Help: creditsSoldHelp}, []string{"service"}),
 	}
@@ -202,6 +224,11 @@ func (r *request) buy() {
 		return
 	}
 	pk := packs[id-1]
+	if !ps.allowCall(a.Service, a.Token, r.now) {
+		r.p.refusals.Refuse("payment_calls", "portal: payment refused: too many payment pages asked", "service", a.Service, "client", limit.KeyString(r.client))
+		back("payment-failed")
+		return
+	}
 	ref, err := ps.reference(a.Service, a.Token)
 	if err != nil {
 		back("unavailable")
@@ -245,6 +272,11 @@ func (r *request) payMessage(a storage.Account, d *creditData) {
 	}
 	if _, ok := r.findRef(a, ps.creditRef(id)); ok {
 		d.show("paid")
+		return
+	}
+	if !ps.allowCall(a.Service, a.Token, r.now) { // the webhook credits it meanwhile
+		r.p.refusals.Refuse("payment_calls", "portal: payment lookup refused: too many asked", "service", a.Service, "client", limit.KeyString(r.client))
+		d.show("payment-pending")
 		return
 	}
 	ctx, cancel := payContext()

@@ -604,3 +604,29 @@ func TestPaymentTextsInTheCustomersLanguage(t *testing.T) {
 		t.Fatalf("French return page:\n%s", page)
 	}
 }
+
+// Anyone may invent an account and click Buy: the provider calls the
+// pages make are bounded per account (payCallsPerAccount), so a loop of
+// Buys spends neither the operator's quota at the provider nor its
+// requests' time; another account still buys.
+func TestBuyBoundedPerAccount(t *testing.T) {
+	e := newPayEnv(t)
+	for range payCallsPerAccount.Burst {
+		e.buy(tokA, 1)
+	}
+	m := buyRE.FindStringSubmatch(func() string { _, p := e.get(hashedLink("sms", tokA)); return p }())
+	st, h, _ := e.do("GET", strings.ReplaceAll(m[2], "&amp;", "&"), nil, nil)
+	if st != http.StatusSeeOther || msgOf(t, h) != "payment-failed" || e.fake.Creates() != payCallsPerAccount.Burst {
+		t.Fatalf("Buy over the bound: %d %s, %d sessions", st, h.Get("Location"), e.fake.Creates())
+	}
+	// A return page of a paid session the account has exhausted its
+	// calls for reads nothing at the provider: "pending" until the
+	// webhook credits it.
+	if _, page := e.get(hashedLink("sms", tokA) + "&paid=cs_test_unknown"); message(t, page) != msgText(t, "payment-pending") {
+		t.Fatalf("return page over the bound: %q", message(t, page))
+	}
+	e.account(storage.SMS, tokB, "5")
+	if s := e.buy(tokB, 1); s.ID == "" || e.fake.Creates() != payCallsPerAccount.Burst+1 {
+		t.Fatalf("another account's Buy: %+v, %d sessions", s, e.fake.Creates())
+	}
+}
